@@ -1,0 +1,55 @@
+"""Shared fixtures: every behaviour test runs on every loop backend."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import backstage  # noqa: E402
+
+
+def _backend_params():
+    params = [pytest.param("selectors", id="selectors")]
+    for name in ("asyncio", "uvloop"):
+        module = backstage.BACKENDS[name].partition(":")[0]
+        marks = []
+        if importlib.util.find_spec(module.split(".")[0]) is None or \
+                importlib.util.find_spec(module) is None:
+            marks.append(pytest.mark.skip(reason=f"{module} is not in this tree yet"))
+        elif name == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            marks.append(pytest.mark.skip(reason="uvloop is not installed here"))
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
+
+
+@pytest.fixture(params=_backend_params())
+def backend(request):
+    """The name of a loop backend; each behaviour test runs once per backend."""
+    return request.param
+
+
+@pytest.fixture
+def engine(backend):
+    """A fresh engine on the backend under test, closed afterwards."""
+    eng = backstage.Engine(backend=backend)
+    yield eng
+    eng.close()
+
+
+class Recorder:
+    """An actor that keeps every envelope it receives."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.envelopes = []
+
+    def receive(self, envelope):
+        self.envelopes.append(envelope)
+
+    @property
+    def messages(self):
+        return [e.message for e in self.envelopes]

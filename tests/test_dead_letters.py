@@ -1,0 +1,73 @@
+"""Dead letters: nothing is lost silently."""
+
+import logging
+
+from conftest import Recorder
+
+from backstage import DeadLetter, Engine, MessageType
+
+
+def test_a_send_to_an_unknown_actor_is_a_dead_letter_not_an_exception(engine):
+    engine.send("nobody", "hello?")
+
+    [dead] = engine.dead_letters
+    assert isinstance(dead, DeadLetter)
+    assert dead.target_id == "nobody"
+    assert dead.envelope.message == "hello?"
+    assert dead.envelope.message_type is MessageType.SEND
+    assert dead.reason == "no such actor"
+    assert engine.dead_letter_count == 1
+
+
+def test_a_send_to_a_stopped_actor_is_a_dead_letter(engine):
+    rec = engine.spawn_actor(Recorder, id="rec")
+    engine.poison_pill("rec")
+    engine.run()
+
+    rec.ctx.send("rec", "after the end")
+
+    assert engine.dead_letters[-1].envelope.message == "after the end"
+    assert engine.dead_letters[-1].envelope.sender_id == "rec"
+
+
+def test_messages_left_in_an_inbox_when_the_actor_stops_are_dead_letters(engine):
+    class Parent:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            ctx.spawn_child_actor(Recorder, id="child")
+
+        def receive(self, envelope):
+            self.ctx.send("child", "one")
+            self.ctx.send("child", "two")
+            self.ctx.shutdown()
+
+    engine.spawn_actor(Parent, id="parent")
+    engine.send("parent", "go")
+    engine.poison_pill("parent")
+    engine.run()
+
+    reasons = {d.envelope.message: d.reason for d in engine.dead_letters}
+    assert set(reasons) == {"one", "two"}
+    assert "parent 'parent' stopped" in reasons["one"]
+
+
+def test_dead_letters_keep_the_most_recent_and_count_them_all(backend):
+    engine = Engine(backend=backend, dead_letters_kept=10)
+
+    for i in range(25):
+        engine.send("nobody", i)
+
+    assert [d.envelope.message for d in engine.dead_letters] == list(range(15, 25))
+    assert engine.dead_letter_count == 25
+    engine.close()
+
+
+def test_dead_letters_are_logged_at_most_once_per_target_per_second(engine, caplog):
+    caplog.set_level(logging.INFO, logger="backstage")
+
+    for i in range(100):
+        engine.send("a", i)
+        engine.send("b", i)
+
+    lines = [r for r in caplog.records if "dead letter" in r.getMessage()]
+    assert len(lines) == 2
