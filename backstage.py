@@ -57,8 +57,9 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "Engine", "Context", "Envelope", "MessageType", "DeadLetter", "Timer",
-    "Loop", "Handle", "SelectorLoop", "BackstageError", "EngineClosed",
-    "ActorNotFound",
+    "Terminated", "Directive", "SupervisorStrategy", "OneForOne", "AllForOne",
+    "RestForOne", "Loop", "Handle", "SelectorLoop", "BackstageError",
+    "EngineClosed", "ActorNotFound", "InboxFull", "AskFuture",
 ]
 
 __version__ = "0.1.0"
@@ -72,12 +73,17 @@ log = logging.getLogger("backstage")
 ###############################################################################
 
 class MessageType(enum.Enum):
-    """What an envelope carries.  Only SEND and PUBLISH reach ``receive``."""
+    """What an envelope carries.
+
+    SEND, PUBLISH and TERMINATED reach ``receive``; the others are the
+    engine's own commands.
+    """
     SEND = "send"
     PUBLISH = "publish"
     SUBSCRIBE = "subscribe"
     UNSUBSCRIBE = "unsubscribe"
     POISON_PILL = "poison_pill"
+    TERMINATED = "terminated"
 
 
 class Envelope:
@@ -90,7 +96,8 @@ class Envelope:
     # four stores, 3.5 M/s against 2.6 M/s for a call to an __init__ (and
     # 1.5 M/s when a whole envelope is built at send time and queued), measured
     # on CPython 3.11 for 1,000,000 deliveries.
-    __slots__ = ("sender_id", "message_type", "message", "topic")
+    # _reply is set only on asked messages; the hot path never touches it.
+    __slots__ = ("sender_id", "message_type", "message", "topic", "_reply")
 
     sender_id: str | None
     message_type: MessageType
@@ -103,6 +110,20 @@ class Envelope:
         self.message_type = message_type
         self.message = message
         self.topic = topic
+
+    def reply(self, value: Any) -> None:
+        """Answer an asked message: the asker's future gets ``value``.
+
+        Any thread.  A reply that comes after the ask timed out (or a second
+        reply) is a dead letter.
+        """
+        reply = getattr(self, "_reply", None)
+        if reply is None:
+            raise RuntimeError(
+                "this message was sent, not asked, so there is nobody to reply to: "
+                "ask with engine.ask(id, message) or ctx.ask(id, message), or answer "
+                "with ctx.send(envelope.sender_id, ...)")
+        reply.settle(value, None)
 
     def __repr__(self) -> str:
         topic = f", topic={self.topic!r}" if self.topic is not None else ""
@@ -118,6 +139,12 @@ class DeadLetter(NamedTuple):
     time: float
 
 
+class Terminated(NamedTuple):
+    """The message a monitor receives when the actor it watches stops."""
+    actor_id: str
+    reason: str
+
+
 class BackstageError(Exception):
     """Base class of the errors this module raises."""
 
@@ -130,11 +157,17 @@ class ActorNotFound(BackstageError, LookupError):
     """No actor is registered under that id."""
 
 
-# Where the user's sends are counted before they reach an inbox.  A queued
-# message is the tuple (sender_id, message, kind): kind None is a direct send,
-# a str is the topic of a publication, _SYSTEM marks an engine command.  A
-# small tuple costs far less than a queued object with a __dict__ (see Envelope).
+class InboxFull(BackstageError):
+    """The target's inbox is full and its overflow policy refuses to wait."""
+
+
+# A queued message is the tuple (sender_id, message, kind).  kind is None for
+# a direct send, a str (the topic) for a publication, _TERMINATED for a death
+# watch notice, a _Reply for an asked message, and _SYSTEM for an engine
+# command.  A small tuple queued costs far less than a queued object the
+# cyclic GC must scan (see Envelope).
 _SYSTEM = object()
+_TERMINATED = MessageType.TERMINATED
 _POISON_PILL = MessageType.POISON_PILL
 
 _SEND = MessageType.SEND
@@ -147,6 +180,7 @@ _CLOSED = "the engine is closed; make a new Engine to go on"
 
 DEFAULT_CAPACITY = 1024
 DEFAULT_TOPIC = "default"
+DEAD_LETTER_TOPIC = "dead_letters"
 DEAD_LETTERS_KEPT = 1000
 
 # At most this many messages of one actor per turn, then the next ready actor
@@ -465,6 +499,9 @@ def make_loop(backend: str | Loop) -> Loop:
 ###############################################################################
 
 _RUNNING, _STOPPING, _STOPPED = "running", "stopping", "stopped"
+# Context._scheduled while the actor waits for room in a full "block" inbox:
+# truthy, so nothing schedules it, and told apart from a queued actor.
+_PARKED = "parked"
 
 
 class Context:
@@ -491,7 +528,12 @@ class Context:
         "_subscribers",  # {topic: {subscriber id: Context}}, or None
         "_subscriptions",  # set of (publisher id, topic) this actor follows, or None
         "_timers",      # set of live Timers, or None
-        "_watches",     # {fd: (fileobj, reader?, writer?)}, or None
+        "_watches",     # {fileobj: [reading?, writing?]}, or None
+        "_monitors",    # {watcher id: watcher Context} told when this one stops, or None
+        "_waiting",     # deque of (item, sender Context, Future) waiting for room, or None
+        "_waiting_on",  # {target Context: messages of ours waiting there}, or None
+        "_restarts",    # deque of recent restart times, for the restart intensity
+        "_items",       # iterator over the batch of its current (or last) turn
         "_count",       # messages handled so far
         "_last",        # loop time of the last turn with messages
         "__weakref__",
@@ -513,6 +555,11 @@ class Context:
         self._subscriptions = None
         self._timers = None
         self._watches = None
+        self._monitors = None
+        self._waiting = None
+        self._waiting_on = None
+        self._restarts = None
+        self._items = None
         self._count = 0
         self._last = 0.0
 
@@ -539,9 +586,15 @@ class Context:
     @property
     def capacity(self) -> int:
         """Inbox capacity; under the default policy it doubles when exceeded."""
-        while self._capacity < self.inbox_len:
+        while self._capacity < self.inbox_len and self._inbox.__class__ is list:
             self._capacity *= 2
         return self._capacity
+
+    @property
+    def overflow(self) -> str:
+        """The inbox's overflow policy: "grow", "block", "drop" or "fail"."""
+        inbox = self._inbox
+        return inbox._policy if isinstance(inbox, _BoundedInbox) else "grow"
 
     @property
     def messages_handled(self) -> int:
@@ -583,18 +636,53 @@ class Context:
 
     # -- actors --------------------------------------------------------------
 
-    def spawn_actor(self, actor_class: type, id: str, capacity: int = DEFAULT_CAPACITY) -> Any:
+    def spawn_actor(self, actor_class: type, id: str, capacity: int = DEFAULT_CAPACITY,
+                    overflow: str = "grow") -> Any:
         """Spawn a top-level actor (no parent); see ``Engine.spawn_actor``."""
-        return self.engine.spawn_actor(actor_class, id=id, capacity=capacity)
+        return self.engine._spawn(actor_class, id, capacity, overflow, None)
 
     def spawn_child_actor(self, actor_class: type, id: str,
-                          capacity: int = DEFAULT_CAPACITY) -> Any:
-        """Spawn an actor that stops when this one stops."""
-        return self.engine._spawn(actor_class, id, capacity, self)
+                          capacity: int = DEFAULT_CAPACITY, overflow: str = "grow") -> Any:
+        """Spawn an actor that this one supervises, and that stops when this one stops."""
+        return self.engine._spawn(actor_class, id, capacity, overflow, self)
 
     def shutdown(self) -> None:
         """Stop this actor once the messages already in its inbox are handled."""
         self.engine.poison_pill(self.actor_id)
+
+    def monitor(self, target_id: str) -> None:
+        """Be told when ``target_id`` stops, for any reason.
+
+        This actor then receives an envelope with ``message_type`` TERMINATED
+        and a ``Terminated(actor_id, reason)`` message; at once if there is no
+        such actor.
+        """
+        if type(target_id) is not str:
+            raise TypeError(f"monitor() needs a str actor id, not {target_id!r}")
+        self.engine._call_on_loop(self.engine._monitor_here, self, target_id)
+
+    def demonitor(self, target_id: str) -> None:
+        """Stop watching ``target_id``; harmless if not watching."""
+        self.engine._call_on_loop(self.engine._demonitor_here, self, target_id)
+
+    def subscribe_to_dead_letters(self) -> None:
+        """Receive every dead letter: a PUBLISH envelope on topic "dead_letters"
+        whose message is the ``DeadLetter`` record."""
+        self.engine._call_on_loop(self.engine._dead_letter_subscribers.__setitem__,
+                                  self.actor_id, self)
+
+    def unsubscribe_from_dead_letters(self) -> None:
+        self.engine._call_on_loop(self.engine._dead_letter_subscribers.pop,
+                                  self.actor_id, None)
+
+    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture:
+        """Send ``message`` to ``target_id`` and return a future for its reply.
+
+        The target answers with ``envelope.reply(value)``.  The future's done
+        callbacks run on the engine thread, never during a ``receive``; do not
+        block on ``result()`` in an actor (it raises).
+        """
+        return self.engine._ask(target_id, message, timeout, self.actor_id, deferred=True)
 
     # -- timers and I/O ------------------------------------------------------
 
@@ -683,6 +771,210 @@ class Timer:
 
 
 ###############################################################################
+# Supervision, back-pressure and request/reply
+# What happens when receive fails, when an inbox is full, and when a sender
+# wants an answer.
+###############################################################################
+
+class Directive(enum.Enum):
+    """What a supervisor does with a child whose ``receive`` raised."""
+    RESUME = "resume"        # keep the instance and its state; next message
+    RESTART = "restart"      # a new instance under the same id and inbox
+    STOP = "stop"            # stop the child; its queued messages are dead letters
+    ESCALATE = "escalate"    # the supervisor fails with the child's exception
+
+
+class SupervisorStrategy:
+    """How a parent treats its failing children.
+
+    Declare it on the parent class: ``supervisor = OneForOne(max_restarts=3,
+    within_s=5)``; for top-level actors pass ``Engine(supervisor=...)``.
+    ``decider(exc)`` returns a ``Directive`` (default: RESTART).  A child
+    restarted more than ``max_restarts`` times within ``within_s`` seconds
+    stops instead, and the failure escalates to the parent.
+    """
+
+    def __init__(self, max_restarts: int = 3, within_s: float = 5.0,
+                 decider: Callable[[BaseException], Directive] | None = None) -> None:
+        name = type(self).__name__
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) \
+                or max_restarts < 0:
+            raise ValueError(f"{name}() needs max_restarts, an int of 0 or more, "
+                             f"got {max_restarts!r}")
+        _check_delay(name, "within_s", within_s, allow_zero=False)
+        if decider is not None and not callable(decider):
+            raise TypeError(f"{name}() needs a callable decider(exc) -> Directive, "
+                            f"not {decider!r}")
+        self.max_restarts = max_restarts
+        self.within_s = within_s
+        self.decider = decider
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(max_restarts={self.max_restarts}, "
+                f"within_s={self.within_s}, decider={self.decider!r})")
+
+    def decide(self, exc: BaseException) -> Directive:
+        """The directive for ``exc``; a decider that fails or answers nonsense escalates."""
+        if self.decider is None:
+            return Directive.RESTART
+        try:
+            directive = self.decider(exc)
+        except Exception:
+            log.exception("the decider of %r failed; escalating", self)
+            return Directive.ESCALATE
+        if not isinstance(directive, Directive):
+            log.error("the decider of %r returned %r, not a Directive; escalating",
+                      self, directive)
+            return Directive.ESCALATE
+        return directive
+
+    def to_restart(self, failed: Context, siblings: list[Context]) -> list[Context]:
+        """Which actors restart when ``failed`` does (``siblings`` in spawn order)."""
+        return [failed]
+
+
+class OneForOne(SupervisorStrategy):
+    """Restart only the child that failed."""
+
+
+class AllForOne(SupervisorStrategy):
+    """Restart every child of the supervisor when one fails."""
+
+    def to_restart(self, failed: Context, siblings: list[Context]) -> list[Context]:
+        return list(siblings)
+
+
+class RestForOne(SupervisorStrategy):
+    """Restart the failed child and those spawned after it, in spawn order."""
+
+    def to_restart(self, failed: Context, siblings: list[Context]) -> list[Context]:
+        return siblings[siblings.index(failed):] if failed in siblings else [failed]
+
+
+# Children restart (three times in five seconds, then escalate); top-level
+# actors log and go on, as in the seed.
+DEFAULT_CHILD_STRATEGY = OneForOne()
+DEFAULT_ROOT_STRATEGY = OneForOne(decider=lambda exc: Directive.RESUME)
+
+OVERFLOW_POLICIES = ("grow", "block", "drop", "fail")
+
+
+class _BoundedInbox(list):
+    """The inbox of an actor spawned with overflow "block", "drop" or "fail".
+
+    The default "grow" inbox is a plain list, so the policy costs the hot path
+    nothing: only these inboxes run Python code on append.  Messages that
+    wait for room under "block" queue in ``Context._waiting``, in order.
+    """
+    __slots__ = ("_ctx", "_policy")
+
+    def __init__(self, ctx: Context, policy: str) -> None:
+        super().__init__()
+        self._ctx = ctx
+        self._policy = policy
+
+    def append(self, item: tuple) -> None:
+        ctx = self._ctx
+        if len(self) - ctx._head < ctx._capacity and not ctx._waiting:
+            list.append(self, item)
+        else:
+            ctx.engine._overflow(ctx, item, None)
+
+    def _fresh(self) -> _BoundedInbox:
+        """The inbox after a turn took this one's messages, refilled from the waiters."""
+        inbox = _BoundedInbox(self._ctx, self._policy)
+        self._ctx._inbox = inbox
+        self._ctx.engine._admit_waiting(self._ctx)
+        return inbox
+
+
+class _Reply:
+    """Where the answer to one ask goes: its future, timeout and asker."""
+    __slots__ = ("engine", "future", "target_id", "asker_id", "timer", "deferred")
+
+    def __init__(self, engine: Engine, future: AskFuture, target_id: str,
+                 asker_id: str | None, deferred: bool) -> None:
+        self.engine = engine
+        self.future = future
+        self.target_id = target_id
+        self.asker_id = asker_id
+        self.timer: Any = None
+        # ctx.ask: complete the future in a loop callback of its own, so done
+        # callbacks never run inside another actor's receive.
+        self.deferred = deferred
+
+    def settle(self, value: Any, exc: BaseException | None) -> None:
+        """Complete the ask with ``value`` or ``exc``; any thread."""
+        engine = self.engine
+        if _get_ident() != engine._thread_id:
+            engine._loop.call_soon_threadsafe(self._settle_here, value, exc)
+        elif self.deferred:
+            engine._loop.call_soon(self._settle_here, value, exc)
+        else:
+            self._settle_here(value, exc)
+
+    def _settle_here(self, value: Any, exc: BaseException | None) -> None:
+        future = self.future
+        if future.done():
+            if exc is None:
+                self.engine._dead_letter(
+                    self.asker_id or "(ask)", Envelope(self.target_id, _SEND, value),
+                    "reply came after the ask was answered or timed out")
+            return
+        if exc is None:
+            future.set_result(value)
+        else:
+            future.set_exception(exc)
+        self._finish()
+
+    def time_out(self, timeout: float) -> None:
+        if not self.future.done():
+            self.future.set_exception(TimeoutError(
+                f"no reply from {self.target_id!r} within {timeout} s"))
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        engine = self.engine
+        engine._asks.discard(self)
+        engine._check_idle()
+
+
+class AskFuture(Future):
+    """The answer to ``ask``: a ``concurrent.futures.Future`` that refuses to
+    deadlock the engine.
+
+    ``result()`` and ``exception()`` wait, from any thread but the engine's
+    own (the one running it, or that will run it): there, waiting would block
+    the very loop that must deliver the reply, so they raise at once.  In an
+    actor, use ``add_done_callback``: the callback runs on the engine thread,
+    never during a ``receive``.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+
+    def _refuse_to_deadlock(self) -> None:
+        engine = self._engine
+        if not self.done() and _get_ident() == engine._thread_id:
+            raise RuntimeError(
+                "waiting for an ask on the engine's own thread would block the loop that "
+                "delivers the reply: in an actor use future.add_done_callback(fn); "
+                "from outside, wait in another thread")
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._refuse_to_deadlock()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._refuse_to_deadlock()
+        return super().exception(timeout)
+
+
+###############################################################################
 # Engine
 # The registry, the scheduler and the public entry points.
 ###############################################################################
@@ -696,7 +988,11 @@ class Engine:
     """
 
     def __init__(self, backend: str | Loop = "selectors", *,
+                 supervisor: SupervisorStrategy | None = None,
                  dead_letters_kept: int = DEAD_LETTERS_KEPT) -> None:
+        if supervisor is not None and not isinstance(supervisor, SupervisorStrategy):
+            raise TypeError(f"supervisor must be a backstage.SupervisorStrategy such as "
+                            f"OneForOne(), not {supervisor!r}")
         if isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int) \
                 or dead_letters_kept < 1:
             raise ValueError(f"dead_letters_kept must be an int of at least 1, "
@@ -718,6 +1014,10 @@ class Engine:
         self._lock = threading.RLock()               # taken by other threads' calls only
         self._user_timers = 0                        # live Timers of actors
         self._user_watches = 0                       # fds watched by actors
+        self._asks: set[_Reply] = set()              # asks waiting for a reply
+        self._root_strategy = supervisor or DEFAULT_ROOT_STRATEGY  # for top-level actors
+        self.restart_count = 0                       # actor restarts by supervisors
+        self._dead_letter_subscribers: dict[str, Context] = {}
         self.dead_letters: collections.deque[DeadLetter] = collections.deque(
             maxlen=dead_letters_kept)                # the most recent dead letters
         self.dead_letter_count = 0                   # every dead letter ever
@@ -736,23 +1036,40 @@ class Engine:
 
     # -- public API ----------------------------------------------------------
 
-    def spawn_actor(self, actor_class: type, id: str, capacity: int = DEFAULT_CAPACITY) -> Any:
+    def spawn_actor(self, actor_class: type, id: str, capacity: int = DEFAULT_CAPACITY,
+                    overflow: str = "grow") -> Any:
         """Create an actor of ``actor_class`` under ``id`` and return the instance.
 
         ``actor_class.__init__(ctx)`` runs at once, on the engine's thread (a
         call from another thread waits for it).  If ``id`` is taken, the actor
-        already there is returned and nothing is created.  ``capacity`` is the
-        inbox bound, rounded up to a power of two.  An exception from
+        already there is returned and nothing is created.  An exception from
         ``__init__`` propagates, and no actor is left registered.
-        """
-        return self._spawn(actor_class, id, capacity, None)
 
-    def send(self, target_id: str, message: Any) -> None:
+        ``capacity`` bounds the inbox; ``overflow`` says what a send to a full
+        inbox does: "grow" (the default: capacity doubles, rounded to a power
+        of two), "block" (the sender waits), "drop" (a dead letter) or "fail"
+        (``InboxFull`` at the send).
+        """
+        return self._spawn(actor_class, id, capacity, overflow, None)
+
+    def send(self, target_id: str, message: Any, timeout: float | None = None) -> None:
         """Send ``message`` to the actor ``target_id`` (sender_id None); any thread.
 
         A message to an id with no actor becomes a dead letter, not an error.
+        To a full inbox with overflow "block", a send from another thread waits
+        for room, at most ``timeout`` seconds (then ``InboxFull``).
         """
-        self._post(target_id, None, message)
+        self._post(target_id, None, message, None, timeout)
+
+    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture:
+        """Send ``message`` and return a future for the reply; any thread.
+
+        The target answers with ``envelope.reply(value)``.  The future fails
+        with ``ActorNotFound`` at once if there is no such actor, with
+        ``TimeoutError`` after ``timeout`` seconds, and with the exception
+        ``receive`` raised if it failed on this message.
+        """
+        return self._ask(target_id, message, timeout, None, deferred=False)
 
     def poison_pill(self, target_id: str) -> None:
         """Stop ``target_id`` after the messages already in its inbox; any thread."""
@@ -843,7 +1160,8 @@ class Engine:
 
     def _idle(self) -> bool:
         """True when no user work is left: no message, timer, watch or inbound call."""
-        return not (self._ready or self._inbound or self._user_timers or self._user_watches)
+        return not (self._ready or self._inbound or self._user_timers or self._user_watches
+                    or self._asks)
 
     def _check_idle(self) -> None:
         if self._until_idle and self._running and self._idle():
@@ -893,8 +1211,11 @@ class Engine:
             # Swap in a fresh list and run through the old one: iterating a list
             # beats deque.popleft per message (ping-pong 5.0 against 2.8 M/s,
             # bursts equal), and an empty list is 56 bytes against a deque's 760.
-            ctx._inbox = []
             ctx._head = 0
+            if inbox.__class__ is list:
+                ctx._inbox = []
+            else:
+                inbox._fresh()          # a bounded inbox: let waiting senders in
             batch = inbox if head == 0 else inbox[head:]
         else:
             batch = inbox[head:end]
@@ -903,13 +1224,18 @@ class Engine:
                 ctx._head = 0
             else:
                 ctx._head = end
+            if inbox.__class__ is not list:
+                self._admit_waiting(ctx)
         count = len(batch)
         ctx._count += count
         ctx._last = now
 
         actor = ctx._actor
         receive = ctx._receive
-        items = iter(batch)
+        # Kept on the context so a blocking send can cut the turn short (see
+        # _pause_turn); an exhausted list iterator drops its list, so this
+        # holds no messages after the turn.
+        items = ctx._items = iter(batch)
         envelope = None
         while True:
             # One try around the whole batch; after a failure the same iterator
@@ -925,15 +1251,19 @@ class Engine:
                     elif kind.__class__ is str:
                         envelope.message_type = _PUBLISH
                         envelope.topic = kind
-                    else:
-                        self._system_message(ctx, sender_id, message, items)
-                        return count
+                    elif self._special(ctx, envelope, kind, items):
+                        if ctx._state is _STOPPED:
+                            return count
+                        continue        # an engine command, handled
                     receive(actor, envelope)
                 break
             except Exception as exc:
-                self._receive_failed(ctx, envelope, exc)
+                self._handle_failure(ctx, exc, envelope, items)
                 if ctx._state is _STOPPED:
+                    self._dead_letter_all(ctx, list(items),
+                                          "actor stopped before handling it (it failed)")
                     return count
+                actor = ctx._actor      # a new instance if it was restarted
             except BaseException:
                 # KeyboardInterrupt or SystemExit: put back what this turn has
                 # not handled, so nothing is lost, and let it propagate.
@@ -944,30 +1274,42 @@ class Engine:
         return count
 
     def _after_turn(self, ctx: Context) -> None:
+        if ctx._waiting_on:
+            ctx._scheduled = _PARKED    # waits for room in a full inbox: no turns
+            return
         if len(ctx._inbox) > ctx._head:
             self._ready.append(ctx)         # still scheduled: back of the queue
         else:
             ctx._scheduled = False
 
-    def _receive_failed(self, ctx: Context, envelope: Envelope | None, exc: Exception) -> None:
-        log.error("actor %r failed on %r; it goes on with its next message",
-                  ctx.actor_id, envelope, exc_info=exc)
+    def _special(self, ctx: Context, envelope: Envelope, kind: Any,
+                 rest: Iterator[tuple]) -> bool:
+        """A queued item that is not a plain send or publication.
 
-    def _system_message(self, ctx: Context, sender_id: str | None, message: Any,
-                        rest: Iterator[tuple]) -> None:
-        """An engine command met in an inbox, in order with the user's messages."""
-        if message is _POISON_PILL:
-            self._stop_actor(ctx, "stopped by poison pill", list(rest))
-        else:  # pragma: no cover - only the engine queues system messages
-            raise AssertionError(f"unknown system message {message!r}")
+        An asked message or a Terminated notice: fills in ``envelope`` and
+        returns False, to deliver it.  An engine command: carries it out and
+        returns True, to deliver nothing.
+        """
+        if kind is _SYSTEM:
+            if envelope.message is _POISON_PILL:
+                self._stop_actor(ctx, "stopped by poison pill", list(rest))
+                return True
+            raise AssertionError(f"unknown system message {envelope.message!r}")
+        envelope.topic = None
+        if kind is _TERMINATED:
+            envelope.message_type = MessageType.TERMINATED
+        else:                                   # a _Reply: an asked message
+            envelope.message_type = _SEND
+            envelope._reply = kind
+        return False
 
     # -- sending -------------------------------------------------------------
 
     def _post(self, target_id: str, sender_id: str | None, message: Any,
-              kind: Any = None) -> None:
+              kind: Any = None, timeout: float | None = None) -> None:
         """Queue a message for ``target_id``; any thread."""
         if _get_ident() != self._thread_id:
-            return self._post_from_other_thread(target_id, sender_id, message, kind)
+            return self._post_from_other_thread(target_id, sender_id, message, kind, timeout)
         ctx = self._registry.get(target_id)
         if ctx is None:
             return self._undeliverable(target_id, sender_id, message, kind)
@@ -975,15 +1317,36 @@ class Engine:
         if not ctx._scheduled:
             self._schedule(ctx)
 
+    def _post_here(self, target_id: str, sender_id: str | None, message: Any,
+                   kind: Any) -> None:
+        """``_post`` for a caller that is the engine thread, or holds the idle engine."""
+        ctx = self._registry.get(target_id)
+        if ctx is None:
+            return self._undeliverable(target_id, sender_id, message, kind)
+        self._enqueue(ctx, (sender_id, message, kind))
+
+    def _enqueue(self, ctx: Context, item: tuple) -> None:
+        ctx._inbox.append(item)
+        if not ctx._scheduled:
+            self._schedule(ctx)
+
     def _post_from_other_thread(self, target_id: str, sender_id: str | None,
-                                message: Any, kind: Any) -> None:
+                                message: Any, kind: Any, timeout: float | None) -> None:
         # Another thread only appends to _inbound and wakes the loop; the
         # engine thread queues the message, so each thread's order is kept.
         if self._closed:
             raise EngineClosed(f"cannot send to {target_id!r}: {_CLOSED}")
         if type(target_id) is not str:
             raise TypeError(f"send() needs a str actor id, not {target_id!r}")
-        self._inbound.append((self._post, (target_id, sender_id, message, kind)))
+        target = self._registry.get(target_id)
+        if target is not None and target._inbox.__class__ is _BoundedInbox \
+                and target._inbox._policy != "drop":
+            return self._post_and_wait(target, (sender_id, message, kind), timeout)
+        self._submit(self._post_here, target_id, sender_id, message, kind)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Have the engine thread call ``fn(*args)``, in order; any thread, no waiting."""
+        self._inbound.append((fn, args))
         if not self._inbound_scheduled:
             self._inbound_scheduled = True
             self._loop.call_soon_threadsafe(self._process_inbound)
@@ -995,7 +1358,10 @@ class Engine:
         inbound = self._inbound
         while inbound:
             fn, args = inbound.popleft()
-            fn(*args)
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("a call from another thread failed on the engine thread")
 
     def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call ``fn(*args)`` on the engine thread and return its result; any thread.
@@ -1010,9 +1376,7 @@ class Engine:
             if not self._running:
                 return fn(*args)
             future: Future = Future()
-            self._inbound.append((_run_into_future, (future, fn, args)))
-            self._inbound_scheduled = True
-            self._loop.call_soon_threadsafe(self._process_inbound)
+            self._submit(_run_into_future, future, fn, args)
         return future.result()
 
     def _undeliverable(self, target_id: str, sender_id: str | None, message: Any,
@@ -1021,9 +1385,200 @@ class Engine:
             raise TypeError(f"send() needs a str actor id, not {target_id!r}")
         self._dead_letter(target_id, _envelope_of(sender_id, message, kind), "no such actor")
 
+    # -- back-pressure -------------------------------------------------------
+
+    def _overflow(self, ctx: Context, item: tuple, waiter: Future | None) -> None:
+        """A send to a full bounded inbox (or one with senders already waiting)."""
+        policy = ctx._inbox._policy
+        if policy == "drop":
+            self._dead_letter(ctx.actor_id, _envelope_of(*item), "inbox full")
+            return
+        if policy == "fail":
+            raise InboxFull(f"the inbox of {ctx.actor_id!r} is full ({ctx._capacity} messages) "
+                            f"and its overflow policy is 'fail'; try again later, or spawn it "
+                            f"with overflow='block' or 'drop'")
+        if waiter is None:
+            sender = self._registry.get(item[0]) if item[0] is not None else None
+            if sender is None:
+                raise InboxFull(
+                    f"the inbox of {ctx.actor_id!r} is full ({ctx._capacity} messages) and "
+                    f"a send from the engine's own thread outside any actor cannot wait: "
+                    f"nothing would empty the inbox while it waited. Send from an actor "
+                    f"(it pauses until there is room) or from another thread (it blocks)")
+            if self._waits_for(ctx, sender):
+                raise InboxFull(
+                    f"{sender.actor_id!r} cannot wait for room in the full inbox of "
+                    f"{ctx.actor_id!r}: {ctx.actor_id!r} is itself waiting, directly or "
+                    f"through others, for {sender.actor_id!r}, so both would wait forever")
+            waiting_on = sender._waiting_on
+            if waiting_on is None:
+                waiting_on = sender._waiting_on = {}
+            waiting_on[ctx] = waiting_on.get(ctx, 0) + 1
+            if not sender._scheduled:
+                sender._scheduled = _PARKED   # not in the ready queue: park it now
+            self._pause_turn(sender)
+        else:
+            sender = None
+        if ctx._waiting is None:
+            ctx._waiting = collections.deque()
+        ctx._waiting.append((item, sender, waiter))
+        if not ctx._scheduled:
+            self._schedule(ctx)
+
+    @staticmethod
+    def _pause_turn(ctx: Context) -> None:
+        """End ``ctx``'s running turn after the current message; the rest of the
+        batch goes back to the front of its inbox, for when it has room to send."""
+        state = ctx._items.__reduce__() if ctx._items is not None else ()
+        if len(state) != 3:
+            return              # exhausted: not in a turn
+        batch, position = state[1][0], state[2]
+        rest = batch[position:]
+        if rest:
+            ctx._items.__setstate__(len(batch))
+            ctx._inbox[ctx._head:ctx._head] = rest
+            ctx._count -= len(rest)
+
+    @staticmethod
+    def _waits_for(target: Context, sender: Context) -> bool:
+        """True if ``target`` is ``sender`` or waits, through any chain, for it."""
+        seen = set()
+        stack = [target]
+        while stack:
+            ctx = stack.pop()
+            if ctx is sender:
+                return True
+            for other in ctx._waiting_on or ():
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        return False
+
+    def _admit_waiting(self, ctx: Context) -> None:
+        """Move waiting messages into ``ctx``'s inbox while it has room."""
+        waiting = ctx._waiting
+        if not waiting:
+            return
+        inbox = ctx._inbox
+        room = ctx._capacity - (len(inbox) - ctx._head)
+        while waiting and room > 0:
+            item, sender, waiter = waiting.popleft()
+            list.append(inbox, item)
+            room -= 1
+            self._stop_waiting(ctx, sender, waiter)
+        if len(inbox) > ctx._head and not ctx._scheduled:
+            self._schedule(ctx)
+
+    def _stop_waiting(self, target: Context, sender: Context | None,
+                      waiter: Future | None) -> None:
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        waiting_on = sender._waiting_on
+        left = waiting_on[target] - 1
+        if left:
+            waiting_on[target] = left
+            return
+        del waiting_on[target]
+        if not waiting_on and sender._scheduled is _PARKED and sender._state is _RUNNING:
+            if len(sender._inbox) > sender._head:
+                sender._scheduled = False
+                self._schedule(sender)
+            else:
+                sender._scheduled = False
+
+    def _post_and_wait(self, target: Context, item: tuple, timeout: float | None) -> None:
+        """A send from another thread to a "block" or "fail" inbox: wait for the verdict."""
+        if timeout is not None:
+            _check_delay("send", "timeout", timeout, allow_zero=True)
+        waiter: Future = Future()
+        self._call_on_loop(self._offer, target, item, waiter)
+        try:
+            waiter.result(timeout)
+        except TimeoutError:
+            if self._call_on_loop(self._withdraw, target, waiter):
+                raise InboxFull(f"the inbox of {target.actor_id!r} stayed full for {timeout} s; "
+                                f"the message was not sent") from None
+
+    def _offer(self, ctx: Context, item: tuple, waiter: Future) -> None:
+        if ctx._state is not _RUNNING:
+            self._post_here(ctx.actor_id, *item)
+            waiter.set_result(None)
+        elif len(ctx._inbox) - ctx._head < ctx._capacity and not ctx._waiting:
+            self._enqueue(ctx, item)
+            waiter.set_result(None)
+        else:
+            self._overflow(ctx, item, waiter)
+
+    @staticmethod
+    def _withdraw(ctx: Context, waiter: Future) -> bool:
+        """Take a timed-out waiter's message back; False if it already went in."""
+        for entry in ctx._waiting or ():
+            if entry[2] is waiter:
+                ctx._waiting.remove(entry)
+                return True
+        return False
+
+    # -- request/reply -------------------------------------------------------
+
+    def _ask(self, target_id: str, message: Any, timeout: float | None,
+             asker_id: str | None, deferred: bool) -> AskFuture:
+        if type(target_id) is not str:
+            raise TypeError(f"ask() needs a str actor id, not {target_id!r}")
+        if timeout is not None:
+            _check_delay("ask", "timeout", timeout, allow_zero=False)
+        if self._closed:
+            raise EngineClosed(f"cannot ask {target_id!r}: {_CLOSED}")
+        future = AskFuture(self)
+        reply = _Reply(self, future, target_id, asker_id, deferred)
+        if target_id not in self._registry:
+            future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: no actor has that id"))
+        elif _get_ident() != self._thread_id:
+            self._submit(self._ask_here, reply, message, timeout)
+        else:
+            self._ask_here(reply, message, timeout)
+        return future
+
+    def _ask_here(self, reply: _Reply, message: Any, timeout: float | None) -> None:
+        ctx = self._registry.get(reply.target_id)
+        if ctx is None:
+            reply.future.set_exception(
+                ActorNotFound(f"cannot ask {reply.target_id!r}: no actor has that id"))
+            return
+        self._asks.add(reply)
+        if timeout is not None:
+            reply.timer = self._loop.call_later(timeout, reply.time_out, timeout)
+        try:
+            self._enqueue(ctx, (reply.asker_id, message, reply))
+        except InboxFull as exc:
+            reply._settle_here(None, exc)
+
+    # -- dead letters --------------------------------------------------------
+
+    def _dead_letter_all(self, ctx: Context, items: list, reason: str) -> None:
+        for sender_id, message, kind in items:
+            if kind is not _SYSTEM:
+                self._dead_letter(ctx.actor_id, _envelope_of(sender_id, message, kind), reason)
+
     def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None:
+        """Record an undeliverable message, tell its subscribers, fail its ask."""
         self.dead_letter_count += 1
-        self.dead_letters.append(DeadLetter(target_id, envelope, reason, time.time()))
+        record = DeadLetter(target_id, envelope, reason, time.time())
+        self.dead_letters.append(record)
+        reply = getattr(envelope, "_reply", None)
+        if reply is not None and not reply.future.done():
+            reply.settle(None, ActorNotFound(
+                f"{target_id!r} did not answer the ask: {reason}"))
+        for sub in self._dead_letter_subscribers.values():
+            # Straight into the inbox: a dead letter about delivering a dead
+            # letter is never made (a full subscriber simply misses it).
+            inbox = sub._inbox
+            if sub._state is _RUNNING and (inbox.__class__ is list
+                                            or len(inbox) - sub._head < sub._capacity):
+                list.append(inbox, (None, record, DEAD_LETTER_TOPIC))
+                if not sub._scheduled:
+                    self._schedule(sub)
         now = time.monotonic()
         logged = self._dead_letter_logged
         if now - logged.get(target_id, -2.0) >= 1.0:
@@ -1087,22 +1642,41 @@ class Engine:
 
     # -- spawning and stopping -----------------------------------------------
 
-    def _spawn(self, actor_class: type, actor_id: str, capacity: int,
+    def _spawn(self, actor_class: type, actor_id: str, capacity: int, overflow: str,
                parent: Context | None) -> Any:
-        _check_spawn_args(actor_class, actor_id, capacity)
+        _check_spawn_args(actor_class, actor_id, capacity, overflow)
         if self._closed:
             raise EngineClosed(f"cannot spawn {actor_id!r}: {_CLOSED}")
-        return self._call_on_loop(self._spawn_here, actor_class, actor_id, capacity, parent)
+        return self._call_on_loop(self._spawn_here, actor_class, actor_id, capacity,
+                                  overflow, parent)
 
-    def _spawn_here(self, actor_class: type, actor_id: str, capacity: int,
+    def _spawn_here(self, actor_class: type, actor_id: str, capacity: int, overflow: str,
                     parent: Context | None) -> Any:
         existing = self._registry.get(actor_id)
         if existing is not None:
             return existing._actor
         if parent is not None and parent._state is not _RUNNING:
             raise RuntimeError(f"actor {parent.actor_id!r} is stopping; it cannot spawn children")
-        ctx = Context(self, actor_id, parent.actor_id if parent else None,
-                      _power_of_two(capacity))
+        if overflow == "grow":
+            ctx = Context(self, actor_id, parent.actor_id if parent else None,
+                          _power_of_two(capacity))
+        else:       # a bound kept exactly: "capacity=3" means three
+            ctx = Context(self, actor_id, parent.actor_id if parent else None, capacity)
+            ctx._inbox = _BoundedInbox(ctx, overflow)
+        self._registry[actor_id] = ctx
+        if parent is not None:
+            if parent._children is None:
+                parent._children = []
+            parent._children.append(ctx)
+        try:
+            self._new_instance(ctx, actor_class)
+        except BaseException:
+            self._stop_actor(ctx, f"{actor_class.__name__}.__init__ failed", [], deinit=False)
+            raise
+        return ctx._actor
+
+    @staticmethod
+    def _new_instance(ctx: Context, actor_class: type) -> None:
         actor = actor_class.__new__(actor_class)
         try:
             actor.ctx = ctx
@@ -1111,18 +1685,8 @@ class Engine:
         ctx._actor = actor
         # The plain function, called as receive(actor, envelope): no bound
         # method object per actor, one less indirection per message.
-        ctx._receive = type(actor).receive
-        self._registry[actor_id] = ctx
-        if parent is not None:
-            if parent._children is None:
-                parent._children = []
-            parent._children.append(ctx)
-        try:
-            actor.__init__(ctx)
-        except BaseException:
-            self._stop_actor(ctx, f"{actor_class.__name__}.__init__ failed", [], deinit=False)
-            raise
-        return actor
+        ctx._receive = actor_class.receive
+        actor.__init__(ctx)
 
     def _stop_actor(self, ctx: Context, reason: str, leftover: list,
                     deinit: bool = True) -> None:
@@ -1130,7 +1694,8 @@ class Engine:
 
         Children first (deepest first), then subscriptions both ways, then it
         leaves its parent and the registry, ``deinit`` runs, timers and watches
-        end; what is still queued for it becomes dead letters.
+        end; what is still queued for it becomes dead letters, and its
+        monitors are told.
         """
         if ctx._state is not _RUNNING:
             return
@@ -1144,6 +1709,8 @@ class Engine:
             for sub in subscribed.values():
                 sub._subscriptions.discard((ctx.actor_id, topic))
         ctx._subscribers = None
+        if self._dead_letter_subscribers.get(ctx.actor_id) is ctx:
+            del self._dead_letter_subscribers[ctx.actor_id]
         if ctx.parent is not None:
             parent = self._registry.get(ctx.parent)
             if parent is not None and parent._children and ctx in parent._children:
@@ -1151,26 +1718,41 @@ class Engine:
         if self._registry.get(ctx.actor_id) is ctx:
             del self._registry[ctx.actor_id]
         if deinit:
-            deinit_fn = getattr(ctx._actor, "deinit", None)
-            if deinit_fn is not None:
-                try:
-                    deinit_fn()
-                except Exception:
-                    log.exception("deinit of actor %r failed", ctx.actor_id)
+            self._deinit(ctx)
+        self._end_timers_and_watches(ctx)
+        ctx._state = _STOPPED
+        # What was queued after the pill, or is still queued or waiting for
+        # room, is not delivered.
+        pending = leftover + ctx._inbox[ctx._head:]
+        ctx._inbox = _StoppedInbox(self, ctx.actor_id)
+        ctx._head = 0
+        waiting = ctx._waiting or ()
+        ctx._waiting = None
+        for item, sender, waiter in waiting:
+            pending.append(item)
+            self._stop_waiting(ctx, sender, waiter)
+        self._dead_letter_all(ctx, pending, f"actor stopped before handling it ({reason})")
+        if ctx._monitors and not self._closed:
+            notice = (ctx.actor_id, Terminated(ctx.actor_id, reason), _TERMINATED)
+            for watcher in ctx._monitors.values():
+                if watcher._state is _RUNNING:
+                    self._enqueue(watcher, notice)
+        ctx._monitors = None
+        self._check_idle()
+
+    def _deinit(self, ctx: Context) -> None:
+        deinit = getattr(ctx._actor, "deinit", None)
+        if deinit is not None:
+            try:
+                deinit()
+            except Exception:
+                log.exception("deinit of actor %r failed", ctx.actor_id)
+
+    def _end_timers_and_watches(self, ctx: Context) -> None:
         for timer in list(ctx._timers or ()):
             timer._end()
         for fileobj in list(ctx._watches or ()):
             self._unwatch_here(ctx, fileobj)
-        ctx._state = _STOPPED
-        # What was queued after the pill, or is still queued, is not delivered.
-        pending = leftover + ctx._inbox[ctx._head:]
-        ctx._inbox = _StoppedInbox(self, ctx.actor_id)
-        ctx._head = 0
-        for sender_id, message, kind in pending:
-            if kind is not _SYSTEM:
-                self._dead_letter(ctx.actor_id, _envelope_of(sender_id, message, kind),
-                                  f"actor stopped before handling it ({reason})")
-        self._check_idle()
 
     def _close(self) -> None:
         self._closed = True
@@ -1181,11 +1763,117 @@ class Engine:
                 self._stop_actor(ctx, "engine closed", [])
             for ctx in list(self._registry.values()):
                 self._stop_actor(ctx, "engine closed", [])
+            for reply in list(self._asks):
+                reply._settle_here(None, EngineClosed(
+                    f"no reply from {reply.target_id!r}: {_CLOSED}"))
             self._ready.clear()
             self._thread_id = None    # every later call takes the slow path, which raises
             self._loop.close()
         finally:
             self._closed_event.set()
+
+    # -- supervision ---------------------------------------------------------
+
+    def _supervisor_of(self, parent: Context | None) -> SupervisorStrategy:
+        if parent is None:
+            return self._root_strategy
+        return getattr(parent._actor, "supervisor", None) or DEFAULT_CHILD_STRATEGY
+
+    def _handle_failure(self, ctx: Context, exc: BaseException, envelope: Envelope | None,
+                        rest: Iterator[tuple] | None) -> None:
+        """``receive`` of ``ctx`` raised ``exc`` on ``envelope``: let its supervisor decide.
+
+        A failed ask fails with ``exc``.  Unless the actor resumes, the message
+        becomes a dead letter with the exception as reason.
+        """
+        if ctx._state is not _RUNNING:
+            return
+        reply = getattr(envelope, "_reply", None)
+        if reply is not None:
+            reply.settle(None, exc)
+        parent = self._registry.get(ctx.parent) if ctx.parent is not None else None
+        strategy = self._supervisor_of(parent)
+        directive = strategy.decide(exc)
+        where = f"actor {ctx.actor_id!r} failed on {envelope!r}"
+        if directive is Directive.RESUME:
+            log.error("%s; it goes on with its next message", where, exc_info=exc)
+            return
+        reason = f"receive failed: {exc!r}"
+        if envelope is not None:
+            self._dead_letter(ctx.actor_id, envelope, reason)
+        if directive is Directive.RESTART:
+            if self._may_restart(ctx, strategy):
+                log.warning("%s; restarting it (%r)", where, strategy, exc_info=exc)
+                if parent is not None:
+                    siblings = list(parent._children or ())
+                else:
+                    siblings = [c for c in self._registry.values() if c.parent is None]
+                for target in strategy.to_restart(ctx, siblings):
+                    self._restart(target, reason)
+                return
+            log.error("%s, and it restarted %d times within %s s; stopping it and escalating",
+                      where, strategy.max_restarts, strategy.within_s, exc_info=exc)
+            self._stop_actor(ctx, f"restarted too often; {reason}", list(rest or ()))
+        elif directive is Directive.STOP:
+            log.error("%s; stopping it", where, exc_info=exc)
+            self._stop_actor(ctx, reason, list(rest or ()))
+            return
+        if parent is None:
+            log.error("%s; the failure escalated past the top level, so it stops",
+                      where, exc_info=exc)
+            self._stop_actor(ctx, f"escalated; {reason}", list(rest or ()))
+            return
+        if directive is Directive.ESCALATE:
+            log.error("%s; escalating to its parent %r", where, parent.actor_id, exc_info=exc)
+        self._handle_failure(parent, exc, None, None)
+
+    def _may_restart(self, ctx: Context, strategy: SupervisorStrategy) -> bool:
+        """Count a restart of ``ctx``, unless it would exceed the strategy's intensity."""
+        now = time.monotonic()
+        restarts = ctx._restarts
+        if restarts is None:
+            restarts = ctx._restarts = collections.deque()
+        while restarts and restarts[0] <= now - strategy.within_s:
+            restarts.popleft()
+        if len(restarts) >= strategy.max_restarts:
+            return False
+        restarts.append(now)
+        return True
+
+    def _restart(self, ctx: Context, reason: str) -> None:
+        """A new instance under the same Context: inbox, subscriptions and monitors stay."""
+        if ctx._state is not _RUNNING:
+            return
+        self._deinit(ctx)
+        if ctx._children:
+            for child in reversed(ctx._children):
+                self._stop_actor(child, f"parent {ctx.actor_id!r} restarted", [])
+        self._end_timers_and_watches(ctx)
+        self.restart_count += 1
+        try:
+            self._new_instance(ctx, type(ctx._actor))
+        except Exception as exc:
+            log.error("actor %r could not restart: its __init__ failed; stopping it",
+                      ctx.actor_id, exc_info=exc)
+            self._stop_actor(ctx, f"restart failed: {exc!r}", [], deinit=False)
+
+    # -- death watch ---------------------------------------------------------
+
+    def _monitor_here(self, watcher: Context, target_id: str) -> None:
+        target = self._registry.get(target_id)
+        if target is None:
+            self._enqueue(watcher, (target_id, Terminated(target_id, "no such actor"),
+                                    _TERMINATED))
+            return
+        if target._monitors is None:
+            target._monitors = {}
+        target._monitors[watcher.actor_id] = watcher
+
+    def _demonitor_here(self, watcher: Context, target_id: str) -> None:
+        target = self._registry.get(target_id)
+        if target is not None and target._monitors \
+                and target._monitors.get(watcher.actor_id) is watcher:
+            del target._monitors[watcher.actor_id]
 
     # -- file descriptors ----------------------------------------------------
 
@@ -1240,11 +1928,18 @@ class _StoppedInbox(list):
 ###############################################################################
 
 def _envelope_of(sender_id: str | None, message: Any, kind: Any) -> Envelope:
+    """The envelope a queued (sender_id, message, kind) item stands for."""
     if kind is None:
         return Envelope(sender_id, _SEND, message)
     if kind.__class__ is str:
         return Envelope(sender_id, _PUBLISH, message, kind)
-    return Envelope(sender_id, _POISON_PILL, message)
+    if kind is _TERMINATED:
+        return Envelope(sender_id, _TERMINATED, message)
+    if kind is _SYSTEM:
+        return Envelope(sender_id, _POISON_PILL, message)
+    envelope = Envelope(sender_id, _SEND, message)
+    envelope._reply = kind
+    return envelope
 
 
 def _run_into_future(future: Future, fn: Callable[..., Any], args: tuple) -> None:
@@ -1269,7 +1964,7 @@ def _power_of_two(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any) -> None:
+def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: Any) -> None:
     if not isinstance(actor_class, type):
         raise TypeError(f"spawn_actor() needs a class, not {actor_class!r}: "
                         f"write spawn_actor(Greeter, id=...), not spawn_actor(Greeter(), ...)")
@@ -1284,4 +1979,11 @@ def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any) -> None:
         raise TypeError(f"capacity must be an int, not {capacity!r}")
     if capacity < 1:
         raise ValueError(f"capacity must be at least 1, got {capacity}")
+    if overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"unknown overflow policy {overflow!r}: use one of "
+                         f"{', '.join(map(repr, OVERFLOW_POLICIES))}")
+    supervisor = getattr(actor_class, "supervisor", None)
+    if supervisor is not None and not isinstance(supervisor, SupervisorStrategy):
+        raise TypeError(f"{actor_class.__name__}.supervisor must be a backstage."
+                        f"SupervisorStrategy such as OneForOne(), not {supervisor!r}")
 

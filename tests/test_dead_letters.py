@@ -71,3 +71,51 @@ def test_dead_letters_are_logged_at_most_once_per_target_per_second(engine, capl
 
     lines = [r for r in caplog.records if "dead letter" in r.getMessage()]
     assert len(lines) == 2
+
+
+def test_a_dead_letter_subscriber_receives_each_dead_letter_as_a_publication(engine):
+    watcher = engine.spawn_actor(Recorder, id="watcher")
+    watcher.ctx.subscribe_to_dead_letters()
+
+    engine.send("nobody", "lost")
+    engine.run()
+
+    [env] = watcher.envelopes
+    assert env.message_type is MessageType.PUBLISH
+    assert env.topic == "dead_letters"
+    assert isinstance(env.message, DeadLetter)
+    assert env.message.envelope.message == "lost"
+
+
+def test_unsubscribing_from_dead_letters_stops_them(engine):
+    watcher = engine.spawn_actor(Recorder, id="watcher")
+    watcher.ctx.subscribe_to_dead_letters()
+
+    watcher.ctx.unsubscribe_from_dead_letters()
+    engine.send("nobody", "lost")
+    engine.run()
+
+    assert watcher.envelopes == []
+
+
+def test_a_full_dead_letter_subscriber_makes_no_dead_letter_about_it(engine):
+    watcher = engine.spawn_actor(Recorder, id="watcher", capacity=2, overflow="drop")
+    watcher.ctx.subscribe_to_dead_letters()
+
+    for i in range(5):
+        engine.send("nobody", i)
+    engine.run()
+
+    assert engine.dead_letter_count == 5
+    assert [e.message.envelope.message for e in watcher.envelopes] == [0, 1]
+
+
+def test_a_stopped_dead_letter_subscriber_is_forgotten(engine):
+    watcher = engine.spawn_actor(Recorder, id="watcher")
+    watcher.ctx.subscribe_to_dead_letters()
+    engine.poison_pill("watcher")
+    engine.run()
+
+    engine.send("nobody", "lost")
+
+    assert engine.dead_letter_count == 1

@@ -1,0 +1,266 @@
+"""Overflow policies: grow, block, drop, fail."""
+
+import logging
+import threading
+import time
+
+import pytest
+from conftest import Recorder
+
+from backstage import InboxFull
+
+
+class Sampler(Recorder):
+    """Records its own inbox length at every message."""
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.lengths = []
+
+    def receive(self, envelope):
+        self.lengths.append(self.ctx.inbox_len)
+        super().receive(envelope)
+
+
+class Producer:
+    """On "go", sends 0..n-1 to "t"; records when it handles anything else."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.n = 10
+        self.later = []
+        self.target = None
+
+    def receive(self, envelope):
+        if envelope.message == "go":
+            for i in range(self.n):
+                self.ctx.send("t", i)
+        else:
+            self.later.append((envelope.message, len(self.target.messages)))
+
+
+def test_block_keeps_every_message_in_order_and_the_inbox_within_capacity(engine):
+    target = engine.spawn_actor(Sampler, id="t", capacity=2, overflow="block")
+    engine.spawn_actor(Producer, id="p")
+
+    engine.send("p", "go")
+    engine.run()
+
+    assert target.messages == list(range(10))
+    assert max(target.lengths) <= 2
+    assert engine.dead_letter_count == 0
+
+
+def test_a_blocked_sender_gets_no_turn_until_the_target_has_room(engine):
+    target = engine.spawn_actor(Sampler, id="t", capacity=2, overflow="block")
+    producer = engine.spawn_actor(Producer, id="p")
+    producer.target = target
+
+    engine.send("p", "go")
+    engine.send("p", "next")
+    engine.run()
+
+    # "next" was handled only after the target took the messages that waited.
+    [(message, handled_by_target)] = producer.later
+    assert message == "next"
+    assert handled_by_target >= 8
+    assert target.messages == list(range(10))
+
+
+def test_a_send_from_the_engine_thread_outside_an_actor_cannot_block(engine):
+    engine.spawn_actor(Recorder, id="t", capacity=1, overflow="block")
+    engine.send("t", 1)
+
+    with pytest.raises(InboxFull, match=r"^the inbox of 't' is full \(1 messages\) and a send "
+                                        r"from the engine's own thread outside any actor cannot "
+                                        r"wait"):
+        engine.send("t", 2)
+
+
+def test_a_send_from_another_thread_waits_for_room(engine):
+    target = engine.spawn_actor(Recorder, id="t", capacity=1, overflow="block")
+    engine.send("t", "first")
+    sender = threading.Thread(target=engine.send, args=("t", "second"))
+
+    sender.start()
+    sender.join(0.2)
+    still_waiting = sender.is_alive()
+    engine.run()
+    sender.join(10)
+    engine.run()
+
+    assert still_waiting
+    assert target.messages == ["first", "second"]
+
+
+def test_a_send_from_another_thread_gives_up_after_its_timeout(engine):
+    target = engine.spawn_actor(Recorder, id="t", capacity=1, overflow="block")
+    engine.send("t", "first")
+    errors = []
+
+    def send():
+        try:
+            engine.send("t", "second", timeout=0.05)
+        except InboxFull as exc:
+            errors.append(str(exc))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    sender.join(10)
+    engine.run()
+
+    assert errors == ["the inbox of 't' stayed full for 0.05 s; the message was not sent"]
+    assert target.messages == ["first"]
+
+
+def test_threads_blocked_on_a_running_engine_lose_nothing_and_keep_order(engine):
+    class Slow(Recorder):
+        def receive(self, envelope):
+            time.sleep(0.0001)
+            super().receive(envelope)
+
+    target = engine.spawn_actor(Slow, id="t", capacity=4, overflow="block")
+    runner = threading.Thread(target=engine.run_forever)
+    runner.start()
+
+    def produce(tag):
+        for i in range(300):
+            engine.send("t", (tag, i))
+
+    producers = [threading.Thread(target=produce, args=(tag,)) for tag in range(3)]
+    for p in producers:
+        p.start()
+    for p in producers:
+        p.join(30)
+    deadline = time.monotonic() + 30
+    while len(target.messages) < 900 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    engine.stop()
+    runner.join(10)
+
+    for tag in range(3):
+        assert [i for t, i in target.messages if t == tag] == list(range(300))
+
+
+def test_an_actor_waiting_for_itself_is_told_instead_of_hanging(engine, caplog):
+    class SelfFlooder:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            self.sent = 0
+
+        def receive(self, envelope):
+            if envelope.message == "go":
+                for _ in range(3):
+                    self.ctx.send(self.ctx.actor_id, "more")
+                    self.sent += 1
+
+    actor = engine.spawn_actor(SelfFlooder, id="s", capacity=2, overflow="block")
+
+    engine.send("s", "go")
+    engine.run()
+
+    assert actor.sent == 2
+    assert "'s' cannot wait for room in the full inbox of 's'" in caplog.text
+
+
+def test_a_cycle_of_actors_waiting_on_each_other_is_detected(engine, caplog):
+    caplog.set_level(logging.ERROR, logger="backstage")
+
+    class A:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def receive(self, envelope):
+            if envelope.message == "go":
+                self.ctx.send("a", "self")         # A's inbox is now full
+                for i in range(3):
+                    self.ctx.send("b", i)          # B takes one; A waits for the rest
+
+    class B(Recorder):
+        def receive(self, envelope):
+            super().receive(envelope)
+            if envelope.message == 0:
+                self.ctx.send("a", "from b")       # A is full and waits for B
+
+    engine.spawn_actor(A, id="a", capacity=1, overflow="block")
+    b = engine.spawn_actor(B, id="b", capacity=1, overflow="block")
+
+    engine.send("a", "go")
+    engine.run()
+
+    assert "'b' cannot wait for room in the full inbox of 'a'" in caplog.text
+    assert b.messages == [0, 1, 2]
+
+
+def test_drop_turns_the_overflow_into_dead_letters(engine):
+    target = engine.spawn_actor(Recorder, id="t", capacity=3, overflow="drop")
+
+    for i in range(5):
+        engine.send("t", i)
+    engine.run()
+
+    assert target.messages == [0, 1, 2]
+    assert [(d.envelope.message, d.reason) for d in engine.dead_letters] == [
+        (3, "inbox full"), (4, "inbox full")]
+
+
+def test_fail_raises_at_the_send_and_enqueues_nothing(engine):
+    target = engine.spawn_actor(Recorder, id="t", capacity=2, overflow="fail")
+    engine.send("t", 0)
+    engine.send("t", 1)
+
+    with pytest.raises(InboxFull, match=r"^the inbox of 't' is full \(2 messages\) and its "
+                                        r"overflow policy is 'fail'"):
+        engine.send("t", 2)
+    engine.run()
+
+    assert target.messages == [0, 1]
+
+
+def test_fail_raises_in_another_thread_too(engine):
+    engine.spawn_actor(Recorder, id="t", capacity=1, overflow="fail")
+    engine.send("t", 0)
+    errors = []
+
+    def send():
+        try:
+            engine.send("t", 1)
+        except InboxFull as exc:
+            errors.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    sender.join(10)
+
+    assert len(errors) == 1
+
+
+def test_grow_is_the_default_and_never_refuses(engine):
+    target = engine.spawn_actor(Recorder, id="t", capacity=1)
+
+    for i in range(100):
+        engine.send("t", i)
+    engine.run()
+
+    assert target.ctx.overflow == "grow"
+    assert target.messages == list(range(100))
+
+
+def test_an_unknown_overflow_policy_is_refused(engine):
+    with pytest.raises(ValueError, match=r"^unknown overflow policy 'wait': use one of 'grow'"):
+        engine.spawn_actor(Recorder, id="t", overflow="wait")
+
+
+def test_senders_waiting_on_an_actor_that_stops_are_released(engine):
+    target = engine.spawn_actor(Recorder, id="t", capacity=1, overflow="block")
+    producer = engine.spawn_actor(Producer, id="p")
+    producer.target = target
+    producer.n = 3
+
+    engine.send("p", "go")
+    engine.poison_pill("t")            # queued behind nothing: t stops at its first turn
+    engine.send("p", "next")
+    engine.run()
+
+    assert producer.later and producer.later[0][0] == "next"
+    assert engine.dead_letter_count + len(target.messages) == 3
