@@ -1405,18 +1405,21 @@ class Engine:
                     f"a send from the engine's own thread outside any actor cannot wait: "
                     f"nothing would empty the inbox while it waited. Send from an actor "
                     f"(it pauses until there is room) or from another thread (it blocks)")
-            if self._waits_for(ctx, sender):
-                raise InboxFull(
-                    f"{sender.actor_id!r} cannot wait for room in the full inbox of "
-                    f"{ctx.actor_id!r}: {ctx.actor_id!r} is itself waiting, directly or "
-                    f"through others, for {sender.actor_id!r}, so both would wait forever")
             waiting_on = sender._waiting_on
             if waiting_on is None:
                 waiting_on = sender._waiting_on = {}
-            waiting_on[ctx] = waiting_on.get(ctx, 0) + 1
-            if not sender._scheduled:
-                sender._scheduled = _PARKED   # not in the ready queue: park it now
-            self._pause_turn(sender)
+            if ctx in waiting_on:
+                waiting_on[ctx] += 1    # already waiting here: already checked and paused
+            else:
+                if self._waits_for(ctx, sender):
+                    raise InboxFull(
+                        f"{sender.actor_id!r} cannot wait for room in the full inbox of "
+                        f"{ctx.actor_id!r}: {ctx.actor_id!r} is itself waiting, directly or "
+                        f"through others, for {sender.actor_id!r}, so both would wait forever")
+                waiting_on[ctx] = 1
+                if not sender._scheduled:
+                    sender._scheduled = _PARKED   # not in the ready queue: park it now
+                self._pause_turn(sender)
         else:
             sender = None
         if ctx._waiting is None:
