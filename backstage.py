@@ -1307,7 +1307,11 @@ class Engine:
 
     def _post(self, target_id: str, sender_id: str | None, message: Any,
               kind: Any = None, timeout: float | None = None) -> None:
-        """Queue a message for ``target_id``; any thread."""
+        """Queue a message for ``target_id``; any thread.
+
+        The body of _post_here and _enqueue is written out here: every send
+        passes this way, and a call less is worth it on the hot path.
+        """
         if _get_ident() != self._thread_id:
             return self._post_from_other_thread(target_id, sender_id, message, kind, timeout)
         ctx = self._registry.get(target_id)
