@@ -1469,7 +1469,7 @@ class _InspectorFeed:
         _make_private_dir(directory)
         stem = f"{self.program}-{os.getpid()}"
         for n in range(1, 100):
-            path = os.path.join(directory, stem + (".sock" if n == 1 else f"-{n}.sock"))
+            path = os.path.join(directory, stem + (".sock" if n == 1 else f".{n}.sock"))
             try:
                 return _listen_unix(path), path
             except _SocketBusy:

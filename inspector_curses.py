@@ -41,7 +41,8 @@ FRAME_MS = 100                  # input poll timeout, and so the frame period
 HISTORY = 120                   # samples of the total rate kept for the sparkline
 ACTOR_HISTORY = 60              # samples of each actor's rate kept for the detail view
 SORTS = ("msgs/s", "id", "inbox")
-_SOCKET_NAME = re.compile(r"^(?P<program>.+)-(?P<pid>\d+)(?:-\d+)?\.sock$")
+# PROGRAM-PID.sock, or PROGRAM-PID.N.sock for the Nth engine of a process.
+_SOCKET_NAME = re.compile(r"^(?P<program>.+)-(?P<pid>\d+)(?:\.\d+)?\.sock$")
 
 # What to do when no engine is found; said by --once, the picker and main().
 START_ONE = ("start a program with backstage.Engine(inspector=True) (try `make demo`), "

@@ -241,7 +241,7 @@ def test_two_engines_of_one_process_get_two_sockets(backend, sockdir, monkeypatc
     with Engine(backend=backend, inspector=True) as one, \
             Engine(backend=backend, inspector=True) as two:
         assert one.inspector_path != two.inspector_path
-        assert two.inspector_path.endswith(f"-{os.getpid()}-2.sock")
+        assert two.inspector_path.endswith(f"-{os.getpid()}.2.sock")
 
 
 def test_the_socket_is_removed_at_close(backend, sockdir):
