@@ -42,13 +42,21 @@ MIT licence.
 from __future__ import annotations
 
 import abc
+import atexit
 import collections
 import enum
+import errno
 import heapq
 import importlib
+import json
 import logging
+import os
 import selectors
 import socket
+import stat
+import struct
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -190,6 +198,8 @@ ACTOR_BATCH = 128
 # A tick then costs one select() call per >= 2048 messages (about 1 us against
 # about 600 us of message handling), so the poll is lost in the noise.
 TICK_BUDGET = 2048
+# Seconds between two snapshots of the inspector feed, by default.
+INSPECTOR_INTERVAL = 0.5
 
 
 ###############################################################################
@@ -985,11 +995,18 @@ class Engine:
     ``Engine(backend="selectors")``: "selectors" (built in), "asyncio",
     "uvloop", or a ``Loop`` instance.  Use it as a context manager, or call
     ``close()`` when done, so every actor's ``deinit`` runs.
+
+    ``inspector=True`` opens the stats feed that ``inspector_curses.py`` reads,
+    on a Unix socket in a per-user directory (``inspector_path`` tells where);
+    ``inspector="/path.sock"`` picks the path.  ``inspector_interval`` is the
+    seconds between two snapshots.
     """
 
     def __init__(self, backend: str | Loop = "selectors", *,
                  supervisor: SupervisorStrategy | None = None,
-                 dead_letters_kept: int = DEAD_LETTERS_KEPT) -> None:
+                 dead_letters_kept: int = DEAD_LETTERS_KEPT,
+                 inspector: bool | str | os.PathLike = False,
+                 inspector_interval: float = INSPECTOR_INTERVAL) -> None:
         if supervisor is not None and not isinstance(supervisor, SupervisorStrategy):
             raise TypeError(f"supervisor must be a backstage.SupervisorStrategy such as "
                             f"OneForOne(), not {supervisor!r}")
@@ -997,6 +1014,7 @@ class Engine:
                 or dead_letters_kept < 1:
             raise ValueError(f"dead_letters_kept must be an int of at least 1, "
                              f"got {dead_letters_kept!r}")
+        _check_inspector_args(inspector, inspector_interval)
         self._loop = make_loop(backend)
         self.backend = backend if isinstance(backend, str) else type(backend).__name__
         self._registry: dict[str, Context] = {}      # every live actor by id
@@ -1023,6 +1041,15 @@ class Engine:
         self.dead_letter_count = 0                   # every dead letter ever
         self._dead_letter_logged: dict[str, float] = {}  # target id -> last log line
         self.started_at = time.time()
+        self._inspector: _InspectorFeed | None = None  # the stats feed, when asked for
+        self.inspector_path: str | None = None       # its socket path
+        if inspector:
+            try:
+                self._inspector = _InspectorFeed(self, inspector, inspector_interval)
+            except BaseException:
+                self._loop.close()
+                raise
+            self.inspector_path = self._inspector.path
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._running else "idle"
@@ -1764,6 +1791,8 @@ class Engine:
     def _close(self) -> None:
         self._closed = True
         try:
+            if self._inspector is not None:
+                self._inspector.close()
             self._process_inbound()
             top_level = [c for c in self._registry.values() if c.parent is None]
             for ctx in reversed(top_level):
@@ -1928,6 +1957,507 @@ class _StoppedInbox(list):
         if kind is not _SYSTEM:
             self._engine._dead_letter(self._actor_id, _envelope_of(sender_id, message, kind),
                                       "actor stopped")
+
+
+###############################################################################
+# Inspector feed
+# A Unix-socket stats feed for inspector_curses.py: JSON snapshots on a timer.
+###############################################################################
+
+# The feed costs nothing per message: Context._count, bumped once per turn, is
+# the counter it reads.  Every interval (INSPECTOR_INTERVAL by default) a loop timer samples
+# the counters, updates the rolling rates and, when a client is connected,
+# writes one JSON line to each client without blocking.  The socket and the
+# timer are the engine's own housekeeping: they never keep run() going.
+
+INSPECTOR_SMOOTHING = 0.3     # weight of the newest sample in a rolling messages/s
+INSPECTOR_FORMAT = 1          # the "v" of every line the feed writes
+# A client that has not taken this many snapshots in a row (its socket buffer
+# is full, a newer snapshot replaced the waiting one each time) is disconnected.
+INSPECTOR_STALL_LIMIT = 20
+_INSPECTOR_LINE_MAX = 65536   # longest command line a client may send
+_INSPECTOR_REPLIES_MAX = 64   # replies queued for a client that does not read
+_INSPECTOR_INTERVAL_RANGE = (0.01, 3600.0)
+# sun_path holds 108 bytes on Linux, 104 on macOS, with the final NUL.
+_UNIX_PATH_MAX = 103
+
+# The advice every inspector path error ends with.
+_PICK_PATH = ("pass Engine(inspector='/some/short/path.sock'), or set XDG_RUNTIME_DIR "
+              "to a directory of your own")
+
+# Socket path -> (owner pid, device, inode): removed at normal exit when still ours.
+_INSPECTOR_SOCKETS: dict[str, tuple[int, int, int]] = {}
+
+
+def inspector_dir() -> str:
+    """The per-user directory of inspector sockets (it may not exist yet).
+
+    ``$XDG_RUNTIME_DIR/backstage`` when that variable names a directory, else
+    ``backstage-<uid>`` in the temporary directory.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return os.path.join(runtime, "backstage")
+    return os.path.join(tempfile.gettempdir(), f"backstage-{os.getuid()}")
+
+
+def _program_name() -> str:
+    """A file-name-safe name for this program: the script's name without .py."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if name.endswith(".py"):
+        name = name[:-3]
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:32]
+    return name if name and name not in ("-c", "_c", "-") else "python"
+
+
+def _make_private_dir(path: str) -> None:
+    """Make ``path`` a directory only this user can enter (mode 0700)."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(f"inspector directory {path} is not a directory owned by this "
+                              f"user, so its sockets would not be private: {_PICK_PATH}")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def _socket_is_live(path: str) -> bool:
+    """True when a process accepts connections on the Unix socket ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True       # e.g. the backlog is full: someone is there
+    finally:
+        probe.close()
+    return True
+
+
+class _SocketBusy(BackstageError):
+    """A live engine already serves that socket path."""
+
+
+def _listen_unix(path: str) -> socket.socket:
+    """A non-blocking listening socket at ``path``, mode 0600.
+
+    A socket file nobody listens on (left by a dead process) is replaced; a live
+    one is never stolen; any other kind of file is left alone.
+    """
+    if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+        raise ValueError(f"inspector socket path is {len(os.fsencode(path))} bytes long, over "
+                         f"the {_UNIX_PATH_MAX} a Unix socket allows: {_PICK_PATH}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            # On Linux bind() gives the file the socket's own mode less the
+            # umask: 0600 from birth, with no window where others may connect.
+            os.fchmod(sock.fileno(), 0o600)
+        except OSError:
+            pass
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            if _socket_is_live(path):
+                raise _SocketBusy(f"another engine is serving {path}; a live inspector socket "
+                                  f"is never replaced: stop that program, or pick another "
+                                  f"path") from None
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise FileExistsError(f"{path} exists and is not a socket; the inspector will "
+                                      f"not replace it: remove it, or pick another "
+                                      f"path") from None
+            log.info("inspector: replacing the stale socket %s", path)
+            os.unlink(path)
+            sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(16)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _peer_uid(conn: socket.socket) -> int | None:
+    """The user id of the process at the other end, where the OS tells (Linux)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None       # elsewhere the 0700 directory is the only guard
+    creds = conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def _remove_inspector_sockets() -> None:
+    """At normal exit: remove the sockets this process still owns."""
+    for path in list(_INSPECTOR_SOCKETS):
+        _unlink_socket(path)
+
+
+def _unlink_socket(path: str) -> None:
+    owner = _INSPECTOR_SOCKETS.pop(path, None)
+    if owner is None or owner[0] != os.getpid():
+        return            # not ours, or a forked child's copy of the table
+    try:
+        info = os.lstat(path)
+        if (info.st_dev, info.st_ino) == owner[1:]:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+atexit.register(_remove_inspector_sockets)
+
+
+class _InspectorClient:
+    """One connected inspector: what it has yet to read and to send."""
+    __slots__ = ("sock", "fd", "inbuf", "sending", "waiting", "replies", "behind", "writing")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbuf = bytearray()                  # command bytes up to the next newline
+        self.sending: memoryview | None = None    # the rest of the line being written
+        self.waiting: bytes | None = None         # the newest snapshot, not yet started
+        self.replies: list[bytes] = []            # command replies, before any snapshot
+        self.behind = 0                           # snapshots in a row it could not take
+        self.writing = False                      # the loop watches fd for writing
+
+
+class _InspectorFeed:
+    """The stats feed of one engine; every method runs on the engine's thread."""
+
+    def __init__(self, engine: Engine, where: bool | str | os.PathLike, interval: float) -> None:
+        self._engine = engine
+        self._loop = engine._loop
+        self.interval = float(interval)
+        self.program = _program_name()
+        if where is True:
+            self._sock, self.path = self._listen_default()
+        else:
+            self.path = os.path.abspath(os.fsdecode(where))
+            self._sock = _listen_unix(self.path)
+        info = os.lstat(self.path)
+        _INSPECTOR_SOCKETS[self.path] = (os.getpid(), info.st_dev, info.st_ino)
+        self._fd = self._sock.fileno()
+        self._clients: dict[int, _InspectorClient] = {}   # by fd
+        self.seq = 0                                 # snapshots sampled so far
+        self._sampled_at = self._loop.time()         # loop time of the last sample
+        self._rates: dict[str, list] = {}            # id -> [ctx, count then, msgs/s rolling]
+        self._retired = 0                            # messages of actors gone since
+        self._total = 0                              # messages total at the last sample
+        self._rate_now = 0.0                         # engine msgs/s over the last interval
+        self._rate_avg = 0.0                         # engine msgs/s, rolling
+        self._loop.add_reader(self._fd, self._accept)
+        self._timer = self._loop.call_later(self.interval, self._on_timer)
+        log.info("inspector feed at %s; open it with: python inspector_curses.py %s",
+                 self.path, self.path)
+
+    def _listen_default(self) -> tuple[socket.socket, str]:
+        directory = inspector_dir()
+        _make_private_dir(directory)
+        stem = f"{self.program}-{os.getpid()}"
+        for n in range(1, 100):
+            path = os.path.join(directory, stem + (".sock" if n == 1 else f".{n}.sock"))
+            try:
+                return _listen_unix(path), path
+            except _SocketBusy:
+                continue      # another engine of this process has it
+        raise _SocketBusy(f"99 engines of this process already serve inspector feeds in "
+                          f"{directory}: close some")
+
+    # -- snapshots -----------------------------------------------------------
+
+    def _on_timer(self) -> None:
+        # Re-arm first, so a slow snapshot does not drift the period.
+        self._timer = self._loop.call_later(self.interval, self._on_timer)
+        try:
+            self._sample()
+            if self._clients:
+                line = self.snapshot_line()
+                for client in list(self._clients.values()):
+                    self._offer(client, line)
+        except Exception:
+            log.exception("inspector: snapshot failed; the feed goes on")
+
+    def _sample(self) -> None:
+        """Read every actor's counter and update the rolling rates."""
+        now = self._loop.time()
+        elapsed = max(now - self._sampled_at, 1e-6)
+        self._sampled_at = now
+        alpha = INSPECTOR_SMOOTHING
+        keep = 1.0 - alpha
+        old = self._rates
+        rates: dict[str, list] = {}
+        live = 0
+        for actor_id, ctx in self._engine._registry.items():
+            count = ctx._count
+            live += count
+            entry = old.pop(actor_id, None)
+            if entry is None or entry[0] is not ctx:
+                if entry is not None:
+                    self._retired += entry[0]._count   # a new actor under an old id
+                rates[actor_id] = [ctx, count, count / elapsed]
+            else:
+                entry[2] = alpha * (count - entry[1]) / elapsed + keep * entry[2]
+                entry[1] = count
+                rates[actor_id] = entry
+        for ctx, _, _ in old.values():
+            self._retired += ctx._count                 # stopped since the last sample
+        self._rates = rates
+        total = self._retired + live
+        self._rate_now = (total - self._total) / elapsed
+        self._rate_avg = (self._rate_now if self.seq == 0
+                          else alpha * self._rate_now + keep * self._rate_avg)
+        self._total = total
+        self.seq += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The current snapshot as a dict (the rates are those of the last sample)."""
+        engine = self._engine
+        now = self._loop.time()
+        wall = time.time()
+        rates = self._rates
+        rows = []
+        for actor_id, ctx in engine._registry.items():
+            entry = rates.get(actor_id)
+            rate = entry[2] if entry is not None and entry[0] is ctx else 0.0
+            count = ctx._count
+            subscribers = ctx._subscribers
+            rows.append({
+                "id": actor_id,
+                "type": type(ctx._actor).__name__,
+                "parent": ctx.parent,
+                "state": ctx._state,
+                "inbox": ctx.inbox_len,
+                "capacity": ctx.capacity,
+                "overflow": ctx.overflow,
+                "messages_total": count,
+                "messages_per_s": round(rate, 2),
+                "last_message_at": round(wall - (now - ctx._last), 3) if count else None,
+                "subscribers": sum(map(len, subscribers.values())) if subscribers else 0,
+                "subscriptions": sorted(map(list, ctx._subscriptions or ())),
+            })
+        return {
+            "v": INSPECTOR_FORMAT,
+            "type": "snapshot",
+            "seq": self.seq,
+            "time": round(wall, 3),
+            "interval": self.interval,
+            "engine": {
+                "pid": os.getpid(),
+                "program": self.program,
+                "backend": engine.backend,
+                "started_at": round(engine.started_at, 3),
+                "uptime": round(wall - engine.started_at, 3),
+                "actors": len(rows),
+                "messages_total": self._retired + sum(r["messages_total"] for r in rows),
+                "messages_per_s": round(self._rate_now, 2),
+                "messages_per_s_avg": round(self._rate_avg, 2),
+                "dead_letters": engine.dead_letter_count,
+                "restarts": engine.restart_count,
+                "clients": len(self._clients),
+            },
+            "actors": rows,
+        }
+
+    def snapshot_line(self) -> bytes:
+        return _json_line(self.snapshot())
+
+    def set_interval(self, seconds: float) -> None:
+        self.interval = float(seconds)
+        self._timer.cancel()
+        self._timer = self._loop.call_later(self.interval, self._on_timer)
+
+    # -- clients -------------------------------------------------------------
+
+    def _accept(self) -> None:
+        for _ in range(16):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("inspector: accept failed: %s", exc)
+                return
+            try:
+                uid = _peer_uid(conn)
+            except OSError:
+                uid = -1
+            if uid is not None and uid != os.getuid():
+                log.warning("inspector: refused a client of user id %s; only user id %s "
+                            "is served", uid, os.getuid())
+                conn.close()
+                continue
+            conn.setblocking(False)
+            client = _InspectorClient(conn)
+            self._clients[client.fd] = client
+            self._loop.add_reader(client.fd, self._on_readable, client)
+            try:
+                self._offer(client, self.snapshot_line())   # something to show at once
+            except Exception:
+                log.exception("inspector: snapshot failed; the feed goes on")
+
+    def _offer(self, client: _InspectorClient, line: bytes) -> None:
+        """Give ``client`` the newest snapshot, dropping one it has not started."""
+        if client.waiting is not None:
+            client.behind += 1
+            if client.behind >= INSPECTOR_STALL_LIMIT:
+                log.warning("inspector: a client took no snapshot for %d intervals; "
+                            "disconnected", client.behind)
+                self._drop(client)
+                return
+        else:
+            client.behind = 0
+        client.waiting = line
+        self._flush(client)
+
+    def _reply(self, client: _InspectorClient, reply: dict[str, Any]) -> None:
+        if len(client.replies) >= _INSPECTOR_REPLIES_MAX:
+            log.warning("inspector: a client sends commands and reads no reply; disconnected")
+            self._drop(client)
+            return
+        client.replies.append(_json_line({"v": INSPECTOR_FORMAT, **reply}))
+        self._flush(client)
+
+    def _flush(self, client: _InspectorClient) -> None:
+        """Write what the socket takes now; watch for writability for the rest."""
+        while True:
+            if client.sending is None:
+                if client.replies:
+                    client.sending = memoryview(client.replies.pop(0))
+                elif client.waiting is not None:
+                    client.sending = memoryview(client.waiting)
+                    client.waiting = None
+                else:
+                    break
+            try:
+                sent = client.sock.send(client.sending)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._drop(client)
+                return
+            rest = client.sending[sent:]
+            client.sending = rest if len(rest) else None
+        blocked = client.sending is not None
+        if blocked != client.writing:
+            client.writing = blocked
+            if blocked:
+                self._loop.add_writer(client.fd, self._flush, client)
+            else:
+                self._loop.remove_writer(client.fd)
+
+    def _on_readable(self, client: _InspectorClient) -> None:
+        try:
+            data = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(client)
+            return
+        client.inbuf += data
+        while self._clients.get(client.fd) is client:
+            end = client.inbuf.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(client.inbuf[:end])
+            del client.inbuf[:end + 1]
+            self._command(client, line)
+        if len(client.inbuf) > _INSPECTOR_LINE_MAX and self._clients.get(client.fd) is client:
+            log.warning("inspector: a client sent a line of over %d bytes; disconnected",
+                        _INSPECTOR_LINE_MAX)
+            self._drop(client)
+
+    def _command(self, client: _InspectorClient, line: bytes) -> None:
+        """Carry out one command line, and answer it with a reply or an error line."""
+        if not line.strip():
+            return
+        try:
+            command = json.loads(line)
+        except ValueError:
+            command = None
+        if not isinstance(command, dict):
+            return self._reply(client, {
+                "type": "error", "cmd": None,
+                "error": 'commands are one JSON object per line, such as '
+                         '{"cmd": "poison_pill", "id": "worker-1"}'})
+        name = command.get("cmd")
+        if name == "poison_pill":
+            actor_id = command.get("id")
+            if type(actor_id) is not str or actor_id not in self._engine._registry:
+                return self._reply(client, {
+                    "type": "error", "cmd": name,
+                    "error": f"no actor has the id {actor_id!r}; nothing was stopped"})
+            self._engine.poison_pill(actor_id)
+            return self._reply(client, {"type": "reply", "cmd": name, "ok": True,
+                                        "id": actor_id})
+        if name == "interval":
+            seconds = command.get("seconds")
+            low, high = _INSPECTOR_INTERVAL_RANGE
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                    or not low <= seconds <= high:
+                return self._reply(client, {
+                    "type": "error", "cmd": name,
+                    "error": f"interval needs seconds between {low} and {high}, "
+                             f"got {seconds!r}; the interval stays {self.interval}"})
+            self.set_interval(seconds)
+            return self._reply(client, {"type": "reply", "cmd": name, "ok": True,
+                                        "seconds": self.interval})
+        return self._reply(client, {
+            "type": "error", "cmd": name if isinstance(name, str) else None,
+            "error": f"unknown command {name!r}: the commands are poison_pill "
+                     f"(with an id) and interval (with seconds)"})
+
+    def _drop(self, client: _InspectorClient) -> None:
+        if self._clients.pop(client.fd, None) is None:
+            return
+        self._loop.remove_reader(client.fd)
+        if client.writing:
+            self._loop.remove_writer(client.fd)
+        client.sock.close()
+        client.waiting = client.sending = None
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    def close(self) -> None:
+        """Disconnect every client and remove the socket file."""
+        self._timer.cancel()
+        for client in list(self._clients.values()):
+            self._drop(client)
+        self._loop.remove_reader(self._fd)
+        self._sock.close()
+        _unlink_socket(self.path)
+        self._rates = {}
+
+
+def _json_line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def _check_inspector_args(inspector: Any, interval: Any) -> None:
+    if not isinstance(inspector, (bool, str, os.PathLike)) and inspector is not None:
+        raise TypeError(f"inspector must be False, True or a socket path, not {inspector!r}: "
+                        f"write Engine(inspector=True) or Engine(inspector='/tmp/app.sock')")
+    if isinstance(inspector, str) and not inspector:
+        raise ValueError("inspector path may not be empty: pass Engine(inspector=True) for "
+                         "the default path")
+    low, high = _INSPECTOR_INTERVAL_RANGE
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        raise TypeError(f"inspector_interval needs a number of seconds, not {interval!r}")
+    if not low <= interval <= high:
+        raise ValueError(f"inspector_interval needs seconds between {low} and {high}, "
+                         f"got {interval!r}")
 
 
 ###############################################################################

@@ -8,6 +8,7 @@ from conftest import ROOT
 
 # example file -> (extra arguments, a line its output must contain)
 EXPECTED = {
+    "demo.py": (["--seconds", "1", "--no-split"], "stopping after 1 s."),
     "quickstart.py": ([], "subscriber got 'Direct message' directly"),
     "workers.py": ([], "10000 results, sum of squares so far 333283335000"),
 }
