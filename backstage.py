@@ -491,7 +491,7 @@ class Context:
         "_subscribers",  # {topic: {subscriber id: Context}}, or None
         "_subscriptions",  # set of (publisher id, topic) this actor follows, or None
         "_timers",      # set of live Timers, or None
-        "_watches",     # {fd: (fileobj, reader?, writer?)}, or None
+        "_watches",     # {fileobj: [reading?, writing?]}, or None
         "_count",       # messages handled so far
         "_last",        # loop time of the last turn with messages
         "__weakref__",
@@ -618,8 +618,19 @@ class Context:
         self.engine._call_on_loop(self.engine._watch, self, fileobj, callback, False)
 
     def unwatch(self, fileobj: Any) -> None:
-        """Stop watching ``fileobj`` (both directions); nothing if it was not watched."""
+        """Stop watching ``fileobj`` (both directions); nothing if it was not watched.
+
+        Unwatch a socket before closing it: a closed socket has no fd number.
+        """
         self.engine._call_on_loop(self.engine._unwatch_here, self, fileobj)
+
+    def unwatch_readable(self, fileobj: Any) -> None:
+        """Stop watching ``fileobj`` for reading only; nothing if it was not watched so."""
+        self.engine._call_on_loop(self.engine._unwatch_here, self, fileobj, True, False)
+
+    def unwatch_writable(self, fileobj: Any) -> None:
+        """Stop watching ``fileobj`` for writing only, say once its output is flushed."""
+        self.engine._call_on_loop(self.engine._unwatch_here, self, fileobj, False, True)
 
 
 def _check_delay(call: str, name: str, value: Any, allow_zero: bool) -> None:
@@ -1207,16 +1218,21 @@ class Engine:
             self._loop.add_writer(fileobj, wrapped)
         ctx._watches[fileobj][0 if readable else 1] = True
 
-    def _unwatch_here(self, ctx: Context, fileobj: Any) -> None:
+    def _unwatch_here(self, ctx: Context, fileobj: Any, reading: bool = True,
+                      writing: bool = True) -> None:
         if not ctx._watches or fileobj not in ctx._watches:
             return
-        reading, writing = ctx._watches.pop(fileobj)
-        if reading:
+        watch = ctx._watches[fileobj]
+        if reading and watch[0]:
             self._loop.remove_reader(fileobj)
-        if writing:
+            watch[0] = False
+        if writing and watch[1]:
             self._loop.remove_writer(fileobj)
-        self._user_watches -= 1
-        self._check_idle()
+            watch[1] = False
+        if not (watch[0] or watch[1]):
+            del ctx._watches[fileobj]
+            self._user_watches -= 1
+            self._check_idle()
 
 
 class _StoppedInbox(list):

@@ -76,3 +76,66 @@ def test_writable_watch_calls_back_on_the_engine_thread(engine):
 
     assert writer.thread == threading.get_ident()
     assert writer.peer.recv(10) == b"x"
+
+
+class ClosesInDeinit(LineReader):
+    """Closes its socket in deinit, while the engine still watches it."""
+
+    def deinit(self):
+        self.sock.close()
+
+
+def test_a_socket_closed_in_deinit_does_not_shadow_the_next_socket_with_its_number(engine):
+    # The fd number of the closed socket is reused by the next socket; a
+    # registration left behind for the old one would keep the new one unpolled.
+    engine.spawn_actor(Recorder, id="rec")
+    engine.spawn_actor(ClosesInDeinit, id="first")
+    a, b = socket.socketpair()
+    number = b.fileno()
+    engine.send("first", b)
+    engine.poison_pill("first")
+    engine.run()
+    a.close()
+    c, d = socket.socketpair()
+    reused = c if c.fileno() == number else d
+    other = d if reused is c else c
+
+    assert reused.fileno() == number
+    engine.spawn_actor(LineReader, id="second")
+    engine.send("second", reused)
+    other.sendall(b"still heard")
+    threading.Timer(0.05, other.close).start()
+    engine.run()
+
+    assert engine.get_actor("rec").messages == [b"still heard"]
+    reused.close()
+
+
+def test_unwatch_writable_keeps_the_readable_watch(engine):
+    class Both:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            self.sock, self.peer = socket.socketpair()
+            self.writes = 0
+            self.read = b""
+            ctx.watch_readable(self.sock, self.on_readable)
+            ctx.watch_writable(self.sock, self.on_writable)
+
+        def on_writable(self):
+            self.writes += 1
+            self.ctx.unwatch_writable(self.sock)
+            self.peer.sendall(b"ping")
+
+        def on_readable(self):
+            self.read += self.sock.recv(100)
+            self.ctx.unwatch_readable(self.sock)
+
+        def receive(self, envelope):
+            pass
+
+    both = engine.spawn_actor(Both, id="both")
+    engine.run()                       # returns once both directions are unwatched
+
+    assert both.writes == 1
+    assert both.read == b"ping"
+    assert both.ctx._watches == {}
