@@ -48,6 +48,7 @@ import heapq
 import importlib
 import logging
 import selectors
+import signal
 import socket
 import threading
 import time
@@ -156,6 +157,8 @@ ACTOR_BATCH = 128
 # A tick then costs one select() call per >= 2048 messages (about 1 us against
 # about 600 us of message handling), so the poll is lost in the noise.
 TICK_BUDGET = 2048
+# Signals that make run_forever() close the engine cleanly (main thread only).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 ###############################################################################
@@ -729,6 +732,7 @@ class Engine:
         self._lock = threading.RLock()               # taken by other threads' calls only
         self._user_timers = 0                        # live Timers of actors
         self._user_watches = 0                       # fds watched by actors
+        self._signal_handlers: dict[int, Any] = {}   # replaced by run_forever()'s own
         self.dead_letters: collections.deque[DeadLetter] = collections.deque(
             maxlen=dead_letters_kept)                # the most recent dead letters
         self.dead_letter_count = 0                   # every dead letter ever
@@ -796,8 +800,43 @@ class Engine:
         self._run(until_idle=True)
 
     def run_forever(self) -> None:
-        """Handle messages, timers and I/O until ``stop()`` is called (from anywhere)."""
-        self._run(until_idle=False)
+        """Handle messages, timers and I/O until ``stop()`` is called (from anywhere).
+
+        In the main thread, SIGINT (Ctrl-C) and SIGTERM end it cleanly: the
+        engine closes (every actor's ``deinit`` runs, children first) and
+        ``run_forever`` returns, with no KeyboardInterrupt.  A second signal
+        meets the handler the program had before, and that handler is back
+        when ``run_forever`` returns.  A signal whose handler the program set
+        itself (or set to ignore) is left alone.
+        """
+        previous = self._catch_stop_signals()
+        try:
+            self._run(until_idle=False)
+        finally:
+            _restore_signal_handlers(previous)
+
+    async def run_async(self, *, until_idle: bool = False) -> None:
+        """``run_forever()`` as a coroutine, on the asyncio loop that is running it.
+
+        For an engine that shares a running asyncio (or uvloop) loop: make it
+        inside a coroutine with ``Engine(backend="asyncio")`` and run it as a
+        task, ``asyncio.create_task(engine.run_async())``; the program's other
+        coroutines go on beside the actors.  It returns on ``stop()`` or, with
+        ``until_idle=True``, when no user work is left (as ``run()`` does).
+        Cancelling the task ends the run too.  Signals are the program's business.
+        """
+        run_async = getattr(self._loop, "run_async", None)
+        if run_async is None:
+            raise TypeError(f"run_async() needs an engine on an asyncio loop, and this one runs "
+                            f"on {self.backend!r}: make it with Engine(backend='asyncio') "
+                            f"inside the coroutine, or call run() / run_forever()")
+        self._enter_run(until_idle)
+        try:
+            self._process_inbound()
+            while not self._stop_requested and not (until_idle and self._idle()):
+                await run_async()
+        finally:
+            self._leave_run()
 
     def stop(self) -> None:
         """Make ``run()``/``run_forever()`` return soon; any thread, or an actor."""
@@ -828,6 +867,15 @@ class Engine:
     # -- running -------------------------------------------------------------
 
     def _run(self, until_idle: bool) -> None:
+        self._enter_run(until_idle)
+        try:
+            self._process_inbound()
+            while not self._stop_requested and not (until_idle and self._idle()):
+                self._loop.run()
+        finally:
+            self._leave_run()
+
+    def _enter_run(self, until_idle: bool) -> None:
         if self._closed:
             raise EngineClosed(f"cannot run: {_CLOSED}")
         with self._lock:
@@ -838,19 +886,46 @@ class Engine:
         self._thread_id = _get_ident()
         self._until_idle = until_idle
         self._stop_requested = False
+
+    def _leave_run(self) -> None:
+        with self._lock:
+            self._running = False
+            close = self._close_requested
+        # Calls that other threads queued while we stopped must not wait forever.
+        self._process_inbound()
+        self._stop_requested = False
+        if close:
+            self._close()
+
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Route SIGINT and SIGTERM to a clean close; returns the handlers replaced.
+
+        Only in the main thread (the only one Python delivers signals to), and
+        only where the program kept the default handler.  The handler runs
+        between two bytecodes of whatever runs, maybe inside a receive, so it
+        only queues the close on the loop, as another thread would.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+                previous[signum] = signal.signal(signum, self._on_stop_signal)
+        self._signal_handlers = previous
+        return previous
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        # A second signal meets the old handler: Ctrl-C twice interrupts a
+        # deinit that hangs.
+        _restore_signal_handlers(self._signal_handlers)
         try:
-            self._process_inbound()
-            while not self._stop_requested and not (until_idle and self._idle()):
-                self._loop.run()
-        finally:
-            with self._lock:
-                self._running = False
-                close = self._close_requested
-            # Calls that other threads queued while we stopped must not wait forever.
-            self._process_inbound()
-            self._stop_requested = False
-            if close:
-                self._close()
+            self._loop.call_soon_threadsafe(self._close_on_signal, signum)
+        except RuntimeError:
+            pass                    # the loop is closed: the run is over already
+
+    def _close_on_signal(self, signum: int) -> None:
+        log.info("%s: closing the engine", signal.Signals(signum).name)
+        self.close()
 
     def _idle(self) -> bool:
         """True when no user work is left: no message, timer, watch or inbound call."""
@@ -1270,6 +1345,12 @@ def _run_into_future(future: Future, fn: Callable[..., Any], args: tuple) -> Non
         future.set_exception(exc)
     else:
         future.set_result(result)
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        if handler is not None:     # None: set from C, cannot be put back from Python
+            signal.signal(signum, handler)
 
 
 def _guarded(ctx: Context, callback: Callable[[], Any]) -> Callable[[], None]:
