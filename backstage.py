@@ -1260,6 +1260,9 @@ class Engine:
 
     def _close(self) -> None:
         self._closed = True
+        # No run is going: the closing thread is the engine's thread now, so the
+        # deinits it calls may still use their Context (unwatch, send, ...).
+        self._thread_id = _get_ident()
         try:
             self._process_inbound()
             top_level = [c for c in self._registry.values() if c.parent is None]

@@ -139,3 +139,31 @@ def test_unwatch_writable_keeps_the_readable_watch(engine):
     assert both.writes == 1
     assert both.read == b"ping"
     assert both.ctx._watches == {}
+
+
+def test_deinit_may_unwatch_when_close_comes_from_another_thread_than_the_run(engine):
+    class Owner:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            self.sock, self.peer = socket.socketpair()
+            self.unwatched = False
+            ctx.watch_readable(self.sock, lambda: None)
+
+        def receive(self, envelope):
+            pass
+
+        def deinit(self):
+            self.ctx.unwatch(self.sock)
+            self.unwatched = True
+            self.sock.close()
+
+    owner = engine.spawn_actor(Owner, id="owner")
+    owner.ctx.run_recurring(0.001, engine.stop)     # stops the run once it is going
+    runner = threading.Thread(target=engine.run_forever)
+    runner.start()
+    runner.join(10)
+
+    engine.close()
+
+    assert owner.unwatched
+    owner.peer.close()
