@@ -1,9 +1,12 @@
 """An engine inside an asyncio program, on the program's running loop."""
 
 import asyncio
+import subprocess
+import sys
 import threading
 
 import pytest
+from conftest import ROOT
 
 from backends.asyncio_backend import set_exception_threadsafe, set_result_threadsafe
 from backstage import Engine
@@ -312,3 +315,12 @@ def test_the_uvloop_backend_inside_a_plain_asyncio_loop_raises_a_clear_error():
             Engine(backend="uvloop")
 
     asyncio.run(main())
+
+
+def test_the_asyncio_example_runs_and_counts_the_words(aio_backend):
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "asyncio_app.py"),
+                             "--backend", aio_backend],
+                            capture_output=True, text=True, timeout=TIMEOUT)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "words counted by the actor: 15"

@@ -1,7 +1,9 @@
 """The example chat server, with real sockets on 127.0.0.1, on every backend."""
 
 import contextlib
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -252,3 +254,26 @@ def test_start_server_rejects_a_bad_limit():
         chat_server.start_server(engine, max_line=0)
 
     engine.close()
+
+
+def test_the_chat_server_runs_as_a_program_and_stops_cleanly_on_sigint(backend):
+    server = subprocess.Popen([sys.executable, str(ROOT / "examples" / "chat_server.py"),
+                               "--port", "0", "--backend", backend],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = server.stdout.readline()          # "chat server on HOST:PORT (backend); ..."
+        host, port = banner.split()[3].split(":")
+        client = Client((host, int(port)))
+        client.send(b"hi\n")
+        assert client.read_line() == b"hi"
+
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=TIMEOUT)
+    finally:
+        server.kill()
+
+    assert server.returncode == 0, err
+    assert "Traceback" not in err
+    assert out == "chat server stopped\n"
+    assert client.read_to_end() == b""              # its connection was closed
+    client.close()
