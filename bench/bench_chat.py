@@ -1,6 +1,6 @@
 """Lines per second through the example chat server, with 200 clients.
 
-    python bench/bench_chat.py [--clients 200] [--lines 100] [--runs 3] [--batch]
+    python bench/bench_chat.py [--clients 200] [--lines 500] [--runs 5] [--batch]
 
 The server runs as its own process (python examples/chat_server.py) on each
 backend in turn, so it does not share a GIL with the clients; the clients
@@ -87,8 +87,8 @@ def one_run(address: tuple[str, int], clients: int, lines: int, batch: bool) -> 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--lines", type=int, default=100)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--lines", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch", action="store_true",
                         help="each client sends all its lines in one sendall()")
     args = parser.parse_args(argv)
