@@ -52,6 +52,7 @@ import json
 import logging
 import os
 import selectors
+import signal
 import socket
 import stat
 import struct
@@ -200,6 +201,8 @@ ACTOR_BATCH = 128
 TICK_BUDGET = 2048
 # Seconds between two snapshots of the inspector feed, by default.
 INSPECTOR_INTERVAL = 0.5
+# Signals that make run_forever() close the engine cleanly (main thread only).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 ###############################################################################
@@ -716,8 +719,19 @@ class Context:
         self.engine._call_on_loop(self.engine._watch, self, fileobj, callback, False)
 
     def unwatch(self, fileobj: Any) -> None:
-        """Stop watching ``fileobj`` (both directions); nothing if it was not watched."""
+        """Stop watching ``fileobj`` (both directions); nothing if it was not watched.
+
+        Unwatch a socket before closing it: a closed socket has no fd number.
+        """
         self.engine._call_on_loop(self.engine._unwatch_here, self, fileobj)
+
+    def unwatch_readable(self, fileobj: Any) -> None:
+        """Stop watching ``fileobj`` for reading only; nothing if it was not watched so."""
+        self.engine._call_on_loop(self.engine._unwatch_here, self, fileobj, True, False)
+
+    def unwatch_writable(self, fileobj: Any) -> None:
+        """Stop watching ``fileobj`` for writing only, say once its output is flushed."""
+        self.engine._call_on_loop(self.engine._unwatch_here, self, fileobj, False, True)
 
 
 def _check_delay(call: str, name: str, value: Any, allow_zero: bool) -> None:
@@ -1036,6 +1050,7 @@ class Engine:
         self._root_strategy = supervisor or DEFAULT_ROOT_STRATEGY  # for top-level actors
         self.restart_count = 0                       # actor restarts by supervisors
         self._dead_letter_subscribers: dict[str, Context] = {}
+        self._signal_handlers: dict[int, Any] = {}   # replaced by run_forever()'s own
         self.dead_letters: collections.deque[DeadLetter] = collections.deque(
             maxlen=dead_letters_kept)                # the most recent dead letters
         self.dead_letter_count = 0                   # every dead letter ever
@@ -1129,8 +1144,43 @@ class Engine:
         self._run(until_idle=True)
 
     def run_forever(self) -> None:
-        """Handle messages, timers and I/O until ``stop()`` is called (from anywhere)."""
-        self._run(until_idle=False)
+        """Handle messages, timers and I/O until ``stop()`` is called (from anywhere).
+
+        In the main thread, SIGINT (Ctrl-C) and SIGTERM end it cleanly: the
+        engine closes (every actor's ``deinit`` runs, children first) and
+        ``run_forever`` returns, with no KeyboardInterrupt.  A second signal
+        meets the handler the program had before, and that handler is back
+        when ``run_forever`` returns.  A signal whose handler the program set
+        itself (or set to ignore) is left alone.
+        """
+        previous = self._catch_stop_signals()
+        try:
+            self._run(until_idle=False)
+        finally:
+            _restore_signal_handlers(previous)
+
+    async def run_async(self, *, until_idle: bool = False) -> None:
+        """``run_forever()`` as a coroutine, on the asyncio loop that is running it.
+
+        For an engine that shares a running asyncio (or uvloop) loop: make it
+        inside a coroutine with ``Engine(backend="asyncio")`` and run it as a
+        task, ``asyncio.create_task(engine.run_async())``; the program's other
+        coroutines go on beside the actors.  It returns on ``stop()`` or, with
+        ``until_idle=True``, when no user work is left (as ``run()`` does).
+        Cancelling the task ends the run too.  Signals are the program's business.
+        """
+        run_async = getattr(self._loop, "run_async", None)
+        if run_async is None:
+            raise TypeError(f"run_async() needs an engine on an asyncio loop, and this one runs "
+                            f"on {self.backend!r}: make it with Engine(backend='asyncio') "
+                            f"inside the coroutine, or call run() / run_forever()")
+        self._enter_run(until_idle)
+        try:
+            self._process_inbound()
+            while not self._stop_requested and not (until_idle and self._idle()):
+                await run_async()
+        finally:
+            self._leave_run()
 
     def stop(self) -> None:
         """Make ``run()``/``run_forever()`` return soon; any thread, or an actor."""
@@ -1161,6 +1211,15 @@ class Engine:
     # -- running -------------------------------------------------------------
 
     def _run(self, until_idle: bool) -> None:
+        self._enter_run(until_idle)
+        try:
+            self._process_inbound()
+            while not self._stop_requested and not (until_idle and self._idle()):
+                self._loop.run()
+        finally:
+            self._leave_run()
+
+    def _enter_run(self, until_idle: bool) -> None:
         if self._closed:
             raise EngineClosed(f"cannot run: {_CLOSED}")
         with self._lock:
@@ -1171,19 +1230,46 @@ class Engine:
         self._thread_id = _get_ident()
         self._until_idle = until_idle
         self._stop_requested = False
+
+    def _leave_run(self) -> None:
+        with self._lock:
+            self._running = False
+            close = self._close_requested
+        # Calls that other threads queued while we stopped must not wait forever.
+        self._process_inbound()
+        self._stop_requested = False
+        if close:
+            self._close()
+
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Route SIGINT and SIGTERM to a clean close; returns the handlers replaced.
+
+        Only in the main thread (the only one Python delivers signals to), and
+        only where the program kept the default handler.  The handler runs
+        between two bytecodes of whatever runs, maybe inside a receive, so it
+        only queues the close on the loop, as another thread would.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+                previous[signum] = signal.signal(signum, self._on_stop_signal)
+        self._signal_handlers = previous
+        return previous
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        # A second signal meets the old handler: Ctrl-C twice interrupts a
+        # deinit that hangs.
+        _restore_signal_handlers(self._signal_handlers)
         try:
-            self._process_inbound()
-            while not self._stop_requested and not (until_idle and self._idle()):
-                self._loop.run()
-        finally:
-            with self._lock:
-                self._running = False
-                close = self._close_requested
-            # Calls that other threads queued while we stopped must not wait forever.
-            self._process_inbound()
-            self._stop_requested = False
-            if close:
-                self._close()
+            self._loop.call_soon_threadsafe(self._close_on_signal, signum)
+        except RuntimeError:
+            pass                    # the loop is closed: the run is over already
+
+    def _close_on_signal(self, signum: int) -> None:
+        log.info("%s: closing the engine", signal.Signals(signum).name)
+        self.close()
 
     def _idle(self) -> bool:
         """True when no user work is left: no message, timer, watch or inbound call."""
@@ -1790,6 +1876,9 @@ class Engine:
 
     def _close(self) -> None:
         self._closed = True
+        # No run is going: the closing thread is the engine's thread now, so the
+        # deinits it calls may still use their Context (unwatch, send, ...).
+        self._thread_id = _get_ident()
         try:
             if self._inspector is not None:
                 self._inspector.close()
@@ -1931,16 +2020,21 @@ class Engine:
             self._loop.add_writer(fileobj, wrapped)
         ctx._watches[fileobj][0 if readable else 1] = True
 
-    def _unwatch_here(self, ctx: Context, fileobj: Any) -> None:
+    def _unwatch_here(self, ctx: Context, fileobj: Any, reading: bool = True,
+                      writing: bool = True) -> None:
         if not ctx._watches or fileobj not in ctx._watches:
             return
-        reading, writing = ctx._watches.pop(fileobj)
-        if reading:
+        watch = ctx._watches[fileobj]
+        if reading and watch[0]:
             self._loop.remove_reader(fileobj)
-        if writing:
+            watch[0] = False
+        if writing and watch[1]:
             self._loop.remove_writer(fileobj)
-        self._user_watches -= 1
-        self._check_idle()
+            watch[1] = False
+        if not (watch[0] or watch[1]):
+            del ctx._watches[fileobj]
+            self._user_watches -= 1
+            self._check_idle()
 
 
 class _StoppedInbox(list):
@@ -2486,6 +2580,12 @@ def _run_into_future(future: Future, fn: Callable[..., Any], args: tuple) -> Non
         future.set_exception(exc)
     else:
         future.set_result(result)
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        if handler is not None:     # None: set from C, cannot be put back from Python
+            signal.signal(signum, handler)
 
 
 def _guarded(ctx: Context, callback: Callable[[], Any]) -> Callable[[], None]:

@@ -1,4 +1,14 @@
-"""The engine on an asyncio event loop: ``Engine(backend="asyncio")``."""
+"""The engine on an asyncio event loop: ``Engine(backend="asyncio")``.
+
+Two ways to run:
+
+- on its own loop, in a thread of its own: ``engine.run()`` / ``engine.run_forever()``
+  (``Engine(backend="asyncio")`` made where no asyncio loop runs);
+- inside an asyncio program, on the program's running loop, beside its own
+  coroutines: make the engine inside a coroutine (it picks up the running loop)
+  and ``await engine.run_async()``.  Actors resolve replies for coroutines with
+  ``set_result_threadsafe(future, value)``.  See docs/backends.md.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +19,48 @@ from typing import Any
 
 from backstage import Loop
 
+__all__ = ["AsyncioLoop", "set_result_threadsafe", "set_exception_threadsafe"]
+
+# Said by every error about running an engine that shares a running loop.
+_SHARED_ADVICE = ("inside a coroutine, make the engine there (Engine(backend='asyncio') picks up "
+                  "the running loop) and use `await engine.run_async()`")
+
 
 class AsyncioLoop(Loop):
     """A backstage Loop on an asyncio event loop.
 
-    With no argument it makes and owns a new event loop; given one, it uses
-    that loop and leaves it open at ``close()``.
+    ``AsyncioLoop()`` made while an asyncio loop runs in this thread shares
+    that loop (the engine then runs with ``await engine.run_async()``);
+    made elsewhere, it makes and owns a new loop, closed at ``close()``.
+    ``AsyncioLoop(loop)`` uses ``loop`` and leaves it open at ``close()``.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if loop is None:
+            loop = self._running_loop()
         self._owned = loop is None
         self.aio = loop if loop is not None else self._new_event_loop()
-        self._thread: int | None = None   # the thread inside run()
-        # Watched fds, so remove_* can answer True/False on every loop
-        # (uvloop's remove_reader returns None).
-        self._readers: set[int] = set()
-        self._writers: set[int] = set()
+        self._thread: int | None = None   # the thread inside run() or run_async()
+        self._blocking = False            # inside run(): stop() may stop the asyncio loop
+        self._waiter: asyncio.Future | None = None  # what run_async() awaits; stop() resolves it
+        self._stop_flag = False           # a stop() that run_async() must not miss
+        # Watched fds, number -> file object, so remove_* can answer True/False
+        # on every loop (uvloop's remove_reader returns None) and can remove a
+        # socket that was closed while watched: its fileno() is then -1, and a
+        # registration left behind would shadow the next socket given that number.
+        self._readers: dict[int, Any] = {}
+        self._writers: dict[int, Any] = {}
 
     @staticmethod
     def _new_event_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
+
+    @classmethod
+    def _running_loop(cls) -> asyncio.AbstractEventLoop | None:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
 
     def time(self) -> float:
         return self.aio.time()
@@ -45,46 +77,119 @@ class AsyncioLoop(Loop):
 
     def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
         self.aio.add_reader(fd, callback, *args)
-        self._readers.add(_fileno(fd))
+        self._readers[_fileno(fd)] = fd
 
     def remove_reader(self, fd: Any) -> bool:
-        number = _fileno(fd)
-        if number not in self._readers:
+        number = _watched_number(self._readers, fd)
+        if number is None:
             return False
-        self._readers.discard(number)
-        self.aio.remove_reader(fd)
+        del self._readers[number]
+        self.aio.remove_reader(number)
         return True
 
     def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
         self.aio.add_writer(fd, callback, *args)
-        self._writers.add(_fileno(fd))
+        self._writers[_fileno(fd)] = fd
 
     def remove_writer(self, fd: Any) -> bool:
-        number = _fileno(fd)
-        if number not in self._writers:
+        number = _watched_number(self._writers, fd)
+        if number is None:
             return False
-        self._writers.discard(number)
-        self.aio.remove_writer(fd)
+        del self._writers[number]
+        self.aio.remove_writer(number)
         return True
 
     def run(self) -> None:
+        if self.aio.is_running():
+            raise RuntimeError("this engine's asyncio loop is already running (it is the "
+                               "program's loop), so run() and run_forever() cannot run it; "
+                               + _SHARED_ADVICE)
         self._thread = threading.get_ident()
+        self._blocking = True
         try:
             self.aio.run_forever()
         finally:
+            self._blocking = False
             self._thread = None
 
+    async def run_async(self) -> None:
+        """Wait, on the running loop, until ``stop()``; the loop runs everything else."""
+        if asyncio.get_running_loop() is not self.aio:
+            raise RuntimeError("run_async() must be awaited on the engine's own asyncio loop, "
+                               "and this engine was made for another one; " + _SHARED_ADVICE)
+        self._thread = threading.get_ident()
+        # The waiter is set before the flag is read, and stop() sets the flag
+        # before it reads the waiter: a stop from another thread is never missed.
+        self._waiter = waiter = self.aio.create_future()
+        try:
+            if not self._stop_flag:
+                await waiter
+        finally:
+            self._waiter = None
+            self._thread = None
+            self._stop_flag = False
+
     def stop(self) -> None:
-        # asyncio's stop() is not thread-safe; from another thread, ask the loop.
-        if threading.get_ident() == self._thread or self._thread is None:
-            self.aio.stop()
-        else:
-            self.aio.call_soon_threadsafe(self.aio.stop)
+        self._stop_flag = True
+        waiter = self._waiter
+        if waiter is not None:
+            if threading.get_ident() == self._thread:
+                _wake(waiter)
+            else:
+                self.aio.call_soon_threadsafe(_wake, waiter)
+        elif self._blocking or not self.aio.is_running():
+            # Our own run(), or nobody runs the loop (then the next run returns
+            # at once).  A loop the program runs is never stopped from here.
+            # asyncio's stop() is not thread-safe; from another thread, ask the loop.
+            if threading.get_ident() == self._thread or self._thread is None:
+                self.aio.stop()
+            else:
+                self.aio.call_soon_threadsafe(self.aio.stop)
 
     def close(self) -> None:
         if self._owned and not self.aio.is_closed():
             self.aio.close()
 
 
+def set_result_threadsafe(future: asyncio.Future, value: Any) -> None:
+    """Resolve an asyncio ``future`` with ``value`` from any thread, e.g. an actor's reply.
+
+    Does nothing if the future is already done (say, its awaiter gave up
+    waiting and cancelled it), where ``future.set_result`` would raise.
+    """
+    future.get_loop().call_soon_threadsafe(_settle, future, value, None)
+
+
+def set_exception_threadsafe(future: asyncio.Future, exception: BaseException) -> None:
+    """Fail an asyncio ``future`` with ``exception`` from any thread; nothing if it is done."""
+    future.get_loop().call_soon_threadsafe(_settle, future, None, exception)
+
+
+def _settle(future: asyncio.Future, value: Any, exception: BaseException | None) -> None:
+    if future.done():
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(value)
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _fileno(fd: Any) -> int:
     return fd if isinstance(fd, int) else fd.fileno()
+
+
+def _watched_number(watched: dict[int, Any], fd: Any) -> int | None:
+    """The fd number ``fd`` was watched under, or None; works for a closed socket too."""
+    number = _fileno(fd)
+    if number in watched:
+        return number
+    if number == -1:
+        for number, fileobj in watched.items():
+            if fileobj is fd:
+                return number
+    return None
