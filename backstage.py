@@ -1039,7 +1039,7 @@ class Engine:
         self._thread_id: int | None = _get_ident()   # the engine's thread; None once closed
         self._running = False                        # inside run() or run_forever()
         self._until_idle = False                     # run() (True) or run_forever()
-        self._stop_requested = False                 # stop() was called during this run
+        self._stop_requested = False                 # stop() was called: end the run
         self._close_requested = False                # close() waits for the run to end
         self._closed = False
         self._closed_event = threading.Event()
@@ -1183,7 +1183,11 @@ class Engine:
             self._leave_run()
 
     def stop(self) -> None:
-        """Make ``run()``/``run_forever()`` return soon; any thread, or an actor."""
+        """Make ``run()``/``run_forever()`` return soon; any thread, or an actor.
+
+        Called while the engine is not running, it ends the next run at once
+        (so a stop from another thread cannot be lost while a run starts).
+        """
         self._stop_requested = True
         self._loop.stop()
 
@@ -1229,7 +1233,8 @@ class Engine:
             self._running = True
         self._thread_id = _get_ident()
         self._until_idle = until_idle
-        self._stop_requested = False
+        # _stop_requested is not reset here: a stop() from another thread that
+        # lands just before this run began still ends it.
 
     def _leave_run(self) -> None:
         with self._lock:

@@ -171,3 +171,13 @@ def test_close_from_another_thread_stops_the_run_and_runs_deinit(backend):
     assert not runner.is_alive()
     assert engine.closed
     assert deinits == [runner.ident]
+
+
+def test_a_stop_that_lands_before_the_run_begins_still_ends_it(engine):
+    engine.spawn_actor(Recorder, id="rec")
+    engine.stop()
+
+    runner = _run_in_thread(engine)
+    runner.join(10)
+
+    assert not runner.is_alive()
