@@ -324,3 +324,28 @@ def test_the_asyncio_example_runs_and_counts_the_words(aio_backend):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "words counted by the actor: 15"
+
+
+def test_a_coroutine_awaits_engine_ask_without_blocking_the_loop(aio_backend):
+    class Doubler:
+        def __init__(self, ctx):
+            pass
+
+        def receive(self, envelope):
+            envelope.reply(envelope.message * 2)
+
+    # The actors run on the same loop: an await that blocked would never return.
+    async def main():
+        engine = Engine(backend=aio_backend)
+        engine.spawn_actor(Doubler, id="d")
+        actors = asyncio.create_task(engine.run_async())
+        try:
+            replies = [await asyncio.wait_for(asyncio.wrap_future(engine.ask("d", n)), TIMEOUT)
+                       for n in range(20)]
+        finally:
+            engine.stop()
+            await actors
+            engine.close()
+        return replies
+
+    assert run_program(aio_backend, main) == [2 * n for n in range(20)]
