@@ -84,10 +84,11 @@ class Envelope:
     """One delivered message.
 
     ``message`` is the very object the sender passed, never a copy: treat it as
-    read-only, or hand over ownership with it.
+    read-only, or hand over ownership with it.  Treat the envelope as read-only
+    too: every subscriber of one publication receives the same envelope.
     """
-    # Slots and no __init__: the engine fills envelopes with object.__new__ and
-    # four stores, 3.5 M/s against 2.6 M/s for a call to an __init__ (and
+    # Slots, and the engine's envelopes skip the Python __init__ (see
+    # _Envelope): 3.5 M/s against 2.6 M/s for a call to an __init__ (and
     # 1.5 M/s when a whole envelope is built at send time and queued), measured
     # on CPython 3.11 for 1,000,000 deliveries.
     __slots__ = ("sender_id", "message_type", "message", "topic")
@@ -108,6 +109,18 @@ class Envelope:
         topic = f", topic={self.topic!r}" if self.topic is not None else ""
         return (f"Envelope(sender_id={self.sender_id!r}, "
                 f"message_type={self.message_type.name}, message={self.message!r}{topic})")
+
+
+class _Envelope(Envelope):
+    """An Envelope the engine makes and fills in itself: no Python __init__.
+
+    Not part of the public API; ``isinstance(e, Envelope)`` holds.
+    """
+    # _Envelope() runs object's C __new__ and __init__ only: 35 ns against
+    # 60 ns for object.__new__(Envelope), which goes through a wrapper that
+    # packs its arguments into a tuple (CPython 3.11, 2,000,000 calls).
+    __slots__ = ()
+    __init__ = object.__init__
 
 
 class DeadLetter(NamedTuple):
@@ -132,14 +145,14 @@ class ActorNotFound(BackstageError, LookupError):
 
 # Where the user's sends are counted before they reach an inbox.  A queued
 # message is the tuple (sender_id, message, kind): kind None is a direct send,
-# a str is the topic of a publication, _SYSTEM marks an engine command.  A
-# small tuple costs far less than a queued object with a __dict__ (see Envelope).
+# an _Envelope is a publication (that one envelope goes to every subscriber),
+# _SYSTEM marks an engine command.  A small tuple costs far less than a queued
+# object with a __dict__ (see Envelope).
 _SYSTEM = object()
 _POISON_PILL = MessageType.POISON_PILL
 
 _SEND = MessageType.SEND
 _PUBLISH = MessageType.PUBLISH
-_new = object.__new__
 _get_ident = threading.get_ident
 
 # The advice every EngineClosed error ends with.
@@ -916,15 +929,14 @@ class Engine:
             # goes on with the next message.
             try:
                 for sender_id, message, kind in items:
-                    envelope = _new(Envelope)
-                    envelope.sender_id = sender_id
-                    envelope.message = message
                     if kind is None:
+                        envelope = _Envelope()
+                        envelope.sender_id = sender_id
                         envelope.message_type = _SEND
+                        envelope.message = message
                         envelope.topic = None
-                    elif kind.__class__ is str:
-                        envelope.message_type = _PUBLISH
-                        envelope.topic = kind
+                    elif kind.__class__ is _Envelope:
+                        envelope = kind
                     else:
                         self._system_message(ctx, sender_id, message, items)
                         return count
@@ -940,7 +952,12 @@ class Engine:
                 ctx._inbox[ctx._head:ctx._head] = list(items)
                 self._after_turn(ctx)
                 raise
-        self._after_turn(ctx)
+        # _after_turn inlined: one Python call less per turn, ping-pong
+        # 1.62 against 1.55 M/s.
+        if len(ctx._inbox) > ctx._head:
+            self._ready.append(ctx)         # still scheduled: back of the queue
+        else:
+            ctx._scheduled = False
         return count
 
     def _after_turn(self, ctx: Context) -> None:
@@ -968,12 +985,21 @@ class Engine:
         """Queue a message for ``target_id``; any thread."""
         if _get_ident() != self._thread_id:
             return self._post_from_other_thread(target_id, sender_id, message, kind)
-        ctx = self._registry.get(target_id)
-        if ctx is None:
+        # A subscript in a try costs nothing when the id is known, and saves
+        # the .get() call: 10 ns of a 200 ns send.
+        try:
+            ctx = self._registry[target_id]
+        except KeyError:
             return self._undeliverable(target_id, sender_id, message, kind)
         ctx._inbox.append((sender_id, message, kind))
         if not ctx._scheduled:
-            self._schedule(ctx)
+            # _schedule inlined: one Python call less whenever an actor wakes,
+            # ping-pong (one wake-up per message) 1.55 against 1.43 M/s.
+            ctx._scheduled = True
+            self._ready.append(ctx)
+            if not self._tick_scheduled:
+                self._tick_scheduled = True
+                self._loop.call_soon(self._tick)
 
     def _post_from_other_thread(self, target_id: str, sender_id: str | None,
                                 message: Any, kind: Any) -> None:
@@ -1045,7 +1071,14 @@ class Engine:
         subscribed = subscribers.get(topic)
         if not subscribed:
             return
-        item = (ctx.actor_id, message, topic)
+        # One envelope for every subscriber, made here: a delivery then costs
+        # no allocation, fan-out 8.1 against 5.4 M deliveries/s.
+        envelope = _Envelope()
+        envelope.sender_id = ctx.actor_id
+        envelope.message_type = _PUBLISH
+        envelope.message = message
+        envelope.topic = topic
+        item = (ctx.actor_id, message, envelope)
         for sub in subscribed.values():
             sub._inbox.append(item)
             if not sub._scheduled:
@@ -1242,8 +1275,8 @@ class _StoppedInbox(list):
 def _envelope_of(sender_id: str | None, message: Any, kind: Any) -> Envelope:
     if kind is None:
         return Envelope(sender_id, _SEND, message)
-    if kind.__class__ is str:
-        return Envelope(sender_id, _PUBLISH, message, kind)
+    if kind.__class__ is _Envelope:
+        return kind
     return Envelope(sender_id, _POISON_PILL, message)
 
 
