@@ -1195,6 +1195,9 @@ class Engine:
         for fileobj in list(ctx._watches or ()):
             self._unwatch_here(ctx, fileobj)
         ctx._state = _STOPPED
+        # Break the actor <-> context cycle, so a stopped actor is freed at
+        # once by reference counting instead of by the cyclic GC.
+        ctx._actor = None
         # What was queued after the pill, or is still queued, is not delivered.
         pending = leftover + ctx._inbox[ctx._head:]
         ctx._inbox = _StoppedInbox(self, ctx.actor_id)
