@@ -39,4 +39,4 @@ bench: $(BENCH_STAMP)
 	$(BENCH_PY) bench/run.py
 
 bench-full: $(BENCH_STAMP)
-	$(BENCH_PY) bench/run.py --full
+	$(BENCH_PY) bench/run.py --full --out bench/results-full.md

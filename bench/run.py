@@ -1,7 +1,8 @@
 """Run the benchmark suite and write bench/results.md.
 
     python bench/run.py            # quick: reduced sizes, 3 runs per figure (`make bench`)
-    python bench/run.py --full     # the sizes of the issue, 5 runs (`make bench-full`)
+    python bench/run.py --full --out bench/results-full.md
+                                   # the issue's sizes, 5 runs (`make bench-full`)
     python bench/run.py --only burst,ring --impls backstage/selectors,floor
 
 Each (implementation, scenario) cell runs in its own subprocess, so one
@@ -324,7 +325,7 @@ def report(cells: list[dict], mode: str, repeats: int, seconds: float) -> str:
         if cols:
             lines += ["", "| ours, " + scenario + " | " + " | ".join(cols) + " |",
                       "|" + " --- |" * (len(cols) + 1)]
-            for name, _unit, _fn, higher in metrics:
+            for name, unit, _fn, higher in metrics:
                 for impl in ours:
                     mine = figs.get((impl, scenario), {}).get(name)
                     if mine is None:
@@ -332,6 +333,10 @@ def report(cells: list[dict], mode: str, repeats: int, seconds: float) -> str:
                     cells_ = []
                     for o in cols:
                         theirs = figs[(o, scenario)].get(name)
+                        # Times compare only at equal sizes; rates and bytes per actor always.
+                        if unit == "s" and by[(o, scenario)].get("sizes") != \
+                                by[(impl, scenario)].get("sizes"):
+                            theirs = None
                         cells_.append(f"{ratio(mine[0], theirs[0], higher):.2f}×"
                                       if theirs else "–")
                     lines.append(f"| {impl}: {name} | " + " | ".join(cells_) + " |")
