@@ -99,10 +99,11 @@ class Envelope:
     """One delivered message.
 
     ``message`` is the very object the sender passed, never a copy: treat it as
-    read-only, or hand over ownership with it.
+    read-only, or hand over ownership with it.  Treat the envelope as read-only
+    too: every subscriber of one publication receives the same envelope.
     """
-    # Slots and no __init__: the engine fills envelopes with object.__new__ and
-    # four stores, 3.5 M/s against 2.6 M/s for a call to an __init__ (and
+    # Slots, and the engine's envelopes skip the Python __init__ (see
+    # _Envelope): 3.5 M/s against 2.6 M/s for a call to an __init__ (and
     # 1.5 M/s when a whole envelope is built at send time and queued), measured
     # on CPython 3.11 for 1,000,000 deliveries.
     # _reply is set only on asked messages; the hot path never touches it.
@@ -140,6 +141,18 @@ class Envelope:
                 f"message_type={self.message_type.name}, message={self.message!r}{topic})")
 
 
+class _Envelope(Envelope):
+    """An Envelope the engine makes and fills in itself: no Python __init__.
+
+    Not part of the public API; ``isinstance(e, Envelope)`` holds.
+    """
+    # _Envelope() runs object's C __new__ and __init__ only: 35 ns against
+    # 60 ns for object.__new__(Envelope), which goes through a wrapper that
+    # packs its arguments into a tuple; burst 3.18 against 2.86 M/s.
+    __slots__ = ()
+    __init__ = object.__init__
+
+
 class DeadLetter(NamedTuple):
     """A message that could not be delivered, and why."""
     target_id: str
@@ -171,17 +184,16 @@ class InboxFull(BackstageError):
 
 
 # A queued message is the tuple (sender_id, message, kind).  kind is None for
-# a direct send, a str (the topic) for a publication, _TERMINATED for a death
-# watch notice, a _Reply for an asked message, and _SYSTEM for an engine
-# command.  A small tuple queued costs far less than a queued object the
-# cyclic GC must scan (see Envelope).
+# a direct send, an _Envelope for a publication (that one envelope goes to
+# every subscriber), _TERMINATED for a death watch notice, a _Reply for an
+# asked message, and _SYSTEM for an engine command.  A small tuple queued
+# costs far less than a queued object the cyclic GC must scan (see Envelope).
 _SYSTEM = object()
 _TERMINATED = MessageType.TERMINATED
 _POISON_PILL = MessageType.POISON_PILL
 
 _SEND = MessageType.SEND
 _PUBLISH = MessageType.PUBLISH
-_new = object.__new__
 _get_ident = threading.get_ident
 
 # The advice every EngineClosed error ends with.
@@ -1360,19 +1372,22 @@ class Engine:
             # goes on with the next message.
             try:
                 for sender_id, message, kind in items:
-                    envelope = _new(Envelope)
-                    envelope.sender_id = sender_id
-                    envelope.message = message
                     if kind is None:
+                        envelope = _Envelope()
+                        envelope.sender_id = sender_id
                         envelope.message_type = _SEND
+                        envelope.message = message
                         envelope.topic = None
-                    elif kind.__class__ is str:
-                        envelope.message_type = _PUBLISH
-                        envelope.topic = kind
-                    elif self._special(ctx, envelope, kind, items):
-                        if ctx._state is _STOPPED:
-                            return count
-                        continue        # an engine command, handled
+                    elif kind.__class__ is _Envelope:
+                        envelope = kind
+                    else:
+                        envelope = _Envelope()
+                        envelope.sender_id = sender_id
+                        envelope.message = message
+                        if self._special(ctx, envelope, kind, items):
+                            if ctx._state is _STOPPED:
+                                return count
+                            continue    # an engine command, handled
                     receive(actor, envelope)
                 break
             except Exception as exc:
@@ -1388,7 +1403,14 @@ class Engine:
                 ctx._inbox[ctx._head:ctx._head] = list(items)
                 self._after_turn(ctx)
                 raise
-        self._after_turn(ctx)
+        # _after_turn inlined: one Python call less per turn; ping-pong
+        # 1.92 against 1.86 M/s.
+        if ctx._waiting_on:
+            ctx._scheduled = _PARKED    # waits for room in a full inbox: no turns
+        elif len(ctx._inbox) > ctx._head:
+            self._ready.append(ctx)     # still scheduled: back of the queue
+        else:
+            ctx._scheduled = False
         return count
 
     def _after_turn(self, ctx: Context) -> None:
@@ -1437,7 +1459,13 @@ class Engine:
             return self._undeliverable(target_id, sender_id, message, kind)
         ctx._inbox.append((sender_id, message, kind))
         if not ctx._scheduled:
-            self._schedule(ctx)
+            # _schedule inlined: one Python call less whenever an actor wakes;
+            # ping-pong (a wake-up per message) 1.92 against 1.85 M/s.
+            ctx._scheduled = True
+            self._ready.append(ctx)
+            if not self._tick_scheduled:
+                self._tick_scheduled = True
+                self._loop.call_soon(self._tick)
 
     def _post_here(self, target_id: str, sender_id: str | None, message: Any,
                    kind: Any) -> None:
@@ -1695,13 +1723,16 @@ class Engine:
         if reply is not None and not reply.future.done():
             reply.settle(None, ActorNotFound(
                 f"{target_id!r} did not answer the ask: {reason}"))
+        notice = None
         for sub in self._dead_letter_subscribers.values():
             # Straight into the inbox: a dead letter about delivering a dead
             # letter is never made (a full subscriber simply misses it).
             inbox = sub._inbox
             if sub._state is _RUNNING and (inbox.__class__ is list
                                             or len(inbox) - sub._head < sub._capacity):
-                list.append(inbox, (None, record, DEAD_LETTER_TOPIC))
+                if notice is None:
+                    notice = (None, record, _publication(None, record, DEAD_LETTER_TOPIC))
+                list.append(inbox, notice)
                 if not sub._scheduled:
                     self._schedule(sub)
         now = time.monotonic()
@@ -1725,7 +1756,9 @@ class Engine:
         subscribed = subscribers.get(topic)
         if not subscribed:
             return
-        item = (ctx.actor_id, message, topic)
+        # One envelope for every subscriber, made here: a delivery then
+        # allocates nothing; fan-out 11.8 against 5.9 M deliveries/s.
+        item = (ctx.actor_id, message, _publication(ctx.actor_id, message, topic))
         for sub in subscribed.values():
             sub._inbox.append(item)
             if not sub._scheduled:
@@ -1846,6 +1879,10 @@ class Engine:
             self._deinit(ctx)
         self._end_timers_and_watches(ctx)
         ctx._state = _STOPPED
+        # Break the actor <-> context cycle, so a stopped actor is freed at
+        # once by reference counting instead of by the cyclic GC: skynet with
+        # 1M leaves peaks at 719 against 794 MiB.
+        ctx._actor = None
         # What was queued after the pill, or is still queued or waiting for
         # room, is not delivered.
         pending = leftover + ctx._inbox[ctx._head:]
@@ -2567,14 +2604,24 @@ def _envelope_of(sender_id: str | None, message: Any, kind: Any) -> Envelope:
     """The envelope a queued (sender_id, message, kind) item stands for."""
     if kind is None:
         return Envelope(sender_id, _SEND, message)
-    if kind.__class__ is str:
-        return Envelope(sender_id, _PUBLISH, message, kind)
+    if kind.__class__ is _Envelope:
+        return kind
     if kind is _TERMINATED:
         return Envelope(sender_id, _TERMINATED, message)
     if kind is _SYSTEM:
         return Envelope(sender_id, _POISON_PILL, message)
     envelope = Envelope(sender_id, _SEND, message)
     envelope._reply = kind
+    return envelope
+
+
+def _publication(sender_id: str | None, message: Any, topic: str) -> _Envelope:
+    """The one envelope every subscriber of a publication receives."""
+    envelope = _Envelope()
+    envelope.sender_id = sender_id
+    envelope.message_type = _PUBLISH
+    envelope.message = message
+    envelope.topic = topic
     return envelope
 
 
