@@ -37,6 +37,8 @@ $(BENCH_STAMP): bench/requirements.txt
 
 bench: $(BENCH_STAMP)
 	$(BENCH_PY) bench/run.py
+	$(BENCH_PY) bench/extras.py bench/results.md
 
 bench-full: $(BENCH_STAMP)
 	$(BENCH_PY) bench/run.py --full --out bench/results-full.md
+	$(BENCH_PY) bench/extras.py bench/results-full.md --full

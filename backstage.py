@@ -1113,7 +1113,20 @@ class Engine:
         To a full inbox with overflow "block", a send from another thread waits
         for room, at most ``timeout`` seconds (then ``InboxFull``).
         """
-        self._post(target_id, None, message, None, timeout)
+        # _post's body written out once more, without its call: burst (a
+        # million of these, then run) 3.35 against 3.03 M/s.
+        if _get_ident() != self._thread_id:
+            return self._post_from_other_thread(target_id, None, message, None, timeout)
+        ctx = self._registry.get(target_id)
+        if ctx is None:
+            return self._undeliverable(target_id, None, message, None)
+        ctx._inbox.append((None, message, None))
+        if not ctx._scheduled:
+            ctx._scheduled = True
+            self._ready.append(ctx)
+            if not self._tick_scheduled:
+                self._tick_scheduled = True
+                self._loop.call_soon(self._tick)
 
     def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture:
         """Send ``message`` and return a future for the reply; any thread.

@@ -47,12 +47,20 @@ class Sink:
         self.count += 1
 
 
-def burst(mode: str, messages: int, backend: str, directory: str) -> float:
-    """Messages/s of one burst; mode is "off", "no client" or "client"."""
+def burst(mode: str, messages: int, backend: str, directory: str, interval: float,
+          idle: int) -> tuple[float, int]:
+    """Messages/s of one burst, and the snapshots taken during it.
+
+    mode is "off", "no client" or "client".  ``idle`` idle actors sit beside
+    the sink in every mode, so each snapshot has that many rows to build.
+    """
     path = os.path.join(directory, "bench.sock")
-    engine = backstage.Engine(backend=backend, inspector=False if mode == "off" else path)
+    engine = backstage.Engine(backend=backend, inspector=False if mode == "off" else path,
+                              inspector_interval=interval)
     reader = None
     try:
+        for n in range(idle):
+            engine.spawn_actor(Sink, id=f"idle-{n:05d}", capacity=64)
         sink = engine.spawn_actor(Sink, id="sink", capacity=messages)
         if mode == "client":
             reader = subprocess.Popen([sys.executable, "-c", READER, path])
@@ -64,6 +72,7 @@ def burst(mode: str, messages: int, backend: str, directory: str) -> float:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the reading client did not connect")
         before = sink.count
+        seq_before = engine._inspector.seq if engine._inspector else 0
         send = engine.send
         gc.collect()
         start = time.perf_counter()
@@ -72,7 +81,8 @@ def burst(mode: str, messages: int, backend: str, directory: str) -> float:
         engine.run()
         elapsed = time.perf_counter() - start
         assert sink.count - before == messages
-        return messages / elapsed
+        snapshots = (engine._inspector.seq if engine._inspector else 0) - seq_before
+        return messages / elapsed, snapshots
     finally:
         engine.close()
         if reader is not None:
@@ -112,27 +122,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--actors", type=int, default=1000)
     parser.add_argument("--backend", default="selectors", choices=list(backstage.BACKENDS))
+    parser.add_argument("--interval", type=float, default=0.05,
+                        help="seconds between snapshots during the bursts (the default is "
+                             "10 times as often as the engine's, to be pessimistic)")
     args = parser.parse_args(argv)
 
     modes = ["off", "no client", "client"]
     results: dict[str, list[float]] = {m: [] for m in modes}
+    snapshots: dict[str, list[int]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="bsb-", dir="/tmp") as directory:
         for run in range(args.runs):
             order = modes[run % 3:] + modes[:run % 3]      # rotate, so drift hits all three
             for mode in order:
-                results[mode].append(burst(mode, args.messages, args.backend, directory))
+                rate, taken = burst(mode, args.messages, args.backend, directory,
+                                    args.interval, args.actors)
+                results[mode].append(rate)
+                snapshots[mode].append(taken)
         snap = snapshot_cost(args.actors, args.backend, directory)
 
     off = statistics.median(results["off"])
     print(f"inspector cost: backend {args.backend}, bursts of {args.messages:,} messages to one "
-          f"actor, median of {args.runs} runs, Python {sys.version.split()[0]}")
+          f"actor beside {args.actors:,} idle ones, snapshots every {args.interval} s, "
+          f"median of {args.runs} runs, Python {sys.version.split()[0]}")
     labels = {"off": "inspector off", "no client": "on, no client",
               "client": "on, a client reading"}
     for mode in modes:
         median = statistics.median(results[mode])
         spread = f"{min(results[mode]) / 1e6:.2f}-{max(results[mode]) / 1e6:.2f}"
         print(f"  {labels[mode]:<22} {median / 1e6:6.2f} M msgs/s  (runs {spread})  "
-              f"ratio {median / off:.3f}")
+              f"ratio {median / off:.3f}  snapshots in the run {min(snapshots[mode])}"
+              f"-{max(snapshots[mode])}")
     interval_ms = backstage.INSPECTOR_INTERVAL * 1e3
     print(f"snapshot with {args.actors:,} actors: sampling {snap['sample_ms']:.2f} ms, "
           f"JSON line {snap['build_ms']:.2f} ms ({snap['bytes'] / 1024:.0f} KiB), "
