@@ -4,6 +4,7 @@ and ask round trips per second.  Run: python bench/bench_overflow_ask.py [--quic
 Every figure is the median of several runs (min..max), measured in one process.
 """
 
+import queue
 import statistics
 import sys
 import threading
@@ -124,6 +125,27 @@ def ask_from_thread():
     return count / elapsed
 
 
+def bare_thread_round_trip():
+    """The floor for a cross-thread ask: two threads and two queue.Queue objects."""
+    requests, replies = queue.Queue(), queue.Queue()
+
+    def echo():
+        while (item := requests.get()) is not None:
+            replies.put(item)
+
+    server = threading.Thread(target=echo)
+    server.start()
+    count = N // 100
+    start = time.perf_counter()
+    for i in range(count):
+        requests.put(i)
+        replies.get()
+    elapsed = time.perf_counter() - start
+    requests.put(None)
+    server.join()
+    return count / elapsed
+
+
 def measure(label, fn, *args):
     runs = [fn(*args) for _ in range(ROUNDS)]
     print(f"| {label} | {statistics.median(runs):,.0f} | {min(runs):,.0f}..{max(runs):,.0f} |")
@@ -141,7 +163,10 @@ def main():
         measure(f"burst, actor sends, overflow={policy!r}, capacity 1024",
                 burst_from_actor, policy, 1024)
     measure("ask round trips, actor to actor (ctx.ask + done callback)", ask_in_engine)
-    measure("ask round trips, other thread (engine.ask().result())", ask_from_thread)
+    ours = measure("ask round trips, other thread (engine.ask().result())", ask_from_thread)
+    floor = measure("floor: round trips between two threads over queue.Queue",
+                    bare_thread_round_trip)
+    print(f"\ncross-thread ask: {ours / floor:.2f}x the bare queue.Queue round trip")
 
 
 if __name__ == "__main__":
