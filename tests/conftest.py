@@ -53,3 +53,19 @@ class Recorder:
     @property
     def messages(self):
         return [e.message for e in self.envelopes]
+
+
+def parent_of(child_class, child_id, supervisor=None):
+    """A parent actor class that spawns one child of ``child_class`` at start."""
+
+    class Parent:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            ctx.spawn_child_actor(child_class, id=child_id)
+
+        def receive(self, envelope):
+            pass
+
+    if supervisor is not None:
+        Parent.supervisor = supervisor
+    return Parent

@@ -1,6 +1,6 @@
 """Death watch: monitor and demonitor."""
 
-from conftest import Recorder
+from conftest import Recorder, parent_of
 
 from backstage import Directive, MessageType, OneForOne, Terminated
 
@@ -48,16 +48,8 @@ def test_a_monitor_hears_of_a_stop_by_failure_with_the_reason(engine):
         def receive(self, envelope):
             raise ValueError("bad input")
 
-    class P:
-        supervisor = OneForOne(decider=lambda exc: Directive.STOP)
-
-        def __init__(self, ctx):
-            ctx.spawn_child_actor(Fails, id="f")
-
-        def receive(self, envelope):
-            pass
-
-    engine.spawn_actor(P, id="p")
+    engine.spawn_actor(parent_of(Fails, "f", OneForOne(decider=lambda exc: Directive.STOP)),
+                       id="p")
     watcher = engine.spawn_actor(Recorder, id="w")
     watcher.ctx.monitor("f")
 
@@ -70,14 +62,7 @@ def test_a_monitor_hears_of_a_stop_by_failure_with_the_reason(engine):
 
 
 def test_a_monitor_hears_when_the_watched_child_stops_with_its_parent(engine):
-    class P:
-        def __init__(self, ctx):
-            ctx.spawn_child_actor(Recorder, id="kid")
-
-        def receive(self, envelope):
-            pass
-
-    engine.spawn_actor(P, id="p")
+    engine.spawn_actor(parent_of(Recorder, "kid"), id="p")
     watcher = engine.spawn_actor(Recorder, id="w")
     watcher.ctx.monitor("kid")
 
@@ -92,14 +77,7 @@ def test_a_restart_is_not_a_termination(engine):
         def receive(self, envelope):
             raise ValueError("x")
 
-    class P:
-        def __init__(self, ctx):
-            ctx.spawn_child_actor(Fails, id="f")
-
-        def receive(self, envelope):
-            pass
-
-    engine.spawn_actor(P, id="p")
+    engine.spawn_actor(parent_of(Fails, "f"), id="p")
     watcher = engine.spawn_actor(Recorder, id="w")
     watcher.ctx.monitor("f")
 

@@ -1,7 +1,7 @@
 """Supervision: strategies, directives, restart intensity, escalation."""
 
 import pytest
-from conftest import Recorder
+from conftest import Recorder, parent_of
 
 from backstage import (
     AllForOne,
@@ -104,14 +104,7 @@ def test_a_restart_stops_the_failed_actors_children(engine):
             super().__init__(ctx)
             ctx.spawn_child_actor(Child, id=ctx.actor_id + ".leaf")
 
-    class Top:
-        def __init__(self, ctx):
-            ctx.spawn_child_actor(Middle, id="m")
-
-        def receive(self, envelope):
-            pass
-
-    engine.spawn_actor(Top, id="top")
+    engine.spawn_actor(parent_of(Middle, "m"), id="top")
     log.clear()
 
     engine.send("m", "boom")
@@ -178,16 +171,7 @@ def test_the_decider_chooses_by_exception_type(engine):
                 raise KeyError("k")
             super().receive(envelope)
 
-    class P:
-        supervisor = OneForOne(decider=decider)
-
-        def __init__(self, ctx):
-            ctx.spawn_child_actor(Picky, id="a")
-
-        def receive(self, envelope):
-            pass
-
-    engine.spawn_actor(P, id="p")
+    engine.spawn_actor(parent_of(Picky, "a", OneForOne(decider=decider)), id="p")
     engine.send("a", "key")
     engine.send("a", "ok")
     engine.run()
@@ -289,14 +273,7 @@ def test_a_restart_whose_init_fails_stops_the_actor(engine):
                 raise OSError("no resource")
             super().__init__(ctx)
 
-    class P:
-        def __init__(self, ctx):
-            ctx.spawn_child_actor(FailsSecondTime, id="a")
-
-        def receive(self, envelope):
-            pass
-
-    engine.spawn_actor(P, id="p")
+    engine.spawn_actor(parent_of(FailsSecondTime, "a"), id="p")
     engine.send("a", "boom")
     engine.run()
 
