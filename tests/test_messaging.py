@@ -150,3 +150,43 @@ def test_an_idle_actor_allocates_no_inbox_of_capacity_size(engine):
     rec = engine.spawn_actor(Recorder, id="rec", capacity=1 << 20)
 
     assert sys.getsizeof(rec.ctx._inbox) < 100
+
+
+def test_an_envelope_the_actor_keeps_is_never_reused_for_a_later_message(engine):
+    class KeepsEvenOnes:
+        def __init__(self, ctx):
+            self.kept = []
+            self.seen = []
+
+        def receive(self, envelope):
+            self.seen.append(envelope.message)
+            if envelope.message % 2 == 0:
+                self.kept.append(envelope)
+
+    actor = engine.spawn_actor(KeepsEvenOnes, id="keeper")
+    for i in range(1000):
+        engine.send("keeper", i)
+    engine.run()
+
+    assert actor.seen == list(range(1000))
+    assert [env.message for env in actor.kept] == list(range(0, 1000, 2))
+    assert len({id(env) for env in actor.kept}) == 500
+    assert all(env.sender_id is None and env.message_type is MessageType.SEND
+               for env in actor.kept)
+
+
+def test_an_envelope_passed_on_as_a_message_keeps_its_contents(engine):
+    class Forwarder:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def receive(self, envelope):
+            self.ctx.send("rec", envelope)
+
+    engine.spawn_actor(Forwarder, id="fwd")
+    rec = engine.spawn_actor(Recorder, id="rec")
+    for i in range(300):
+        engine.send("fwd", i)
+    engine.run()
+
+    assert [env.message.message for env in rec.envelopes] == list(range(300))
