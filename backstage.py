@@ -135,6 +135,11 @@ class Envelope:
                 "with ctx.send(envelope.sender_id, ...)")
         reply.settle(value, None)
 
+    def __reduce__(self) -> tuple:
+        # A copy or a pickle is a plain Envelope: the engine's subclasses, and
+        # an asked message's reply handle, stay with the engine.
+        return (Envelope, (self.sender_id, self.message_type, self.message, self.topic))
+
     def __repr__(self) -> str:
         topic = f", topic={self.topic!r}" if self.topic is not None else ""
         return (f"Envelope(sender_id={self.sender_id!r}, "

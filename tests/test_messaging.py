@@ -1,5 +1,8 @@
 """Direct sends: spawning, envelopes, order, the registry."""
 
+import copy
+import pickle
+
 from conftest import Recorder
 
 from backstage import Context, Envelope, MessageType
@@ -190,3 +193,15 @@ def test_an_envelope_passed_on_as_a_message_keeps_its_contents(engine):
     engine.run()
 
     assert [env.message.message for env in rec.envelopes] == list(range(300))
+
+
+def test_a_delivered_envelope_can_be_copied_and_pickled(engine):
+    rec = engine.spawn_actor(Recorder, id="rec")
+    engine.send("rec", {"n": 1})
+    engine.run()
+    [env] = rec.envelopes
+
+    for copied in (copy.copy(env), copy.deepcopy(env), pickle.loads(pickle.dumps(env))):
+        assert type(copied) is Envelope
+        assert (copied.sender_id, copied.message_type, copied.message, copied.topic) \
+            == (None, MessageType.SEND, {"n": 1}, None)
