@@ -106,8 +106,14 @@ def main(argv: list[str] | None = None) -> None:
             seconds = statistics.median(one_run(address, args.clients, args.lines, args.batch)
                                         for _ in range(args.runs))
         finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(TIMEOUT)
+            # SIGTERM, not SIGINT: a shell without job control starts background
+            # commands with SIGINT ignored, so `make bench-full &` never stopped it.
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(TIMEOUT)
+            finally:
+                if process.poll() is None:
+                    process.kill()
         lines_in = args.clients * args.lines / seconds
         print(f"{backend:<10} {lines_in:>12,.0f} {lines_in * args.clients:>13,.0f}", flush=True)
 
