@@ -235,6 +235,8 @@ class InboxFull(BackstageError):
 # every subscriber), _TERMINATED for a death watch notice, a _Reply for an
 # asked message, and _SYSTEM for an engine command.  A small tuple queued
 # costs far less than a queued object the cyclic GC must scan (see Envelope).
+# A message sent with no sender and no kind (Engine.send) is queued bare,
+# without the tuple, unless it is itself a tuple: see _fields.
 _SYSTEM = object()
 _TERMINATED = MessageType.TERMINATED
 _POISON_PILL = MessageType.POISON_PILL
@@ -641,7 +643,8 @@ class Context:
         "parent",       # the parent's id, or None for a top-level actor
         "_actor",       # the actor instance
         "_receive",     # type(actor).receive, called as _receive(actor, envelope)
-        "_inbox",       # list of queued (sender_id, message, kind) tuples
+        "_inbox",       # list of queued (sender_id, message, kind) tuples, and
+                        # of bare messages from Engine.send (see _fields)
         "_head",        # index of the next message in _inbox
         "_scheduled",   # True while the context is in the engine's ready queue
         "_state",       # _RUNNING, _STOPPING or _STOPPED
@@ -1226,7 +1229,11 @@ class Engine:
         ctx = self._registry.get(target_id)
         if ctx is None:
             return self._undeliverable(target_id, None, message, None)
-        ctx._inbox.append((None, message, None))
+        # Queued bare, not as (None, message, None): no tuple to allocate,
+        # track and free per message; burst 3.53 -> 4.74 M/s.  Telling the
+        # two forms apart costs every delivery a class check: ping-pong
+        # 6,960 -> 7,190 instructions per message (callgrind), about 3 %.
+        ctx._inbox.append(message if message.__class__ is not tuple else (None, message, None))
         if not ctx._scheduled:
             ctx._scheduled = True
             self._ready.append(ctx)
@@ -1459,7 +1466,11 @@ class Engine:
             # (ping-pong, ring, request/reply) or shut down: handled without
             # the batch's fresh list, iterator and loop; ping-pong 1.59 -> 2.11
             # M/s, 100,000 poison pills 320k -> 358k stops/s.
-            sender_id, message, kind = inbox[0]
+            item = inbox[0]
+            if item.__class__ is tuple:
+                sender_id, message, kind = item
+            else:
+                sender_id, message, kind = None, item, None
             inbox.clear()
             ctx._count += 1
             ctx._last = now
@@ -1532,7 +1543,11 @@ class Engine:
             # One try around the whole batch; after a failure the same iterator
             # goes on with the next message.
             try:
-                for sender_id, message, kind in items:
+                for item in items:
+                    if item.__class__ is tuple:
+                        sender_id, message, kind = item
+                    else:
+                        sender_id, message, kind = None, item, None
                     if kind is None:
                         if envelope.__class__ is not _Sent \
                                 or _refcount(envelope) != _SOLE_REFERENCE:
@@ -1692,14 +1707,15 @@ class Engine:
         """A send to a full bounded inbox (or one with senders already waiting)."""
         policy = ctx._inbox._policy
         if policy == "drop":
-            self._dead_letter(ctx.actor_id, _envelope_of(*item), "inbox full")
+            self._dead_letter(ctx.actor_id, _envelope_of(*_fields(item)), "inbox full")
             return
         if policy == "fail":
             raise InboxFull(f"the inbox of {ctx.actor_id!r} is full ({ctx._capacity} messages) "
                             f"and its overflow policy is 'fail'; try again later, or spawn it "
                             f"with overflow='block' or 'drop'")
         if waiter is None:
-            sender = self._registry.get(item[0]) if item[0] is not None else None
+            sender_id = _fields(item)[0]
+            sender = self._registry.get(sender_id) if sender_id is not None else None
             if sender is None:
                 raise InboxFull(
                     f"the inbox of {ctx.actor_id!r} is full ({ctx._capacity} messages) and "
@@ -1807,7 +1823,7 @@ class Engine:
 
     def _offer(self, ctx: Context, item: tuple, waiter: Future) -> None:
         if ctx._state is not _RUNNING:
-            self._post_here(ctx.actor_id, *item)
+            self._post_here(ctx.actor_id, *_fields(item))
             waiter.set_result(None)
         elif len(ctx._inbox) - ctx._head < ctx._capacity and not ctx._waiting:
             self._enqueue(ctx, item)
@@ -1861,7 +1877,8 @@ class Engine:
     # -- dead letters --------------------------------------------------------
 
     def _dead_letter_all(self, ctx: Context, items: list, reason: str) -> None:
-        for sender_id, message, kind in items:
+        for item in items:
+            sender_id, message, kind = _fields(item)
             if kind is not _SYSTEM:
                 self._dead_letter(ctx.actor_id, _envelope_of(sender_id, message, kind), reason)
 
@@ -2263,8 +2280,8 @@ class _StoppedInbox(list):
         self._engine = engine
         self._actor_id = actor_id
 
-    def append(self, item: tuple) -> None:
-        sender_id, message, kind = item
+    def append(self, item: Any) -> None:
+        sender_id, message, kind = _fields(item)
         if kind is not _SYSTEM:
             self._engine._dead_letter(self._actor_id, _envelope_of(sender_id, message, kind),
                                       "actor stopped")
@@ -2774,6 +2791,11 @@ def _check_inspector_args(inspector: Any, interval: Any) -> None:
 ###############################################################################
 # Helpers
 ###############################################################################
+
+def _fields(item: Any) -> tuple:
+    """(sender_id, message, kind) of a queued item, bare or not."""
+    return item if item.__class__ is tuple else (None, item, None)
+
 
 def _envelope_of(sender_id: str | None, message: Any, kind: Any) -> Envelope:
     """The envelope a queued (sender_id, message, kind) item stands for."""

@@ -264,3 +264,15 @@ def test_senders_waiting_on_an_actor_that_stops_are_released(engine):
 
     assert producer.later and producer.later[0][0] == "next"
     assert engine.dead_letter_count + len(target.messages) == 3
+
+
+def test_tuples_dropped_at_a_full_inbox_are_dead_letters_whole(engine):
+    target = engine.spawn_actor(Recorder, id="t", capacity=1, overflow="drop")
+
+    for message in [(0, 1, None), ("a", "b", "c"), ("x",)]:
+        engine.send("t", message)
+    engine.run()
+
+    assert target.messages == [(0, 1, None)]
+    assert [d.envelope.message for d in engine.dead_letters] == [("a", "b", "c"), ("x",)]
+    assert all(d.envelope.sender_id is None for d in engine.dead_letters)

@@ -1,5 +1,6 @@
 """Direct sends: spawning, envelopes, order, the registry."""
 
+import collections
 import copy
 import pickle
 
@@ -205,3 +206,30 @@ def test_a_delivered_envelope_can_be_copied_and_pickled(engine):
         assert type(copied) is Envelope
         assert (copied.sender_id, copied.message_type, copied.message, copied.topic) \
             == (None, MessageType.SEND, {"n": 1}, None)
+
+
+Point = collections.namedtuple("Point", "x y z")
+TUPLES = [(1, 2, None), ("a", "b", "c"), ("x",), (), Point(1, 2, 3), ((None, 1, None),)]
+
+
+def test_tuples_sent_from_outside_arrive_whole_one_at_a_time(engine):
+    rec = engine.spawn_actor(Recorder, id="rec")
+
+    for message in TUPLES:
+        engine.send("rec", message)
+        engine.run()
+
+    assert rec.messages == TUPLES
+    assert type(rec.messages[4]) is Point
+    assert all(env.sender_id is None for env in rec.envelopes)
+
+
+def test_tuples_sent_from_outside_arrive_whole_in_a_batch(engine):
+    rec = engine.spawn_actor(Recorder, id="rec")
+
+    for message in TUPLES + ["plain"] + TUPLES:
+        engine.send("rec", message)
+    engine.run()
+
+    assert rec.messages == TUPLES + ["plain"] + TUPLES
+    assert all(env.sender_id is None for env in rec.envelopes)
