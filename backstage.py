@@ -240,6 +240,7 @@ class InboxFull(BackstageError):
 _SYSTEM = object()
 _TERMINATED = MessageType.TERMINATED
 _POISON_PILL = MessageType.POISON_PILL
+_PILL = (None, _POISON_PILL, _SYSTEM)       # the queued poison pill, one for all
 
 _SEND = MessageType.SEND
 _PUBLISH = MessageType.PUBLISH
@@ -782,7 +783,11 @@ class Context:
 
     def shutdown(self) -> None:
         """Stop this actor once the messages already in its inbox are handled."""
-        self.engine.poison_pill(self.actor_id)
+        engine = self.engine
+        if self._state is _RUNNING and _get_ident() == engine._thread_id:
+            engine._enqueue(self, _PILL)        # its own inbox: no registry lookup
+        else:
+            engine.poison_pill(self.actor_id)
 
     def monitor(self, target_id: str) -> None:
         """Be told when ``target_id`` stops, for any reason.
@@ -1253,7 +1258,7 @@ class Engine:
 
     def poison_pill(self, target_id: str) -> None:
         """Stop ``target_id`` after the messages already in its inbox; any thread."""
-        self._post(target_id, None, _POISON_PILL, _SYSTEM)
+        self._post(target_id, *_PILL)
 
     def get_actor(self, actor_id: str) -> Any:
         """The actor instance registered under ``actor_id``, or None; any thread."""
@@ -2074,7 +2079,9 @@ class Engine:
         inbox = ctx._inbox
         if len(inbox) > ctx._head:
             leftover = leftover + inbox[ctx._head:]
-        ctx._inbox = _StoppedInbox(self, ctx.actor_id)
+        ctx._inbox = stopped = _StoppedInbox()      # list's own C __init__
+        stopped._engine = self
+        stopped._actor_id = ctx.actor_id
         ctx._head = 0
         if rare is not None and rare.waiting:
             waiting = rare.waiting
@@ -2273,12 +2280,7 @@ class Engine:
 
 class _StoppedInbox(list):
     """The inbox of a stopped actor: whatever still reaches it is a dead letter."""
-    __slots__ = ("_engine", "_actor_id")
-
-    def __init__(self, engine: Engine, actor_id: str) -> None:
-        super().__init__()
-        self._engine = engine
-        self._actor_id = actor_id
+    __slots__ = ("_engine", "_actor_id")     # set by _stop_actor
 
     def append(self, item: Any) -> None:
         sender_id, message, kind = _fields(item)
