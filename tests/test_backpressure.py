@@ -276,3 +276,26 @@ def test_tuples_dropped_at_a_full_inbox_are_dead_letters_whole(engine):
     assert target.messages == [(0, 1, None)]
     assert [d.envelope.message for d in engine.dead_letters] == [("a", "b", "c"), ("x",)]
     assert all(d.envelope.sender_id is None for d in engine.dead_letters)
+
+
+def test_outside_messages_left_by_a_blocked_sender_are_delivered_later_whole(engine):
+    class Relay:
+        """Passes every message on to "t", whose inbox holds one."""
+
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def receive(self, envelope):
+            self.ctx.send("t", envelope.message)
+
+    target = engine.spawn_actor(Sampler, id="t", capacity=1, overflow="block")
+    engine.spawn_actor(Relay, id="relay")
+    sent = ["a", ("b", 1, None), 3, ("x",), "e", ("f", "g", "h")]
+
+    for message in sent:
+        engine.send("relay", message)
+    engine.run()
+
+    assert target.messages == sent
+    assert max(target.lengths) <= 1
+    assert engine.dead_letter_count == 0

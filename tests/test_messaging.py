@@ -233,3 +233,25 @@ def test_tuples_sent_from_outside_arrive_whole_in_a_batch(engine):
 
     assert rec.messages == TUPLES + ["plain"] + TUPLES
     assert all(env.sender_id is None for env in rec.envelopes)
+
+
+def test_outside_and_actor_messages_in_one_batch_all_arrive_whole(engine):
+    class Chatty:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def receive(self, envelope):
+            for message in ("m1", ("m2", 2, None), ("m3",)):
+                self.ctx.send("rec", message)
+
+    rec = engine.spawn_actor(Recorder, id="rec")
+    engine.spawn_actor(Chatty, id="chatty")
+
+    engine.send("chatty", "go")
+    engine.send("rec", "a")
+    engine.send("rec", ("b", 1, None))
+    engine.run()
+
+    assert [(env.sender_id, env.message) for env in rec.envelopes] == [
+        (None, "a"), (None, ("b", 1, None)),
+        ("chatty", "m1"), ("chatty", ("m2", 2, None)), ("chatty", ("m3",))]
