@@ -736,8 +736,9 @@ class Context:
         engine = self.engine
         if _get_ident() != engine._thread_id:
             return engine._post_from_other_thread(target_id, self.actor_id, message, None, None)
-        ctx = engine._registry.get(target_id)
-        if ctx is None:
+        try:
+            ctx = engine._registry[target_id]     # a subscript, as in Engine.send
+        except (KeyError, TypeError):
             return engine._undeliverable(target_id, self.actor_id, message, None)
         ctx._inbox.append((self.actor_id, message, None))
         if not ctx._scheduled:
@@ -1233,8 +1234,11 @@ class Engine:
         # burst (a million of these, then run) 3.35 against 3.03 M/s.
         if _get_ident() != self._thread_id:
             return self._post_from_other_thread(target_id, None, message, None, timeout)
-        ctx = self._registry.get(target_id)
-        if ctx is None:
+        try:
+            # A subscript, not .get(): burst 3,540 -> 3,440 instructions per
+            # message (callgrind).
+            ctx = self._registry[target_id]
+        except (KeyError, TypeError):
             return self._undeliverable(target_id, None, message, None)
         # Queued bare, not as (None, message, None): no tuple to allocate,
         # track and free per message; burst 3.46 -> 4.46 M/s.  _bare marks

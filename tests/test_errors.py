@@ -64,6 +64,31 @@ def test_sending_to_an_id_that_is_not_a_string_is_refused(engine):
         engine.send(42, "x")
 
 
+def test_sending_to_an_unhashable_id_is_refused_with_the_same_advice(engine):
+    with pytest.raises(TypeError, match=r"^send\(\) needs a str actor id, not \['x'\]"):
+        engine.send(["x"], "x")
+
+
+def test_an_actor_sending_to_an_unhashable_id_gets_the_same_advice(engine):
+    errors = []
+
+    class Sender:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def receive(self, envelope):
+            try:
+                self.ctx.send({"x": 1}, "x")
+            except TypeError as exc:
+                errors.append(str(exc))
+
+    engine.spawn_actor(Sender, id="s")
+    engine.send("s", "go")
+    engine.run()
+
+    assert errors == ["send() needs a str actor id, not {'x': 1}"]
+
+
 def test_running_an_engine_inside_its_own_run_is_refused(engine):
     errors = []
 
