@@ -231,13 +231,14 @@ class InboxFull(BackstageError):
 
 
 # A queued message is the tuple (sender_id, message, kind).  kind is None for
-# a direct send, _PUBLISH for a publication (its message is then the one
-# envelope that goes to every subscriber; an identity check, fan-out 1,564 ->
-# 1,539 instructions per delivery against a class check), _TERMINATED for a death watch notice, a _Reply for an
-# asked message, and _SYSTEM for an engine command.  A small tuple queued
-# costs far less than a queued object the cyclic GC must scan (see Envelope).
-# A message sent with no sender and no kind (Engine.send) is queued bare,
-# without the tuple, unless it is itself a tuple: see _fields.
+# a direct send; _PUBLISH for a publication, whose message is then the one
+# envelope every subscriber gets (told apart by identity: fan-out 1,564 ->
+# 1,539 instructions per delivery against a class check); _TERMINATED for a
+# death watch notice; a _Reply for an asked message; _SYSTEM for an engine
+# command.  A small tuple queued costs far less than a queued object the
+# cyclic GC must scan (see Envelope).  A message sent with no sender and no
+# kind (Engine.send) is queued bare, without the tuple, unless it is itself a
+# tuple: see _fields.
 _SYSTEM = object()
 _TERMINATED = MessageType.TERMINATED
 _POISON_PILL = MessageType.POISON_PILL
