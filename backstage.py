@@ -2825,10 +2825,13 @@ class _InspectorFeed:
         self._rates = {}
 
 
+# The feed's JSON, compact.  Our own snapshots hold no cycles, so the encoder
+# need not look for them: 1.8 -> 1.5 ms for 1,000 actors.
+_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
 def _json_line(obj: dict[str, Any]) -> bytes:
-    # Our own snapshots hold no cycles: no need for the encoder to look for
-    # them (1.8 -> 1.5 ms for 1,000 actors).
-    return json.dumps(obj, separators=(",", ":"), check_circular=False).encode() + b"\n"
+    return _JSON.encode(obj).encode() + b"\n"
 
 
 def _check_inspector_args(inspector: Any, interval: Any) -> None:
