@@ -21,7 +21,9 @@ QUICK = [
                                "--bounces", "100000"]),
 ]
 FULL = [
-    ("Inspector cost", ["bench_inspector.py"]),
+    ("Inspector cost, snapshots at the default interval (0.5 s)",
+     ["bench_inspector.py", "--interval", "0.5", "--messages", "5000000"]),
+    ("Inspector cost, snapshots ten times as often (0.05 s)", ["bench_inspector.py"]),
     ("Overflow policies and ask", ["bench_overflow_ask.py"]),
     ("Backends side by side", ["bench_backends.py"]),
     ("Chat server, 200 clients", ["bench_chat.py"]),
