@@ -1,5 +1,7 @@
 """Every example runs as a user would run it, and says what it should."""
 
+import os
+import re
 import subprocess
 import sys
 
@@ -35,3 +37,31 @@ def test_the_example_runs_and_prints_what_it_promises(name):
     assert out.returncode == 0, out.stderr
     assert expected in out.stdout.splitlines()
     assert "Traceback" not in out.stderr
+
+
+def readme_programs():
+    """The README's Python blocks that are whole programs (they import backstage)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    return [block for block in blocks if re.search(r"^import backstage$", block, re.M)]
+
+
+# In README order: the quick start, request/reply, the asyncio program.
+README_SAYS = ["subscriber got 'Direct message' directly", "42", "42"]
+
+
+@pytest.mark.parametrize("index", range(len(README_SAYS)))
+def test_each_whole_program_in_the_readme_runs_as_printed(index, tmp_path):
+    program = tmp_path / "snippet.py"
+    program.write_text(readme_programs()[index])
+
+    out = subprocess.run([sys.executable, str(program)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    assert out.returncode == 0, out.stderr
+    assert README_SAYS[index] in out.stdout.splitlines()
+    assert "Traceback" not in out.stderr
+
+
+def test_every_whole_program_in_the_readme_has_an_expectation():
+    assert len(readme_programs()) == len(README_SAYS)
