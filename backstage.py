@@ -34,7 +34,66 @@ Design rules, in the order they win over each other:
 4. Bad input raises at the call that made it and says what to do.
 5. The hot path (send -> inbox -> receive) is as short as CPython allows.
    Every trick on it carries the figure that justifies it.  Anything
-   occasional (overflow policies, stopping, system messages) branches off it.
+   occasional (overflow policies, stopping, engine commands, transports)
+   branches off it, and is chosen once per turn, never per message.
+
+The rooms of this file, in the order a message travels through them (each
+starts with a ``####`` banner that says what it holds):
+
+    public types -> loops -> the inbox (queued items, overflow policies, the
+    envelope an item becomes) -> context -> scheduling and sending (send,
+    the turn, receive; the transport seam) -> back-pressure and ask ->
+    pub/sub -> dead letters -> lifecycle and supervision (strategies beside
+    the code that applies them; the Engine class itself) -> inspector feed
+    -> helpers.
+
+``Engine`` is assembled from one class per room (``_Sending``,
+``_BackPressure``, ``_Asking``, ``_PubSub``, ``_DeadLetters``,
+``_Lifecycle``), each the base of the next; a method lives in the room of
+its concern, not in ``Engine``.  Method lookup goes through CPython's type
+cache, so the split costs nothing per call.
+
+Where *not* to add code:
+
+- Not on the hot path: ``Context.send``, ``Engine.send``, ``_Sending._turn``
+  and the delivery loops.  A new feature gets a tag (see the inbox room), an
+  inbox class or a turn of its own, chosen once per turn; the hot path pays
+  nothing for what it does not use.
+- Not in ``Engine``: it holds the state, run/stop/close and nothing else.
+- Not a new string switch: an overflow policy is one class and one line in
+  ``OVERFLOW_POLICIES``; a loop backend is one line in ``BACKENDS``.
+- Not a registry lookup of your own: every lookup that misses goes through
+  ``_resolve_missing`` (the transport seam), so a transport can take it over.
+
+Naming conventions:
+
+- ``_here``: the version of a call that runs on the engine thread (or with
+  the idle engine held); the name without it checks the thread and hops
+  over when needed (``_post`` / ``_post_here``, ``_ask`` / ``_ask_here``).
+- ``_from_other_thread``: runs on a foreign thread; it only queues work for
+  the engine thread (``_submit``) or waits for its verdict.
+- an *item* is what an inbox holds; an *envelope* is what ``receive`` gets;
+  a *tag* is an item's third field and says which envelope it becomes.
+- ``ctx``: a Context, the engine's record of one actor; ``_extra`` its
+  seldom-used part (``_Extras``).
+- ``_PARKED`` and the other ``_SCHEDULE_*``/state values are named constants;
+  the hot path writes ``True``/``False`` for the two commonest.
+
+Copies kept on purpose (and pinned against each other by
+tests/test_differential.py, which drives every entry point and checks what
+``receive`` sees against one reference); each pays for itself:
+
+- ``Context.send`` and ``Engine.send`` carry the posting body written out
+  (``_post``, ``_post_here``, ``_enqueue``, ``_schedule``): ping-pong -25 %
+  and burst -10 % without.
+- ``_turn`` handles one queued message inline, with its after-turn step
+  written out: ping-pong -10 % without the inline after-turn step.
+- The batch loop exists twice (``_deliver_tuples`` and ``_deliver_mixed``),
+  told apart by whether the inbox may hold bare messages: fan-out 9.90 ->
+  10.97 M deliveries/s.
+- The envelope-reuse check (``_SentEnvelope`` refilled when its reference
+  count says nobody holds it) is written in each delivery loop: a call per
+  message would cost more than it saves.
 
 MIT licence.
 """
@@ -77,8 +136,9 @@ log = logging.getLogger("backstage")
 
 
 ###############################################################################
-# Public types: messages, dead letters, errors
-# What an actor sees of a message, and what the engine tells a user.
+# Public types: messages, dead letters, errors, defaults
+# What an actor sees of a message, what the engine tells a user, and the
+# numbers a user may tune.
 ###############################################################################
 
 class MessageType(enum.Enum):
@@ -146,60 +206,6 @@ class Envelope:
                 f"message_type={self.message_type.name}, message={self.message!r}{topic})")
 
 
-class _Envelope(Envelope):
-    """An Envelope the engine makes and fills in itself: no Python __init__.
-
-    Not part of the public API; ``isinstance(e, Envelope)`` holds.
-    """
-    # _Envelope() runs object's C __new__ and __init__ only: 35 ns against
-    # 60 ns for object.__new__(Envelope), which goes through a wrapper that
-    # packs its arguments into a tuple; burst 3.18 against 2.86 M/s.
-    __slots__ = ()
-    __init__ = object.__init__
-
-
-class _SentEnvelope(_Envelope):
-    """The envelope of a direct send; the engine refills one that nobody holds.
-
-    Its type and topic are class attributes, read-only on the instance: a
-    delivery stores two fields instead of four (ping-pong 2.27 -> 2.37 M/s,
-    burst 3.45 -> 3.52 M/s).
-
-    A turn that handles a batch refills the envelope of its previous direct send
-    when the reference count says that nothing but the turn holds it: a delivery
-    then allocates nothing (burst, 1,000,000 deliveries: 3.00 -> 3.38 M/s).  An
-    envelope that the actor kept, or that anything else holds, is never touched.
-    """
-    __slots__ = ()
-    message_type = MessageType.SEND
-    topic = None
-
-
-def _exact_refcounts() -> bool:
-    """True where sys.getrefcount counts a local exactly, as refilling needs.
-
-    CPython 3.11 to 3.13 with the GIL do.  3.14's borrowed stack references
-    and free-threaded builds may count fewer, and other Pythons have no
-    reference counts: there no envelope is refilled.
-    """
-    if (sys.implementation.name != "cpython" or sys.version_info >= (3, 14)
-            or getattr(sys, "_is_gil_enabled", lambda: True)() is False):
-        return False
-    sole = object()
-    if sys.getrefcount(sole) != _SOLE_REFERENCE:
-        return False
-    held = [sole]
-    return sys.getrefcount(sole) == _SOLE_REFERENCE + 1 and held[0] is sole
-
-
-# What sys.getrefcount(envelope) says when one local holds the envelope (the
-# local, and the call's argument).  Where counts are not exact, _refcount
-# never says it, so nothing is refilled.
-_SOLE_REFERENCE = 2
-_refcount: Callable[[Any], int] = (
-    sys.getrefcount if _exact_refcounts() else lambda obj: 0)
-
-
 class DeadLetter(NamedTuple):
     """A message that could not be delivered, and why."""
     target_id: str
@@ -230,24 +236,6 @@ class InboxFull(BackstageError):
     """The target's inbox is full and its overflow policy refuses to wait."""
 
 
-# A queued message is the tuple (sender_id, message, tag).  tag is None for
-# a direct send; _PUBLISH for a publication, whose message is then the one
-# envelope every subscriber gets (told apart by identity: fan-out 1,564 ->
-# 1,539 instructions per delivery against a class check); _TERMINATED for a
-# death watch notice; a _Reply for an asked message; _COMMAND for an engine
-# command.  A small tuple queued costs far less than a queued object the
-# cyclic GC must scan (see Envelope).  A message sent with no sender and no
-# tag (Engine.send) is queued bare, without the tuple, unless it is itself a
-# tuple: see _unpack.
-_COMMAND = object()
-_TERMINATED = MessageType.TERMINATED
-_POISON_PILL = MessageType.POISON_PILL
-_PILL = (None, _POISON_PILL, _COMMAND)       # the queued poison pill, one for all
-
-_SEND = MessageType.SEND
-_PUBLISH = MessageType.PUBLISH
-_get_ident = threading.get_ident
-
 # The advice every EngineClosed error ends with.
 _CLOSED = "the engine is closed; make a new Engine to go on"
 
@@ -267,6 +255,16 @@ TICK_BUDGET = 2048
 INSPECTOR_INTERVAL = 0.5
 # Signals that make run_forever() close the engine cleanly (main thread only).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_get_ident = threading.get_ident
+
+
+# Needed at import time (the default strategies check their arguments).
+def _check_delay(call: str, name: str, value: Any, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{call}() needs a number of seconds for {name}, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        need = "zero or more" if allow_zero else "more than zero"
+        raise ValueError(f"{call}() needs {name} {need} seconds, got {value!r}")
 
 
 ###############################################################################
@@ -546,7 +544,6 @@ BACKENDS: dict[str, str] = {
     "uvloop": "backends.uvloop_backend:UvloopLoop",
 }
 
-
 def make_loop(backend: str | Loop) -> Loop:
     """Return a Loop for a backend name, or the Loop object itself."""
     if isinstance(backend, Loop):
@@ -571,8 +568,160 @@ def make_loop(backend: str | Loop) -> Loop:
 
 
 ###############################################################################
+# The inbox: queued items, overflow policies, the envelope an item becomes
+# What a send leaves in an actor's inbox, how a turn takes it apart, and
+# what a full inbox does.
+###############################################################################
+
+# A queued message is the tuple (sender_id, message, tag).  tag is None for
+# a direct send; _PUBLISH for a publication, whose message is then the one
+# envelope every subscriber gets (told apart by identity: fan-out 1,564 ->
+# 1,539 instructions per delivery against a class check); _TERMINATED for a
+# death watch notice; a _Reply for an asked message; _COMMAND for an engine
+# command.  A small tuple queued costs far less than a queued object the
+# cyclic GC must scan (see Envelope).  A message sent with no sender and no
+# tag (Engine.send) is queued bare, without the tuple, unless it is itself a
+# tuple: see _unpack.
+_COMMAND = object()
+_TERMINATED = MessageType.TERMINATED
+_POISON_PILL = MessageType.POISON_PILL
+_PILL = (None, _POISON_PILL, _COMMAND)       # the queued poison pill, one for all
+
+_SEND = MessageType.SEND
+_PUBLISH = MessageType.PUBLISH
+
+
+def _unpack(item: Any) -> tuple:
+    """(sender_id, message, tag) of a queued item, bare or not."""
+    return item if item.__class__ is tuple else (None, item, None)
+
+
+def _item_envelope(sender_id: str | None, message: Any, tag: Any) -> Envelope:
+    """The envelope a queued (sender_id, message, tag) item stands for."""
+    if tag is None:
+        return Envelope(sender_id, _SEND, message)
+    if tag is _PUBLISH:
+        return message
+    if tag is _TERMINATED:
+        return Envelope(sender_id, _TERMINATED, message)
+    if tag is _COMMAND:
+        return Envelope(sender_id, _POISON_PILL, message)
+    envelope = Envelope(sender_id, _SEND, message)
+    envelope._reply = tag
+    return envelope
+
+
+class _Envelope(Envelope):
+    """An Envelope the engine makes and fills in itself: no Python __init__.
+
+    Not part of the public API; ``isinstance(e, Envelope)`` holds.
+    """
+    # _Envelope() runs object's C __new__ and __init__ only: 35 ns against
+    # 60 ns for object.__new__(Envelope), which goes through a wrapper that
+    # packs its arguments into a tuple; burst 3.18 against 2.86 M/s.
+    __slots__ = ()
+    __init__ = object.__init__
+
+
+class _SentEnvelope(_Envelope):
+    """The envelope of a direct send; the engine refills one that nobody holds.
+
+    Its type and topic are class attributes, read-only on the instance: a
+    delivery stores two fields instead of four (ping-pong 2.27 -> 2.37 M/s,
+    burst 3.45 -> 3.52 M/s).
+
+    A turn that handles a batch refills the envelope of its previous direct send
+    when the reference count says that nothing but the turn holds it: a delivery
+    then allocates nothing (burst, 1,000,000 deliveries: 3.00 -> 3.38 M/s).  An
+    envelope that the actor kept, or that anything else holds, is never touched.
+    """
+    __slots__ = ()
+    message_type = MessageType.SEND
+    topic = None
+
+
+def _publication(sender_id: str | None, message: Any, topic: str) -> _Envelope:
+    """The one envelope every subscriber of a publication receives."""
+    envelope = _Envelope()
+    envelope.sender_id = sender_id
+    envelope.message_type = _PUBLISH
+    envelope.message = message
+    envelope.topic = topic
+    return envelope
+
+
+def _exact_refcounts() -> bool:
+    """True where sys.getrefcount counts a local exactly, as refilling needs.
+
+    CPython 3.11 to 3.13 with the GIL do.  3.14's borrowed stack references
+    and free-threaded builds may count fewer, and other Pythons have no
+    reference counts: there no envelope is refilled.
+    """
+    if (sys.implementation.name != "cpython" or sys.version_info >= (3, 14)
+            or getattr(sys, "_is_gil_enabled", lambda: True)() is False):
+        return False
+    sole = object()
+    if sys.getrefcount(sole) != _SOLE_REFERENCE:
+        return False
+    held = [sole]
+    return sys.getrefcount(sole) == _SOLE_REFERENCE + 1 and held[0] is sole
+
+
+# What sys.getrefcount(envelope) says when one local holds the envelope (the
+# local, and the call's argument).  Where counts are not exact, _refcount
+# never says it, so nothing is refilled.
+_SOLE_REFERENCE = 2
+_refcount: Callable[[Any], int] = (
+    sys.getrefcount if _exact_refcounts() else lambda obj: 0)
+
+
+OVERFLOW_POLICIES = ("grow", "block", "drop", "fail")
+
+
+class _BoundedInbox(list):
+    """The inbox of an actor spawned with overflow "block", "drop" or "fail".
+
+    The default "grow" inbox is a plain list, so the policy costs the hot path
+    nothing: only these inboxes run Python code on append.  Messages that
+    wait for room under "block" queue in ``Context._waiting``, in order.
+    """
+    __slots__ = ("_ctx", "_policy")
+
+    def __init__(self, ctx: Context, policy: str) -> None:
+        super().__init__()
+        self._ctx = ctx
+        self._policy = policy
+
+    def append(self, item: tuple) -> None:
+        ctx = self._ctx
+        if len(self) - ctx._head < ctx._capacity and (ctx._extra is None or not ctx._extra.waiting):
+            list.append(self, item)
+        else:
+            ctx.engine._overflow(ctx, item, None)
+
+    def _fresh(self) -> _BoundedInbox:
+        """The inbox after a turn took this one's messages, refilled from the waiters."""
+        inbox = _BoundedInbox(self._ctx, self._policy)
+        self._ctx._inbox = inbox
+        self._ctx.engine._admit_waiting(self._ctx)
+        return inbox
+
+
+class _StoppedInbox(list):
+    """The inbox of a stopped actor: whatever still reaches it is a dead letter."""
+    __slots__ = ("_engine", "_actor_id")     # set by _stop_actor
+
+    def append(self, item: Any) -> None:
+        sender_id, message, tag = _unpack(item)
+        if tag is not _COMMAND:
+            self._engine._dead_letter(self._actor_id, _item_envelope(sender_id, message, tag),
+                                      "actor stopped")
+
+
+###############################################################################
 # Context
-# An actor's handle on the engine, and the engine's record of the actor.
+# An actor's handle on the engine, and the engine's record of the actor;
+# its timers.
 ###############################################################################
 
 _RUNNING, _STOPPING, _STOPPED = "running", "stopping", "stopped"
@@ -865,14 +1014,6 @@ class Context:
         self.engine._call_on_loop(self.engine._unwatch_here, self, fileobj, False, True)
 
 
-def _check_delay(call: str, name: str, value: Any, allow_zero: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{call}() needs a number of seconds for {name}, not {value!r}")
-    if value < 0 or (value == 0 and not allow_zero) or value != value:
-        need = "zero or more" if allow_zero else "more than zero"
-        raise ValueError(f"{call}() needs {name} {need} seconds, got {value!r}")
-
-
 class Timer:
     """A timer owned by an actor: ``cancel()`` ends it; it also ends with the actor."""
     __slots__ = ("_ctx", "_interval", "_callback", "_recurring", "_handle")
@@ -926,304 +1067,17 @@ class Timer:
 
 
 ###############################################################################
-# Supervision, back-pressure and request/reply
-# What happens when receive fails, when an inbox is full, and when a sender
-# wants an answer.
+# Scheduling and sending
+# From a send to receive: the entry points, the posting body, the ready
+# queue, the turn, and the transport seam for actors that live elsewhere.
 ###############################################################################
 
-class Directive(enum.Enum):
-    """What a supervisor does with a child whose ``receive`` raised."""
-    RESUME = "resume"        # keep the instance and its state; next message
-    RESTART = "restart"      # a new instance under the same id and inbox
-    STOP = "stop"            # stop the child; its queued messages are dead letters
-    ESCALATE = "escalate"    # the supervisor fails with the child's exception
+class _Sending:
+    """Engine room: sending, scheduling, turns.  Not part of the public API."""
 
-
-class SupervisorStrategy:
-    """How a parent treats its failing children.
-
-    Declare it on the parent class: ``supervisor = OneForOne(max_restarts=3,
-    within_s=5)``; for top-level actors pass ``Engine(supervisor=...)``.
-    ``decider(exc)`` returns a ``Directive`` (default: RESTART).  A child
-    restarted more than ``max_restarts`` times within ``within_s`` seconds
-    stops instead, and the failure escalates to the parent.
-    """
-
-    def __init__(self, max_restarts: int = 3, within_s: float = 5.0,
-                 decider: Callable[[BaseException], Directive] | None = None) -> None:
-        name = type(self).__name__
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) \
-                or max_restarts < 0:
-            raise ValueError(f"{name}() needs max_restarts, an int of 0 or more, "
-                             f"got {max_restarts!r}")
-        _check_delay(name, "within_s", within_s, allow_zero=False)
-        if decider is not None and not callable(decider):
-            raise TypeError(f"{name}() needs a callable decider(exc) -> Directive, "
-                            f"not {decider!r}")
-        self.max_restarts = max_restarts
-        self.within_s = within_s
-        self.decider = decider
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(max_restarts={self.max_restarts}, "
-                f"within_s={self.within_s}, decider={self.decider!r})")
-
-    def decide(self, exc: BaseException) -> Directive:
-        """The directive for ``exc``; a decider that fails or answers nonsense escalates."""
-        if self.decider is None:
-            return Directive.RESTART
-        try:
-            directive = self.decider(exc)
-        except Exception:
-            log.exception("the decider of %r failed; escalating", self)
-            return Directive.ESCALATE
-        if not isinstance(directive, Directive):
-            log.error("the decider of %r returned %r, not a Directive; escalating",
-                      self, directive)
-            return Directive.ESCALATE
-        return directive
-
-    def to_restart(self, failed: Context, siblings: list[Context]) -> list[Context]:
-        """Which actors restart when ``failed`` does (``siblings`` in spawn order)."""
-        return [failed]
-
-
-class OneForOne(SupervisorStrategy):
-    """Restart only the child that failed."""
-
-
-class AllForOne(SupervisorStrategy):
-    """Restart every child of the supervisor when one fails."""
-
-    def to_restart(self, failed: Context, siblings: list[Context]) -> list[Context]:
-        return list(siblings)
-
-
-class RestForOne(SupervisorStrategy):
-    """Restart the failed child and those spawned after it, in spawn order."""
-
-    def to_restart(self, failed: Context, siblings: list[Context]) -> list[Context]:
-        return siblings[siblings.index(failed):] if failed in siblings else [failed]
-
-
-# Children restart (three times in five seconds, then escalate); top-level
-# actors log and go on, as in the seed.
-DEFAULT_CHILD_STRATEGY = OneForOne()
-DEFAULT_ROOT_STRATEGY = OneForOne(decider=lambda exc: Directive.RESUME)
-
-OVERFLOW_POLICIES = ("grow", "block", "drop", "fail")
-
-
-class _BoundedInbox(list):
-    """The inbox of an actor spawned with overflow "block", "drop" or "fail".
-
-    The default "grow" inbox is a plain list, so the policy costs the hot path
-    nothing: only these inboxes run Python code on append.  Messages that
-    wait for room under "block" queue in ``Context._waiting``, in order.
-    """
-    __slots__ = ("_ctx", "_policy")
-
-    def __init__(self, ctx: Context, policy: str) -> None:
-        super().__init__()
-        self._ctx = ctx
-        self._policy = policy
-
-    def append(self, item: tuple) -> None:
-        ctx = self._ctx
-        if len(self) - ctx._head < ctx._capacity and (ctx._extra is None or not ctx._extra.waiting):
-            list.append(self, item)
-        else:
-            ctx.engine._overflow(ctx, item, None)
-
-    def _fresh(self) -> _BoundedInbox:
-        """The inbox after a turn took this one's messages, refilled from the waiters."""
-        inbox = _BoundedInbox(self._ctx, self._policy)
-        self._ctx._inbox = inbox
-        self._ctx.engine._admit_waiting(self._ctx)
-        return inbox
-
-
-class _Reply:
-    """Where the answer to one ask goes: its future, timeout and asker."""
-    __slots__ = ("engine", "future", "target_id", "asker_id", "timer", "deferred")
-
-    def __init__(self, engine: Engine, future: AskFuture, target_id: str,
-                 asker_id: str | None, deferred: bool) -> None:
-        self.engine = engine
-        self.future = future
-        self.target_id = target_id
-        self.asker_id = asker_id
-        self.timer: Any = None
-        # ctx.ask: complete the future in a loop callback of its own, so done
-        # callbacks never run inside another actor's receive.
-        self.deferred = deferred
-
-    def settle(self, value: Any, exc: BaseException | None) -> None:
-        """Complete the ask with ``value`` or ``exc``; any thread."""
-        engine = self.engine
-        if _get_ident() != engine._thread_id:
-            engine._loop.call_soon_threadsafe(self._settle_here, value, exc)
-        elif self.deferred:
-            engine._loop.call_soon(self._settle_here, value, exc)
-        else:
-            self._settle_here(value, exc)
-
-    def _settle_here(self, value: Any, exc: BaseException | None) -> None:
-        future = self.future
-        if future.done():
-            if exc is None:
-                self.engine._dead_letter(
-                    self.asker_id or "(ask)", Envelope(self.target_id, _SEND, value),
-                    "reply came after the ask was answered or timed out")
-            return
-        if exc is None:
-            future.set_result(value)
-        else:
-            future.set_exception(exc)
-        self._finish()
-
-    def time_out(self, timeout: float) -> None:
-        if not self.future.done():
-            self.future.set_exception(TimeoutError(
-                f"no reply from {self.target_id!r} within {timeout} s"))
-            self._finish()
-
-    def _finish(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        engine = self.engine
-        engine._asks.discard(self)
-        engine._check_idle()
-
-
-class AskFuture(Future):
-    """The answer to ``ask``: a ``concurrent.futures.Future`` that refuses to
-    deadlock the engine.
-
-    ``result()`` and ``exception()`` wait, from any thread but the engine's
-    own (the one running it, or that will run it): there, waiting would block
-    the very loop that must deliver the reply, so they raise at once.  In an
-    actor, use ``add_done_callback``: the callback runs on the engine thread,
-    never during a ``receive``.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        super().__init__()
-        self._engine = engine
-
-    def _refuse_to_deadlock(self) -> None:
-        engine = self._engine
-        if not self.done() and _get_ident() == engine._thread_id:
-            raise RuntimeError(
-                "waiting for an ask on the engine's own thread would block the loop that "
-                "delivers the reply: in an actor use future.add_done_callback(fn); "
-                "from outside, wait in another thread")
-
-    def result(self, timeout: float | None = None) -> Any:
-        self._refuse_to_deadlock()
-        return super().result(timeout)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._refuse_to_deadlock()
-        return super().exception(timeout)
-
-
-###############################################################################
-# Engine
-# The registry, the scheduler and the public entry points.
-###############################################################################
-
-class Engine:
-    """Runs actors on one thread, on an event loop.
-
-    ``Engine(backend="selectors")``: "selectors" (built in), "asyncio",
-    "uvloop", or a ``Loop`` instance.  Use it as a context manager, or call
-    ``close()`` when done, so every actor's ``deinit`` runs.
-
-    ``inspector=True`` opens the stats feed that ``inspector_curses.py`` reads,
-    on a Unix socket in a per-user directory (``inspector_path`` tells where);
-    ``inspector="/path.sock"`` picks the path.  ``inspector_interval`` is the
-    seconds between two snapshots.
-    """
-
-    def __init__(self, backend: str | Loop = "selectors", *,
-                 supervisor: SupervisorStrategy | None = None,
-                 dead_letters_kept: int = DEAD_LETTERS_KEPT,
-                 inspector: bool | str | os.PathLike = False,
-                 inspector_interval: float = INSPECTOR_INTERVAL) -> None:
-        if supervisor is not None and not isinstance(supervisor, SupervisorStrategy):
-            raise TypeError(f"supervisor must be a backstage.SupervisorStrategy such as "
-                            f"OneForOne(), not {supervisor!r}")
-        if isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int) \
-                or dead_letters_kept < 1:
-            raise ValueError(f"dead_letters_kept must be an int of at least 1, "
-                             f"got {dead_letters_kept!r}")
-        _check_inspector_args(inspector, inspector_interval)
-        self._loop = make_loop(backend)
-        self.backend = backend if isinstance(backend, str) else type(backend).__name__
-        self._registry: dict[str, Context] = {}      # every live actor by id
-        self._ready: collections.deque[Context] = collections.deque()  # actors with work
-        self._tick_scheduled = False                 # a _tick is queued on the loop
-        self._inbound: collections.deque = collections.deque()  # (fn, args) from other threads
-        self._inbound_scheduled = False              # a _process_inbound is queued
-        self._thread_id: int | None = _get_ident()   # the engine's thread; None once closed
-        self._running = False                        # inside run() or run_forever()
-        self._until_idle = False                     # run() (True) or run_forever()
-        self._stop_requested = False                 # stop() was called: end the run
-        self._close_requested = False                # close() waits for the run to end
-        self._closed = False
-        self._closed_event = threading.Event()
-        self._lock = threading.RLock()               # taken by other threads' calls only
-        self._user_timers = 0                        # live Timers of actors
-        self._user_watches = 0                       # fds watched by actors
-        self._asks: set[_Reply] = set()              # asks waiting for a reply
-        self._root_strategy = supervisor or DEFAULT_ROOT_STRATEGY  # for top-level actors
-        self.restart_count = 0                       # actor restarts by supervisors
-        self._dead_letter_subscribers: dict[str, Context] = {}
-        self._signal_handlers: dict[int, Any] = {}   # replaced by run_forever()'s own
-        self.dead_letters: collections.deque[DeadLetter] = collections.deque(
-            maxlen=dead_letters_kept)                # the most recent dead letters
-        self.dead_letter_count = 0                   # every dead letter ever
-        self._dead_letter_logged: dict[str, float] = {}  # target id -> last log line
-        self.started_at = time.time()
-        self._inspector: _InspectorFeed | None = None  # the stats feed, when asked for
-        self.inspector_path: str | None = None       # its socket path
-        if inspector:
-            try:
-                self._inspector = _InspectorFeed(self, inspector, inspector_interval)
-            except BaseException:
-                self._loop.close()
-                raise
-            self.inspector_path = self._inspector.path
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "running" if self._running else "idle"
-        return f"<Engine {self.backend} {state} actors={len(self._registry)}>"
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    # -- public API ----------------------------------------------------------
-
-    def spawn_actor(self, actor_class: type, id: str, capacity: int = DEFAULT_CAPACITY,
-                    overflow: str = "grow") -> Any:
-        """Create an actor of ``actor_class`` under ``id`` and return the instance.
-
-        ``actor_class.__init__(ctx)`` runs at once, on the engine's thread (a
-        call from another thread waits for it).  If ``id`` is taken, the actor
-        already there is returned and nothing is created.  An exception from
-        ``__init__`` propagates, and no actor is left registered.
-
-        ``capacity`` bounds the inbox; ``overflow`` says what a send to a full
-        inbox does: "grow" (the default: capacity doubles, rounded to a power
-        of two), "block" (the sender waits), "drop" (a dead letter) or "fail"
-        (``InboxFull`` at the send).
-        """
-        return self._spawn(actor_class, id, capacity, overflow, None)
+    # -- entry points ---------------------------------------------------------
+    # The public calls that post a message; the hot ones with the posting body
+    # written out.
 
     def send(self, target_id: str, message: Any, timeout: float | None = None) -> None:
         """Send ``message`` to the actor ``target_id`` (sender_id None); any thread.
@@ -1257,192 +1111,95 @@ class Engine:
                 self._tick_scheduled = True
                 self._loop.call_soon(self._tick)
 
-    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture:
-        """Send ``message`` and return a future for the reply; any thread.
-
-        The target answers with ``envelope.reply(value)``.  The future fails
-        with ``ActorNotFound`` at once if there is no such actor, with
-        ``TimeoutError`` after ``timeout`` seconds, and with the exception
-        ``receive`` raised if it failed on this message.
-        """
-        return self._ask(target_id, message, timeout, None, deferred=False)
-
     def poison_pill(self, target_id: str) -> None:
         """Stop ``target_id`` after the messages already in its inbox; any thread."""
         self._post(target_id, *_PILL)
 
-    def get_actor(self, actor_id: str) -> Any:
-        """The actor instance registered under ``actor_id``, or None; any thread."""
-        ctx = self._registry.get(actor_id)
-        return ctx._actor if ctx is not None else None
+    # -- posting --------------------------------------------------------------
+    # One message into one inbox: registry lookup, thread hop, dead letter on a
+    # miss.
 
-    def get_context(self, actor_id: str) -> Context | None:
-        """The Context of ``actor_id``, or None; any thread."""
-        return self._registry.get(actor_id)
+    def _post(self, target_id: str, sender_id: str | None, message: Any,
+              tag: Any = None, timeout: float | None = None) -> None:
+        """Queue a message for ``target_id``; any thread.
 
-    @property
-    def actor_ids(self) -> list[str]:
-        """Ids of the live actors, in spawn order."""
-        return list(self._registry)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def run(self) -> None:
-        """Handle messages, timers and I/O until nothing is left to do, or ``stop()``.
-
-        Work is a queued message, a live timer or a watched file of an actor;
-        the engine's own housekeeping never counts.
+        Context.send and Engine.send carry this body written out, with
+        _post_here's, _enqueue's and _schedule's: keep them in step.
         """
-        self._run(until_idle=True)
+        if _get_ident() != self._thread_id:
+            return self._post_from_other_thread(target_id, sender_id, message, tag, timeout)
+        self._post_here(target_id, sender_id, message, tag)
 
-    def run_forever(self) -> None:
-        """Handle messages, timers and I/O until ``stop()`` is called (from anywhere).
+    def _post_here(self, target_id: str, sender_id: str | None, message: Any,
+                   tag: Any) -> None:
+        """``_post`` for a caller that is the engine thread, or holds the idle engine."""
+        ctx = self._registry.get(target_id)
+        if ctx is None:
+            return self._undeliverable(target_id, sender_id, message, tag)
+        self._enqueue(ctx, (sender_id, message, tag))
 
-        In the main thread, SIGINT (Ctrl-C) and SIGTERM end it cleanly: the
-        engine closes (every actor's ``deinit`` runs, children first) and
-        ``run_forever`` returns, with no KeyboardInterrupt.  A second signal
-        meets the handler the program had before, and that handler is back
-        when ``run_forever`` returns.  A signal whose handler the program set
-        itself (or set to ignore) is left alone.
-        """
-        previous = self._catch_stop_signals()
-        try:
-            self._run(until_idle=False)
-        finally:
-            _restore_signal_handlers(previous)
+    def _enqueue(self, ctx: Context, item: tuple) -> None:
+        ctx._inbox.append(item)
+        if not ctx._scheduled:
+            self._schedule(ctx)
 
-    async def run_async(self, *, until_idle: bool = False) -> None:
-        """``run_forever()`` as a coroutine, on the asyncio loop that is running it.
+    def _undeliverable(self, target_id: str, sender_id: str | None, message: Any,
+                       tag: Any) -> None:
+        if type(target_id) is not str:
+            raise TypeError(f"send() needs a str actor id, not {target_id!r}")
+        self._dead_letter(target_id, _item_envelope(sender_id, message, tag), "no such actor")
 
-        For an engine that shares a running asyncio (or uvloop) loop: make it
-        inside a coroutine with ``Engine(backend="asyncio")`` and run it as a
-        task, ``asyncio.create_task(engine.run_async())``; the program's other
-        coroutines go on beside the actors.  It returns on ``stop()`` or, with
-        ``until_idle=True``, when no user work is left (as ``run()`` does).
-        Cancelling the task ends the run too.  Signals are the program's business.
-        """
-        run_async = getattr(self._loop, "run_async", None)
-        if run_async is None:
-            raise TypeError(f"run_async() needs an engine on an asyncio loop, and this one runs "
-                            f"on {self.backend!r}: make it with Engine(backend='asyncio') "
-                            f"inside the coroutine, or call run() / run_forever()")
-        self._enter_run(until_idle)
-        try:
-            self._process_inbound()
-            while not self._stop_requested and not (until_idle and self._idle()):
-                await run_async()
-        finally:
-            self._leave_run()
-
-    def stop(self) -> None:
-        """Make ``run()``/``run_forever()`` return soon; any thread, or an actor.
-
-        Called while the engine is not running, it ends the next run at once
-        (so a stop from another thread cannot be lost while a run starts).
-        """
-        self._stop_requested = True
-        self._loop.stop()
-
-    def close(self) -> None:
-        """Stop every actor (children first, ``deinit`` once each) and free the loop.
-
-        Messages still queued become dead letters; every later spawn or send
-        raises ``EngineClosed``.  Idempotent.  Called while the engine runs, it
-        stops the run and closes when the run returns (waiting for it, from
-        another thread).
-        """
-        with self._lock:
-            if self._closed:
-                return
-            if self._running:
-                self._close_requested = True
-                self.stop()
-                if self._on_engine_thread():
-                    return
-            else:
-                self._close()
-                return
-        self._closed_event.wait()
-
-    # -- running -------------------------------------------------------------
-
-    def _run(self, until_idle: bool) -> None:
-        self._enter_run(until_idle)
-        try:
-            self._process_inbound()
-            while not self._stop_requested and not (until_idle and self._idle()):
-                self._loop.run()
-        finally:
-            self._leave_run()
-
-    def _enter_run(self, until_idle: bool) -> None:
+    def _post_from_other_thread(self, target_id: str, sender_id: str | None,
+                                message: Any, tag: Any, timeout: float | None) -> None:
+        # Another thread only appends to _inbound and wakes the loop; the
+        # engine thread queues the message, so each thread's order is kept.
         if self._closed:
-            raise EngineClosed(f"cannot run: {_CLOSED}")
-        with self._lock:
-            if self._running:
-                raise RuntimeError("the engine is already running; run() and run_forever() "
-                                   "may not be nested or called from two threads")
-            self._running = True
-        self._thread_id = _get_ident()
-        self._until_idle = until_idle
-        # _stop_requested is not reset here: a stop() from another thread that
-        # lands just before this run began still ends it.
+            raise EngineClosed(f"cannot send to {target_id!r}: {_CLOSED}")
+        if type(target_id) is not str:
+            raise TypeError(f"send() needs a str actor id, not {target_id!r}")
+        target = self._registry.get(target_id)
+        if target is not None and target._inbox.__class__ is _BoundedInbox \
+                and target._inbox._policy != "drop":
+            return self._post_and_wait(target, (sender_id, message, tag), timeout)
+        self._submit(self._post_here, target_id, sender_id, message, tag)
 
-    def _leave_run(self) -> None:
-        with self._lock:
-            self._running = False
-            close = self._close_requested
-        # Calls that other threads queued while we stopped must not wait forever.
-        self._process_inbound()
-        self._stop_requested = False
-        if close:
-            self._close()
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Have the engine thread call ``fn(*args)``, in order; any thread, no waiting."""
+        self._inbound.append((fn, args))
+        if not self._inbound_scheduled:
+            self._inbound_scheduled = True
+            self._loop.call_soon_threadsafe(self._process_inbound)
 
-    def _catch_stop_signals(self) -> dict[int, Any]:
-        """Route SIGINT and SIGTERM to a clean close; returns the handlers replaced.
+    def _process_inbound(self) -> None:
+        # Clear the flag before draining: a send that lands after the drain then
+        # schedules a new one, and none is left behind.
+        self._inbound_scheduled = False
+        inbound = self._inbound
+        while inbound:
+            fn, args = inbound.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("a call from another thread failed on the engine thread")
 
-        Only in the main thread (the only one Python delivers signals to), and
-        only where the program kept the default handler.  The handler runs
-        between two bytecodes of whatever runs, maybe inside a receive, so it
-        only queues the close on the loop, as another thread would.
+    def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call ``fn(*args)`` on the engine thread and return its result; any thread.
+
+        When no thread runs the engine, the caller runs it, under the lock.
         """
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for signum in STOP_SIGNALS:
-            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
-                previous[signum] = signal.signal(signum, self._on_stop_signal)
-        self._signal_handlers = previous
-        return previous
+        if _get_ident() == self._thread_id:
+            return fn(*args)
+        if self._closed:
+            raise EngineClosed(_CLOSED)
+        with self._lock:
+            if not self._running:
+                return fn(*args)
+            future: Future = Future()
+            self._submit(_run_into_future, future, fn, args)
+        return future.result()
 
-    def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        # A second signal meets the old handler: Ctrl-C twice interrupts a
-        # deinit that hangs.
-        _restore_signal_handlers(self._signal_handlers)
-        try:
-            self._loop.call_soon_threadsafe(self._close_on_signal, signum)
-        except RuntimeError:
-            pass                    # the loop is closed: the run is over already
-
-    def _close_on_signal(self, signum: int) -> None:
-        log.info("%s: closing the engine", signal.Signals(signum).name)
-        self.close()
-
-    def _idle(self) -> bool:
-        """True when no user work is left: no message, timer, watch or inbound call."""
-        return not (self._ready or self._inbound or self._user_timers or self._user_watches
-                    or self._asks)
-
-    def _check_idle(self) -> None:
-        if self._until_idle and self._running and self._idle():
-            self._loop.stop()
-
-    def _on_engine_thread(self) -> bool:
-        return _get_ident() == self._thread_id
-
-    # -- the scheduler -------------------------------------------------------
+    # -- the scheduler --------------------------------------------------------
+    # The ready queue and the turn: the only place where receive is called.
 
     def _schedule(self, ctx: Context) -> None:
         ctx._scheduled = True
@@ -1673,88 +1430,18 @@ class Engine:
             envelope._reply = tag
         return False
 
-    # -- sending -------------------------------------------------------------
 
-    def _post(self, target_id: str, sender_id: str | None, message: Any,
-              tag: Any = None, timeout: float | None = None) -> None:
-        """Queue a message for ``target_id``; any thread.
+###############################################################################
+# Back-pressure and ask
+# When an inbox is full and its policy makes senders wait; and a send that
+# wants an answer.
+###############################################################################
 
-        Context.send and Engine.send carry this body written out, with
-        _post_here's, _enqueue's and _schedule's: keep them in step.
-        """
-        if _get_ident() != self._thread_id:
-            return self._post_from_other_thread(target_id, sender_id, message, tag, timeout)
-        self._post_here(target_id, sender_id, message, tag)
+class _BackPressure(_Sending):
+    """Engine room: waiting for room in a full inbox.  Not part of the public API."""
 
-    def _post_here(self, target_id: str, sender_id: str | None, message: Any,
-                   tag: Any) -> None:
-        """``_post`` for a caller that is the engine thread, or holds the idle engine."""
-        ctx = self._registry.get(target_id)
-        if ctx is None:
-            return self._undeliverable(target_id, sender_id, message, tag)
-        self._enqueue(ctx, (sender_id, message, tag))
-
-    def _enqueue(self, ctx: Context, item: tuple) -> None:
-        ctx._inbox.append(item)
-        if not ctx._scheduled:
-            self._schedule(ctx)
-
-    def _post_from_other_thread(self, target_id: str, sender_id: str | None,
-                                message: Any, tag: Any, timeout: float | None) -> None:
-        # Another thread only appends to _inbound and wakes the loop; the
-        # engine thread queues the message, so each thread's order is kept.
-        if self._closed:
-            raise EngineClosed(f"cannot send to {target_id!r}: {_CLOSED}")
-        if type(target_id) is not str:
-            raise TypeError(f"send() needs a str actor id, not {target_id!r}")
-        target = self._registry.get(target_id)
-        if target is not None and target._inbox.__class__ is _BoundedInbox \
-                and target._inbox._policy != "drop":
-            return self._post_and_wait(target, (sender_id, message, tag), timeout)
-        self._submit(self._post_here, target_id, sender_id, message, tag)
-
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Have the engine thread call ``fn(*args)``, in order; any thread, no waiting."""
-        self._inbound.append((fn, args))
-        if not self._inbound_scheduled:
-            self._inbound_scheduled = True
-            self._loop.call_soon_threadsafe(self._process_inbound)
-
-    def _process_inbound(self) -> None:
-        # Clear the flag before draining: a send that lands after the drain then
-        # schedules a new one, and none is left behind.
-        self._inbound_scheduled = False
-        inbound = self._inbound
-        while inbound:
-            fn, args = inbound.popleft()
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("a call from another thread failed on the engine thread")
-
-    def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call ``fn(*args)`` on the engine thread and return its result; any thread.
-
-        When no thread runs the engine, the caller runs it, under the lock.
-        """
-        if _get_ident() == self._thread_id:
-            return fn(*args)
-        if self._closed:
-            raise EngineClosed(_CLOSED)
-        with self._lock:
-            if not self._running:
-                return fn(*args)
-            future: Future = Future()
-            self._submit(_run_into_future, future, fn, args)
-        return future.result()
-
-    def _undeliverable(self, target_id: str, sender_id: str | None, message: Any,
-                       tag: Any) -> None:
-        if type(target_id) is not str:
-            raise TypeError(f"send() needs a str actor id, not {target_id!r}")
-        self._dead_letter(target_id, _item_envelope(sender_id, message, tag), "no such actor")
-
-    # -- back-pressure -------------------------------------------------------
+    # -- waiting for room -----------------------------------------------------
+    # Senders parked on a full "block" inbox, and how they get in.
 
     def _overflow(self, ctx: Context, item: tuple, waiter: Future | None) -> None:
         """A send to a full bounded inbox (or one with senders already waiting)."""
@@ -1862,6 +1549,9 @@ class Engine:
             else:
                 sender._scheduled = False
 
+    # -- from other threads ---------------------------------------------------
+    # A foreign thread waits for the verdict on its message.
+
     def _post_and_wait(self, target: Context, item: tuple, timeout: float | None) -> None:
         """A send from another thread to a "block" or "fail" inbox: wait for the verdict."""
         if timeout is not None:
@@ -1894,7 +1584,105 @@ class Engine:
                 return True
         return False
 
-    # -- request/reply -------------------------------------------------------
+
+class _Reply:
+    """Where the answer to one ask goes: its future, timeout and asker."""
+    __slots__ = ("engine", "future", "target_id", "asker_id", "timer", "deferred")
+
+    def __init__(self, engine: Engine, future: AskFuture, target_id: str,
+                 asker_id: str | None, deferred: bool) -> None:
+        self.engine = engine
+        self.future = future
+        self.target_id = target_id
+        self.asker_id = asker_id
+        self.timer: Any = None
+        # ctx.ask: complete the future in a loop callback of its own, so done
+        # callbacks never run inside another actor's receive.
+        self.deferred = deferred
+
+    def settle(self, value: Any, exc: BaseException | None) -> None:
+        """Complete the ask with ``value`` or ``exc``; any thread."""
+        engine = self.engine
+        if _get_ident() != engine._thread_id:
+            engine._loop.call_soon_threadsafe(self._settle_here, value, exc)
+        elif self.deferred:
+            engine._loop.call_soon(self._settle_here, value, exc)
+        else:
+            self._settle_here(value, exc)
+
+    def _settle_here(self, value: Any, exc: BaseException | None) -> None:
+        future = self.future
+        if future.done():
+            if exc is None:
+                self.engine._dead_letter(
+                    self.asker_id or "(ask)", Envelope(self.target_id, _SEND, value),
+                    "reply came after the ask was answered or timed out")
+            return
+        if exc is None:
+            future.set_result(value)
+        else:
+            future.set_exception(exc)
+        self._finish()
+
+    def time_out(self, timeout: float) -> None:
+        if not self.future.done():
+            self.future.set_exception(TimeoutError(
+                f"no reply from {self.target_id!r} within {timeout} s"))
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        engine = self.engine
+        engine._asks.discard(self)
+        engine._check_idle()
+
+
+class AskFuture(Future):
+    """The answer to ``ask``: a ``concurrent.futures.Future`` that refuses to
+    deadlock the engine.
+
+    ``result()`` and ``exception()`` wait, from any thread but the engine's
+    own (the one running it, or that will run it): there, waiting would block
+    the very loop that must deliver the reply, so they raise at once.  In an
+    actor, use ``add_done_callback``: the callback runs on the engine thread,
+    never during a ``receive``.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+
+    def _refuse_to_deadlock(self) -> None:
+        engine = self._engine
+        if not self.done() and _get_ident() == engine._thread_id:
+            raise RuntimeError(
+                "waiting for an ask on the engine's own thread would block the loop that "
+                "delivers the reply: in an actor use future.add_done_callback(fn); "
+                "from outside, wait in another thread")
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._refuse_to_deadlock()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._refuse_to_deadlock()
+        return super().exception(timeout)
+
+
+class _Asking(_BackPressure):
+    """Engine room: request/reply.  Not part of the public API."""
+
+    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture:
+        """Send ``message`` and return a future for the reply; any thread.
+
+        The target answers with ``envelope.reply(value)``.  The future fails
+        with ``ActorNotFound`` at once if there is no such actor, with
+        ``TimeoutError`` after ``timeout`` seconds, and with the exception
+        ``receive`` raised if it failed on this message.
+        """
+        return self._ask(target_id, message, timeout, None, deferred=False)
 
     def _ask(self, target_id: str, message: Any, timeout: float | None,
              asker_id: str | None, deferred: bool) -> AskFuture:
@@ -1928,43 +1716,15 @@ class Engine:
         except InboxFull as exc:
             reply._settle_here(None, exc)
 
-    # -- dead letters --------------------------------------------------------
 
-    def _dead_letter_all(self, ctx: Context, items: list, reason: str) -> None:
-        for item in items:
-            sender_id, message, tag = _unpack(item)
-            if tag is not _COMMAND:
-                self._dead_letter(ctx.actor_id, _item_envelope(sender_id, message, tag), reason)
+###############################################################################
+# Publish/subscribe
+# Topics per publisher: one envelope per publication, shared by every
+# subscriber.
+###############################################################################
 
-    def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None:
-        """Record an undeliverable message, tell its subscribers, fail its ask."""
-        self.dead_letter_count += 1
-        record = DeadLetter(target_id, envelope, reason, time.time())
-        self.dead_letters.append(record)
-        reply = getattr(envelope, "_reply", None)
-        if reply is not None and not reply.future.done():
-            reply.settle(None, ActorNotFound(
-                f"{target_id!r} did not answer the ask: {reason}"))
-        notice = None
-        for sub in self._dead_letter_subscribers.values():
-            # Straight into the inbox: a dead letter about delivering a dead
-            # letter is never made (a full subscriber simply misses it).
-            inbox = sub._inbox
-            if sub._state is _RUNNING and (inbox.__class__ is list
-                                            or len(inbox) - sub._head < sub._capacity):
-                if notice is None:
-                    notice = (None, _publication(None, record, DEAD_LETTER_TOPIC), _PUBLISH)
-                list.append(inbox, notice)
-                if not sub._scheduled:
-                    self._schedule(sub)
-        now = time.monotonic()
-        logged = self._dead_letter_logged
-        if now - logged.get(target_id, -2.0) >= 1.0:
-            if len(logged) > 1000:
-                logged.clear()
-            logged[target_id] = now
-            log.info("dead letter for %r (%s): %r; at most one such line per actor per second",
-                     target_id, reason, envelope)
+class _PubSub(_Asking):
+    """Engine room: topics.  Not part of the public API."""
 
     def _publish(self, ctx: Context, topic: str, message: Any) -> None:
         if _get_ident() != self._thread_id:
@@ -2020,7 +1780,161 @@ class Engine:
                 if not subscribed:
                     del publisher._subscribers[topic]
 
-    # -- spawning and stopping -----------------------------------------------
+
+###############################################################################
+# Dead letters
+# Every message that cannot be delivered: recorded, published, logged, and
+# its ask failed.
+###############################################################################
+
+class _DeadLetters(_PubSub):
+    """Engine room: dead letters.  Not part of the public API."""
+
+    def _dead_letter_all(self, ctx: Context, items: list, reason: str) -> None:
+        for item in items:
+            sender_id, message, tag = _unpack(item)
+            if tag is not _COMMAND:
+                self._dead_letter(ctx.actor_id, _item_envelope(sender_id, message, tag), reason)
+
+    def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None:
+        """Record an undeliverable message, tell its subscribers, fail its ask."""
+        self.dead_letter_count += 1
+        record = DeadLetter(target_id, envelope, reason, time.time())
+        self.dead_letters.append(record)
+        reply = getattr(envelope, "_reply", None)
+        if reply is not None and not reply.future.done():
+            reply.settle(None, ActorNotFound(
+                f"{target_id!r} did not answer the ask: {reason}"))
+        notice = None
+        for sub in self._dead_letter_subscribers.values():
+            # Straight into the inbox: a dead letter about delivering a dead
+            # letter is never made (a full subscriber simply misses it).
+            inbox = sub._inbox
+            if sub._state is _RUNNING and (inbox.__class__ is list
+                                            or len(inbox) - sub._head < sub._capacity):
+                if notice is None:
+                    notice = (None, _publication(None, record, DEAD_LETTER_TOPIC), _PUBLISH)
+                list.append(inbox, notice)
+                if not sub._scheduled:
+                    self._schedule(sub)
+        now = time.monotonic()
+        logged = self._dead_letter_logged
+        if now - logged.get(target_id, -2.0) >= 1.0:
+            if len(logged) > 1000:
+                logged.clear()
+            logged[target_id] = now
+            log.info("dead letter for %r (%s): %r; at most one such line per actor per second",
+                     target_id, reason, envelope)
+
+
+###############################################################################
+# Lifecycle and supervision
+# Spawning, stopping, failing and restarting actors, death watch and watched
+# files; then the Engine class, which holds the state and runs the loop.
+###############################################################################
+
+class Directive(enum.Enum):
+    """What a supervisor does with a child whose ``receive`` raised."""
+    RESUME = "resume"        # keep the instance and its state; next message
+    RESTART = "restart"      # a new instance under the same id and inbox
+    STOP = "stop"            # stop the child; its queued messages are dead letters
+    ESCALATE = "escalate"    # the supervisor fails with the child's exception
+
+
+class SupervisorStrategy:
+    """How a parent treats its failing children.
+
+    Declare it on the parent class: ``supervisor = OneForOne(max_restarts=3,
+    within_s=5)``; for top-level actors pass ``Engine(supervisor=...)``.
+    ``decider(exc)`` returns a ``Directive`` (default: RESTART).  A child
+    restarted more than ``max_restarts`` times within ``within_s`` seconds
+    stops instead, and the failure escalates to the parent.
+    """
+
+    def __init__(self, max_restarts: int = 3, within_s: float = 5.0,
+                 decider: Callable[[BaseException], Directive] | None = None) -> None:
+        name = type(self).__name__
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) \
+                or max_restarts < 0:
+            raise ValueError(f"{name}() needs max_restarts, an int of 0 or more, "
+                             f"got {max_restarts!r}")
+        _check_delay(name, "within_s", within_s, allow_zero=False)
+        if decider is not None and not callable(decider):
+            raise TypeError(f"{name}() needs a callable decider(exc) -> Directive, "
+                            f"not {decider!r}")
+        self.max_restarts = max_restarts
+        self.within_s = within_s
+        self.decider = decider
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(max_restarts={self.max_restarts}, "
+                f"within_s={self.within_s}, decider={self.decider!r})")
+
+    def decide(self, exc: BaseException) -> Directive:
+        """The directive for ``exc``; a decider that fails or answers nonsense escalates."""
+        if self.decider is None:
+            return Directive.RESTART
+        try:
+            directive = self.decider(exc)
+        except Exception:
+            log.exception("the decider of %r failed; escalating", self)
+            return Directive.ESCALATE
+        if not isinstance(directive, Directive):
+            log.error("the decider of %r returned %r, not a Directive; escalating",
+                      self, directive)
+            return Directive.ESCALATE
+        return directive
+
+    def to_restart(self, failed: Context, siblings: list[Context]) -> list[Context]:
+        """Which actors restart when ``failed`` does (``siblings`` in spawn order)."""
+        return [failed]
+
+
+class OneForOne(SupervisorStrategy):
+    """Restart only the child that failed."""
+
+
+class AllForOne(SupervisorStrategy):
+    """Restart every child of the supervisor when one fails."""
+
+    def to_restart(self, failed: Context, siblings: list[Context]) -> list[Context]:
+        return list(siblings)
+
+
+class RestForOne(SupervisorStrategy):
+    """Restart the failed child and those spawned after it, in spawn order."""
+
+    def to_restart(self, failed: Context, siblings: list[Context]) -> list[Context]:
+        return siblings[siblings.index(failed):] if failed in siblings else [failed]
+
+
+# Children restart (three times in five seconds, then escalate); top-level
+# actors log and go on, as in the seed.
+DEFAULT_CHILD_STRATEGY = OneForOne()
+DEFAULT_ROOT_STRATEGY = OneForOne(decider=lambda exc: Directive.RESUME)
+
+
+class _Lifecycle(_DeadLetters):
+    """Engine room: actors' lives.  Not part of the public API."""
+
+    # -- spawning -------------------------------------------------------------
+    # A new actor: its Context, its place in the registry and its parent.
+
+    def spawn_actor(self, actor_class: type, id: str, capacity: int = DEFAULT_CAPACITY,
+                    overflow: str = "grow") -> Any:
+        """Create an actor of ``actor_class`` under ``id`` and return the instance.
+
+        ``actor_class.__init__(ctx)`` runs at once, on the engine's thread (a
+        call from another thread waits for it).  If ``id`` is taken, the actor
+        already there is returned and nothing is created.  An exception from
+        ``__init__`` propagates, and no actor is left registered.
+
+        ``capacity`` bounds the inbox; ``overflow`` says what a send to a full
+        inbox does: "grow" (the default: capacity doubles, rounded to a power
+        of two), "block" (the sender waits), "drop" (a dead letter) or "fail"
+        (``InboxFull`` at the send).
+        """
+        return self._spawn(actor_class, id, capacity, overflow, None)
 
     def _spawn(self, actor_class: type, actor_id: str, capacity: int, overflow: str,
                parent: Context | None) -> Any:
@@ -2074,6 +1988,10 @@ class Engine:
         # method object per actor, one less indirection per message.
         ctx._receive = actor_class.receive
         actor.__init__(ctx)
+
+    # -- stopping -------------------------------------------------------------
+    # The order of a stop: children, subscriptions, parent, registry, deinit,
+    # timers; then what is left becomes dead letters and watchers are told.
 
     def _stop_actor(self, ctx: Context, reason: str, leftover: list,
                     deinit: bool = True) -> None:
@@ -2164,30 +2082,8 @@ class Engine:
         for fileobj in list(ctx._watches or ()):
             self._unwatch_here(ctx, fileobj)
 
-    def _close(self) -> None:
-        self._closed = True
-        # No run is going: the closing thread is the engine's thread now, so the
-        # deinits it calls may still use their Context (unwatch, send, ...).
-        self._thread_id = _get_ident()
-        try:
-            if self._inspector is not None:
-                self._inspector.close()
-            self._process_inbound()
-            top_level = [c for c in self._registry.values() if c.parent is None]
-            for ctx in reversed(top_level):
-                self._stop_actor(ctx, "engine closed", [])
-            for ctx in list(self._registry.values()):
-                self._stop_actor(ctx, "engine closed", [])
-            for reply in list(self._asks):
-                reply._settle_here(None, EngineClosed(
-                    f"no reply from {reply.target_id!r}: {_CLOSED}"))
-            self._ready.clear()
-            self._thread_id = None    # every later call takes the slow path, which raises
-            self._loop.close()
-        finally:
-            self._closed_event.set()
-
-    # -- supervision ---------------------------------------------------------
+    # -- supervision ----------------------------------------------------------
+    # A failed receive: the supervisor's strategy decides, and it is applied here.
 
     def _supervisor_of(self, parent: Context | None) -> SupervisorStrategy:
         if parent is None:
@@ -2272,7 +2168,8 @@ class Engine:
                       ctx.actor_id, exc_info=exc)
             self._stop_actor(ctx, f"restart failed: {exc!r}", [], deinit=False)
 
-    # -- death watch ---------------------------------------------------------
+    # -- death watch ----------------------------------------------------------
+    # Monitors: be told with a Terminated message when an actor stops.
 
     def _monitor_here(self, watcher: Context, target_id: str) -> None:
         target = self._registry.get(target_id)
@@ -2290,7 +2187,8 @@ class Engine:
                 and target._monitors.get(watcher.actor_id) is watcher:
             del target._monitors[watcher.actor_id]
 
-    # -- file descriptors ----------------------------------------------------
+    # -- file descriptors -----------------------------------------------------
+    # An actor's watched files: its callbacks on readable or writable.
 
     def _watch_fd(self, ctx: Context, fileobj: Any, callback: Callable[[], Any],
                readable: bool) -> None:
@@ -2327,15 +2225,276 @@ class Engine:
             self._check_idle()
 
 
-class _StoppedInbox(list):
-    """The inbox of a stopped actor: whatever still reaches it is a dead letter."""
-    __slots__ = ("_engine", "_actor_id")     # set by _stop_actor
+class Engine(_Lifecycle):
+    """Runs actors on one thread, on an event loop.
 
-    def append(self, item: Any) -> None:
-        sender_id, message, tag = _unpack(item)
-        if tag is not _COMMAND:
-            self._engine._dead_letter(self._actor_id, _item_envelope(sender_id, message, tag),
-                                      "actor stopped")
+    ``Engine(backend="selectors")``: "selectors" (built in), "asyncio",
+    "uvloop", or a ``Loop`` instance.  Use it as a context manager, or call
+    ``close()`` when done, so every actor's ``deinit`` runs.
+
+    ``inspector=True`` opens the stats feed that ``inspector_curses.py`` reads,
+    on a Unix socket in a per-user directory (``inspector_path`` tells where);
+    ``inspector="/path.sock"`` picks the path.  ``inspector_interval`` is the
+    seconds between two snapshots.
+    """
+    def __init__(self, backend: str | Loop = "selectors", *,
+                 supervisor: SupervisorStrategy | None = None,
+                 dead_letters_kept: int = DEAD_LETTERS_KEPT,
+                 inspector: bool | str | os.PathLike = False,
+                 inspector_interval: float = INSPECTOR_INTERVAL) -> None:
+        if supervisor is not None and not isinstance(supervisor, SupervisorStrategy):
+            raise TypeError(f"supervisor must be a backstage.SupervisorStrategy such as "
+                            f"OneForOne(), not {supervisor!r}")
+        if isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int) \
+                or dead_letters_kept < 1:
+            raise ValueError(f"dead_letters_kept must be an int of at least 1, "
+                             f"got {dead_letters_kept!r}")
+        _check_inspector_args(inspector, inspector_interval)
+        self._loop = make_loop(backend)
+        self.backend = backend if isinstance(backend, str) else type(backend).__name__
+        self._registry: dict[str, Context] = {}      # every live actor by id
+        self._ready: collections.deque[Context] = collections.deque()  # actors with work
+        self._tick_scheduled = False                 # a _tick is queued on the loop
+        self._inbound: collections.deque = collections.deque()  # (fn, args) from other threads
+        self._inbound_scheduled = False              # a _process_inbound is queued
+        self._thread_id: int | None = _get_ident()   # the engine's thread; None once closed
+        self._running = False                        # inside run() or run_forever()
+        self._until_idle = False                     # run() (True) or run_forever()
+        self._stop_requested = False                 # stop() was called: end the run
+        self._close_requested = False                # close() waits for the run to end
+        self._closed = False
+        self._closed_event = threading.Event()
+        self._lock = threading.RLock()               # taken by other threads' calls only
+        self._user_timers = 0                        # live Timers of actors
+        self._user_watches = 0                       # fds watched by actors
+        self._asks: set[_Reply] = set()              # asks waiting for a reply
+        self._root_strategy = supervisor or DEFAULT_ROOT_STRATEGY  # for top-level actors
+        self.restart_count = 0                       # actor restarts by supervisors
+        self._dead_letter_subscribers: dict[str, Context] = {}
+        self._signal_handlers: dict[int, Any] = {}   # replaced by run_forever()'s own
+        self.dead_letters: collections.deque[DeadLetter] = collections.deque(
+            maxlen=dead_letters_kept)                # the most recent dead letters
+        self.dead_letter_count = 0                   # every dead letter ever
+        self._dead_letter_logged: dict[str, float] = {}  # target id -> last log line
+        self.started_at = time.time()
+        self._inspector: _InspectorFeed | None = None  # the stats feed, when asked for
+        self.inspector_path: str | None = None       # its socket path
+        if inspector:
+            try:
+                self._inspector = _InspectorFeed(self, inspector, inspector_interval)
+            except BaseException:
+                self._loop.close()
+                raise
+            self.inspector_path = self._inspector.path
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running" if self._running else "idle"
+        return f"<Engine {self.backend} {state} actors={len(self._registry)}>"
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- public API -----------------------------------------------------------
+    # Lookups, and the calls that run, stop and close the engine (the rooms
+    # above hold send, ask, poison_pill and spawn_actor).
+
+    def get_actor(self, actor_id: str) -> Any:
+        """The actor instance registered under ``actor_id``, or None; any thread."""
+        ctx = self._registry.get(actor_id)
+        return ctx._actor if ctx is not None else None
+
+    def get_context(self, actor_id: str) -> Context | None:
+        """The Context of ``actor_id``, or None; any thread."""
+        return self._registry.get(actor_id)
+
+    @property
+    def actor_ids(self) -> list[str]:
+        """Ids of the live actors, in spawn order."""
+        return list(self._registry)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def run(self) -> None:
+        """Handle messages, timers and I/O until nothing is left to do, or ``stop()``.
+
+        Work is a queued message, a live timer or a watched file of an actor;
+        the engine's own housekeeping never counts.
+        """
+        self._run(until_idle=True)
+
+    def run_forever(self) -> None:
+        """Handle messages, timers and I/O until ``stop()`` is called (from anywhere).
+
+        In the main thread, SIGINT (Ctrl-C) and SIGTERM end it cleanly: the
+        engine closes (every actor's ``deinit`` runs, children first) and
+        ``run_forever`` returns, with no KeyboardInterrupt.  A second signal
+        meets the handler the program had before, and that handler is back
+        when ``run_forever`` returns.  A signal whose handler the program set
+        itself (or set to ignore) is left alone.
+        """
+        previous = self._catch_stop_signals()
+        try:
+            self._run(until_idle=False)
+        finally:
+            _restore_signal_handlers(previous)
+
+    async def run_async(self, *, until_idle: bool = False) -> None:
+        """``run_forever()`` as a coroutine, on the asyncio loop that is running it.
+
+        For an engine that shares a running asyncio (or uvloop) loop: make it
+        inside a coroutine with ``Engine(backend="asyncio")`` and run it as a
+        task, ``asyncio.create_task(engine.run_async())``; the program's other
+        coroutines go on beside the actors.  It returns on ``stop()`` or, with
+        ``until_idle=True``, when no user work is left (as ``run()`` does).
+        Cancelling the task ends the run too.  Signals are the program's business.
+        """
+        run_async = getattr(self._loop, "run_async", None)
+        if run_async is None:
+            raise TypeError(f"run_async() needs an engine on an asyncio loop, and this one runs "
+                            f"on {self.backend!r}: make it with Engine(backend='asyncio') "
+                            f"inside the coroutine, or call run() / run_forever()")
+        self._enter_run(until_idle)
+        try:
+            self._process_inbound()
+            while not self._stop_requested and not (until_idle and self._idle()):
+                await run_async()
+        finally:
+            self._leave_run()
+
+    def stop(self) -> None:
+        """Make ``run()``/``run_forever()`` return soon; any thread, or an actor.
+
+        Called while the engine is not running, it ends the next run at once
+        (so a stop from another thread cannot be lost while a run starts).
+        """
+        self._stop_requested = True
+        self._loop.stop()
+
+    def close(self) -> None:
+        """Stop every actor (children first, ``deinit`` once each) and free the loop.
+
+        Messages still queued become dead letters; every later spawn or send
+        raises ``EngineClosed``.  Idempotent.  Called while the engine runs, it
+        stops the run and closes when the run returns (waiting for it, from
+        another thread).
+        """
+        with self._lock:
+            if self._closed:
+                return
+            if self._running:
+                self._close_requested = True
+                self.stop()
+                if self._on_engine_thread():
+                    return
+            else:
+                self._close()
+                return
+        self._closed_event.wait()
+
+    # -- running --------------------------------------------------------------
+    # One run of the loop, the stop signals, and what "idle" means.
+
+    def _run(self, until_idle: bool) -> None:
+        self._enter_run(until_idle)
+        try:
+            self._process_inbound()
+            while not self._stop_requested and not (until_idle and self._idle()):
+                self._loop.run()
+        finally:
+            self._leave_run()
+
+    def _enter_run(self, until_idle: bool) -> None:
+        if self._closed:
+            raise EngineClosed(f"cannot run: {_CLOSED}")
+        with self._lock:
+            if self._running:
+                raise RuntimeError("the engine is already running; run() and run_forever() "
+                                   "may not be nested or called from two threads")
+            self._running = True
+        self._thread_id = _get_ident()
+        self._until_idle = until_idle
+        # _stop_requested is not reset here: a stop() from another thread that
+        # lands just before this run began still ends it.
+
+    def _leave_run(self) -> None:
+        with self._lock:
+            self._running = False
+            close = self._close_requested
+        # Calls that other threads queued while we stopped must not wait forever.
+        self._process_inbound()
+        self._stop_requested = False
+        if close:
+            self._close()
+
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Route SIGINT and SIGTERM to a clean close; returns the handlers replaced.
+
+        Only in the main thread (the only one Python delivers signals to), and
+        only where the program kept the default handler.  The handler runs
+        between two bytecodes of whatever runs, maybe inside a receive, so it
+        only queues the close on the loop, as another thread would.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+                previous[signum] = signal.signal(signum, self._on_stop_signal)
+        self._signal_handlers = previous
+        return previous
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        # A second signal meets the old handler: Ctrl-C twice interrupts a
+        # deinit that hangs.
+        _restore_signal_handlers(self._signal_handlers)
+        try:
+            self._loop.call_soon_threadsafe(self._close_on_signal, signum)
+        except RuntimeError:
+            pass                    # the loop is closed: the run is over already
+
+    def _close_on_signal(self, signum: int) -> None:
+        log.info("%s: closing the engine", signal.Signals(signum).name)
+        self.close()
+
+    def _idle(self) -> bool:
+        """True when no user work is left: no message, timer, watch or inbound call."""
+        return not (self._ready or self._inbound or self._user_timers or self._user_watches
+                    or self._asks)
+
+    def _check_idle(self) -> None:
+        if self._until_idle and self._running and self._idle():
+            self._loop.stop()
+
+    def _on_engine_thread(self) -> bool:
+        return _get_ident() == self._thread_id
+
+    def _close(self) -> None:
+        self._closed = True
+        # No run is going: the closing thread is the engine's thread now, so the
+        # deinits it calls may still use their Context (unwatch, send, ...).
+        self._thread_id = _get_ident()
+        try:
+            if self._inspector is not None:
+                self._inspector.close()
+            self._process_inbound()
+            top_level = [c for c in self._registry.values() if c.parent is None]
+            for ctx in reversed(top_level):
+                self._stop_actor(ctx, "engine closed", [])
+            for ctx in list(self._registry.values()):
+                self._stop_actor(ctx, "engine closed", [])
+            for reply in list(self._asks):
+                reply._settle_here(None, EngineClosed(
+                    f"no reply from {reply.target_id!r}: {_CLOSED}"))
+            self._ready.clear()
+            self._thread_id = None    # every later call takes the slow path, which raises
+            self._loop.close()
+        finally:
+            self._closed_event.set()
 
 
 ###############################################################################
@@ -2833,7 +2992,6 @@ _JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 def _json_line(obj: dict[str, Any]) -> bytes:
     return _JSON.encode(obj).encode() + b"\n"
 
-
 def _check_inspector_args(inspector: Any, interval: Any) -> None:
     if not isinstance(inspector, (bool, str, os.PathLike)) and inspector is not None:
         raise TypeError(f"inspector must be False, True or a socket path, not {inspector!r}: "
@@ -2851,61 +3009,8 @@ def _check_inspector_args(inspector: Any, interval: Any) -> None:
 
 ###############################################################################
 # Helpers
+# Small functions the rooms above share: argument checks and wrappers.
 ###############################################################################
-
-def _unpack(item: Any) -> tuple:
-    """(sender_id, message, tag) of a queued item, bare or not."""
-    return item if item.__class__ is tuple else (None, item, None)
-
-
-def _item_envelope(sender_id: str | None, message: Any, tag: Any) -> Envelope:
-    """The envelope a queued (sender_id, message, tag) item stands for."""
-    if tag is None:
-        return Envelope(sender_id, _SEND, message)
-    if tag is _PUBLISH:
-        return message
-    if tag is _TERMINATED:
-        return Envelope(sender_id, _TERMINATED, message)
-    if tag is _COMMAND:
-        return Envelope(sender_id, _POISON_PILL, message)
-    envelope = Envelope(sender_id, _SEND, message)
-    envelope._reply = tag
-    return envelope
-
-
-def _publication(sender_id: str | None, message: Any, topic: str) -> _Envelope:
-    """The one envelope every subscriber of a publication receives."""
-    envelope = _Envelope()
-    envelope.sender_id = sender_id
-    envelope.message_type = _PUBLISH
-    envelope.message = message
-    envelope.topic = topic
-    return envelope
-
-
-def _run_into_future(future: Future, fn: Callable[..., Any], args: tuple) -> None:
-    try:
-        result = fn(*args)
-    except BaseException as exc:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
-
-
-def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-    for signum, handler in previous.items():
-        if handler is not None:     # None: set from C, cannot be put back from Python
-            signal.signal(signum, handler)
-
-
-def _guarded(ctx: Context, callback: Callable[[], Any]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            callback()
-        except Exception:
-            log.exception("fd callback of actor %r failed", ctx.actor_id)
-    return run
-
 
 def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: Any) -> None:
     if not isinstance(actor_class, type):
@@ -2930,3 +3035,26 @@ def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: 
         raise TypeError(f"{actor_class.__name__}.supervisor must be a backstage."
                         f"SupervisorStrategy such as OneForOne(), not {supervisor!r}")
 
+
+def _run_into_future(future: Future, fn: Callable[..., Any], args: tuple) -> None:
+    try:
+        result = fn(*args)
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        if handler is not None:     # None: set from C, cannot be put back from Python
+            signal.signal(signum, handler)
+
+
+def _guarded(ctx: Context, callback: Callable[[], Any]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("fd callback of actor %r failed", ctx.actor_id)
+    return run
