@@ -1501,7 +1501,8 @@ class _Sending:
         self._handle_failure(ctx, exc, envelope, items)
         if ctx._state is not _STOPPED:
             return False
-        self._dead_letter_all(ctx.actor_id, list(items), "actor stopped before handling it (it failed)")
+        self._dead_letter_all(ctx.actor_id, list(items),
+                              "actor stopped before handling it (it failed)")
         return True
 
     def _after_turn(self, ctx: Context) -> None:
