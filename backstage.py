@@ -2045,6 +2045,8 @@ class _PubSub(_Asking):
         """A stopping actor's subscriptions, both ways: it follows no one, and no
         one follows it."""
         extra = ctx._extra
+        if not (extra.subscriptions or extra.subscribers):
+            return
         for target_id, topic in list(extra.subscriptions or ()):
             self._unsubscribe_here(ctx, target_id, topic)
         for topic, subscribed in (extra.subscribers or {}).items():
@@ -2290,10 +2292,9 @@ class _Lifecycle(_DeadLetters):
         # subscriptions, timers, watches, waiters or monitors (most of them)
         # calls and allocates nothing but its stopped inbox: 327k -> 437k stops/s.
         if ctx._children:
-            for child in reversed(ctx._children):
-                self._stop_actor(child, f"parent {ctx.actor_id!r} stopped", [])
+            self._stop_children(ctx, "stopped")
         extra = ctx._extra
-        if extra is not None and (extra.subscriptions or extra.subscribers):
+        if extra is not None:
             self._drop_subscriptions(ctx)
         if self._dead_letter_subscribers.get(ctx.actor_id) is ctx:
             del self._dead_letter_subscribers[ctx.actor_id]
@@ -2304,7 +2305,7 @@ class _Lifecycle(_DeadLetters):
         if deinit:
             self._deinit(ctx)
         extra = ctx._extra        # deinit may have started a timer or a watch
-        if extra is not None and (extra.timers or extra.watches):
+        if extra is not None:
             self._end_timers_and_watches(ctx)
         ctx._state = _STOPPED
         # Break the actor <-> context cycle, so a stopped actor is freed at
@@ -2314,20 +2315,29 @@ class _Lifecycle(_DeadLetters):
         # What was queued after the pill, or is still queued or waiting for
         # room, is not delivered.
         inbox = ctx._inbox
-        if len(inbox) > ctx._head:
-            leftover = leftover + inbox[ctx._head:]
+        head = ctx._head
         ctx._inbox = stopped = _StoppedInbox()      # list's own C __init__
         stopped._engine = self
         stopped._actor_id = ctx.actor_id
         ctx._head = 0
-        if extra is not None and extra.waiting:
-            leftover = leftover + self._release_waiting(ctx)
-        if leftover:
-            self._dead_letter_all(ctx.actor_id, leftover,
-                                  f"actor stopped before handling it ({reason})")
-        if extra is not None and extra.monitors:
+        if leftover or len(inbox) > head or extra is not None:
+            self._dead_letter_queued(ctx, leftover + inbox[head:], reason)
+        if extra is not None:
             self._tell_monitors(ctx, reason)
         self._check_idle()
+
+    def _stop_children(self, ctx: Context, why: str) -> None:
+        """Stop every child of ``ctx``, the youngest first (each its own first)."""
+        for child in reversed(ctx._children):
+            self._stop_actor(child, f"parent {ctx.actor_id!r} {why}", [])
+
+    def _dead_letter_queued(self, ctx: Context, items: list, reason: str) -> None:
+        """What the stopped ``ctx`` never handled, waiting senders' messages last."""
+        if ctx._extra is not None and ctx._extra.waiting:
+            items += self._release_waiting(ctx)
+        if items:
+            self._dead_letter_all(ctx.actor_id, items,
+                                  f"actor stopped before handling it ({reason})")
 
     def _leave_parent(self, ctx: Context) -> None:
         parent = self._registry.get(ctx.parent)
@@ -2435,8 +2445,7 @@ class _Lifecycle(_DeadLetters):
             return
         self._deinit(ctx)
         if ctx._children:
-            for child in reversed(ctx._children):
-                self._stop_actor(child, f"parent {ctx.actor_id!r} restarted", [])
+            self._stop_children(ctx, "restarted")
         self._end_timers_and_watches(ctx)
         self.restart_count += 1
         try:
@@ -2462,6 +2471,8 @@ class _Lifecycle(_DeadLetters):
     def _tell_monitors(self, ctx: Context, reason: str) -> None:
         """Every watcher of the stopped ``ctx`` gets a TERMINATED envelope."""
         extra = ctx._extra
+        if not extra.monitors:
+            return
         if not self._closed:
             notice = (ctx.actor_id, Terminated(ctx.actor_id, reason), _TERMINATED)
             for watcher in extra.monitors.values():
