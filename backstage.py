@@ -691,11 +691,92 @@ _refcount: Callable[[Any], int] = (
     sys.getrefcount if _exact_refcounts() else lambda obj: 0)
 
 
-OVERFLOW_POLICIES = ("grow", "block", "drop", "fail")
+class _OverflowPolicy:
+    """What a send to a full inbox does.
+
+    One subclass per policy, registered by name in ``OVERFLOW_POLICIES``:
+    a new policy is one class and one line.  Not part of the public API.
+    """
+    name = ""
+    # False only for "grow": its inbox is a plain list that is never full,
+    # so the policy costs the hot path nothing.
+    bounded = True
+    # True: a send from another thread waits for the engine thread's verdict
+    # (room, a wait, or InboxFull raised in the sender's thread).
+    verdict_across_threads = False
+
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+        """``item`` does not fit in ``ctx``'s inbox.  ``waiter`` is the Future a
+        sender on another thread waits on, or None for a send on the engine thread."""
+        raise NotImplementedError
+
+
+class _Grow(_OverflowPolicy):
+    """Never full: the capacity doubles when exceeded (the default)."""
+    name = "grow"
+    bounded = False
+
+
+class _Block(_OverflowPolicy):
+    """The sender waits: an actor pauses its turn, another thread blocks."""
+    name = "block"
+    verdict_across_threads = True
+
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+        engine._wait_for_room(ctx, item, waiter)
+
+
+class _Drop(_OverflowPolicy):
+    """The new message is a dead letter."""
+    name = "drop"
+
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+        engine._dead_letter(ctx.actor_id, _item_envelope(*_unpack(item)), "inbox full")
+
+
+class _DropOldest(_OverflowPolicy):
+    """The oldest queued message is a dead letter, and the new one is queued
+    (a price ticker wants the newest quote)."""
+    name = "drop_oldest"
+
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+        inbox = ctx._inbox
+        head = ctx._head
+        oldest = inbox[head]
+        if oldest.__class__ is tuple and oldest[2] is _COMMAND:
+            # A poison pill first in line is never dropped: the actor stops
+            # before the new message, which is then a dead letter anyway.
+            return _Drop.full(self, engine, ctx, item, waiter)
+        # Dropped by moving the head past it, as a turn does: no list shift.
+        head += 1
+        if head > _COMPACT_AFTER and head * 2 > len(inbox):
+            del inbox[:head]
+            head = 0
+        ctx._head = head
+        list.append(inbox, item)
+        engine._dead_letter(ctx.actor_id, _item_envelope(*_unpack(oldest)),
+                            "inbox full: dropped for a newer message")
+
+
+class _Fail(_OverflowPolicy):
+    """The send raises InboxFull."""
+    name = "fail"
+    verdict_across_threads = True
+
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+        raise InboxFull(f"the inbox of {ctx.actor_id!r} is full ({ctx._capacity} messages) "
+                        f"and its overflow policy is 'fail'; try again later, or spawn it "
+                        f"with overflow='block', 'drop' or 'drop_oldest'")
+
+
+# Overflow policy name -> the policy; spawn_actor(overflow=name).
+OVERFLOW_POLICIES: dict[str, _OverflowPolicy] = {
+    policy.name: policy() for policy in (_Grow, _Block, _Drop, _DropOldest, _Fail)
+}
 
 
 class _BoundedInbox(list):
-    """The inbox of an actor spawned with overflow "block", "drop" or "fail".
+    """The inbox of an actor whose overflow policy bounds it (all but "grow").
 
     The default "grow" inbox is a plain list, so the policy costs the hot path
     nothing: only these inboxes run Python code on append.  Messages that
@@ -703,17 +784,22 @@ class _BoundedInbox(list):
     """
     __slots__ = ("_ctx", "_policy")
 
-    def __init__(self, ctx: Context, policy: str) -> None:
+    def __init__(self, ctx: Context, policy: _OverflowPolicy) -> None:
         super().__init__()
         self._ctx = ctx
         self._policy = policy
 
-    def append(self, item: tuple) -> None:
+    def has_room(self) -> bool:
+        """Room for one more, and no sender waiting before it."""
         ctx = self._ctx
-        if len(self) - ctx._head < ctx._capacity and (ctx._extra is None or not ctx._extra.waiting):
+        return len(self) - ctx._head < ctx._capacity and \
+            (ctx._extra is None or not ctx._extra.waiting)
+
+    def append(self, item: Any) -> None:
+        if self.has_room():
             list.append(self, item)
         else:
-            ctx.engine._overflow(ctx, item, None)
+            self._policy.full(self._ctx.engine, self._ctx, item, None)
 
     def _fresh(self) -> _BoundedInbox:
         """The inbox after a turn took this one's messages, refilled from the waiters."""
@@ -925,9 +1011,9 @@ class Context:
 
     @property
     def overflow(self) -> str:
-        """The inbox's overflow policy: "grow", "block", "drop" or "fail"."""
+        """The inbox's overflow policy: a name in ``OVERFLOW_POLICIES``."""
         inbox = self._inbox
-        return inbox._policy if isinstance(inbox, _BoundedInbox) else "grow"
+        return inbox._policy.name if isinstance(inbox, _BoundedInbox) else "grow"
 
     @property
     def messages_handled(self) -> int:
@@ -1225,7 +1311,7 @@ class _Sending:
             raise TypeError(f"send() needs a str actor id, not {target_id!r}")
         target = self._registry.get(target_id)
         if target is not None and target._inbox.__class__ is _BoundedInbox \
-                and target._inbox._policy != "drop":
+                and target._inbox._policy.verdict_across_threads:
             return self._post_and_wait(target, (sender_id, message, tag), timeout)
         self._submit(self._post_here, target_id, sender_id, message, tag)
 
@@ -1663,16 +1749,9 @@ class _BackPressure(_Sending):
     # -- waiting for room -----------------------------------------------------
     # Senders parked on a full "block" inbox, and how they get in.
 
-    def _overflow(self, ctx: Context, item: tuple, waiter: Future | None) -> None:
-        """A send to a full bounded inbox (or one with senders already waiting)."""
-        policy = ctx._inbox._policy
-        if policy == "drop":
-            self._dead_letter(ctx.actor_id, _item_envelope(*_unpack(item)), "inbox full")
-            return
-        if policy == "fail":
-            raise InboxFull(f"the inbox of {ctx.actor_id!r} is full ({ctx._capacity} messages) "
-                            f"and its overflow policy is 'fail'; try again later, or spawn it "
-                            f"with overflow='block' or 'drop'")
+    def _wait_for_room(self, ctx: Context, item: Any, waiter: Future | None) -> None:
+        """A send to a full "block" inbox (or one with senders already waiting):
+        the message waits in line, and so does its sender."""
         if waiter is None:
             sender_id = _unpack(item)[0]
             sender = self._registry.get(sender_id) if sender_id is not None else None
@@ -1799,11 +1878,11 @@ class _BackPressure(_Sending):
         if ctx._state is not _RUNNING:
             self._post_here(ctx.actor_id, *_unpack(item))
             waiter.set_result(None)
-        elif len(ctx._inbox) - ctx._head < ctx._capacity and not ctx._waiting:
+        elif ctx._inbox.has_room():
             self._enqueue(ctx, item)
             waiter.set_result(None)
         else:
-            self._overflow(ctx, item, waiter)
+            ctx._inbox._policy.full(self, ctx, item, waiter)
 
     @staticmethod
     def _withdraw(ctx: Context, waiter: Future) -> bool:
@@ -2093,8 +2172,7 @@ class _DeadLetters(_PubSub):
             # Straight into the inbox: a dead letter about delivering a dead
             # letter is never made (a full subscriber simply misses it).
             inbox = sub._inbox
-            if sub._state is _RUNNING and (inbox.__class__ is list
-                                            or len(inbox) - sub._head < sub._capacity):
+            if sub._state is _RUNNING and (inbox.__class__ is list or inbox.has_room()):
                 if notice is None:
                     notice = (None, _publication(None, record, DEAD_LETTER_TOPIC), _PUBLISH)
                 list.append(inbox, notice)
@@ -2214,8 +2292,9 @@ class _Lifecycle(_DeadLetters):
 
         ``capacity`` bounds the inbox; ``overflow`` says what a send to a full
         inbox does: "grow" (the default: capacity doubles, rounded to a power
-        of two), "block" (the sender waits), "drop" (a dead letter) or "fail"
-        (``InboxFull`` at the send).
+        of two), "block" (the sender waits), "drop" (the new message is a dead
+        letter), "drop_oldest" (the oldest queued message is a dead letter and
+        the new one is queued) or "fail" (``InboxFull`` at the send).
         """
         return self._spawn(actor_class, id, capacity, overflow, None)
 
@@ -2238,7 +2317,7 @@ class _Lifecycle(_DeadLetters):
             return existing._actor
         if parent is not None and parent._state is not _RUNNING:
             raise RuntimeError(f"actor {parent.actor_id!r} is stopping; it cannot spawn children")
-        if overflow == "grow":
+        if not OVERFLOW_POLICIES[overflow].bounded:
             # Rounded up to a power of two; the default's int object is shared
             # rather than one made per actor: 414 -> 382 bytes per idle actor.
             size = 1 << (capacity - 1).bit_length()
@@ -2246,7 +2325,7 @@ class _Lifecycle(_DeadLetters):
                           DEFAULT_CAPACITY if size == DEFAULT_CAPACITY else size)
         else:       # a bound kept exactly: "capacity=3" means three
             ctx = Context(self, actor_id, parent.actor_id if parent else None, capacity)
-            ctx._inbox = _BoundedInbox(ctx, overflow)
+            ctx._inbox = _BoundedInbox(ctx, OVERFLOW_POLICIES[overflow])
         self._registry[actor_id] = ctx
         if parent is not None:
             if parent._children is None:
@@ -3082,7 +3161,7 @@ class _InspectorFeed:
                 "state": ctx._state,
                 "inbox": len(inbox) - ctx._head,
                 "capacity": ctx.capacity,
-                "overflow": inbox._policy if inbox.__class__ is _BoundedInbox else "grow",
+                "overflow": inbox._policy.name if inbox.__class__ is _BoundedInbox else "grow",
                 "messages_total": count,
                 "messages_per_s": round(rate, 2),
                 "last_message_at": round(wall - (now - ctx._last), 3) if count else None,
@@ -3329,7 +3408,7 @@ def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: 
         raise TypeError(f"capacity must be an int, not {capacity!r}")
     if capacity < 1:
         raise ValueError(f"capacity must be at least 1, got {capacity}")
-    if overflow not in OVERFLOW_POLICIES:
+    if not isinstance(overflow, str) or overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"unknown overflow policy {overflow!r}: use one of "
                          f"{', '.join(map(repr, OVERFLOW_POLICIES))}")
     supervisor = getattr(actor_class, "supervisor", None)
