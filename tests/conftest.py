@@ -1,6 +1,5 @@
 """Shared fixtures: every behaviour test runs on every loop backend."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
