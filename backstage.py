@@ -2068,7 +2068,11 @@ class _PubSub(_Asking):
 
     def _publish(self, ctx: Context, topic: str, message: Any) -> None:
         if _get_ident() != self._thread_id:
-            return self._call_on_loop(self._publish_here, ctx, topic, message)
+            # Queued behind this thread's sends, as they are: a publication
+            # never overtakes a send the same thread made before it.
+            if self._closed:
+                raise EngineClosed(f"cannot publish: {_CLOSED}")
+            return self._submit(self._publish_here, ctx, topic, message)
         self._publish_here(ctx, topic, message)
 
     def _publish_here(self, ctx: Context, topic: str, message: Any) -> None:
