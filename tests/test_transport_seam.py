@@ -142,7 +142,7 @@ def test_an_ask_to_a_remote_actor_gets_its_reply(pair):
     future = a.ask("echo", "question", timeout=20)
 
     assert future.result(20) == ("echo", "question")
-    assert wait_for(lambda: not a._remote_replies)
+    assert wait_for(lambda: not a._transport.replies)
 
 
 def test_an_id_no_engine_knows_is_a_dead_letter_and_fails_an_ask(pair):
