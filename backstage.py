@@ -122,7 +122,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 __all__ = [
     "Engine", "Context", "Envelope", "MessageType", "DeadLetter", "Timer",
@@ -814,6 +814,7 @@ class _StandInInbox(list):
     seam): appends are a plain list's; its turn hands the whole list to the
     transport's flush, chosen once per turn by this class."""
     __slots__ = ("_flush",)     # flush(ctx, items), set by _install_stand_in
+    _flush: Callable[[Context, list[Any]], Any]
 
 
 def _item_fields(item: Any) -> tuple[str | None, MessageType, Any, str | None, Any]:
@@ -855,6 +856,8 @@ def _remote_item(sender_id: str | None, message_type: MessageType, message: Any,
 class _StoppedInbox(list):
     """The inbox of a stopped actor: whatever still reaches it is a dead letter."""
     __slots__ = ("_engine", "_actor_id")     # set by _stop_actor
+    _engine: Engine
+    _actor_id: str
 
     def append(self, item: Any) -> None:
         sender_id, message, tag = _unpack(item)
@@ -1227,7 +1230,45 @@ class _Transport:
         self.reply_ids = itertools.count(1)      # numbers of those reply ids
 
 
-class _Sending:
+class _EngineState:
+    """The engine's state, as every room sees it: set in ``Engine.__init__``
+    (which says what each field is).  Annotations only: nothing at run time."""
+    _loop: Loop
+    _registry: dict[str, Context]
+    _ready: collections.deque[Context]
+    _tick_scheduled: bool
+    _inbound: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]]
+    _inbound_scheduled: bool
+    _thread_id: int | None
+    _running: bool
+    _closed: bool
+    _lock: threading.RLock
+    _user_timers: int
+    _user_watches: int
+    _asks: set[_Reply]
+    _transport: _Transport | None
+    _root_strategy: SupervisorStrategy
+    restart_count: int
+    _dead_letter_subscribers: dict[str, Context]
+    dead_letters: collections.deque[DeadLetter]
+    dead_letter_count: int
+    _dead_letter_logged: dict[str, float]
+
+    if TYPE_CHECKING:
+        # Methods of later rooms that earlier rooms call.
+        def _check_idle(self) -> None: ...
+        def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None: ...
+        def _dead_letter_all(self, target_id: str, items: list[Any], reason: str) -> None: ...
+        def _stop_actor(self, ctx: Context, reason: str, leftover: list[Any],
+                        deinit: bool = True) -> None: ...
+        def _handle_failure(self, ctx: Context, exc: BaseException, envelope: Envelope | None,
+                            rest: Iterator[Any] | None) -> None: ...
+        def _post_and_wait(self, target: Context, item: tuple[Any, ...],
+                           timeout: float | None) -> None: ...
+        def _admit_waiting(self, ctx: Context) -> None: ...
+
+
+class _Sending(_EngineState):
     """Engine room: sending, scheduling, turns.  Not part of the public API."""
 
     # -- entry points ---------------------------------------------------------
