@@ -64,6 +64,16 @@ Where *not* to add code:
   ``OVERFLOW_POLICIES``; a loop backend is one line in ``BACKENDS``.
 - Not a registry lookup of your own: every lookup that misses goes through
   ``_resolve_missing`` (the transport seam), so a transport can take it over.
+- Not a new attribute on ``Engine`` (it has 29): CPython 3.11 keeps at most
+  30 inline; group new state in an object of its own (as ``_Transport``).
+
+The transport seam (actors on other engines; see the sub-banner in
+"Scheduling and sending"): ``Engine.attach_transport(t)``; every miss asks
+``t.resolve(id)``, which may register ``_install_stand_in(id, flush)``; a
+stand-in's turn calls ``flush(ctx, items)`` once with its whole inbox;
+``_item_fields``/``_remote_item`` convert items to and from picklable fields;
+``_deliver_remote``, ``_register_reply``/``_settle_reply``/``_RemoteReply``
+and ``_stop_stand_in`` do the rest.
 
 Naming conventions:
 
@@ -76,8 +86,9 @@ Naming conventions:
   a *tag* is an item's third field and says which envelope it becomes.
 - ``ctx``: a Context, the engine's record of one actor; ``_extra`` its
   seldom-used part (``_Extras``).
-- ``_PARKED`` and the other ``_SCHEDULE_*``/state values are named constants;
-  the hot path writes ``True``/``False`` for the two commonest.
+- states are named constants: ``_RUNNING``/``_STOPPING``/``_STOPPED`` for an
+  actor's life, ``_IDLE``/``_QUEUED``/``_PARKED`` for ``Context._scheduled``
+  (the hot paths write ``True``/``False`` for the last, a constant load).
 
 Copies kept on purpose (and pinned against each other by
 tests/test_differential.py, which drives every entry point and checks what
@@ -872,10 +883,15 @@ class _StoppedInbox(list):
 # its timers.
 ###############################################################################
 
+# Context._state: an actor's life.
 _RUNNING, _STOPPING, _STOPPED = "running", "stopping", "stopped"
-# Context._scheduled while the actor waits for room in a full "block" inbox:
-# truthy, so nothing schedules it, and told apart from a queued actor.
-_PARKED = "parked"
+# Context._scheduled: where an actor stands with the scheduler.  Anything
+# truthy keeps it from being scheduled again.  The hot paths (the two sends,
+# _schedule, the turn) write the literals True and False, a constant load
+# rather than a global lookup; everything else uses these names.
+_IDLE = False               # no turn pending: a send schedules it
+_QUEUED = True              # in the engine's ready queue, or in its turn
+_PARKED = "parked"          # waits for room in a full "block" inbox: no turns
 
 
 class _Extras:
@@ -976,7 +992,7 @@ class Context:
         self._inbox = []
         self._holds_bare = False
         self._head = 0
-        self._scheduled = False
+        self._scheduled = _IDLE
         self._state = _RUNNING
         self._capacity = capacity
         self._children = None
@@ -1894,10 +1910,10 @@ class _BackPressure(_Sending):
         del waiting_on[target]
         if not waiting_on and sender._scheduled is _PARKED and sender._state is _RUNNING:
             if len(sender._inbox) > sender._head:
-                sender._scheduled = False
+                sender._scheduled = _IDLE
                 self._schedule(sender)
             else:
-                sender._scheduled = False
+                sender._scheduled = _IDLE
 
     def _release_waiting(self, ctx: Context) -> list:
         """A stopping actor's waiting senders go free; returns their messages."""
