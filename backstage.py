@@ -90,21 +90,26 @@ Naming conventions:
   actor's life, ``_IDLE``/``_QUEUED``/``_PARKED`` for ``Context._scheduled``
   (the hot paths write ``True``/``False`` for the last, a constant load).
 
-Copies kept on purpose (and pinned against each other by
-tests/test_differential.py, which drives every entry point and checks what
-``receive`` sees against one reference); each pays for itself:
+Copies kept on purpose, each measured again (instructions per scenario
+under callgrind, the copy against the call it replaces; bench/instructions.py)
+and pinned against the others by tests/test_differential.py, which drives
+every entry point and checks what ``receive`` sees against one reference:
 
-- ``Context.send`` and ``Engine.send`` carry the posting body written out
-  (``_post``, ``_post_here``, ``_enqueue``, ``_schedule``): ping-pong -25 %
-  and burst -10 % without.
-- ``_turn`` handles one queued message inline, with its after-turn step
-  written out: ping-pong -10 % without the inline after-turn step.
+- ``Context.send`` carries the posting body written out (``_post``,
+  ``_post_here``, ``_enqueue``, ``_schedule``): ping-pong +27 % without.
+- ``Engine.send`` carries it too, and queues a bare message: burst +61 %
+  without.
+- ``_turn`` handles one queued message inline, with the after-turn step
+  written out: ping-pong +9 % with a call to ``_after_turn`` instead.
 - The batch loop exists twice (``_deliver_tuples`` and ``_deliver_mixed``),
-  told apart by whether the inbox may hold bare messages: fan-out 9.90 ->
-  10.97 M deliveries/s.
+  told apart by whether the inbox may hold bare messages: fan-out +12 % with
+  ``_deliver_mixed`` alone.
 - The envelope-reuse check (``_SentEnvelope`` refilled when its reference
-  count says nobody holds it) is written in each delivery loop: a call per
-  message would cost more than it saves.
+  count says nobody holds it) is written in each delivery loop, inside the
+  copies above.
+
+The batch-end after-turn step is no longer a copy (it calls ``_after_turn``:
+inside the noise).
 
 MIT licence.
 """
