@@ -599,12 +599,13 @@ def make_loop(backend: str | Loop) -> Loop:
 # what a full inbox does.
 ###############################################################################
 
-# A queued message is the tuple (sender_id, message, tag).  tag is None for
-# a direct send; _PUBLISH for a publication, whose message is then the one
-# envelope every subscriber gets (told apart by identity: fan-out 1,564 ->
-# 1,539 instructions per delivery against a class check); _TERMINATED for a
-# death watch notice; a _Reply for an asked message; _COMMAND for an engine
-# command.  A small tuple queued costs far less than a queued object the
+# An item (what an inbox holds) is the tuple (sender_id, message, tag).  The
+# tag says which envelope it becomes: None for a direct send; _PUBLISH for a
+# publication, whose message is then the one envelope every subscriber gets
+# (told apart by identity: fan-out 1,564 -> 1,539 instructions per delivery
+# against a class check); _TERMINATED for a death watch notice; a reply
+# channel (a _Reply, or a transport's _RemoteReply) for an asked message;
+# _COMMAND for an engine command (the poison pill).  A small tuple queued costs far less than a queued object the
 # cyclic GC must scan (see Envelope).  A message sent with no sender and no
 # tag (Engine.send) is queued bare, without the tuple, unless it is itself a
 # tuple: see _unpack.
@@ -1685,7 +1686,7 @@ class _Sending(_EngineState):
             if envelope.message is _POISON_PILL:
                 self._stop_actor(ctx, "stopped by poison pill", list(rest))
                 return True
-            raise AssertionError(f"unknown system message {envelope.message!r}")
+            raise AssertionError(f"unknown engine command {envelope.message!r}")
         envelope.topic = None
         if tag is _TERMINATED:
             envelope.message_type = MessageType.TERMINATED
