@@ -605,10 +605,10 @@ def make_loop(backend: str | Loop) -> Loop:
 # (told apart by identity: fan-out 1,564 -> 1,539 instructions per delivery
 # against a class check); _TERMINATED for a death watch notice; a reply
 # channel (a _Reply, or a transport's _RemoteReply) for an asked message;
-# _COMMAND for an engine command (the poison pill).  A small tuple queued costs far less than a queued object the
-# cyclic GC must scan (see Envelope).  A message sent with no sender and no
-# tag (Engine.send) is queued bare, without the tuple, unless it is itself a
-# tuple: see _unpack.
+# _COMMAND for an engine command (the poison pill).  A small tuple queued
+# costs far less than a queued object the cyclic GC must scan (see Envelope).
+# A message sent with no sender and no tag (Engine.send) is queued bare,
+# without the tuple, unless it is itself a tuple: see _unpack.
 _COMMAND = object()
 _TERMINATED = MessageType.TERMINATED
 _POISON_PILL = MessageType.POISON_PILL
@@ -1011,6 +1011,7 @@ class Context:
         return f"<Context {self.actor_id!r} {self._state}>"
 
     # -- information ---------------------------------------------------------
+    # What an actor may read about itself.
 
     @property
     def children(self) -> list[str]:
@@ -1049,6 +1050,7 @@ class Context:
         return self.engine.get_actor(actor_id)
 
     # -- messages ------------------------------------------------------------
+    # Sending, publishing, subscribing, death watch and asking.
 
     def send(self, target_id: str, message: Any) -> None:
         """Send ``message`` to ``target_id``, with this actor as the sender."""
@@ -1094,6 +1096,7 @@ class Context:
         self.engine._unsubscribe(self, target_id, topic)
 
     # -- actors --------------------------------------------------------------
+    # Spawning other actors, and stopping this one.
 
     def spawn_actor(self, actor_class: type, id: str, capacity: int = DEFAULT_CAPACITY,
                     overflow: str = "grow") -> Any:
@@ -1148,6 +1151,7 @@ class Context:
         return self.engine._ask(target_id, message, timeout, self.actor_id, deferred=True)
 
     # -- timers and I/O ------------------------------------------------------
+    # Timers that end with the actor, and watched files.
 
     def run_recurring(self, interval_s: float, callback: Callable[[], Any]) -> Timer:
         """Call ``callback()`` every ``interval_s`` seconds until cancelled or the actor stops."""
@@ -3170,6 +3174,7 @@ class _InspectorFeed:
                           f"{directory}: close some")
 
     # -- snapshots -----------------------------------------------------------
+    # Sampling the counters on a timer, and the JSON snapshot.
 
     def _on_timer(self) -> None:
         # Re-arm first, so a slow snapshot does not drift the period.
@@ -3278,6 +3283,7 @@ class _InspectorFeed:
         self._timer = self._loop.call_later(self.interval, self._on_timer)
 
     # -- clients -------------------------------------------------------------
+    # Connected inspectors: accepting, writing, commands, dropping.
 
     def _accept(self) -> None:
         for _ in range(16):
