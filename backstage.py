@@ -2459,7 +2459,13 @@ class _Lifecycle(_DeadLetters):
         if self._dead_letter_subscribers.get(ctx.actor_id) is ctx:
             del self._dead_letter_subscribers[ctx.actor_id]
         if ctx.parent is not None:
-            self._leave_parent(ctx)
+            # Written out, not a call: skynet -0.8 % instructions.
+            parent = self._registry.get(ctx.parent)
+            if parent is not None and parent._children:
+                try:
+                    parent._children.remove(ctx)
+                except ValueError:
+                    pass            # the parent id names another actor by now
         if self._registry.get(ctx.actor_id) is ctx:
             del self._registry[ctx.actor_id]
         if deinit:
@@ -2498,14 +2504,6 @@ class _Lifecycle(_DeadLetters):
         if items:
             self._dead_letter_all(ctx.actor_id, items,
                                   f"actor stopped before handling it ({reason})")
-
-    def _leave_parent(self, ctx: Context) -> None:
-        parent = self._registry.get(ctx.parent)
-        if parent is not None and parent._children:
-            try:
-                parent._children.remove(ctx)
-            except ValueError:
-                pass            # the parent id names another actor by now
 
     def _deinit(self, ctx: Context) -> None:
         deinit = getattr(ctx._actor, "deinit", None)
