@@ -138,7 +138,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 __all__ = [
     "Engine", "Context", "Envelope", "MessageType", "DeadLetter", "Timer",
@@ -1092,9 +1092,15 @@ class Context:
     def messages_handled(self) -> int:
         return self._count
 
-    def get_actor(self, actor_id: str) -> Any:
-        """The actor instance registered under ``actor_id``, or None."""
-        return self.engine.get_actor(actor_id)
+    @overload
+    def get_actor(self, actor_id: str, actor_class: None = None) -> Any: ...
+    @overload
+    def get_actor(self, actor_id: str, actor_class: type[_A]) -> _A | None: ...
+
+    def get_actor(self, actor_id: str, actor_class: type[Any] | None = None) -> Any:
+        """The actor instance registered under ``actor_id``, or None; see
+        ``Engine.get_actor``."""
+        return self.engine.get_actor(actor_id, actor_class)
 
     # -- messages ------------------------------------------------------------
     # Sending, publishing, subscribing, death watch and asking.
@@ -2822,10 +2828,24 @@ class Engine(_Lifecycle):
     # Lookups, and the calls that run, stop and close the engine (the rooms
     # above hold send, ask, poison_pill and spawn_actor).
 
-    def get_actor(self, actor_id: str) -> Any:
-        """The actor instance registered under ``actor_id``, or None; any thread."""
+    @overload
+    def get_actor(self, actor_id: str, actor_class: None = None) -> Any: ...
+    @overload
+    def get_actor(self, actor_id: str, actor_class: type[_A]) -> _A | None: ...
+
+    def get_actor(self, actor_id: str, actor_class: type[Any] | None = None) -> Any:
+        """The actor instance registered under ``actor_id``, or None; any thread.
+
+        With ``actor_class`` the result is typed as that class (for a type
+        checker), and an actor of another class raises TypeError.
+        """
         ctx = self._registry.get(actor_id)
-        return ctx._actor if ctx is not None else None
+        actor = ctx._actor if ctx is not None else None
+        if actor_class is not None and actor is not None and not isinstance(actor, actor_class):
+            raise TypeError(f"actor {actor_id!r} is of class {type(actor).__name__}, not "
+                            f"{actor_class.__name__}: pass the class it was spawned with, "
+                            f"or call get_actor({actor_id!r}) without one")
+        return actor
 
     def get_context(self, actor_id: str) -> Context | None:
         """The Context of ``actor_id``, or None; any thread."""

@@ -55,6 +55,9 @@ def test_mypy_catches_a_misspelt_attribute_of_a_spawned_actor(mypy_cache, tmp_pa
         def main() -> None:
             engine = backstage.Engine()
             print(engine.spawn_actor(Counter, "c").cuont)
+            found = engine.get_actor("c", Counter)
+            if found is not None:
+                print(found.conut)
 
         class Parent:
             def __init__(self, ctx: backstage.Context) -> None:
@@ -69,3 +72,37 @@ def test_mypy_catches_a_misspelt_attribute_of_a_spawned_actor(mypy_cache, tmp_pa
 
     assert '"Counter" has no attribute "cuont"' in out.stdout, out.stdout + out.stderr
     assert '"Context" has no attribute "sned"' in out.stdout, out.stdout + out.stderr
+    assert '"Counter" has no attribute "conut"' in out.stdout, out.stdout + out.stderr
+
+
+class Counter:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.count = 0
+
+    def receive(self, envelope):
+        self.count += 1
+
+
+class Other(Counter):
+    pass
+
+
+def test_get_actor_with_its_class_returns_the_actor(engine):
+    counter = engine.spawn_actor(Counter, "counter")
+
+    assert engine.get_actor("counter", Counter) is counter
+    assert counter.ctx.get_actor("counter", Counter) is counter
+
+
+def test_get_actor_with_a_class_returns_none_for_an_unknown_id(engine):
+    assert engine.get_actor("nobody", Counter) is None
+
+
+def test_get_actor_with_another_class_raises_a_type_error_that_says_what_to_pass(engine):
+    engine.spawn_actor(Counter, "counter")
+
+    with pytest.raises(TypeError, match=r"^actor 'counter' is of class Counter, not Other: "
+                                        r"pass the class it was spawned with, or call "
+                                        r"get_actor\('counter'\) without one$"):
+        engine.get_actor("counter", Other)

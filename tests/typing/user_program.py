@@ -103,6 +103,8 @@ def threads_and_asks() -> int:
         timer = counter.ctx.send_after(60.0, "counter", ("add", 1))
         timer.cancel()
         assert_type(engine.actor_ids, list[str])
+        assert_type(engine.get_actor("counter", Counter), Counter | None)
+        assert_type(pool.ctx.get_actor("counter", Counter), Counter | None)
         assert isinstance(total, int)
         assert log.seen or engine.dead_letter_count >= 1
         return total
