@@ -486,8 +486,9 @@ class Calc:
 
 
 def proxy_call(backend: str, n: int) -> dict:
-    """n pipelined calls engine.proxy(id).add(i) against n engine.ask(id, i),
-    each drained by run(); the futures' results are checked."""
+    """n pipelined calls engine.proxy(id).add(i) against n engine.ask(id, i,
+    timeout=None) (a proxy's calls have no timeout by default: no timer either
+    side), each drained by run(); the futures' results are checked."""
     with backstage.Engine(backend=backend) as engine:
         if not hasattr(engine, "proxy"):
             return _missing("engine.proxy")
@@ -501,7 +502,7 @@ def proxy_call(backend: str, n: int) -> dict:
         got = sum(f.result() for f in futures)
         ask = engine.ask
         t0 = clock()
-        futures = [ask("calc", i) for i in range(n)]
+        futures = [ask("calc", i, timeout=None) for i in range(n)]
         engine.run()
         base = clock() - t0
         got_base = sum(f.result() for f in futures)
