@@ -245,7 +245,12 @@ def run_cell(impl: str, scenario: str, mode: str, repeats: int) -> dict:
     want = expected(scenario, sizes)
     for _ in range(repeats):
         gc.collect()
+        before = [g["collections"] for g in gc.get_stats()]
         result = fn(**kwargs, **fixed, **sizes)
+        # Cyclic GC passes per generation during the run (issue 16 asks for
+        # GC counts: creation at scale is where the collector shows).
+        result["gc"] = [g["collections"] - b for g, b in zip(gc.get_stats(), before,
+                                                              strict=True)]
         if result.get("skipped"):           # an API not there yet (issue 13's figures)
             cell["skipped"] = result["skipped"]
             return cell
@@ -534,14 +539,15 @@ def _scenario_sections(cells, by, figs, impls, ours, others) -> list[str]:
         lines += ["", f"## {scenario}", ""]
         if scenario in ABOUT:
             lines += [ABOUT[scenario] + ".", ""]
-        head = ["implementation", "sizes"] + [m[0] for m in metrics] + ["peak RSS"]
+        head = ["implementation", "sizes"] + [m[0] for m in metrics] + ["peak RSS",
+                                                                        "GC passes 0/1/2"]
         lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for impl in row_impls:
             cell = by[(impl, scenario)]
             if cell.get("skipped") or cell.get("error"):
                 why = cell.get("skipped") or f"error: {cell['error']}"
                 lines.append(f"| {impl} | {fmt_sizes(cell.get('sizes'))} | {why} |"
-                             + " |" * len(metrics))
+                             + " |" * (len(metrics) + 1))
                 continue
             f = figs[(impl, scenario)]
             row = [impl, fmt_sizes(cell.get("sizes"))
@@ -550,9 +556,18 @@ def _scenario_sections(cells, by, figs, impls, ours, others) -> list[str]:
                 med, lo, hi = f[name]
                 row.append(f"**{fmt(med, unit)}** ({fmt(lo, unit)} – {fmt(hi, unit)})")
             row.append(fmt(f["peak RSS"][0], "MiB") if "peak RSS" in f else "")
+            row.append(_gc_passes(cell))
             lines.append("| " + " | ".join(row) + " |")
         lines += _ratio_table(scenario, metrics, by, figs, ours, others)
     return lines
+
+
+def _gc_passes(cell: dict) -> str:
+    """The cyclic collector's passes per generation in a cell's median run."""
+    counts = [r["gc"] for r in cell.get("runs", []) if "gc" in r]
+    if not counts:
+        return ""
+    return "/".join(f"{statistics.median(c[g] for c in counts):g}" for g in range(3))
 
 
 def _ratio_table(scenario, metrics, by, figs, ours, others) -> list[str]:
