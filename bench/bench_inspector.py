@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
 import subprocess
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.05,
                         help="seconds between snapshots during the bursts (the default is "
                              "10 times as often as the engine's, to be pessimistic)")
+    parser.add_argument("--cells", default=None,
+                        help="also write the runs as a bench/run.py cell (a JSON line) here")
     args = parser.parse_args(argv)
 
     modes = ["off", "no client", "client"]
@@ -140,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
                 snapshots[mode].append(taken)
         snap = snapshot_cost(args.actors, args.backend, directory)
 
+    if args.cells:
+        cell = {"impl": f"backstage/{args.backend}", "scenario": "inspector",
+                "sizes": {"messages": args.messages, "idle_actors": args.actors},
+                "interval_s": args.interval,
+                "runs": [{"off": results["off"][i], "no_client": results["no client"][i],
+                          "client": results["client"][i]} for i in range(args.runs)]}
+        with open(args.cells, "a") as f:
+            f.write(json.dumps(cell) + "\n")
     off = statistics.median(results["off"])
     print(f"inspector cost: backend {args.backend}, bursts of {args.messages:,} messages to one "
           f"actor beside {args.actors:,} idle ones, snapshots every {args.interval} s, "
