@@ -6,7 +6,13 @@ import pytest
 from conftest import Recorder
 
 from backstage import (
-    ActorNotFound, Directive, Engine, MessageType, OneForOne, Pool, Terminated,
+    ActorNotFound,
+    Directive,
+    Engine,
+    MethodCall,
+    OneForOne,
+    Pool,
+    Terminated,
 )
 
 
@@ -21,14 +27,22 @@ class Worker:
         if message == "boom":
             raise RuntimeError("boom")
         self.seen.append(message)
-        if envelope.message_type is MessageType.SEND:
+        if asked(envelope):
             envelope.reply((self.ctx.actor_id, message))
 
     def whoami(self):
         return self.ctx.actor_id
 
+    def echo_id(self, key):
+        return self.ctx.actor_id
+
     def explode(self):
         raise KeyError("from a method")
+
+
+def asked(envelope):
+    """True for an asked message (one that takes a reply)."""
+    return getattr(envelope, "_reply", None) is not None
 
 
 def seen_by(engine, pool):
@@ -296,17 +310,18 @@ def test_every_message_to_a_pool_is_handled_or_a_dead_letter(engine):
         def receive(self, envelope):
             if envelope.message % 7 == 0:
                 raise RuntimeError("unlucky")
-            self.seen.append(envelope.message)
+            self.tag.append(envelope.message)     # survives restarts: the list is shared
 
-    pool = engine.spawn_pool(Flaky, "p", 4,
-                             supervisor=OneForOne(max_restarts=1000, within_s=60))
+    handled = []
+    engine.spawn_pool(Flaky, "p", 4, handled,
+                      supervisor=OneForOne(max_restarts=1000, within_s=60))
 
     for i in range(1, 701):
         engine.send("p", i)
     engine.run()
 
-    handled = sum(len(engine.get_actor(rid).seen) for rid in pool.routees)
-    assert handled + engine.dead_letter_count == 700
+    assert len(handled) + engine.dead_letter_count == 700
+    assert len(set(handled)) == 600
     assert engine.dead_letter_count == 100
 
 
@@ -429,6 +444,8 @@ def test_sends_from_other_threads_to_a_pool_are_routed_and_none_is_lost(engine):
     class Tally(Worker):
         def receive(self, envelope):
             self.seen.append(envelope.message)
+            if asked(envelope):
+                envelope.reply(None)
 
     pool = engine.spawn_pool(Tally, "p", 4)
     runner = threading.Thread(target=engine.run_forever)
@@ -488,3 +505,69 @@ def test_a_pool_whose_routee_init_fails_raises_at_spawn_and_leaves_nothing(backe
             engine.spawn_pool(Broken, "p", 3)
 
         assert engine.actor_ids == []
+
+
+def test_a_routee_failure_that_escalates_restarts_the_router_with_fresh_routees(backend):
+    # A routee that fails more than its supervisor allows stops and escalates;
+    # with Engine(supervisor=OneForOne()) the top-level router then restarts,
+    # and its new instance makes the pool again with the same arguments.
+    with Engine(backend=backend, supervisor=OneForOne(max_restarts=5, within_s=60)) as engine:
+        first = engine.spawn_pool(Worker, "p", 2, "again",
+                                  supervisor=OneForOne(max_restarts=1, within_s=60))
+
+        engine.send("p/0", "boom")
+        engine.send("p/0", "boom")
+        engine.run()
+
+        pool = engine.get_actor("p")
+        assert pool is not first and isinstance(pool, Pool)
+        assert pool.routees == ["p/0", "p/1"]
+        assert engine.get_actor("p/0").tag == "again"
+        engine.send("p", "a")
+        engine.send("p", "b")
+        engine.run()
+        assert sorted(m for seen in seen_by(engine, pool).values() for m in seen) == ["a", "b"]
+
+
+def test_a_proxy_call_to_a_broadcast_pool_answers_with_every_routees_return_value(engine):
+    engine.spawn_pool(Worker, "p", 3, routing="broadcast")
+
+    future = engine.proxy("p").whoami()
+    engine.run()
+
+    assert future.result() == ["p/0", "p/1", "p/2"]
+
+
+def test_a_consistent_hash_key_function_sees_a_proxied_call_as_a_method_call(engine):
+    keys = []
+
+    def key(message):
+        keys.append(message)
+        return message.args[0] if isinstance(message, MethodCall) else message
+
+    engine.spawn_pool(Worker, "p", 4, routing="consistent_hash", hash_key=key)
+    proxy = engine.proxy("p")
+
+    first = [proxy.echo_id("same key") for _ in range(3)]
+    engine.run()
+
+    assert keys[0] == MethodCall("echo_id", ("same key",), {})
+    assert len({f.result() for f in first}) == 1
+
+
+def test_spawn_pool_from_another_thread_while_the_engine_runs(engine):
+    engine.spawn_actor(Recorder, "keep-running")
+    runner = threading.Thread(target=engine.run_forever)
+    runner.start()
+    try:
+        made = []
+        spawner = threading.Thread(target=lambda: made.append(engine.spawn_pool(Worker, "p", 3)))
+        spawner.start()
+        spawner.join(10)
+        answer = engine.ask("p", "hi").result(timeout=10)
+    finally:
+        engine.stop()
+        runner.join(10)
+
+    assert made[0].routees == ["p/0", "p/1", "p/2"]
+    assert answer == ("p/0", "hi")

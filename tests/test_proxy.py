@@ -347,3 +347,26 @@ def test_a_proxy_has_a_readable_repr(engine):
     engine.spawn_actor(Counter, "c")
 
     assert repr(engine.proxy("c")) == "<Proxy 'c' Counter>"
+
+
+def test_proxying_a_coroutine_method_fails_the_future_and_runs_nothing(engine):
+    class Async:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            self.ran = False
+
+        def receive(self, envelope):
+            pass
+
+        async def fetch(self):
+            self.ran = True
+            return 1
+
+    actor = engine.spawn_actor(Async, "a")
+
+    future = engine.proxy("a").fetch()
+    engine.run()
+
+    with pytest.raises(TypeError, match=r"^Async.fetch is a coroutine function"):
+        future.result()
+    assert actor.ran is False

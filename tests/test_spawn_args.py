@@ -152,8 +152,8 @@ def test_a_spawn_from_another_thread_passes_the_arguments(backend):
         runner.start()
         try:
             made = []
-            spawner = threading.Thread(
-                target=lambda: made.append(engine.spawn_actor(Greeter, "g", "hola", punctuation="~")))
+            spawner = threading.Thread(target=lambda: made.append(
+                engine.spawn_actor(Greeter, "g", "hola", punctuation="~")))
             spawner.start()
             spawner.join(10)
             engine.send("g", "mundo")

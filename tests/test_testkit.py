@@ -152,7 +152,7 @@ def test_with_raise_failures_an_actor_failure_raises_out_of_run(backend):
         engine.spawn_actor(Probe, "probe")
 
         engine.send("echo", "crash")
-        with pytest.raises(ValueError, match=r"^echo crashed$") as caught:
+        with pytest.raises(ValueError, match=r"^echo crashed\n") as caught:
             engine.run()
 
         assert any("'echo'" in note for note in caught.value.__notes__)
@@ -195,7 +195,7 @@ def test_with_raise_failures_a_failing_timer_callback_raises_out_of_run(backend)
 
     with Engine(backend=backend, raise_failures=True) as engine:
         engine.spawn_actor(Ticker, "ticker")
-        with pytest.raises(OSError, match=r"^tick failed$"):
+        with pytest.raises(OSError, match=r"^tick failed\n"):
             engine.run()
 
 
@@ -205,7 +205,7 @@ def test_with_raise_failures_a_failure_raises_out_of_probe_expect(backend):
         engine.spawn_actor(Echo, "echo")
 
         probe.ctx.send("echo", "crash")
-        with pytest.raises(ValueError, match=r"^echo crashed$"):
+        with pytest.raises(ValueError, match=r"^echo crashed\n"):
             probe.expect(("echo", "crash"), timeout=5)
 
 
