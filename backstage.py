@@ -916,6 +916,7 @@ _RUNNING, _STOPPING, _STOPPED = "running", "stopping", "stopped"
 _IDLE = False               # no turn pending: a send schedules it
 _QUEUED = True              # in the engine's ready queue, or in its turn
 _PARKED = "parked"          # waits for room in a full "block" inbox: no turns
+_ROUTER = "router"          # a pool's router: its inbox routes, it never takes a turn
 
 
 class _Extras:
@@ -1346,6 +1347,9 @@ class _EngineState:
         def _post_and_wait(self, target: Context, item: tuple[Any, ...],
                            timeout: float | None) -> None: ...
         def _admit_waiting(self, ctx: Context) -> None: ...
+        def _run_call(self, ctx: Context, call: MethodCall, reply: _Reply) -> None: ...
+        def get_actor(self, actor_id: str) -> Any: ...
+        def stop(self) -> None: ...
 
 
 class _Sending(_EngineState):
@@ -3329,9 +3333,6 @@ class Engine(_Lifecycle):
 
 # The routings spawn_pool knows, by name.
 ROUTINGS = ("round_robin", "least_loaded", "broadcast", "consistent_hash")
-
-# Context._scheduled of a router: truthy, so nothing ever schedules it.
-_ROUTER = "router"
 
 # Points per routee on a consistent-hash ring: enough that 4 routees share
 # 400 keys within about +-30 % of even, and a new routee takes keys from all.
