@@ -3783,7 +3783,8 @@ class Probe:
 
     def _take(self, timeout: float, call: str) -> Envelope | None:
         """The next unread envelope, waiting at most ``timeout`` s; None if none came."""
-        _check_delay(call, "timeout", timeout, allow_zero=True)
+        _check_delay(call, "within" if call == "expect_no_message" else "timeout", timeout,
+                     allow_zero=True)
 
         def arrived() -> bool:
             return len(self.envelopes) > self._next

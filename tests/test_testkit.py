@@ -212,3 +212,12 @@ def test_with_raise_failures_a_failure_raises_out_of_probe_expect(backend):
 def test_raise_failures_must_be_a_bool():
     with pytest.raises(TypeError, match=r"^raise_failures must be True or False"):
         Engine(raise_failures="yes")
+
+
+def test_probe_helpers_reject_a_negative_wait(engine):
+    probe = engine.spawn_actor(Probe, "probe")
+
+    with pytest.raises(ValueError, match=r"^expect\(\) needs timeout zero or more seconds"):
+        probe.expect("x", timeout=-1)
+    with pytest.raises(ValueError, match=r"^expect_no_message\(\) needs within zero or more"):
+        probe.expect_no_message(within=-1)
