@@ -9,6 +9,7 @@ from backstage import (
     ActorNotFound,
     Directive,
     Engine,
+    InboxFull,
     MethodCall,
     OneForOne,
     Pool,
@@ -571,3 +572,41 @@ def test_spawn_pool_from_another_thread_while_the_engine_runs(engine):
 
     assert made[0].routees == ["p/0", "p/1", "p/2"]
     assert answer == ("p/0", "hi")
+
+
+@pytest.mark.parametrize("overflow", ["drop", "fail", "block"])
+def test_a_send_to_a_pool_whose_routee_is_full_is_a_dead_letter_not_lost(engine, overflow):
+    # engine.send outside any actor can neither wait nor be refused through a
+    # pool: what the chosen routee's policy would refuse becomes a dead letter.
+    pool = engine.spawn_pool(Worker, "p", 2, capacity=1, overflow=overflow)
+
+    for i in range(4):
+        engine.send("p", i)
+    engine.run()
+
+    handled = sorted(m for seen in seen_by(engine, pool).values() for m in seen)
+    assert handled == [0, 1]
+    assert sorted(d.envelope.message for d in engine.dead_letters) == [2, 3]
+    assert all(d.reason == "inbox full" for d in engine.dead_letters)
+
+
+def test_an_actor_sending_to_a_full_pool_routee_gets_its_policy_as_if_sent_direct(engine):
+    class Sender:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            self.refused = 0
+
+        def receive(self, envelope):
+            for i in range(4):
+                try:
+                    self.ctx.send("p", i)
+                except InboxFull:
+                    self.refused += 1
+
+    engine.spawn_pool(Worker, "p", 2, capacity=1, overflow="fail")
+    sender = engine.spawn_actor(Sender, "sender")
+
+    engine.send("sender", "go")
+    engine.run()
+
+    assert sender.refused == 2
