@@ -1079,9 +1079,7 @@ class View:
         stuck = model.stuck if model.connected else None
         if waited is None and stuck is None:
             return ""
-        parts = []
-        if waited is not None:
-            parts.append(f"ENGINE STUCK? no snapshot for {waited:.0f} s")
+        parts = [f"no snapshot for {waited:.0f} s" if waited is not None else ""]
         if stuck is not None:
             held = (_float(stuck.get("for_s")) or 0.0) + max(now - model.stuck_at, 0.0)
             what = str(stuck.get("callback") or "a callback")
@@ -1091,8 +1089,8 @@ class View:
             since = _float(stuck.get("since"))
             parts.append(f"{who} has held the engine thread for {held:.1f} s"
                          + (f", since {fmt_clock(since)[:8]}" if since else ""))
-        return "ENGINE STUCK: " + "; ".join(parts)[len("ENGINE STUCK? "):] \
-            if waited is None else "; ".join(parts)
+        title = "ENGINE STUCK: " if stuck is not None else "ENGINE STUCK? "
+        return title + "; ".join(p for p in parts if p)
 
     def draw_header(self, paint: Painter, model: Model, y: int) -> None:
         theme = self.theme
