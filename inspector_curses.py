@@ -716,7 +716,7 @@ COLUMNS = {c.key: c for c in [
               "seconds spent in receive in all"),
     Column("parent", "PARENT", 20, lambda r, t: r["parent"] or "-", _text_key("parent"), 13,
            right=False, text="parent", help="parent id"),
-    Column("strategy", "STRATEGY", 28, lambda r, t: r["strategy"] or "-",
+    Column("strategy", "STRATEGY", 60, lambda r, t: r["strategy"] or "-",
            _text_key("strategy"), 1, right=False, text="strategy", field="strategy",
            help="supervisor strategy for its children"),
     Column("actors", "ACTORS", 7, lambda r, t: str(r["actors"]), lambda r: r["actors"], 0,
