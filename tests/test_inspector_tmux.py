@@ -204,15 +204,19 @@ def test_the_inspector_shows_sorts_filters_stops_an_actor_and_quits(tmux, demo):
     assert proc.poll() is None, "the demo should still run"
 
 
+def dead_rows(screen):
+    return [line for line in screen.splitlines() if " victim " in line and "Job(n=" in line]
+
+
 def test_the_dead_letters_view_after_a_poison_pill_with_messages_queued(tmux, scenario):
     tmux.inspect(scenario("poison"), width=140)
     tmux.wait(lambda s: "bystander" in s or "dead letters 5" in s, "the first snapshot")
 
     tmux.keys("d")
-    screen = tmux.wait(lambda s: "by target: victim 5" in s, "the dead letters view")
+    screen = tmux.wait(lambda s: "by target: victim 5" in s and len(dead_rows(s)) == 5,
+                       "the dead letters view")
 
-    rows = [line for line in screen.splitlines() if " victim " in line and "Job(n=" in line]
-    assert len(rows) == 5
+    rows = dead_rows(screen)
     assert [re.search(r"Job\(n=(\d)\)", line).group(1) for line in rows] == list("43210")
     assert "by reason:" in screen
     assert all(" Job " in line for line in rows)
