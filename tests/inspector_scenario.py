@@ -85,7 +85,7 @@ class Blocker:
 
     def receive(self, envelope):
         if envelope.message == "block":
-            time.sleep(12.0)
+            time.sleep(6.0)
 
 
 def ticker(targets, count=1, every=0.1):

@@ -90,13 +90,19 @@ def test_the_tmux_server_leaves_nothing_behind():
 def start_program(args, directory):
     """Start ``python ARGS`` ("{}" in ARGS: the socket ``directory/e.sock``); wait for it."""
     path = os.path.join(directory, "e.sock")
-    proc = subprocess.Popen([sys.executable, *(str(a).replace("{}", path) for a in args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Its output goes to a file: a pipe nobody reads would fill and stall it.
+    with open(os.path.join(directory, "output.txt"), "w") as output:
+        proc = subprocess.Popen([sys.executable, *(str(a).replace("{}", path) for a in args)],
+                                stdout=output, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + DEADLINE
-    while not os.path.exists(path):
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "the program did not open its socket"
-        time.sleep(0.02)
+    try:
+        while not os.path.exists(path):
+            assert proc.poll() is None, open(os.path.join(directory, "output.txt")).read()
+            assert time.monotonic() < deadline, "the program did not open its socket"
+            time.sleep(0.02)
+    except BaseException:
+        stop_program(proc, directory)
+        raise
     return proc, path
 
 
@@ -108,7 +114,6 @@ def stop_program(proc, directory):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stdout.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 
