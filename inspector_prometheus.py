@@ -44,6 +44,7 @@ cut to 120 characters.
 from __future__ import annotations
 
 import argparse
+import importlib
 import select
 import sys
 import threading
@@ -51,10 +52,14 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import inspector_curses as feed
-
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
+
+    import inspector_curses as feed
+else:
+    # Beside inspector_curses.py in the checkout; backstage.inspector_curses installed.
+    feed = importlib.import_module(
+        f"{__package__}.inspector_curses" if __package__ else "inspector_curses")
 
 DEFAULT_PORT = 9753
 DEFAULT_TOP = 50                # actors with series of their own

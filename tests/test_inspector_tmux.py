@@ -14,7 +14,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, default_sigint
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -93,7 +93,8 @@ def start_program(args, directory):
     # Its output goes to a file: a pipe nobody reads would fill and stall it.
     with open(os.path.join(directory, "output.txt"), "w") as output:
         proc = subprocess.Popen([sys.executable, *(str(a).replace("{}", path) for a in args)],
-                                stdout=output, stderr=subprocess.STDOUT, text=True)
+                                stdout=output, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=default_sigint)
     deadline = time.monotonic() + DEADLINE
     try:
         while not os.path.exists(path):
