@@ -14,7 +14,7 @@ docs/inspector.md) and serves the figures in the Prometheus text format at
           - targets: ["127.0.0.1:9753"]
 
 It needs ``prometheus_client`` (``pip install prometheus_client``, or the
-``backstage[prometheus]`` extra); backstage.py itself never imports it.
+``backstage-actors[prometheus]`` extra); backstage.py itself never imports it.
 
 What it exports, built from the last snapshot at scrape time (a custom
 collector, nothing updated per message):
@@ -67,7 +67,7 @@ DEFAULT_MAX_TYPES = 200         # actor types with series of their own
 LABEL_MAX = 120                 # characters of a label value
 HOST = "127.0.0.1"              # loopback only: the figures name the program's actors
 INSTALL = ("inspector_prometheus.py needs prometheus_client: pip install prometheus_client "
-           "(or pip install 'backstage[prometheus]')")
+           "(or pip install 'backstage-actors[prometheus]')")
 
 # Per-actor counters: feed field -> (metric name without backstage_actor_, help).
 ACTOR_COUNTERS = {

@@ -265,7 +265,7 @@ def test_without_prometheus_client_it_says_how_to_install_it(sockdir):
     assert out.returncode == 1
     assert out.stderr == ("backstage-prometheus: inspector_prometheus.py needs prometheus_client:"
                           " pip install prometheus_client (or pip install "
-                          "'backstage[prometheus]')\n")
+                          "'backstage-actors[prometheus]')\n")
 
 
 # -- a real Prometheus ---------------------------------------------------------
