@@ -246,6 +246,11 @@ _PILL = (None, _POISON_PILL, _SYSTEM)       # the queued poison pill, one for al
 
 _SEND = MessageType.SEND
 _PUBLISH = MessageType.PUBLISH
+# Kinds that only a transport's stand-in inbox holds (see the transport seam).
+_SUBSCRIBE = MessageType.SUBSCRIBE
+_UNSUBSCRIBE = MessageType.UNSUBSCRIBE
+_MONITOR = "monitor"
+_DEMONITOR = "demonitor"
 _get_ident = threading.get_ident
 
 # The advice every EngineClosed error ends with.
@@ -741,7 +746,9 @@ class Context:
         try:
             ctx = engine._registry[target_id]     # a subscript, as in Engine.send
         except (KeyError, TypeError):
-            return engine._undeliverable(target_id, self.actor_id, message, None)
+            ctx = engine._resolve_missing(target_id)
+            if ctx is None:
+                return engine._undeliverable(target_id, self.actor_id, message, None)
         ctx._inbox.append((self.actor_id, message, None))
         if not ctx._scheduled:
             ctx._scheduled = True
@@ -1045,7 +1052,7 @@ class _BoundedInbox(list):
 
 class _Reply:
     """Where the answer to one ask goes: its future, timeout and asker."""
-    __slots__ = ("engine", "future", "target_id", "asker_id", "timer", "deferred")
+    __slots__ = ("engine", "future", "target_id", "asker_id", "timer", "deferred", "remote_id")
 
     def __init__(self, engine: Engine, future: AskFuture, target_id: str,
                  asker_id: str | None, deferred: bool) -> None:
@@ -1054,6 +1061,7 @@ class _Reply:
         self.target_id = target_id
         self.asker_id = asker_id
         self.timer: Any = None
+        self.remote_id: str | None = None   # set by Engine._register_reply
         # ctx.ask: complete the future in a loop callback of its own, so done
         # callbacks never run inside another actor's receive.
         self.deferred = deferred
@@ -1094,6 +1102,8 @@ class _Reply:
             self.timer = None
         engine = self.engine
         engine._asks.discard(self)
+        if self.remote_id is not None:
+            engine._replies.pop(self.remote_id, None)
         engine._check_idle()
 
 
@@ -1188,6 +1198,9 @@ class Engine:
         self._dead_letter_logged: dict[str, float] = {}  # target id -> last log line
         self.started_at = time.time()
         self._inspector: _InspectorFeed | None = None  # the stats feed, when asked for
+        self._transport: Any = None                  # a cluster transport, or None
+        self._replies: dict[str, Any] = {}           # reply id -> _Reply of a remote ask
+        self._reply_serial = 0
         self.inspector_path: str | None = None       # its socket path
         if inspector:
             try:
@@ -1241,7 +1254,9 @@ class Engine:
             # message (callgrind).
             ctx = self._registry[target_id]
         except (KeyError, TypeError):
-            return self._undeliverable(target_id, None, message, None)
+            ctx = self._resolve_missing(target_id)
+            if ctx is None:
+                return self._undeliverable(target_id, None, message, None)
         # Queued bare, not as (None, message, None): no tuple to allocate,
         # track and free per message; burst 3.46 -> 4.46 M/s.  _bare marks
         # the inboxes whose turns must tell the two forms apart.
@@ -1274,7 +1289,7 @@ class Engine:
     def get_actor(self, actor_id: str) -> Any:
         """The actor instance registered under ``actor_id``, or None; any thread."""
         ctx = self._registry.get(actor_id)
-        return ctx._actor if ctx is not None else None
+        return ctx._actor if ctx is not None and ctx._receive is not _STAND_IN else None
 
     def get_context(self, actor_id: str) -> Context | None:
         """The Context of ``actor_id``, or None; any thread."""
@@ -1476,6 +1491,8 @@ class Engine:
         """One actor's turn: up to ACTOR_BATCH of its messages.  Returns how many."""
         if ctx._state is _STOPPED:
             return 0        # stopped with its parent while it waited in the queue
+        if ctx._receive is _STAND_IN:
+            return self._flush_stand_in(ctx)
         inbox = ctx._inbox
         if len(inbox) == 1 and inbox.__class__ is list:
             # One queued message, the usual case when actors converse
@@ -1689,7 +1706,7 @@ class Engine:
     def _post_here(self, target_id: str, sender_id: str | None, message: Any,
                    kind: Any) -> None:
         """``_post`` for a caller that is the engine thread, or holds the idle engine."""
-        ctx = self._registry.get(target_id)
+        ctx = self._registry.get(target_id) or self._resolve_missing(target_id)
         if ctx is None:
             return self._undeliverable(target_id, sender_id, message, kind)
         self._enqueue(ctx, (sender_id, message, kind))
@@ -1906,7 +1923,7 @@ class Engine:
             raise EngineClosed(f"cannot ask {target_id!r}: {_CLOSED}")
         future = AskFuture(self)
         reply = _Reply(self, future, target_id, asker_id, deferred)
-        if target_id not in self._registry:
+        if target_id not in self._registry and self._transport is None:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: no actor has that id"))
         elif _get_ident() != self._thread_id:
             self._submit(self._ask_here, reply, message, timeout)
@@ -1915,7 +1932,7 @@ class Engine:
         return future
 
     def _ask_here(self, reply: _Reply, message: Any, timeout: float | None) -> None:
-        ctx = self._registry.get(reply.target_id)
+        ctx = self._registry.get(reply.target_id) or self._resolve_missing(reply.target_id)
         if ctx is None:
             reply.future.set_exception(
                 ActorNotFound(f"cannot ask {reply.target_id!r}: no actor has that id"))
@@ -1931,10 +1948,7 @@ class Engine:
     # -- dead letters --------------------------------------------------------
 
     def _dead_letter_all(self, ctx: Context, items: list, reason: str) -> None:
-        for item in items:
-            sender_id, message, kind = _fields(item)
-            if kind is not _SYSTEM:
-                self._dead_letter(ctx.actor_id, _envelope_of(sender_id, message, kind), reason)
+        self._dead_letter_items(ctx.actor_id, items, reason)
 
     def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None:
         """Record an undeliverable message, tell its subscribers, fail its ask."""
@@ -1993,7 +2007,12 @@ class Engine:
         self._call_on_loop(self._subscribe_here, ctx, target_id, topic)
 
     def _subscribe_here(self, ctx: Context, target_id: str, topic: str) -> None:
-        publisher = self._registry.get(target_id)
+        publisher = self._registry.get(target_id) or self._resolve_missing(target_id)
+        if publisher is not None and publisher._receive is _STAND_IN:
+            if ctx._subscriptions is None:
+                ctx._subscriptions = set()
+            ctx._subscriptions.add((target_id, topic))
+            return self._enqueue(publisher, (ctx.actor_id, topic, _SUBSCRIBE))
         if publisher is None:
             raise ActorNotFound(f"cannot subscribe to {target_id!r}: no actor has that id; "
                                 f"spawn it first")
@@ -2013,6 +2032,10 @@ class Engine:
         if ctx._subscriptions:
             ctx._subscriptions.discard((target_id, topic))
         publisher = self._registry.get(target_id)
+        if publisher is not None and publisher._receive is _STAND_IN:
+            if publisher._state is _RUNNING:
+                self._enqueue(publisher, (ctx.actor_id, topic, _UNSUBSCRIBE))
+            return
         if publisher is not None and publisher._subscribers:
             subscribed = publisher._subscribers.get(topic)
             if subscribed and subscribed.get(ctx.actor_id) is ctx:
@@ -2060,6 +2083,8 @@ class Engine:
         except BaseException:
             self._stop_actor(ctx, f"{actor_class.__name__}.__init__ failed", [], deinit=False)
             raise
+        if self._transport is not None:
+            self._transport.spawned(ctx)
         return ctx._actor
 
     @staticmethod
@@ -2275,7 +2300,9 @@ class Engine:
     # -- death watch ---------------------------------------------------------
 
     def _monitor_here(self, watcher: Context, target_id: str) -> None:
-        target = self._registry.get(target_id)
+        target = self._registry.get(target_id) or self._resolve_missing(target_id)
+        if target is not None and target._receive is _STAND_IN:
+            self._enqueue(target, (watcher.actor_id, None, _MONITOR))
         if target is None:
             self._enqueue(watcher, (target_id, Terminated(target_id, "no such actor"),
                                     _TERMINATED))
@@ -2289,6 +2316,87 @@ class Engine:
         if target is not None and target._monitors \
                 and target._monitors.get(watcher.actor_id) is watcher:
             del target._monitors[watcher.actor_id]
+            if target._receive is _STAND_IN:
+                self._enqueue(target, (watcher.actor_id, None, _DEMONITOR))
+
+
+    # -- transport seam (temporary, until the rooms branch lands) ------------
+
+    def attach_transport(self, transport: Any) -> None:
+        """For cluster transports: route ids missing here through ``transport.resolve``."""
+        self._transport = transport
+
+    def _resolve_missing(self, target_id: Any) -> Context | None:
+        """The one cold path of every lookup that misses the registry."""
+        transport = self._transport
+        if transport is None or type(target_id) is not str or self._closed:
+            return None
+        return transport.resolve(target_id)
+
+    def _install_stand_in(self, target_id: str, flush: Callable[[Context, list], Any]) -> Context:
+        """Register a stand-in for a remote actor: its turn calls ``flush(ctx, items)``."""
+        ctx = Context(self, target_id, None, DEFAULT_CAPACITY)
+        ctx._actor = _StandIn(flush)
+        ctx._receive = _STAND_IN
+        self._registry[target_id] = ctx
+        return ctx
+
+    def _flush_stand_in(self, ctx: Context) -> int:
+        inbox = ctx._inbox
+        items = inbox if ctx._head == 0 else inbox[ctx._head:]
+        ctx._inbox = []
+        ctx._head = 0
+        ctx._bare = False
+        ctx._scheduled = False
+        if items:
+            try:
+                ctx._actor.flush(ctx, items)
+            except Exception:
+                log.exception("the transport failed to flush %d messages for %r",
+                              len(items), ctx.actor_id)
+                self._dead_letter_items(ctx.actor_id, items, "the transport failed")
+        return len(items)
+
+    def _stop_stand_in(self, ctx: Context, reason: str) -> None:
+        """Stop a stand-in: queued items become dead letters, monitors get TERMINATED."""
+        self._stop_actor(ctx, reason, [], deinit=False)
+
+    def _deliver_remote(self, target_id: str, items: list) -> None:
+        """Queue items that came from another engine for ``target_id``, in one step."""
+        ctx = self._registry.get(target_id)
+        if ctx is None or ctx._state is not _RUNNING:
+            self._dead_letter_items(target_id, items, "no such actor")
+            return
+        inbox = ctx._inbox
+        if inbox.__class__ is list:
+            inbox.extend(items)
+        else:
+            for item in items:
+                inbox.append(item)
+        if not ctx._scheduled:
+            self._schedule(ctx)
+
+    def _dead_letter_items(self, target_id: str, items: list, reason: str) -> None:
+        for item in items:
+            sender_id, message, kind = _fields(item)
+            if kind is not _SYSTEM and kind.__class__ is not str \
+                    and kind is not _SUBSCRIBE and kind is not _UNSUBSCRIBE:
+                self._dead_letter(target_id, _envelope_of(sender_id, message, kind), reason)
+
+    def _register_reply(self, reply: Any) -> str:
+        """An id under which a remote engine can settle ``reply`` (a _Reply)."""
+        self._reply_serial += 1
+        reply_id = reply.remote_id = str(self._reply_serial)
+        self._replies[reply_id] = reply
+        return reply_id
+
+    def _settle_reply(self, reply_id: str, value: Any, exc: BaseException | None) -> None:
+        reply = self._replies.pop(reply_id, None)
+        if reply is not None:
+            reply._settle_here(value, exc)
+        elif exc is None:
+            self._dead_letter("(ask)", Envelope(None, _SEND, value),
+                              "reply came after the ask was answered or timed out")
 
     # -- file descriptors ----------------------------------------------------
 
@@ -2852,6 +2960,43 @@ def _check_inspector_args(inspector: Any, interval: Any) -> None:
 ###############################################################################
 # Helpers
 ###############################################################################
+
+def _STAND_IN(actor: Any, envelope: Any) -> None:
+    """Context._receive of a transport's stand-in; never called (see Engine._turn)."""
+    raise AssertionError("a stand-in never receives")
+
+
+class _StandIn:
+    """Context._actor of a transport's stand-in: where its batches go."""
+    __slots__ = ("flush",)
+
+    def __init__(self, flush: Callable[[Context, list], Any]) -> None:
+        self.flush = flush
+
+
+def _item_fields(item: Any) -> tuple:
+    """(sender_id, kind, message, topic, reply) of a queued item, for transports.
+
+    kind is "send", "publish", "terminated", "ask", "pill", "subscribe",
+    "unsubscribe", "monitor" or "demonitor"; reply is the ask's _Reply.
+    """
+    sender_id, message, kind = _fields(item)
+    if kind is None:
+        return sender_id, "send", message, None, None
+    if kind is _PUBLISH:
+        return sender_id, "publish", message.message, message.topic, None
+    if kind is _TERMINATED:
+        return sender_id, "terminated", message, None, None
+    if kind is _SYSTEM:
+        return sender_id, "pill", None, None, None
+    if kind is _SUBSCRIBE:
+        return sender_id, "subscribe", None, message, None
+    if kind is _UNSUBSCRIBE:
+        return sender_id, "unsubscribe", None, message, None
+    if kind is _MONITOR or kind is _DEMONITOR:
+        return sender_id, kind, None, None, None
+    return sender_id, "ask", message, None, kind
+
 
 def _fields(item: Any) -> tuple:
     """(sender_id, message, kind) of a queued item, bare or not."""
