@@ -68,7 +68,7 @@ __all__ = [
     "Engine", "Context", "Envelope", "MessageType", "DeadLetter", "Timer",
     "Terminated", "Directive", "SupervisorStrategy", "OneForOne", "AllForOne",
     "RestForOne", "Loop", "Handle", "SelectorLoop", "BackstageError",
-    "EngineClosed", "ActorNotFound", "InboxFull", "AskFuture",
+    "EngineClosed", "ActorNotFound", "InboxFull", "AskFuture", "Cluster",
 ]
 
 __version__ = "0.1.0"
@@ -2955,6 +2955,151 @@ def _check_inspector_args(inspector: Any, interval: Any) -> None:
     if not low <= interval <= high:
         raise ValueError(f"inspector_interval needs seconds between {low} and {high}, "
                          f"got {interval!r}")
+
+
+###############################################################################
+# Cluster
+# Engines in other processes or on other machines, one id space: the front.
+# The transports live in backends/ and are imported only when asked for.
+###############################################################################
+
+# Transport name -> where its cluster class lives, and how to install what it needs.
+TRANSPORTS: dict[str, tuple[str, str]] = {
+    "ray": ("backends.ray_transport:RayCluster",
+            "pip install 'ray>=2.60' (or pip install 'backstage[cluster]')"),
+}
+
+
+class Cluster:
+    """Several engines, each in its own process (or machine), with one id space.
+
+        with backstage.Cluster(transport="ray", engines=4) as cluster:
+            cluster.spawn_actor(Worker, "worker-17", *args, **kwargs)
+            cluster.send("worker-17", job)
+            cluster.ask("worker-17", question).result(timeout=5)
+
+    The engines run from the start; every method works from any thread of
+    the program without a run call.  An actor is placed on the engine that a
+    stable hash of its id names (``pin=k`` places it on engine k); actors on
+    any engine send, ask, publish and subscribe, monitor, poison-pill and
+    spawn across engines exactly as on one engine, and per-sender order holds.
+    Messages and actor classes travel pickled.  Without ``address=`` the
+    cluster starts its transport (Ray) on this machine, bound to loopback, and
+    ``close()`` shuts it down; with ``address=`` it joins a running one and
+    leaves it running.  ``close()`` (or leaving the ``with`` block) closes
+    every engine: every actor's ``deinit`` runs once.  See docs/cluster.md.
+    """
+
+    def __init__(self, transport: str = "ray", engines: int = 2, *,
+                 address: str | None = None, **options: Any) -> None:
+        if isinstance(engines, bool) or not isinstance(engines, int) or engines < 1:
+            raise ValueError(f"engines must be an int of at least 1, got {engines!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {transport!r}: use one of "
+                             f"{', '.join(map(repr, TRANSPORTS))}")
+        where, install = TRANSPORTS[transport]
+        module_name, _, class_name = where.partition(":")
+        if address is None and transport == "ray":
+            # A Ray started here binds to loopback only (read when Ray is imported).
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if exc.name and exc.name.split(".")[0] == transport:
+                raise ImportError(f"Cluster(transport={transport!r}) needs {transport!r}, "
+                                  f"which is not installed: {install}") from exc
+            if exc.name and exc.name.split(".")[0] == "backends":
+                raise ImportError(
+                    f"transport {transport!r} lives in the 'backends' package beside "
+                    f"backstage.py, and it is not importable here: copy the backends/ folder "
+                    f"next to backstage.py") from exc
+            raise
+        self.transport = transport
+        self.engines = engines
+        self._impl = getattr(module, class_name)(engines, address, **options)
+
+    def __repr__(self) -> str:
+        return f"<Cluster {self.transport} engines={self.engines}>"
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def spawn_actor(self, actor_class: type, id: str, *args: Any, pin: int | None = None,
+                    capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                    **kwargs: Any) -> None:
+        """Create an actor on its engine; it exists when this returns.
+
+        ``args`` and ``kwargs`` go to ``actor_class(ctx, *args, **kwargs)``.
+        The engine is the one the id's stable hash names, or ``pin``.  An
+        exception from ``__init__`` propagates here.
+        """
+        _check_spawn_args(actor_class, id, capacity, overflow)
+        if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int)
+                                or not 0 <= pin < self.engines):
+            raise ValueError(f"pin must be an engine number from 0 to {self.engines - 1}, "
+                             f"got {pin!r}")
+        self._impl.spawn_actor(actor_class, id, args, kwargs, pin,
+                               {"capacity": capacity, "overflow": overflow})
+
+    def send(self, target_id: str, message: Any) -> None:
+        """Send ``message`` to ``target_id`` (sender_id None); any thread.
+
+        A message that does not pickle raises TypeError here; a message to an
+        id with no actor, or to a lost engine, is a dead letter.
+        """
+        if type(target_id) is not str:
+            raise TypeError(f"send() needs a str actor id, not {target_id!r}")
+        self._impl.send(target_id, message)
+
+    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> Future:
+        """Send ``message`` and return a future for the reply; any thread."""
+        if type(target_id) is not str:
+            raise TypeError(f"ask() needs a str actor id, not {target_id!r}")
+        if timeout is not None:
+            _check_delay("ask", "timeout", timeout, allow_zero=False)
+        return self._impl.ask(target_id, message, timeout)
+
+    def poison_pill(self, target_id: str) -> None:
+        """Stop ``target_id`` after the messages already in its inbox; any thread."""
+        if type(target_id) is not str:
+            raise TypeError(f"poison_pill() needs a str actor id, not {target_id!r}")
+        self._impl.send(target_id, None, "pill")
+
+    def get_engine_of(self, actor_id: str) -> int:
+        """The engine number ``actor_id`` is placed on (by hash, or pinned by spawn_actor)."""
+        return self._impl.engine_of(actor_id)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every engine is idle and nothing is in flight; False on timeout.
+
+        Idle means no message queued in any engine and none between engines;
+        timers and pending asks do not count.
+        """
+        return self._impl.wait_idle(timeout)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The dead letters of every live engine and of the driver's own sends."""
+        return self._impl.dead_letters()
+
+    def stats(self) -> list[dict[str, Any]]:
+        """One dict per live engine: pid, actors, messages, dead letters, links."""
+        return self._impl.stats()
+
+    def kill_engine(self, engine: int) -> None:
+        """Kill one engine's process, as a crash would (for tests and drills)."""
+        self._impl.kill_engine(engine)
+
+    @property
+    def lost(self) -> dict[int, str]:
+        """Engines lost so far: number -> why."""
+        return self._impl.lost
+
+    def close(self) -> None:
+        """Close every engine (every actor's deinit runs once); idempotent."""
+        self._impl.close()
 
 
 ###############################################################################

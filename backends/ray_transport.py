@@ -1,0 +1,906 @@
+"""The Ray transport of ``backstage.Cluster``: engines in Ray actors, one id space.
+
+``backstage.Cluster(transport="ray", engines=N)`` imports this module (and so
+Ray) only when asked for.  Each engine is a backstage ``Engine`` on the asyncio
+backend, run by ``run_async`` on the event loop of one async Ray actor
+(``EngineHost``, its own process).  The driver (the program that made the
+Cluster) is not an engine: it talks to the hosts through Ray calls.
+
+How a message crosses (see docs/cluster.md for the whole design and figures):
+
+- An actor id lives on the engine its stable hash names (blake2b of the id,
+  modulo the number of engines; never Python's salted ``hash()``), unless it
+  is pinned: spawned by the driver with ``pin=k``, or spawned by an actor on
+  its own engine.  Pins are told to every engine.
+- The first send to an id that is not local installs a *stand-in* in the
+  local registry (the engine's transport seam).  Later sends are ordinary
+  appends to its inbox; its turn hands the whole inbox to the *link* to the
+  engine that owns the id, once per tick.
+- A link to a peer batches what its stand-ins hand it, pickles the batch once
+  (protocol 5) and calls ``peer.deliver`` fire-and-forget, with a sequence
+  number; at most ``window`` calls are in flight, and the acknowledgements
+  (the calls' completions, observed by callbacks that hop back to the
+  engine's thread) release the next batches: back-pressure without polling.
+- Ray does not keep the call order of an async actor, so the receiver keeps a
+  reorder buffer per sender (engine or driver) and applies batches in
+  sequence order: per-sender order holds across engines.
+- Every host watches every peer with a call that never returns: when a peer
+  is lost, its call fails at once, and the watcher turns what it had buffered
+  for the peer into dead letters, what was in flight into dead letters marked
+  "possibly delivered", stops the stand-ins of the peer's actors (their
+  monitors get TERMINATED), and fails the asks the peer had not answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import pickle
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import ray
+
+import backstage
+from backstage import ActorNotFound, DeadLetter, Engine, Envelope
+
+__all__ = ["RayCluster", "EngineHost", "home_of"]
+
+log = logging.getLogger("backstage.cluster")
+
+# The link source index of the driver (engines are 0 .. N-1).
+DRIVER = -1
+# Messages per link call at most; under load batches grow to this.
+DEFAULT_BATCH_LIMIT = 1000
+# Link calls in flight at most per link; then batches wait for acknowledgements.
+DEFAULT_WINDOW = 4
+
+# Wire codes of queued items that are not plain sends.  A plain send crosses
+# as the engine's own (sender_id, message, None) tuple, untouched.
+_PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON = range(1, 9)
+_CODES = {"publish": _PUBLISH, "terminated": _TERMINATED, "ask": _ASK, "pill": _PILL,
+          "subscribe": _SUB, "unsubscribe": _UNSUB, "monitor": _MON, "demonitor": _DEMON}
+
+
+def home_of(actor_id: str, engines: int) -> int:
+    """The engine an id lives on unless pinned: a hash stable across processes."""
+    digest = hashlib.blake2b(actor_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % engines
+
+
+def _dumps(obj: Any) -> bytes:
+    """Pickle ``obj``: the C pickler, or cloudpickle for lambdas and local classes."""
+    try:
+        return pickle.dumps(obj, protocol=5)
+    except Exception:
+        return ray.cloudpickle.dumps(obj, protocol=5)
+
+
+def _picklable(obj: Any) -> str | None:
+    """None if ``obj`` pickles, else why not."""
+    try:
+        _dumps(obj)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _unpicklable_reason(what: str, why: str) -> str:
+    return (f"{what} cannot be pickled to travel to another engine ({why}); send data that "
+            f"pickles (module-level classes, no locks, sockets or open files)")
+
+
+def _portable_exception(exc: BaseException) -> BaseException:
+    """``exc`` if it pickles, else a RuntimeError that says what it was."""
+    if _picklable(exc) is None:
+        return exc
+    return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+###############################################################################
+# The engine side: one EngineHost per engine, in its own process
+###############################################################################
+
+class _Done:
+    """The ``future`` of a _RemoteReply: only ``done()`` is asked of it."""
+    __slots__ = ("flag",)
+
+    def __init__(self) -> None:
+        self.flag = False
+
+    def done(self) -> bool:
+        return self.flag
+
+
+class _RemoteReply:
+    """The reply channel of an ask that came from another engine.
+
+    Duck-typed like the engine's own reply channel: the engine calls
+    ``settle`` (any thread) and reads ``future.done()``.  Settling sends the
+    value back over the link to the asking engine.
+    """
+    __slots__ = ("host", "src", "reply_id", "future", "remote_id", "target_id")
+
+    def __init__(self, host: _Host, src: int, reply_id: str, target_id: str) -> None:
+        self.host = host
+        self.src = src
+        self.reply_id = reply_id
+        self.target_id = target_id
+        self.future = _Done()
+        self.remote_id: str | None = None
+
+    def settle(self, value: Any, exc: BaseException | None) -> None:
+        engine = self.host.engine
+        if threading.get_ident() != engine._thread_id:
+            self.host.loop.call_soon_threadsafe(self._settle_here, value, exc)
+        else:
+            self._settle_here(value, exc)
+
+    def _settle_here(self, value: Any, exc: BaseException | None) -> None:
+        if self.future.flag:
+            if exc is None:
+                self.host.engine._dead_letter(
+                    "(ask)", Envelope(self.target_id, backstage.MessageType.SEND, value),
+                    "reply came after the ask was answered")
+            return
+        self.future.flag = True
+        self.host.send_reply(self.src, self.reply_id, value, exc)
+
+
+class _Link:
+    """What one engine sends to one peer: batches, sequence numbers, a window."""
+
+    def __init__(self, host: _Host, peer: int, handle: Any) -> None:
+        self.host = host
+        self.peer = peer
+        self.handle = handle
+        self.pending: list[tuple[str | None, Any]] = []  # (target id, raw items) or control
+        self.pending_count = 0
+        self.inflight: dict[int, list] = {}              # seq -> entries sent, until acked
+        self.asked: dict[str, Any] = {}                  # reply id -> reply sent this way
+        self.seq = 0
+        self.flush_scheduled = False
+        self.lost: str | None = None                     # why the peer is gone
+        self.batches = 0
+        self.messages = 0
+
+    # -- filling ------------------------------------------------------------
+
+    def add(self, target_id: str, items: list) -> None:
+        """A stand-in's batch for ``target_id``; sent at the end of this tick."""
+        if self.lost is not None:
+            self.host.engine._dead_letter_items(target_id, items, self.lost)
+            return
+        self.pending.append((target_id, items))
+        self.pending_count += len(items)
+        self._schedule()
+
+    def add_control(self, control: tuple) -> None:
+        if self.lost is None:
+            self.pending.append((None, control))
+            self.pending_count += 1
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.host.loop.call_soon(self.flush)
+
+    # -- sending ------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Send pending entries in batches of at most batch_limit, within the window."""
+        self.flush_scheduled = False
+        limit = self.host.batch_limit
+        while self.pending and len(self.inflight) < self.host.window and self.lost is None:
+            entries, count = self._take(limit)
+            wire = self._wire(entries)
+            if not wire:
+                continue
+            try:
+                payload = _dumps(wire)
+            except Exception:
+                wire = self._drop_unpicklable(entries)
+                if not wire:
+                    continue
+                payload = _dumps(wire)
+            self.seq += 1
+            seq = self.seq
+            self.inflight[seq] = entries
+            self.batches += 1
+            self.messages += count
+            ref = self.handle.deliver.remote(self.host.index, seq, payload)
+            ref.future().add_done_callback(
+                lambda fut, seq=seq: self.host.loop.call_soon_threadsafe(self._acked, seq, fut))
+
+    def _take(self, limit: int) -> tuple[list, int]:
+        """Up to ``limit`` messages of the pending entries, splitting the last one."""
+        pending = self.pending
+        taken: list = []
+        count = 0
+        while pending and count < limit:
+            target_id, items = pending[0]
+            if target_id is None:
+                taken.append(pending.pop(0))
+                count += 1
+                continue
+            room = limit - count
+            if len(items) <= room:
+                taken.append(pending.pop(0))
+                count += len(items)
+            else:
+                taken.append((target_id, items[:room]))
+                pending[0] = (target_id, items[room:])
+                count += room
+        self.pending_count -= count
+        return taken, count
+
+    def _wire(self, entries: list) -> list:
+        """The entries as they cross: plain sends untouched, the rest coded."""
+        wire = []
+        for target_id, items in entries:
+            if target_id is None:
+                wire.append((None, items))
+                continue
+            out = []
+            for item in items:
+                if item.__class__ is tuple and item[2] is None:
+                    out.append(item)
+                else:
+                    out.append(self._code(item))
+            wire.append((target_id, out))
+        return wire
+
+    def _code(self, item: Any) -> tuple:
+        sender_id, kind, message, topic, reply = backstage._item_fields(item)
+        code = _CODES.get(kind)
+        if code is None:                        # "send": a bare message from Engine.send
+            return (sender_id, message, None)
+        if code == _PUBLISH:
+            return (sender_id, (topic, message), code)
+        if code == _ASK:
+            reply_id = self.host.engine._register_reply(reply)
+            self.asked[reply_id] = reply
+            return (sender_id, (message, reply_id), code)
+        if code in (_SUB, _UNSUB):
+            return (sender_id, topic, code)
+        return (sender_id, message, code)
+
+    def _drop_unpicklable(self, entries: list) -> list:
+        """Dead-letter the items that do not pickle; the rest, coded again."""
+        engine = self.host.engine
+        kept = []
+        for i, (target_id, items) in enumerate(entries):
+            if target_id is None:
+                why = _picklable(items)
+                if why is not None and items[0] == "reply":
+                    items = ("reply", items[1], None, TypeError(
+                        _unpicklable_reason("the reply", why)))
+                kept.append((None, items))
+                continue
+            good = []
+            for item in items:
+                why = _picklable(self._wire([(target_id, [item])]))
+                if why is None:
+                    good.append(item)
+                else:
+                    reason = _unpicklable_reason("the message", why)
+                    log.error("dead letter for %r: %s", target_id, reason)
+                    engine._dead_letter_items(target_id, [item], reason)
+            if good:
+                kept.append((target_id, good))
+            entries[i] = (target_id, good)
+        return self._wire(kept)
+
+    def _acked(self, seq: int, fut: Future) -> None:
+        entries = self.inflight.pop(seq, None)
+        exc = fut.exception()
+        if exc is not None and entries is not None:
+            if isinstance(exc, ray.exceptions.RayActorError):
+                self.inflight[seq] = entries        # the peer is gone: lost() sorts it out
+                self.host.peer_lost(self.peer, f"engine {self.peer} lost ({type(exc).__name__})")
+                return
+            log.error("link %d -> %d: a batch failed: %r", self.host.index, self.peer, exc)
+            self._dead_letter(entries, f"the batch to engine {self.peer} failed: {exc!r}")
+        if self.pending and not self.flush_scheduled:
+            self.flush()
+
+    # -- losing the peer ------------------------------------------------------
+
+    def lose(self, reason: str) -> None:
+        """The peer is gone: in flight -> possibly delivered, pending -> dead letters."""
+        self.lost = reason
+        for seq in sorted(self.inflight):
+            self._dead_letter(self.inflight[seq], f"{reason}; possibly delivered")
+        self.inflight.clear()
+        pending, self.pending = self.pending, []
+        self.pending_count = 0
+        self._dead_letter(pending, reason)
+        engine = self.host.engine
+        for reply_id, reply in list(self.asked.items()):
+            engine._replies.pop(reply_id, None)
+            if not reply.future.done():
+                reply._settle_here(None, ActorNotFound(f"no reply: {reason}"))
+        self.asked.clear()
+
+    def _dead_letter(self, entries: list, reason: str) -> None:
+        engine = self.host.engine
+        for target_id, items in entries:
+            if target_id is not None:
+                engine._dead_letter_items(target_id, items, reason)
+
+
+class _Host:
+    """The engine of one EngineHost and everything its transport keeps."""
+
+    def __init__(self, index: int, count: int, handles: list, settings: dict) -> None:
+        self.index = index
+        self.count = count
+        self.loop = asyncio.get_running_loop()
+        self.batch_limit = settings.get("batch_limit", DEFAULT_BATCH_LIMIT)
+        self.window = settings.get("window", DEFAULT_WINDOW)
+        self.pins: dict[str, int] = {}
+        self.lost: dict[int, str] = {}
+        self.closing = False
+        self.links = {i: _Link(self, i, h) for i, h in enumerate(handles) if i != index}
+        self.expect: dict[int, int] = {}          # source -> next sequence number
+        self.held: dict[int, dict[int, Any]] = {}  # source -> {seq: thunk} arrived early
+        self.received = 0
+        inspector = settings.get("inspector", False)
+        self.engine = Engine(backend="asyncio", inspector=inspector)
+        self.engine.attach_transport(self)
+        self.task = asyncio.ensure_future(self.engine.run_async())
+
+    # -- the transport interface the engine calls ------------------------------
+
+    def resolve(self, target_id: str) -> Any:
+        where = self.pins.get(target_id)
+        if where is None:
+            where = home_of(target_id, self.count)
+        if where == self.index or where in self.lost:
+            return None
+        link = self.links[where]
+        return self.engine._install_stand_in(target_id, lambda ctx, items: link.add(
+            ctx.actor_id, items))
+
+    def spawned(self, ctx: Any) -> None:
+        actor_id = ctx.actor_id
+        if self.pins.get(actor_id) == self.index:
+            return
+        if home_of(actor_id, self.count) != self.index or actor_id in self.pins:
+            self.pins[actor_id] = self.index
+            for link in self.links.values():
+                link.add_control(("pin", actor_id, self.index))
+
+    # -- inbound ---------------------------------------------------------------
+
+    def arrive(self, src: int, seq: int, thunk: Callable[[], Any]) -> None:
+        """Apply ``thunk`` in ``src``'s sequence order (Ray may reorder calls)."""
+        expect = self.expect.get(src, 1)
+        if seq != expect:
+            self.held.setdefault(src, {})[seq] = thunk
+            return
+        thunk()
+        expect += 1
+        held = self.held.get(src)
+        while held:
+            thunk = held.pop(expect, None)
+            if thunk is None:
+                break
+            thunk()
+            expect += 1
+        self.expect[src] = expect
+
+    def apply(self, src: int, payload: bytes) -> None:
+        """One batch from ``src``: messages into inboxes, in order, controls applied."""
+        for target_id, items in pickle.loads(payload):
+            if target_id is None:
+                self._control(src, items)
+                continue
+            run = []
+            for item in items:
+                if item[2] is None:
+                    run.append(item)
+                    continue
+                made = self._uncode(src, target_id, item)
+                if made is not None:
+                    run.append(made)
+                    continue
+                if run:
+                    self._deliver(target_id, run)
+                    run = []
+                self._operate(src, target_id, item)
+            if run:
+                self._deliver(target_id, run)
+
+    def _deliver(self, target_id: str, items: list) -> None:
+        self.received += len(items)
+        engine = self.engine
+        if target_id not in engine._registry:
+            where = self.pins.get(target_id)
+            if where is not None and where != self.index:
+                engine._resolve_missing(target_id)     # forward to where it lives
+        engine._deliver_remote(target_id, items)
+
+    def _uncode(self, src: int, target_id: str, item: tuple) -> Any:
+        sender_id, message, code = item
+        if code == _PUBLISH:
+            topic, message = message
+            return (sender_id, backstage._publication(sender_id, message, topic),
+                    backstage._PUBLISH)
+        if code == _ASK:
+            message, reply_id = message
+            return (sender_id, message, _RemoteReply(self, src, reply_id, target_id))
+        if code == _TERMINATED:
+            watched = self.engine._registry.get(sender_id)
+            if watched is not None and watched._receive is backstage._STAND_IN \
+                    and watched._monitors:
+                watched._monitors.pop(target_id, None)   # told by its own engine
+            return (sender_id, message, backstage._TERMINATED)
+        if code == _PILL:
+            return backstage._PILL
+        return None
+
+    def _operate(self, src: int, target_id: str, item: tuple) -> None:
+        """Subscribe, unsubscribe, monitor or demonitor on behalf of a remote actor."""
+        sender_id, topic, code = item
+        engine = self.engine
+        remote = engine._registry.get(sender_id)
+        if remote is None:
+            link = self.links.get(src)
+            if link is None or link.lost:
+                return
+            remote = engine._install_stand_in(
+                sender_id, lambda ctx, items: link.add(ctx.actor_id, items))
+        try:
+            if code == _SUB:
+                engine._subscribe_here(remote, target_id, topic)
+            elif code == _UNSUB:
+                engine._unsubscribe_here(remote, target_id, topic)
+            elif code == _MON:
+                engine._monitor_here(remote, target_id)
+            elif code == _DEMON:
+                engine._demonitor_here(remote, target_id)
+        except Exception as exc:
+            log.warning("%r on behalf of %r failed: %s", target_id, sender_id, exc)
+
+    def _control(self, src: int, control: tuple) -> None:
+        if control[0] == "reply":
+            _, reply_id, value, exc = control
+            link = self.links.get(src)
+            if link is not None:
+                link.asked.pop(reply_id, None)
+            self.engine._settle_reply(reply_id, value, exc)
+        elif control[0] == "pin":
+            _, actor_id, where = control
+            self.pins[actor_id] = where
+
+    def send_reply(self, src: int, reply_id: str, value: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            exc = _portable_exception(exc)
+        link = self.links.get(src)
+        if link is not None:
+            link.add_control(("reply", reply_id, value, exc))
+
+    # -- peers -----------------------------------------------------------------
+
+    def watch(self, peer: int, handle: Any) -> None:
+        ref = handle.watch.remote()
+        ref.future().add_done_callback(lambda fut: self.loop.call_soon_threadsafe(
+            self.peer_lost, peer, f"engine {peer} lost"))
+
+    def peer_lost(self, peer: int, reason: str) -> None:
+        if peer in self.lost or self.closing:
+            return
+        self.lost[peer] = reason
+        log.warning("engine %d: %s", self.index, reason)
+        engine = self.engine
+        for ctx in list(engine._registry.values()):
+            if ctx._receive is backstage._STAND_IN and ctx._state == "running" \
+                    and self._points_to(ctx, peer):
+                engine._stop_stand_in(ctx, reason)
+        self.links[peer].lose(reason)
+        self.held.pop(peer, None)
+
+    def _points_to(self, ctx: Any, peer: int) -> bool:
+        where = self.pins.get(ctx.actor_id)
+        return (where if where is not None else home_of(ctx.actor_id, self.count)) == peer
+
+    # -- quiescence --------------------------------------------------------------
+
+    def busy(self) -> bool:
+        engine = self.engine
+        if engine._ready or engine._inbound:
+            return True
+        return any(link.pending or link.inflight or link.flush_scheduled
+                   for link in self.links.values()) or any(self.held.values())
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class EngineHost:
+    """One backstage engine, run on the event loop of an async Ray actor."""
+
+    def __init__(self, index: int, count: int, settings: dict) -> None:
+        self.index = index
+        self.count = count
+        self.settings = settings
+        self.host: _Host | None = None
+        logging.basicConfig(level=settings.get("log_level", logging.WARNING))
+
+    async def start(self, handles: list) -> int:
+        self.host = _Host(self.index, self.count, handles, self.settings)
+        for peer, handle in enumerate(handles):
+            if peer != self.index:
+                self.host.watch(peer, handle)
+        return os.getpid()
+
+    @ray.method(enable_task_events=False)
+    async def deliver(self, src: int, seq: int, payload: bytes) -> None:
+        host = self.host
+        host.arrive(src, seq, lambda: host.apply(src, payload))
+
+    @ray.method(enable_task_events=False)
+    async def watch(self) -> None:
+        await asyncio.get_running_loop().create_future()    # never set: fails when we die
+
+    async def spawn(self, src: int, seq: int, actor_class: type, actor_id: str,
+                    args: tuple, kwargs: dict, options: dict) -> tuple:
+        host = self.host
+        result: Future = Future()
+
+        def spawn() -> None:
+            try:
+                host.engine.spawn_actor(_with_args(actor_class, args, kwargs), actor_id,
+                                        **options)
+                result.set_result(("ok", None))
+            except BaseException as exc:
+                result.set_result(("err", _portable_exception(exc)))
+        host.arrive(src, seq, spawn)
+        return await asyncio.wrap_future(result)
+
+    async def pin(self, actor_id: str, where: int) -> None:
+        self.host.pins[actor_id] = where
+
+    @ray.method(enable_task_events=False)
+    async def ask(self, src: int, seq: int, target_id: str, payload: bytes,
+                  timeout: float | None) -> tuple:
+        host = self.host
+        holder: list = []
+        ready = asyncio.get_running_loop().create_future()
+
+        def ask() -> None:
+            try:
+                holder.append(host.engine.ask(target_id, pickle.loads(payload), timeout))
+            except BaseException as exc:
+                holder.append(exc)
+            ready.set_result(None)
+        host.arrive(src, seq, ask)
+        await ready
+        if isinstance(holder[0], BaseException):
+            return ("err", _portable_exception(holder[0]))
+        try:
+            return ("ok", await asyncio.wrap_future(holder[0]))
+        except BaseException as exc:
+            return ("err", _portable_exception(exc))
+
+    async def wait_idle(self) -> dict:
+        """Wait until nothing is queued here; then this engine's counters."""
+        host = self.host
+        # The engine's tick does not tell when it ends: look again soon.
+        while host.busy():
+            await asyncio.sleep(0.002)
+        return self._counters()
+
+    def _counters(self) -> dict:
+        host = self.host
+        return {"sent": {peer: link.seq for peer, link in host.links.items()},
+                "expect": dict(host.expect), "busy": host.busy()}
+
+    async def stats(self) -> dict:
+        host = self.host
+        engine = host.engine
+        actors = [c for c in engine._registry.values() if c._receive is not backstage._STAND_IN]
+        return {"engine": self.index, "pid": os.getpid(),
+                "node": ray.get_runtime_context().get_node_id(),
+                "actors": len(actors), "messages": sum(c._count for c in actors),
+                "dead_letters": engine.dead_letter_count, "lost": dict(host.lost),
+                "received": host.received,
+                "links": {p: {"batches": lk.batches, "messages": lk.messages}
+                          for p, lk in host.links.items()},
+                "inspector": engine.inspector_path}
+
+    async def dead_letters(self) -> list:
+        out = []
+        for record in self.host.engine.dead_letters:
+            if _picklable(record) is None:
+                out.append(record)
+            else:
+                envelope = record.envelope
+                out.append(DeadLetter(record.target_id, Envelope(
+                    envelope.sender_id, envelope.message_type, repr(envelope.message)),
+                    record.reason, record.time))
+        return out
+
+    async def get_actor_ids(self) -> list:
+        engine = self.host.engine
+        return [i for i, c in engine._registry.items() if c._receive is not backstage._STAND_IN]
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(engine, *args)`` on the engine's thread (tests, tools)."""
+        return fn(self.host.engine, *args)
+
+    async def closing(self) -> None:
+        self.host.closing = True
+
+    async def stop(self) -> None:
+        host = self.host
+        host.closing = True
+        host.engine.close()
+        try:
+            await asyncio.wait_for(host.task, 5)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+
+
+def _with_args(actor_class: type, args: tuple, kwargs: dict) -> type:
+    """``actor_class`` whose constructor gets ``args``: the engine's, or a subclass."""
+    if not args and not kwargs:
+        return actor_class
+    init = actor_class.__init__
+
+    def __init__(self: Any, ctx: Any) -> None:
+        init(self, ctx, *args, **kwargs)
+    return type(actor_class.__name__, (actor_class,), {
+        "__init__": __init__, "__module__": actor_class.__module__,
+        "__qualname__": actor_class.__qualname__})
+
+
+###############################################################################
+# The driver side
+###############################################################################
+
+class RayCluster:
+    """The driver's side of ``backstage.Cluster(transport="ray")``: see backstage.Cluster."""
+
+    def __init__(self, engines: int, address: str | None = None, *,
+                 batch_limit: int = DEFAULT_BATCH_LIMIT, window: int = DEFAULT_WINDOW,
+                 ray_init: dict | None = None, engine_options: list[dict] | None = None,
+                 inspector: bool = False, start_timeout: float = 60.0) -> None:
+        self.count = engines
+        self.started_ray = False
+        self._lock = threading.Lock()
+        self._seq = [0] * engines
+        self._pins: dict[str, int] = {}
+        self._lost: dict[int, str] = {}
+        self._dead: list[DeadLetter] = []
+        self._inflight: set = set()
+        self._closed = False
+        if not ray.is_initialized():
+            self._init_ray(address, ray_init or {})
+        settings = {"batch_limit": batch_limit, "window": window, "inspector": inspector}
+        options = engine_options or [{}] * engines
+        try:
+            self.hosts = [EngineHost.options(**options[i]).remote(i, engines, settings)
+                          for i in range(engines)]
+            self.pids = ray.get([h.start.remote(self.hosts) for h in self.hosts],
+                                timeout=start_timeout)
+            for i, handle in enumerate(self.hosts):
+                ref = handle.watch.remote()
+                ref.future().add_done_callback(
+                    lambda fut, i=i: self._engine_lost(i, f"engine {i} lost"))
+        except BaseException:
+            self._shutdown_ray()
+            raise
+
+    def _init_ray(self, address: str | None, ray_init: dict) -> None:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False}
+        path = os.pathsep.join(p for p in sys.path if p)
+        if address is None:
+            # Ray started here: bound to loopback; its workers inherit this
+            # environment, so the driver's modules import there.  (A job-level
+            # runtime_env would do it too, but costs 3-4 s of worker start.)
+            kwargs["_node_ip_address"] = "127.0.0.1"
+            kwargs.update(ray_init)
+            saved = os.environ.get("PYTHONPATH")
+            os.environ["PYTHONPATH"] = path
+            try:
+                ray.init(**kwargs)
+            finally:
+                if saved is None:
+                    del os.environ["PYTHONPATH"]
+                else:
+                    os.environ["PYTHONPATH"] = saved
+        else:
+            # Joining: the cluster's workers did not inherit our environment.
+            kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
+            kwargs.update(ray_init)
+            ray.init(address=address, **kwargs)
+        self.started_ray = True
+
+    # -- placement ---------------------------------------------------------------
+
+    def engine_of(self, actor_id: str) -> int:
+        where = self._pins.get(actor_id)
+        return where if where is not None else home_of(actor_id, self.count)
+
+    # -- calls from the driver -------------------------------------------------------
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise backstage.EngineClosed(f"cannot {what}: the cluster is closed; make a new "
+                                         f"backstage.Cluster to go on")
+
+    def _next_seq(self, engine: int) -> int:
+        self._seq[engine] += 1
+        return self._seq[engine]
+
+    def spawn_actor(self, actor_class: type, actor_id: str, args: tuple, kwargs: dict,
+                    pin: int | None, options: dict) -> None:
+        self._check_open(f"spawn {actor_id!r}")
+        where = home_of(actor_id, self.count) if pin is None else pin
+        if where in self._lost:
+            raise backstage.BackstageError(f"cannot spawn {actor_id!r} on engine {where}: "
+                                           f"{self._lost[where]}")
+        why = _picklable((actor_class, args, kwargs))
+        if why is not None:
+            raise TypeError(_unpicklable_reason(f"spawn_actor({actor_class.__name__}, ...)", why))
+        if pin is not None and pin != home_of(actor_id, self.count):
+            ray.get([h.pin.remote(actor_id, pin) for i, h in enumerate(self.hosts)
+                     if i not in self._lost])
+            self._pins[actor_id] = pin
+        with self._lock:
+            ref = self.hosts[where].spawn.remote(DRIVER, self._next_seq(where), actor_class,
+                                                 actor_id, args, kwargs, options)
+        status, exc = ray.get(ref)
+        if status == "err":
+            raise exc
+
+    def send(self, target_id: str, message: Any, kind: str = "send") -> None:
+        self._check_open(f"send to {target_id!r}")
+        where = self.engine_of(target_id)
+        item = (None, None, _PILL) if kind == "pill" else (None, message, None)
+        try:
+            payload = _dumps([(target_id, [item])])
+        except Exception as exc:
+            raise TypeError(_unpicklable_reason(f"the message {message!r}", repr(exc))) from exc
+        if where in self._lost:
+            self._dead_letter(target_id, message, kind, self._lost[where])
+            return
+        with self._lock:
+            ref = self.hosts[where].deliver.remote(DRIVER, self._next_seq(where), payload)
+        fut = ref.future()
+        self._inflight.add(fut)
+        fut.add_done_callback(lambda f: self._delivered(f, target_id, message, kind, where))
+
+    def _delivered(self, fut: Future, target_id: str, message: Any, kind: str,
+                   where: int) -> None:
+        self._inflight.discard(fut)
+        if fut.exception() is not None:
+            self._dead_letter(target_id, message, kind,
+                              f"engine {where} lost; possibly delivered")
+
+    def _dead_letter(self, target_id: str, message: Any, kind: str, reason: str) -> None:
+        mtype = backstage.MessageType.POISON_PILL if kind == "pill" else \
+            backstage.MessageType.SEND
+        self._dead.append(DeadLetter(target_id, Envelope(None, mtype, message), reason,
+                                     time.time()))
+
+    def ask(self, target_id: str, message: Any, timeout: float | None) -> Future:
+        self._check_open(f"ask {target_id!r}")
+        try:
+            payload = _dumps(message)
+        except Exception as exc:
+            raise TypeError(_unpicklable_reason(f"the message {message!r}", repr(exc))) from exc
+        where = self.engine_of(target_id)
+        future: Future = Future()
+        if where in self._lost:
+            future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: {self._lost[where]}"))
+            return future
+        with self._lock:
+            ref = self.hosts[where].ask.remote(DRIVER, self._next_seq(where), target_id,
+                                               payload, timeout)
+
+        def done(fut: Future) -> None:
+            exc = fut.exception()
+            if exc is not None:
+                future.set_exception(ActorNotFound(
+                    f"no reply from {target_id!r}: engine {where} lost ({type(exc).__name__})"))
+                return
+            status, value = fut.result()
+            if status == "ok":
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        ref.future().add_done_callback(done)
+        return future
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Until no engine has work queued and every batch sent has arrived."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        previous = None
+        while True:
+            while self._inflight:
+                if deadline is not None and time.monotonic() > deadline:
+                    return False
+                time.sleep(0.001)
+            live = [i for i in range(self.count) if i not in self._lost]
+            try:
+                snaps = ray.get([self.hosts[i].wait_idle.remote() for i in live],
+                                timeout=None if deadline is None
+                                else max(0.0, deadline - time.monotonic()))
+            except ray.exceptions.GetTimeoutError:
+                return False
+            except ray.exceptions.RayActorError:
+                continue                                   # lost meanwhile; look again
+            if self._settled(dict(zip(live, snaps, strict=True))) and snaps == previous:
+                return True
+            previous = snaps
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+
+    def _settled(self, snaps: dict) -> bool:
+        for i, snap in snaps.items():
+            if snap["busy"]:
+                return False
+            if snap["expect"].get(DRIVER, 1) - 1 != self._seq[i]:
+                return False
+            for peer, sent in snap["sent"].items():
+                if peer in snaps and snaps[peer]["expect"].get(i, 1) - 1 != sent:
+                    return False
+        return True
+
+    def dead_letters(self) -> list:
+        live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
+        out = list(self._dead)
+        for records in ray.get([h.dead_letters.remote() for h in live]):
+            out.extend(records)
+        return out
+
+    def stats(self) -> list:
+        live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
+        return ray.get([h.stats.remote() for h in live])
+
+    def call(self, engine: int, fn: Callable[..., Any], *args: Any) -> Any:
+        return ray.get(self.hosts[engine].call.remote(fn, *args))
+
+    def kill_engine(self, engine: int) -> None:
+        ray.kill(self.hosts[engine], no_restart=True)
+
+    def _engine_lost(self, engine: int, reason: str) -> None:
+        if not self._closed and engine not in self._lost:
+            self._lost[engine] = reason
+            log.warning("cluster: %s", reason)
+
+    @property
+    def lost(self) -> dict[int, str]:
+        return dict(self._lost)
+
+    # -- closing -------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
+        try:
+            ray.get([h.closing.remote() for h in live], timeout=30)
+            ray.get([h.stop.remote() for h in live], timeout=60)
+        except Exception as exc:
+            log.warning("cluster: closing the engines: %r", exc)
+        for handle in self.hosts:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:
+                pass
+        self._shutdown_ray()
+
+    def _shutdown_ray(self) -> None:
+        if self.started_ray:
+            ray.shutdown()
+            self.started_ray = False
