@@ -352,8 +352,12 @@ class _Host:
         self.expect: dict[int, int] = {}          # source -> next sequence number
         self.held: dict[int, dict[int, Any]] = {}  # source -> {seq: thunk} arrived early
         self.received = 0
+        self.marks: list = []                      # (ctx, count) of the batch being applied
+        self.unhandled: list = []                  # (marks, future) not yet handled
+        self.check_scheduled = False
         inspector = settings.get("inspector", False)
-        self.engine = Engine(backend="asyncio", inspector=inspector)
+        self.engine = Engine(backend="asyncio", inspector=inspector,
+                             dead_letters_kept=settings.get("dead_letters_kept", 1000))
         self.engine.attach_transport(self)
         self.task = asyncio.ensure_future(self.engine.run_async())
 
@@ -397,8 +401,14 @@ class _Host:
             expect += 1
         self.expect[src] = expect
 
-    def apply(self, src: int, payload: bytes) -> None:
-        """One batch from ``src``: messages into inboxes, in order, controls applied."""
+    def apply(self, src: int, payload: bytes, handled: asyncio.Future | None = None) -> None:
+        """One batch from ``src``: messages into inboxes, in order, controls applied.
+
+        ``handled`` is set once every actor the batch went to has taken all
+        that was queued for it then: the acknowledgement the sender waits for.
+        """
+        marks: list = []
+        self.marks = marks
         for target_id, items in pickle.loads(payload):
             if target_id is None:
                 self._control(src, items)
@@ -418,6 +428,8 @@ class _Host:
                 self._operate(src, target_id, item)
             if run:
                 self._deliver(target_id, run)
+        if handled is not None:
+            self.when_handled(marks, handled)
 
     def _deliver(self, target_id: str, items: list) -> None:
         self.received += len(items)
@@ -427,6 +439,38 @@ class _Host:
             if where is not None and where != self.index:
                 engine._resolve_missing(target_id)     # forward to where it lives
         engine._deliver_remote(target_id, items)
+        ctx = engine._registry.get(target_id)
+        if ctx is not None and ctx._receive is not backstage._STAND_IN:
+            # Handled once the actor's count of messages taken reaches this.
+            self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head))
+
+    def when_handled(self, marks: list, handled: asyncio.Future) -> None:
+        self.unhandled.append((marks, handled))
+        if not self.check_scheduled:
+            self.check_scheduled = True
+            self.loop.call_soon(self._check_handled)
+
+    def _check_handled(self) -> None:
+        """Settle the acknowledgements whose messages are all handled.
+
+        Runs once per loop pass while the engine has work, every few
+        milliseconds while it waits: never per message.
+        """
+        self.check_scheduled = False
+        still = []
+        for marks, handled in self.unhandled:
+            if all(ctx._count >= mark or ctx._state != "running" for ctx, mark in marks):
+                if not handled.done():
+                    handled.set_result(None)
+            else:
+                still.append((marks, handled))
+        self.unhandled = still
+        if still:
+            self.check_scheduled = True
+            if self.engine._ready:
+                self.loop.call_soon(self._check_handled)
+            else:
+                self.loop.call_later(0.002, self._check_handled)
 
     def _uncode(self, src: int, target_id: str, item: tuple) -> Any:
         sender_id, message, code = item
@@ -542,8 +586,11 @@ class EngineHost:
 
     @ray.method(enable_task_events=False)
     async def deliver(self, src: int, seq: int, payload: bytes) -> None:
+        """Returns once the batch is handled (not merely queued): the sender's ack."""
         host = self.host
-        host.arrive(src, seq, lambda: host.apply(src, payload))
+        handled = asyncio.get_running_loop().create_future()
+        host.arrive(src, seq, lambda: host.apply(src, payload, handled))
+        await handled
 
     @ray.method(enable_task_events=False)
     async def watch(self) -> None:
@@ -585,9 +632,13 @@ class EngineHost:
         if isinstance(holder[0], BaseException):
             return ("err", _portable_exception(holder[0]))
         try:
-            return ("ok", await asyncio.wrap_future(holder[0]))
+            value = await asyncio.wrap_future(holder[0])
         except BaseException as exc:
             return ("err", _portable_exception(exc))
+        why = _picklable(value)
+        if why is not None:
+            return ("err", TypeError(_unpicklable_reason("the reply", why)))
+        return ("ok", value)
 
     async def wait_idle(self) -> dict:
         """Wait until nothing is queued here; then this engine's counters."""
@@ -671,7 +722,8 @@ class RayCluster:
     def __init__(self, engines: int, address: str | None = None, *,
                  batch_limit: int = DEFAULT_BATCH_LIMIT, window: int = DEFAULT_WINDOW,
                  ray_init: dict | None = None, engine_options: list[dict] | None = None,
-                 inspector: bool = False, start_timeout: float = 60.0) -> None:
+                 inspector: bool = False, dead_letters_kept: int = 1000,
+                 start_timeout: float = 60.0) -> None:
         self.count = engines
         self.started_ray = False
         self._lock = threading.Lock()
@@ -683,7 +735,8 @@ class RayCluster:
         self._closed = False
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})
-        settings = {"batch_limit": batch_limit, "window": window, "inspector": inspector}
+        settings = {"batch_limit": batch_limit, "window": window, "inspector": inspector,
+                    "dead_letters_kept": dead_letters_kept}
         options = engine_options or [{}] * engines
         try:
             self.hosts = [EngineHost.options(**options[i]).remote(i, engines, settings)
@@ -808,9 +861,12 @@ class RayCluster:
 
         def done(fut: Future) -> None:
             exc = fut.exception()
-            if exc is not None:
+            if isinstance(exc, ray.exceptions.RayActorError):
                 future.set_exception(ActorNotFound(
                     f"no reply from {target_id!r}: engine {where} lost ({type(exc).__name__})"))
+                return
+            if exc is not None:
+                future.set_exception(exc)
                 return
             status, value = fut.result()
             if status == "ok":

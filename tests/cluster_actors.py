@@ -51,12 +51,24 @@ class Remote:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.deinits = 0
+        self.got = []
+
+    OPS = ("send", "ask", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
+           "where", "dead_letters", "unpicklable", "got", "boom")
 
     def receive(self, envelope):
-        op, *args = envelope.message
+        message = envelope.message
+        if type(message) is not tuple or not message or message[0] not in self.OPS:
+            self.got.append((envelope.sender_id, envelope.message_type.name, message,
+                             envelope.topic))
+            return
+        op, *args = message
         ctx = self.ctx
-        if op == "send":
+        if op == "got":
+            envelope.reply(list(self.got))
+        elif op == "boom":
+            raise ValueError("boom")
+        elif op == "send":
             target, messages = args
             for message in messages:
                 ctx.send(target, message)
@@ -90,8 +102,9 @@ class Remote:
         elif op == "where":
             envelope.reply(engine_index(ctx))
         elif op == "dead_letters":
-            envelope.reply([(d.target_id, d.envelope.message, d.reason)
-                            for d in ctx.engine.dead_letters])
+            envelope.reply([(d.target_id, d.envelope.message if isinstance(
+                d.envelope.message, (int, str, tuple)) else repr(d.envelope.message), d.reason)
+                for d in ctx.engine.dead_letters])
         elif op == "unpicklable":
             ctx.send(args[0], threading.Lock())
             envelope.reply(True)
@@ -121,9 +134,10 @@ class Writer:
         self.pause = pause
 
     def receive(self, envelope):
-        if envelope.message == "ping":
-            envelope.reply("pong")
-            return
+        if not isinstance(envelope.message, int):
+            if envelope.message == "ping":
+                envelope.reply("pong")
+            return              # other asks stay unanswered
         os.write(self.fd, b"%d\n" % envelope.message)
         if self.pause:
             time.sleep(self.pause)
