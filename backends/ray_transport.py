@@ -745,8 +745,12 @@ class RayCluster:
                  start_timeout: float = 60.0) -> None:
         self.count = engines
         self.started_ray = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()      # the driver's links; any thread
         self._seq = [0] * engines
+        self._pending: list[list] = [[] for _ in range(engines)]  # sends not yet sent
+        self._window_used = [0] * engines
+        self._window = window
+        self._batch_limit = batch_limit
         self._pins: dict[str, int] = {}
         self._lost: dict[int, str] = {}
         self._dead: list[DeadLetter] = []
@@ -827,6 +831,7 @@ class RayCluster:
                      if i not in self._lost])
             self._pins[actor_id] = pin
         with self._lock:
+            self._flush(where, force=True)
             ref = self.hosts[where].spawn.remote(DRIVER, self._next_seq(where), actor_class,
                                                  actor_id, args, kwargs, options)
         status, exc = ray.get(ref)
@@ -834,28 +839,56 @@ class RayCluster:
             raise exc
 
     def send(self, target_id: str, message: Any, kind: str = "send") -> None:
+        """Queue a send on the driver's link to the id's engine; sent at once while
+        fewer than ``window`` batches are in flight, else with the next batch."""
         self._check_open(f"send to {target_id!r}")
         where = self.engine_of(target_id)
         item = (None, None, _PILL) if kind == "pill" else (None, message, None)
-        try:
-            payload = _dumps([(target_id, [item], False)])
-        except Exception as exc:
-            raise TypeError(_unpicklable_reason(f"the message {message!r}", repr(exc))) from exc
+        if kind != "pill":
+            why = _picklable(message)
+            if why is not None:
+                raise TypeError(_unpicklable_reason(f"the message {message!r}", why))
         if where in self._lost:
             self._dead_letter(target_id, message, kind, self._lost[where])
             return
         with self._lock:
-            ref = self.hosts[where].deliver.remote(DRIVER, self._next_seq(where), payload)
-        fut = ref.future()
-        self._inflight.add(fut)
-        fut.add_done_callback(lambda f: self._delivered(f, target_id, message, kind, where))
+            pending = self._pending[where]
+            pending.append((target_id, item, message, kind))
+            if self._window_used[where] < self._window:
+                self._flush(where, force=False)
 
-    def _delivered(self, fut: Future, target_id: str, message: Any, kind: str,
-                   where: int) -> None:
-        self._inflight.discard(fut)
-        if fut.exception() is not None:
-            self._dead_letter(target_id, message, kind,
-                              f"engine {where} lost; possibly delivered")
+    def _flush(self, where: int, force: bool) -> None:
+        """Send the driver's pending sends to engine ``where``; under self._lock."""
+        pending = self._pending[where]
+        while pending and (force or self._window_used[where] < self._window):
+            chunk = pending[:self._batch_limit]
+            del pending[:self._batch_limit]
+            entries: list = []
+            for target_id, item, _, _ in chunk:
+                if entries and entries[-1][0] == target_id:
+                    entries[-1][1].append(item)
+                else:
+                    entries.append((target_id, [item], False))
+            ref = self.hosts[where].deliver.remote(DRIVER, self._next_seq(where),
+                                                   _dumps(entries))
+            self._window_used[where] += 1
+            fut = ref.future()
+            self._inflight.add(fut)
+            fut.add_done_callback(lambda f, chunk=chunk: self._delivered(f, where, chunk))
+
+    def _delivered(self, fut: Future, where: int, chunk: list) -> None:
+        with self._lock:
+            self._inflight.discard(fut)
+            self._window_used[where] -= 1
+            if fut.exception() is not None:
+                for target_id, _, message, kind in chunk:
+                    self._dead_letter(target_id, message, kind,
+                                      f"engine {where} lost; possibly delivered")
+                for target_id, _, message, kind in self._pending[where]:
+                    self._dead_letter(target_id, message, kind, f"engine {where} lost")
+                self._pending[where].clear()
+            elif self._pending[where]:
+                self._flush(where, force=False)
 
     def _dead_letter(self, target_id: str, message: Any, kind: str, reason: str) -> None:
         mtype = backstage.MessageType.POISON_PILL if kind == "pill" else \
@@ -875,6 +908,7 @@ class RayCluster:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: {self._lost[where]}"))
             return future
         with self._lock:
+            self._flush(where, force=True)          # sends queued before it go first
             ref = self.hosts[where].ask.remote(DRIVER, self._next_seq(where), target_id,
                                                payload, timeout)
 
@@ -900,7 +934,7 @@ class RayCluster:
         deadline = None if timeout is None else time.monotonic() + timeout
         previous = None
         while True:
-            while self._inflight:
+            while self._inflight or any(self._pending):
                 if deadline is not None and time.monotonic() > deadline:
                     return False
                 time.sleep(0.001)

@@ -448,6 +448,17 @@ def test_a_multi_node_cluster_loses_a_node_mid_traffic_and_accounts_for_every_me
         nodes.shutdown()
 
 
+def test_the_word_count_example_counts_as_one_process_would():
+    root = Path(backstage.__file__).parent
+
+    out = subprocess.run([sys.executable, str(root / "examples" / "wordcount_cluster.py"),
+                          "--copies", "20"], cwd=root, capture_output=True, text=True,
+                         timeout=170)
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "counts match a count made in one process" in out.stdout.splitlines()
+
+
 def test_no_ray_process_is_left_after_the_clusters_close():
     deadline = time.monotonic() + 30
     while _descendants(os.getpid()) and time.monotonic() < deadline:
