@@ -3054,13 +3054,14 @@ class Cluster:
             raise TypeError(f"send() needs a str actor id, not {target_id!r}")
         self._impl.send(target_id, message)
 
-    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> Future:
+    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> Future[Any]:
         """Send ``message`` and return a future for the reply; any thread."""
         if type(target_id) is not str:
             raise TypeError(f"ask() needs a str actor id, not {target_id!r}")
         if timeout is not None:
             _check_delay("ask", "timeout", timeout, allow_zero=False)
-        return self._impl.ask(target_id, message, timeout)
+        future: Future[Any] = self._impl.ask(target_id, message, timeout)
+        return future
 
     def poison_pill(self, target_id: str) -> None:
         """Stop ``target_id`` after the messages already in its inbox; any thread."""
@@ -3070,7 +3071,8 @@ class Cluster:
 
     def get_engine_of(self, actor_id: str) -> int:
         """The engine number ``actor_id`` is placed on (by hash, or pinned by spawn_actor)."""
-        return self._impl.engine_of(actor_id)
+        engine: int = self._impl.engine_of(actor_id)
+        return engine
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every engine is idle and nothing is in flight; False on timeout.
@@ -3078,15 +3080,18 @@ class Cluster:
         Idle means no message queued in any engine and none between engines;
         timers and pending asks do not count.
         """
-        return self._impl.wait_idle(timeout)
+        idle: bool = self._impl.wait_idle(timeout)
+        return idle
 
     def dead_letters(self) -> list[DeadLetter]:
         """The dead letters of every live engine and of the driver's own sends."""
-        return self._impl.dead_letters()
+        letters: list[DeadLetter] = self._impl.dead_letters()
+        return letters
 
     def stats(self) -> list[dict[str, Any]]:
         """One dict per live engine: pid, actors, messages, dead letters, links."""
-        return self._impl.stats()
+        stats: list[dict[str, Any]] = self._impl.stats()
+        return stats
 
     def kill_engine(self, engine: int) -> None:
         """Kill one engine's process, as a crash would (for tests and drills)."""
@@ -3095,7 +3100,8 @@ class Cluster:
     @property
     def lost(self) -> dict[int, str]:
         """Engines lost so far: number -> why."""
-        return self._impl.lost
+        lost: dict[int, str] = self._impl.lost
+        return lost
 
     def close(self) -> None:
         """Close every engine (every actor's deinit runs once); idempotent."""
