@@ -44,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from itertools import repeat
 from typing import Any
 
 import ray
@@ -71,7 +72,9 @@ _CODES = {"publish": _PUBLISH, "terminated": _TERMINATED, "ask": _ASK, "pill": _
 
 _TUPLE = {tuple}
 _NONE = {None}
-_third = operator.itemgetter(2)
+_first, _second, _third = (operator.itemgetter(i) for i in range(3))
+# How the items of one entry of a batch cross (see _Link._wire).
+_CODED, _PLAIN, _ONE_SENDER = range(3)
 
 
 def home_of(actor_id: str, engines: int) -> int:
@@ -250,16 +253,24 @@ class _Link:
     def _wire(self, entries: list) -> list:
         """The entries as they cross: plain sends untouched, the rest coded.
 
-        (target_id, items, plain): ``plain`` says every item is a plain send,
-        found by two passes in C (map over type and item 2) instead of a
-        Python loop; the receiver then queues the list as it is.
+        (target_id, items, form): form _PLAIN says every item is a plain
+        send, found by passes in C (map over type and item 2) instead of a
+        Python loop, and the receiver queues the list as it is; _ONE_SENDER
+        says they also share one sender, and only (sender, messages) cross:
+        a list of messages pickles in about a third of the bytes and time of
+        a list of (sender, message, None) tuples.
         """
         wire = []
         for target_id, items in entries:
             if target_id is None:
-                wire.append((None, items, False))
+                wire.append((None, items, _CODED))
             elif set(map(type, items)) == _TUPLE and set(map(_third, items)) == _NONE:
-                wire.append((target_id, items, True))
+                senders = set(map(_first, items))
+                if len(senders) == 1:
+                    wire.append((target_id, (senders.pop(), list(map(_second, items))),
+                                 _ONE_SENDER))
+                else:
+                    wire.append((target_id, items, _PLAIN))
             else:
                 out = []
                 for item in items:
@@ -267,7 +278,7 @@ class _Link:
                         out.append(item)
                     else:
                         out.append(self._code(item))
-                wire.append((target_id, out, False))
+                wire.append((target_id, out, _CODED))
         return wire
 
     def _code(self, item: Any) -> tuple:
@@ -423,8 +434,12 @@ class _Host:
         """
         marks: list = []
         self.marks = marks
-        for target_id, items, plain in pickle.loads(payload):
-            if plain:
+        for target_id, items, form in pickle.loads(payload):
+            if form == _ONE_SENDER:
+                sender_id, messages = items
+                self._deliver(target_id, list(zip(repeat(sender_id), messages, repeat(None))))
+                continue
+            if form == _PLAIN:
                 self._deliver(target_id, items)
                 continue
             if target_id is None:
@@ -868,7 +883,7 @@ class RayCluster:
                 if entries and entries[-1][0] == target_id:
                     entries[-1][1].append(item)
                 else:
-                    entries.append((target_id, [item], False))
+                    entries.append((target_id, [item], _CODED))
             ref = self.hosts[where].deliver.remote(DRIVER, self._next_seq(where),
                                                    _dumps(entries))
             self._window_used[where] += 1
