@@ -5,8 +5,9 @@
 - throughput between two engines, one way and both ways, at link batch limits
   of 100, 1,000 and 10,000, against Ray's own batched actor -> actor calls
   (a sender actor calling ``receiver.recv.remote(batch)`` fire-and-forget,
-  at most ``window`` calls in flight, batches of the same size); CPU seconds
-  of the two processes per message beside it;
+  at most ``window`` calls in flight, batches of the same size; both ways,
+  two threaded actors that each send and receive, one process per side as
+  with two engines); CPU seconds of the processes per message beside it;
 - cross-engine ping-pong against two async Ray actors awaiting each other's
   calls: round trips per second and p99;
 - scaling: CPU-bound work with no cross-engine traffic on 2 engines against 1;
@@ -24,6 +25,7 @@ import os
 import platform
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +42,7 @@ import backstage  # noqa: E402
 from bench.cluster_actors import (  # noqa: E402
     Pinger,
     Ponger,
+    RayPeer,
     RayPinger,
     RayPonger,
     RayReceiver,
@@ -101,18 +104,21 @@ def ours_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
 
 
 def ray_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
-    pairs = [0, 1] if both else [0]
-    receivers = [RayReceiver.remote(n) for _ in pairs]
-    senders = [RaySender.remote() for _ in pairs]
-    pids = ray.get([a.pid.remote() for a in receivers + senders])
+    if both:
+        # Two processes, each sending to the other and receiving, as two engines.
+        peers = [RayPeer.remote(n), RayPeer.remote(n)]
+        receivers, senders = peers, peers[::-1]
+    else:
+        receivers, senders = [RayReceiver.remote(n)], [RaySender.remote()]
+    pids = sorted(set(ray.get([a.pid.remote() for a in receivers + senders])))
     cpu0 = sum(_cpu(p) for p in pids)
     starts = ray.get([s.go.remote(r, n, limit, 4) for s, r in zip(senders, receivers,
                                                                     strict=True)])
     ends = ray.get([r.ended.remote() for r in receivers])
     cpu = sum(_cpu(p) for p in pids) - cpu0
-    for actor in receivers + senders:
+    for actor in set(receivers + senders):
         ray.kill(actor)
-    total = n * len(pairs)
+    total = n * len(receivers)
     return total / (max(ends) - min(starts)), cpu / total * 1e6
 
 
@@ -161,6 +167,21 @@ def scaling(engines: int, jobs: int, work: int) -> float:
         cluster.wait_idle(600)
         end = max(_ask(cluster, sink, "ended") for _, sink in spinners)
         return per * len(spinners) / (end - start)
+
+
+def machine_scaling(iterations: int = 20_000_000) -> float:
+    """What this machine gives two CPU-bound processes at once, against one:
+    the ceiling any 2-engine scaling can show here."""
+    code = f"t = 0\nfor i in range({iterations}): t += i"
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    one = time.monotonic() - start
+    start = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    for proc in procs:
+        proc.wait()
+    two = time.monotonic() - start
+    return 2 * one / two
 
 
 # -- failure detection -----------------------------------------------------------------
@@ -218,6 +239,10 @@ def main() -> None:
         one = med(scaling(1, jobs, work) for _ in range(args.repeat))
         two = med(scaling(2, jobs, work) for _ in range(args.repeat))
         line("CPU-bound work, 2 engines against 1", two, one, "jobs/s", ",.1f")
+        ceiling = med(machine_scaling() for _ in range(args.repeat))
+        rows.append(f"| the machine's own ceiling: 2 CPU-bound processes against 1 | "
+                    f"{ceiling:.2f}x | | |")
+        print(rows[-1], flush=True)
         detect = sorted(detection() for _ in range(max(3, args.repeat)))
         rows.append(f"| failure detection (SIGKILL to dead letters + TERMINATED) | "
                     f"median {med(detect):.1f} ms, max {detect[-1]:.1f} ms | | |")

@@ -153,19 +153,55 @@ class RaySender:
         return os.getpid()
 
     def go(self, receiver: Any, n: int, batch: int, window: int) -> float:
-        start = time.monotonic()
-        inflight: list = []
-        pending: list = []
-        for i in range(n):
-            # One append per message, as a program that batches its sends does.
-            pending.append(i)
-            if len(pending) == batch or i == n - 1:
-                if len(inflight) >= window:
-                    _, inflight = ray.wait(inflight, num_returns=1)
-                inflight.append(receiver.recv.remote(pending))
-                pending = []
-        ray.wait(inflight, num_returns=len(inflight))
-        return start
+        return _ray_send(receiver, n, batch, window)
+
+
+def _ray_send(receiver: Any, n: int, batch: int, window: int) -> float:
+    """Ray's own batched sends: at most ``window`` calls in flight; the start time."""
+    start = time.monotonic()
+    inflight: list = []
+    pending: list = []
+    for i in range(n):
+        # One append per message, as a program that batches its sends does.
+        pending.append(i)
+        if len(pending) == batch or i == n - 1:
+            if len(inflight) >= window:
+                _, inflight = ray.wait(inflight, num_returns=1)
+            inflight.append(receiver.recv.remote(pending))
+            pending = []
+    ray.wait(inflight, num_returns=len(inflight))
+    return start
+
+
+@ray.remote(num_cpus=0, max_concurrency=2)
+class RayPeer:
+    """Sends and receives in one process, as an engine does: the both-ways
+    comparison (one process per side, as with two engines)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.end = 0.0
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    @ray.method(enable_task_events=False)
+    def recv(self, batch: list) -> None:
+        on_message = self.on_message
+        for message in batch:
+            on_message(message)
+
+    def on_message(self, message: Any) -> None:
+        self.count += 1
+        if self.count == self.n:
+            self.end = time.monotonic()
+
+    def ended(self) -> float:
+        return self.end
+
+    def go(self, receiver: Any, n: int, batch: int, window: int) -> float:
+        return _ray_send(receiver, n, batch, window)
 
 
 @ray.remote(num_cpus=0)
