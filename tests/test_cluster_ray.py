@@ -8,7 +8,9 @@ backend inside Ray's actors by design, so these tests are not parametrised
 over loop backends.
 """
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -375,6 +377,28 @@ def test_closing_a_cluster_runs_every_deinit_once(cluster, tmp_path):
             two.spawn_actor(Deinit, f"closing-{i}", str(path))
 
     assert sorted(path.read_text().split()) == [f"closing-{i}" for i in range(6)]
+
+
+def test_with_the_inspector_on_every_engine_of_the_cluster_is_found_with_its_actors(cluster):
+    import inspector_curses
+    with _make_cluster(2, inspector=True) as watched:
+        for i in range(3):
+            watched.spawn_actor(Echo, f"inspected-{i}", pin=i % 2)
+
+        paths = [s["inspector"] for s in watched.stats()]
+        found = {e.path for e in inspector_curses.find_engines()}
+        assert set(paths) <= found and len(set(paths)) == 2
+        counts = []
+        for path in paths:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(path)
+                sock.settimeout(30)
+                lines = sock.makefile()
+                snapshot = json.loads(lines.readline())
+                while snapshot.get("type") != "snapshot":
+                    snapshot = json.loads(lines.readline())
+            counts.append(snapshot["engine"]["actors"])
+        assert counts == [2, 1]
 
 
 def test_without_ray_installed_cluster_says_how_to_install_it(monkeypatch):
