@@ -792,6 +792,7 @@ class RayCluster:
     def _init_ray(self, address: str | None, ray_init: dict) -> None:
         kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False}
         path = os.pathsep.join(p for p in sys.path if p)
+        address = address or os.environ.get("RAY_ADDRESS") or None   # Ray's own variable
         if address is None:
             # Ray started here: bound to loopback; its workers inherit this
             # environment, so the driver's modules import there.  (A job-level
@@ -801,7 +802,9 @@ class RayCluster:
             saved = os.environ.get("PYTHONPATH")
             os.environ["PYTHONPATH"] = path
             try:
-                ray.init(**kwargs)
+                # "local": a new Ray, never one that `ray start` left running
+                # on this machine (address=None would join that one).
+                ray.init(address="local", **kwargs)
             finally:
                 if saved is None:
                     del os.environ["PYTHONPATH"]
