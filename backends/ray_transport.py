@@ -1015,11 +1015,14 @@ class RayCluster:
             return
         self._closed = True
         live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
-        try:
-            ray.get([h.closing.remote() for h in live], timeout=30)
-            ray.get([h.stop.remote() for h in live], timeout=60)
-        except Exception as exc:
-            log.warning("cluster: closing the engines: %r", exc)
+        # First every engine stops watching its peers (their closing is no loss),
+        # then each closes; one that died meanwhile does not keep the others open.
+        for step in ("closing", "stop"):
+            for ref in [getattr(h, step).remote() for h in live]:
+                try:
+                    ray.get(ref, timeout=60)
+                except Exception as exc:
+                    log.warning("cluster: %s an engine: %r", step, exc)
         for handle in self.hosts:
             try:
                 ray.kill(handle, no_restart=True)
