@@ -52,7 +52,7 @@ import ray
 import backstage
 from backstage import ActorNotFound, DeadLetter, Engine, Envelope
 
-__all__ = ["RayCluster", "EngineHost", "home_of"]
+__all__ = ["RayCluster", "EngineHost", "home_of", "this_engine"]
 
 log = logging.getLogger("backstage.cluster")
 
@@ -66,8 +66,9 @@ DEFAULT_WINDOW = 4
 # Wire codes of queued items that are not plain sends.  A plain send crosses
 # as the engine's own (sender_id, message, None) tuple, untouched.
 _PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON = range(1, 9)
-_CODES = {"publish": _PUBLISH, "terminated": _TERMINATED, "ask": _ASK, "pill": _PILL,
-          "subscribe": _SUB, "unsubscribe": _UNSUB, "monitor": _MON, "demonitor": _DEMON}
+_MT = backstage.MessageType
+_CODES = {_MT.PUBLISH: _PUBLISH, _MT.TERMINATED: _TERMINATED, _MT.POISON_PILL: _PILL,
+          _MT.SUBSCRIBE: _SUB, _MT.UNSUBSCRIBE: _UNSUB, "monitor": _MON, "demonitor": _DEMON}
 
 
 _TUPLE = {tuple}
@@ -75,6 +76,28 @@ _NONE = {None}
 _first, _second, _third = (operator.itemgetter(i) for i in range(3))
 # How the items of one entry of a batch cross (see _Link._wire).
 _CODED, _PLAIN, _ONE_SENDER = range(3)
+
+
+_RUNNING = backstage._RUNNING
+
+
+def _is_stand_in(ctx: Any) -> bool:
+    """Whether ``ctx`` is a stand-in for an actor on another engine."""
+    return ctx._inbox.__class__ is backstage._StandInInbox
+
+
+# The engine of this process, in an engine process (one per process).
+_current: _Host | None = None
+
+
+def this_engine() -> int | None:
+    """The number of the cluster engine this code runs on, or None outside one."""
+    return None if _current is None else _current.index
+
+
+def current_host() -> _Host | None:
+    """This process's engine host (its transport state), for tools and benchmarks."""
+    return _current
 
 
 def home_of(actor_id: str, engines: int) -> int:
@@ -116,33 +139,27 @@ def _portable_exception(exc: BaseException) -> BaseException:
 # The engine side: one EngineHost per engine, in its own process
 ###############################################################################
 
-class _Done:
-    """The ``future`` of a _RemoteReply: only ``done()`` is asked of it."""
-    __slots__ = ("flag",)
-
-    def __init__(self) -> None:
-        self.flag = False
-
-    def done(self) -> bool:
-        return self.flag
-
-
 class _RemoteReply:
     """The reply channel of an ask that came from another engine.
 
-    Duck-typed like the engine's own reply channel: the engine calls
-    ``settle`` (any thread) and reads ``future.done()``.  Settling sends the
-    value back over the link to the asking engine.
+    Duck-typed like the engine's own reply channel (``settle`` from any
+    thread, ``done()``, and ``remote_id`` for ``Engine._register_reply`` when
+    the ask is forwarded once more).  Settling sends the value back over the
+    link to the asking engine, from the engine's thread.  (backstage's own
+    _RemoteReply has no thread hop and no remote_id, hence this one.)
     """
-    __slots__ = ("host", "src", "reply_id", "future", "remote_id", "target_id")
+    __slots__ = ("host", "src", "reply_id", "flag", "remote_id", "target_id")
 
     def __init__(self, host: _Host, src: int, reply_id: str, target_id: str) -> None:
         self.host = host
         self.src = src
         self.reply_id = reply_id
         self.target_id = target_id
-        self.future = _Done()
+        self.flag = False
         self.remote_id: str | None = None
+
+    def done(self) -> bool:
+        return self.flag
 
     def settle(self, value: Any, exc: BaseException | None) -> None:
         engine = self.host.engine
@@ -152,13 +169,13 @@ class _RemoteReply:
             self._settle_here(value, exc)
 
     def _settle_here(self, value: Any, exc: BaseException | None) -> None:
-        if self.future.flag:
+        if self.flag:
             if exc is None:
                 self.host.engine._dead_letter(
                     "(ask)", Envelope(self.target_id, backstage.MessageType.SEND, value),
                     "reply came after the ask was answered")
             return
-        self.future.flag = True
+        self.flag = True
         self.host.send_reply(self.src, self.reply_id, value, exc)
 
 
@@ -184,7 +201,7 @@ class _Link:
     def add(self, target_id: str, items: list) -> None:
         """A stand-in's batch for ``target_id``; sent at the end of this tick."""
         if self.lost is not None:
-            self.host.engine._dead_letter_items(target_id, items, self.lost)
+            self.host.engine._dead_letter_all(target_id, items, self.lost)
             return
         self.pending.append((target_id, items))
         self.pending_count += len(items)
@@ -283,15 +300,15 @@ class _Link:
 
     def _code(self, item: Any) -> tuple:
         sender_id, kind, message, topic, reply = backstage._item_fields(item)
+        if reply is not None:                   # an ask
+            reply_id = self.host.engine._register_reply(reply)
+            self.asked[reply_id] = reply
+            return (sender_id, (message, reply_id), _ASK)
         code = _CODES.get(kind)
-        if code is None:                        # "send": a bare message from Engine.send
+        if code is None:                        # a send: a bare message from Engine.send
             return (sender_id, message, None)
         if code == _PUBLISH:
             return (sender_id, (topic, message), code)
-        if code == _ASK:
-            reply_id = self.host.engine._register_reply(reply)
-            self.asked[reply_id] = reply
-            return (sender_id, (message, reply_id), code)
         if code in (_SUB, _UNSUB):
             return (sender_id, topic, code)
         return (sender_id, message, code)
@@ -316,7 +333,7 @@ class _Link:
                 else:
                     reason = _unpicklable_reason("the message", why)
                     log.error("dead letter for %r: %s", target_id, reason)
-                    engine._dead_letter_items(target_id, [item], reason)
+                    engine._dead_letter_all(target_id, [item], reason)
             if good:
                 kept.append((target_id, good))
             entries[i] = (target_id, good)
@@ -348,16 +365,17 @@ class _Link:
         self._dead_letter(pending, reason)
         engine = self.host.engine
         for reply_id, reply in list(self.asked.items()):
-            engine._replies.pop(reply_id, None)
-            if not reply.future.done():
-                reply._settle_here(None, ActorNotFound(f"no reply: {reason}"))
+            if engine._transport is not None:
+                engine._transport.replies.pop(reply_id, None)
+            if not reply.done():
+                reply.settle(None, ActorNotFound(f"no reply: {reason}"))
         self.asked.clear()
 
     def _dead_letter(self, entries: list, reason: str) -> None:
         engine = self.host.engine
         for target_id, items in entries:
             if target_id is not None:
-                engine._dead_letter_items(target_id, items, reason)
+                engine._dead_letter_all(target_id, items, reason)
 
 
 class _Host:
@@ -384,6 +402,8 @@ class _Host:
         self.engine = Engine(backend="asyncio", inspector=inspector,
                              dead_letters_kept=settings.get("dead_letters_kept", 1000))
         self.engine.attach_transport(self)
+        global _current
+        _current = self
         self.task = asyncio.ensure_future(self.engine.run_async())
 
     # -- the transport interface the engine calls ------------------------------
@@ -472,7 +492,7 @@ class _Host:
                 engine._resolve_missing(target_id)     # forward to where it lives
         engine._deliver_remote(target_id, items)
         ctx = engine._registry.get(target_id)
-        if ctx is not None and ctx._receive is not backstage._STAND_IN:
+        if ctx is not None and not _is_stand_in(ctx):
             # Handled once the actor's count of messages taken reaches this.
             self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head))
 
@@ -491,7 +511,7 @@ class _Host:
         self.check_scheduled = False
         still = []
         for marks, handled in self.unhandled:
-            if all(ctx._count >= mark or ctx._state != "running" for ctx, mark in marks):
+            if all(ctx._count >= mark or ctx._state is not _RUNNING for ctx, mark in marks):
                 if not handled.done():
                     handled.set_result(None)
             else:
@@ -508,19 +528,17 @@ class _Host:
         sender_id, message, code = item
         if code == _PUBLISH:
             topic, message = message
-            return (sender_id, backstage._publication(sender_id, message, topic),
-                    backstage._PUBLISH)
+            return backstage._remote_item(sender_id, _MT.PUBLISH, message, topic)
         if code == _ASK:
             message, reply_id = message
             return (sender_id, message, _RemoteReply(self, src, reply_id, target_id))
         if code == _TERMINATED:
             watched = self.engine._registry.get(sender_id)
-            if watched is not None and watched._receive is backstage._STAND_IN \
-                    and watched._monitors:
+            if watched is not None and _is_stand_in(watched) and watched._monitors:
                 watched._monitors.pop(target_id, None)   # told by its own engine
-            return (sender_id, message, backstage._TERMINATED)
+            return backstage._remote_item(sender_id, _MT.TERMINATED, message)
         if code == _PILL:
-            return backstage._PILL
+            return backstage._remote_item(None, _MT.POISON_PILL, None)
         return None
 
     def _operate(self, src: int, target_id: str, item: tuple) -> None:
@@ -579,9 +597,8 @@ class _Host:
         log.warning("engine %d: %s", self.index, reason)
         engine = self.engine
         for ctx in list(engine._registry.values()):
-            if ctx._receive is backstage._STAND_IN and ctx._state == "running" \
-                    and self._points_to(ctx, peer):
-                engine._stop_stand_in(ctx, reason)
+            if _is_stand_in(ctx) and ctx._state is _RUNNING and self._points_to(ctx, peer):
+                engine._stop_stand_in(ctx.actor_id, reason)
         self.links[peer].lose(reason)
         self.held.pop(peer, None)
 
@@ -689,7 +706,7 @@ class EngineHost:
     async def stats(self) -> dict:
         host = self.host
         engine = host.engine
-        actors = [c for c in engine._registry.values() if c._receive is not backstage._STAND_IN]
+        actors = [c for c in engine._registry.values() if not _is_stand_in(c)]
         return {"engine": self.index, "pid": os.getpid(),
                 "node": ray.get_runtime_context().get_node_id(),
                 "actors": len(actors), "messages": sum(c._count for c in actors),
@@ -714,7 +731,7 @@ class EngineHost:
 
     async def get_actor_ids(self) -> list:
         engine = self.host.engine
-        return [i for i, c in engine._registry.items() if c._receive is not backstage._STAND_IN]
+        return [i for i, c in engine._registry.items() if not _is_stand_in(c)]
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(engine, *args)`` on the engine's thread (tests, tools)."""

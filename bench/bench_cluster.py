@@ -186,6 +186,12 @@ def machine_scaling(iterations: int = 20_000_000) -> float:
 
 # -- failure detection -----------------------------------------------------------------
 
+def _lost_at(engine: backstage.Engine) -> dict:
+    from backends.ray_transport import current_host
+    host = current_host()
+    return dict(host.lost_at) if host is not None else {}
+
+
 def detection() -> float:
     """Milliseconds from SIGKILL of engine 1 to engine 0 having handled the loss."""
     with backstage.Cluster("ray", engines=2) as cluster:
@@ -193,7 +199,7 @@ def detection() -> float:
         t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         while True:
-            stats = cluster._impl.call(0, lambda engine: dict(engine._transport.lost_at))
+            stats = cluster._impl.call(0, _lost_at)
             if 1 in stats:
                 return (stats[1] - t0) * 1e3
             time.sleep(0.005)
