@@ -1731,6 +1731,13 @@ class _Sending(_EngineState):
     # _settle_reply(id, value, exc); the far side wraps the id in a
     # _RemoteReply.  A lost engine: _stop_stand_in(target_id, reason), and its
     # queued items become dead letters and its monitors are told.
+    # Subscribing to, unsubscribing from, monitoring or demonitoring a
+    # stand-in queues the operation in its inbox (tags _SUBSCRIBE,
+    # _UNSUBSCRIBE, _MONITOR, _DEMONITOR; _item_fields names them), so it
+    # reaches the real actor in order with the sender's messages; a monitor
+    # also stays on the stand-in, for a lost engine.  A transport with a
+    # spawned(ctx) method is told of every spawn (the Ray transport announces
+    # where actor-spawned ids live).
 
     def attach_transport(self, transport: Any) -> None:
         """For transports only: route every id this engine does not know to
