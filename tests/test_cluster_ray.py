@@ -414,6 +414,11 @@ def test_an_unknown_transport_is_refused_with_the_names_to_use():
         backstage.Cluster(transport="zmq")
 
 
+def test_a_cluster_of_no_engines_is_refused_at_the_call():
+    with pytest.raises(ValueError, match=r"^engines must be an int of at least 1, got 0$"):
+        backstage.Cluster(transport="ray", engines=0)
+
+
 # -- tests that own a Ray: last, in this order ---------------------------------------
 
 def test_close_shuts_down_the_ray_it_started_and_a_second_cluster_then_works(cluster):
