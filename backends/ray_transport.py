@@ -45,12 +45,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
-import backstage
-from backstage import ActorNotFound, DeadLetter, Engine, Envelope
+if TYPE_CHECKING:
+    import backstage
+    from backstage import ActorNotFound, DeadLetter, Engine, Envelope
+else:
+    try:        # vendored: pkg/_vendor/backstage.py beside pkg/_vendor/backends/
+        from .. import backstage
+    except ImportError:     # backends/ at the top level, or installed as backstage.backends
+        import backstage
+    ActorNotFound, DeadLetter, Engine, Envelope = (
+        backstage.ActorNotFound, backstage.DeadLetter, backstage.Engine, backstage.Envelope)
 
 __all__ = ["RayCluster", "EngineHost", "home_of", "this_engine"]
 
@@ -111,7 +119,8 @@ def _dumps(obj: Any) -> bytes:
     try:
         return pickle.dumps(obj, protocol=5)
     except Exception:
-        return ray.cloudpickle.dumps(obj, protocol=5)
+        pickled: bytes = ray.cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-untyped-call]
+        return pickled
 
 
 def _picklable(obj: Any) -> str | None:
@@ -188,7 +197,7 @@ class _Link:
         self.handle = handle
         self.pending: list[tuple[str | None, Any]] = []  # (target id, raw items) or control
         self.pending_count = 0
-        self.inflight: dict[int, list] = {}              # seq -> entries sent, until acked
+        self.inflight: dict[int, list[Any]] = {}              # seq -> entries sent, until acked
         self.asked: dict[str, Any] = {}                  # reply id -> reply sent this way
         self.seq = 0
         self.flush_scheduled = False
@@ -198,7 +207,7 @@ class _Link:
 
     # -- filling ------------------------------------------------------------
 
-    def add(self, target_id: str, items: list) -> None:
+    def add(self, target_id: str, items: list[Any]) -> None:
         """A stand-in's batch for ``target_id``; sent at the end of this tick."""
         if self.lost is not None:
             self.host.engine._dead_letter_all(target_id, items, self.lost)
@@ -207,7 +216,7 @@ class _Link:
         self.pending_count += len(items)
         self._schedule()
 
-    def add_control(self, control: tuple) -> None:
+    def add_control(self, control: tuple[Any, ...]) -> None:
         if self.lost is None:
             self.pending.append((None, control))
             self.pending_count += 1
@@ -245,10 +254,10 @@ class _Link:
             ref.future().add_done_callback(
                 lambda fut, seq=seq: self.host.loop.call_soon_threadsafe(self._acked, seq, fut))
 
-    def _take(self, limit: int) -> tuple[list, int]:
+    def _take(self, limit: int) -> tuple[list[Any], int]:
         """Up to ``limit`` messages of the pending entries, splitting the last one."""
         pending = self.pending
-        taken: list = []
+        taken: list[Any] = []
         count = 0
         while pending and count < limit:
             target_id, items = pending[0]
@@ -267,7 +276,7 @@ class _Link:
         self.pending_count -= count
         return taken, count
 
-    def _wire(self, entries: list) -> list:
+    def _wire(self, entries: list[Any]) -> list[Any]:
         """The entries as they cross: plain sends untouched, the rest coded.
 
         (target_id, items, form): form _PLAIN says every item is a plain
@@ -298,7 +307,7 @@ class _Link:
                 wire.append((target_id, out, _CODED))
         return wire
 
-    def _code(self, item: Any) -> tuple:
+    def _code(self, item: Any) -> tuple[Any, ...]:
         sender_id, kind, message, topic, reply = backstage._item_fields(item)
         if reply is not None:                   # an ask
             reply_id = self.host.engine._register_reply(reply)
@@ -313,7 +322,7 @@ class _Link:
             return (sender_id, topic, code)
         return (sender_id, message, code)
 
-    def _drop_unpicklable(self, entries: list) -> list:
+    def _drop_unpicklable(self, entries: list[Any]) -> list[Any]:
         """Dead-letter the items that do not pickle; the rest, coded again."""
         engine = self.host.engine
         kept = []
@@ -339,7 +348,7 @@ class _Link:
             entries[i] = (target_id, good)
         return self._wire(kept)
 
-    def _acked(self, seq: int, fut: Future) -> None:
+    def _acked(self, seq: int, fut: Future[Any]) -> None:
         entries = self.inflight.pop(seq, None)
         exc = fut.exception()
         if exc is not None and entries is not None:
@@ -371,7 +380,7 @@ class _Link:
                 reply.settle(None, ActorNotFound(f"no reply: {reason}"))
         self.asked.clear()
 
-    def _dead_letter(self, entries: list, reason: str) -> None:
+    def _dead_letter(self, entries: list[Any], reason: str) -> None:
         engine = self.host.engine
         for target_id, items in entries:
             if target_id is not None:
@@ -381,7 +390,7 @@ class _Link:
 class _Host:
     """The engine of one EngineHost and everything its transport keeps."""
 
-    def __init__(self, index: int, count: int, handles: list, settings: dict,
+    def __init__(self, index: int, count: int, handles: list[Any], settings: dict[str, Any],
                  engine: Engine) -> None:
         self.index = index
         self.count = count
@@ -397,8 +406,8 @@ class _Host:
         self.expect: dict[int, int] = {}          # source -> next sequence number
         self.held: dict[int, dict[int, Any]] = {}  # source -> {seq: thunk} arrived early
         self.received = 0
-        self.marks: list = []                      # (ctx, count) of the batch being applied
-        self.unhandled: list = []                  # (marks, future) not yet handled
+        self.marks: list[Any] = []                      # (ctx, count) of the batch being applied
+        self.unhandled: list[Any] = []                  # (marks, future) not yet handled
         self.check_scheduled = False
         self.engine.attach_transport(self)
         global _current
@@ -444,13 +453,13 @@ class _Host:
             expect += 1
         self.expect[src] = expect
 
-    def apply(self, src: int, payload: bytes, handled: Future | None = None) -> None:
+    def apply(self, src: int, payload: bytes, handled: Future[Any] | None = None) -> None:
         """One batch from ``src``: messages into inboxes, in order, controls applied.
 
         ``handled`` is set once every actor the batch went to has taken all
         that was queued for it then: the acknowledgement the sender waits for.
         """
-        marks: list = []
+        marks: list[Any] = []
         self.marks = marks
         for target_id, items, form in pickle.loads(payload):
             if form == _ONE_SENDER:
@@ -481,7 +490,7 @@ class _Host:
         if handled is not None:
             self.when_handled(marks, handled)
 
-    def _deliver(self, target_id: str, items: list) -> None:
+    def _deliver(self, target_id: str, items: list[Any]) -> None:
         self.received += len(items)
         engine = self.engine
         if target_id not in engine._registry:
@@ -494,7 +503,7 @@ class _Host:
             # Handled once the actor's count of messages taken reaches this.
             self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head))
 
-    def when_handled(self, marks: list, handled: Future) -> None:
+    def when_handled(self, marks: list[Any], handled: Future[Any]) -> None:
         self.unhandled.append((marks, handled))
         if not self.check_scheduled:
             self.check_scheduled = True
@@ -522,7 +531,7 @@ class _Host:
             else:
                 self.loop.call_later(0.002, self._check_handled)
 
-    def _uncode(self, src: int, target_id: str, item: tuple) -> Any:
+    def _uncode(self, src: int, target_id: str, item: tuple[Any, ...]) -> Any:
         sender_id, message, code = item
         if code == _PUBLISH:
             topic, message = message
@@ -539,7 +548,7 @@ class _Host:
             return backstage._remote_item(None, _MT.POISON_PILL, None)
         return None
 
-    def _operate(self, src: int, target_id: str, item: tuple) -> None:
+    def _operate(self, src: int, target_id: str, item: tuple[Any, ...]) -> None:
         """Subscribe, unsubscribe, monitor or demonitor on behalf of a remote actor."""
         sender_id, topic, code = item
         engine = self.engine
@@ -562,7 +571,7 @@ class _Host:
         except Exception as exc:
             log.warning("%r on behalf of %r failed: %s", target_id, sender_id, exc)
 
-    def _control(self, src: int, control: tuple) -> None:
+    def _control(self, src: int, control: tuple[Any, ...]) -> None:
         if control[0] == "reply":
             _, reply_id, value, exc = control
             link = self.links.get(src)
@@ -617,15 +626,15 @@ class _Host:
 @ray.remote(num_cpus=0, max_restarts=0)
 class EngineHost:
     """One backstage engine, run on the event loop of an async Ray actor."""
+    host: _Host             # set by start()
 
-    def __init__(self, index: int, count: int, settings: dict) -> None:
+    def __init__(self, index: int, count: int, settings: dict[str, Any]) -> None:
         self.index = index
         self.count = count
         self.settings = settings
-        self.host: _Host | None = None
         logging.basicConfig(level=settings.get("log_level", logging.WARNING))
 
-    async def start(self, handles: list) -> int:
+    async def start(self, handles: list[Any]) -> int:
         engine = _make_engine(self.settings, "asyncio")
         self.host = _Host(self.index, self.count, handles, self.settings, engine)
         self.task = asyncio.ensure_future(engine.run_async())
@@ -638,7 +647,7 @@ class EngineHost:
     async def deliver(self, src: int, seq: int, payload: bytes) -> None:
         """Returns once the batch is handled (not merely queued): the sender's ack."""
         host = self.host
-        handled: Future = Future()
+        handled: Future[Any] = Future()
         host.arrive(src, seq, lambda: host.apply(src, payload, handled))
         await asyncio.wrap_future(handled)
 
@@ -647,9 +656,10 @@ class EngineHost:
         await asyncio.get_running_loop().create_future()    # never set: fails when we die
 
     async def spawn(self, src: int, seq: int, actor_class: type, actor_id: str,
-                    args: tuple, kwargs: dict, options: dict) -> tuple:
+                    args: tuple[Any, ...], kwargs: dict[str, Any],
+                    options: dict[str, Any]) -> tuple[Any, ...]:
         host = self.host
-        result: Future = Future()
+        result: Future[Any] = Future()
 
         def spawn() -> None:
             try:
@@ -666,9 +676,9 @@ class EngineHost:
 
     @ray.method(enable_task_events=False)
     async def ask(self, src: int, seq: int, target_id: str, payload: bytes,
-                  timeout: float | None) -> tuple:
+                  timeout: float | None) -> tuple[Any, ...]:
         host = self.host
-        holder: list = []
+        holder: list[Any] = []
         ready = asyncio.get_running_loop().create_future()
 
         def ask() -> None:
@@ -690,7 +700,7 @@ class EngineHost:
             return ("err", TypeError(_unpicklable_reason("the reply", why)))
         return ("ok", value)
 
-    async def wait_idle(self) -> dict:
+    async def wait_idle(self) -> dict[str, Any]:
         """Wait until nothing is queued here; then this engine's counters."""
         host = self.host
         # The engine's tick does not tell when it ends: look again soon.
@@ -698,13 +708,13 @@ class EngineHost:
             await asyncio.sleep(0.002)
         return _counters(host)
 
-    async def stats(self) -> dict:
+    async def stats(self) -> dict[str, Any]:
         return _stats(self.host)
 
-    async def dead_letters(self) -> list:
+    async def dead_letters(self) -> list[Any]:
         return _dead_letters(self.host)
 
-    async def get_actor_ids(self) -> list:
+    async def get_actor_ids(self) -> list[Any]:
         engine = self.host.engine
         return [i for i, c in engine._registry.items() if not _is_stand_in(c)]
 
@@ -725,12 +735,12 @@ class EngineHost:
             pass
 
 
-def _counters(host: _Host) -> dict:
+def _counters(host: _Host) -> dict[str, Any]:
     return {"sent": {peer: link.seq for peer, link in host.links.items()},
             "expect": dict(host.expect), "busy": host.busy()}
 
 
-def _stats(host: _Host) -> dict:
+def _stats(host: _Host) -> dict[str, Any]:
     engine = host.engine
     actors = [c for c in engine._registry.values() if not _is_stand_in(c)]
     return {"engine": host.index, "pid": os.getpid(),
@@ -743,7 +753,7 @@ def _stats(host: _Host) -> dict:
             "inspector": engine.inspector_path}
 
 
-def _dead_letters(host: _Host) -> list:
+def _dead_letters(host: _Host) -> list[Any]:
     """The engine's dead letters, each picklable (a message that is not, as its repr)."""
     out = []
     for record in host.engine.dead_letters:
@@ -757,12 +767,12 @@ def _dead_letters(host: _Host) -> list:
     return out
 
 
-def _make_engine(settings: dict, backend: str) -> Engine:
+def _make_engine(settings: dict[str, Any], backend: str) -> Engine:
     return Engine(backend=backend, inspector=settings.get("inspector", False),
                   dead_letters_kept=settings.get("dead_letters_kept", 1000))
 
 
-@ray.remote(num_cpus=0, max_restarts=0,
+@ray.remote(num_cpus=0, max_restarts=0,  # type: ignore[call-overload]
             concurrency_groups={"deliver": 64, "control": 64, "watch": 1000})
 class ThreadedEngineHost:
     """One backstage engine on a thread of its own, in a threaded Ray actor.
@@ -773,17 +783,17 @@ class ThreadedEngineHost:
     1.5 CPU-ms here).  Calls in the "deliver" group run concurrently and the
     reorder buffer puts them in order; a batch's call returns once it is handled.
     """
+    host: _Host             # set by start()
 
-    def __init__(self, index: int, count: int, settings: dict) -> None:
+    def __init__(self, index: int, count: int, settings: dict[str, Any]) -> None:
         self.index = index
         self.count = count
         self.settings = settings
-        self.host: _Host | None = None
         self.thread: threading.Thread | None = None
         logging.basicConfig(level=settings.get("log_level", logging.WARNING))
 
     @ray.method(concurrency_group="control")
-    def start(self, handles: list) -> int:
+    def start(self, handles: list[Any]) -> int:
         ready = threading.Event()
 
         def run() -> None:
@@ -805,7 +815,7 @@ class ThreadedEngineHost:
     @ray.method(concurrency_group="deliver", enable_task_events=False)
     def deliver(self, src: int, seq: int, payload: bytes) -> None:
         host = self.host
-        handled: Future = Future()
+        handled: Future[Any] = Future()
         host.engine._submit(host.arrive, src, seq, lambda: host.apply(src, payload, handled))
         handled.result()
 
@@ -815,9 +825,10 @@ class ThreadedEngineHost:
 
     @ray.method(concurrency_group="control")
     def spawn(self, src: int, seq: int, actor_class: type, actor_id: str,
-              args: tuple, kwargs: dict, options: dict) -> tuple:
+              args: tuple[Any, ...], kwargs: dict[str, Any],
+              options: dict[str, Any]) -> tuple[Any, ...]:
         host = self.host
-        result: Future = Future()
+        result: Future[Any] = Future()
 
         def spawn() -> None:
             try:
@@ -827,7 +838,8 @@ class ThreadedEngineHost:
             except BaseException as exc:
                 result.set_result(("err", _portable_exception(exc)))
         host.engine._submit(host.arrive, src, seq, spawn)
-        return result.result()
+        outcome: tuple[Any, ...] = result.result()
+        return outcome
 
     @ray.method(concurrency_group="control")
     def pin(self, actor_id: str, where: int) -> None:
@@ -835,9 +847,9 @@ class ThreadedEngineHost:
 
     @ray.method(concurrency_group="control", enable_task_events=False)
     def ask(self, src: int, seq: int, target_id: str, payload: bytes,
-            timeout: float | None) -> tuple:
+            timeout: float | None) -> tuple[Any, ...]:
         host = self.host
-        asked: Future = Future()
+        asked: Future[Any] = Future()
 
         def ask() -> None:
             try:
@@ -855,19 +867,22 @@ class ThreadedEngineHost:
         return ("ok", value)
 
     @ray.method(concurrency_group="control")
-    def wait_idle(self) -> dict:
+    def wait_idle(self) -> dict[str, Any]:
         host = self.host
         while self._on_engine(host.busy):
             time.sleep(0.002)
-        return self._on_engine(_counters, host)
+        counters: dict[str, Any] = self._on_engine(_counters, host)
+        return counters
 
     @ray.method(concurrency_group="control")
-    def stats(self) -> dict:
-        return self._on_engine(_stats, self.host)
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self._on_engine(_stats, self.host)
+        return stats
 
     @ray.method(concurrency_group="control")
-    def dead_letters(self) -> list:
-        return self._on_engine(_dead_letters, self.host)
+    def dead_letters(self) -> list[Any]:
+        letters: list[Any] = self._on_engine(_dead_letters, self.host)
+        return letters
 
     @ray.method(concurrency_group="control")
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -885,11 +900,11 @@ class ThreadedEngineHost:
             self.thread.join(5)
 
 
-def _with_args(actor_class: type, args: tuple, kwargs: dict) -> type:
+def _with_args(actor_class: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> type:
     """``actor_class`` whose constructor gets ``args``: the engine's, or a subclass."""
     if not args and not kwargs:
         return actor_class
-    init = actor_class.__init__
+    init = actor_class.__init__  # type: ignore[misc]
 
     def __init__(self: Any, ctx: Any) -> None:
         init(self, ctx, *args, **kwargs)
@@ -907,7 +922,8 @@ class RayCluster:
 
     def __init__(self, engines: int, address: str | None = None, *,
                  batch_limit: int = DEFAULT_BATCH_LIMIT, window: int = DEFAULT_WINDOW,
-                 ray_init: dict | None = None, engine_options: list[dict] | None = None,
+                 ray_init: dict[str, Any] | None = None,
+                 engine_options: list[dict[str, Any]] | None = None,
                  inspector: bool = False, dead_letters_kept: int = 1000,
                  host: str = "async",
                  start_timeout: float = 60.0) -> None:
@@ -918,14 +934,14 @@ class RayCluster:
         self.started_ray = False
         self._lock = threading.RLock()      # the driver's links; any thread
         self._seq = [0] * engines
-        self._pending: list[list] = [[] for _ in range(engines)]  # sends not yet sent
+        self._pending: list[list[Any]] = [[] for _ in range(engines)]  # sends not yet sent
         self._window_used = [0] * engines
         self._window = window
         self._batch_limit = batch_limit
         self._pins: dict[str, int] = {}
         self._lost: dict[int, str] = {}
         self._dead: list[DeadLetter] = []
-        self._inflight: set = set()
+        self._inflight: set[Any] = set()
         self._closed = False
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})
@@ -933,7 +949,7 @@ class RayCluster:
                     "dead_letters_kept": dead_letters_kept}
         options = engine_options or [{}] * engines
         try:
-            host_class = _HOSTS[host]
+            host_class: Any = _HOSTS[host]
             self.hosts = [host_class.options(**options[i]).remote(i, engines, settings)
                           for i in range(engines)]
             self.pids = ray.get([h.start.remote(self.hosts) for h in self.hosts],
@@ -946,7 +962,7 @@ class RayCluster:
             self._shutdown_ray()
             raise
 
-    def _init_ray(self, address: str | None, ray_init: dict) -> None:
+    def _init_ray(self, address: str | None, ray_init: dict[str, Any]) -> None:
         kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False}
         path = os.pathsep.join(p for p in sys.path if p)
         address = address or os.environ.get("RAY_ADDRESS") or None   # Ray's own variable
@@ -991,8 +1007,9 @@ class RayCluster:
         self._seq[engine] += 1
         return self._seq[engine]
 
-    def spawn_actor(self, actor_class: type, actor_id: str, args: tuple, kwargs: dict,
-                    pin: int | None, options: dict) -> None:
+    def spawn_actor(self, actor_class: type, actor_id: str, args: tuple[Any, ...],
+                    kwargs: dict[str, Any],
+                    pin: int | None, options: dict[str, Any]) -> None:
         self._check_open(f"spawn {actor_id!r}")
         where = home_of(actor_id, self.count) if pin is None else pin
         if where in self._lost:
@@ -1038,7 +1055,7 @@ class RayCluster:
         while pending and (force or self._window_used[where] < self._window):
             chunk = pending[:self._batch_limit]
             del pending[:self._batch_limit]
-            entries: list = []
+            entries: list[Any] = []
             for target_id, item, _, _ in chunk:
                 if entries and entries[-1][0] == target_id:
                     entries[-1][1].append(item)
@@ -1051,7 +1068,7 @@ class RayCluster:
             self._inflight.add(fut)
             fut.add_done_callback(lambda f, chunk=chunk: self._delivered(f, where, chunk))
 
-    def _delivered(self, fut: Future, where: int, chunk: list) -> None:
+    def _delivered(self, fut: Future[Any], where: int, chunk: list[Any]) -> None:
         with self._lock:
             self._inflight.discard(fut)
             self._window_used[where] -= 1
@@ -1071,14 +1088,14 @@ class RayCluster:
         self._dead.append(DeadLetter(target_id, Envelope(None, mtype, message), reason,
                                      time.time()))
 
-    def ask(self, target_id: str, message: Any, timeout: float | None) -> Future:
+    def ask(self, target_id: str, message: Any, timeout: float | None) -> Future[Any]:
         self._check_open(f"ask {target_id!r}")
         try:
             payload = _dumps(message)
         except Exception as exc:
             raise TypeError(_unpicklable_reason(f"the message {message!r}", repr(exc))) from exc
         where = self.engine_of(target_id)
-        future: Future = Future()
+        future: Future[Any] = Future()
         if where in self._lost:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: {self._lost[where]}"))
             return future
@@ -1087,7 +1104,7 @@ class RayCluster:
             ref = self.hosts[where].ask.remote(DRIVER, self._next_seq(where), target_id,
                                                payload, timeout)
 
-        def done(fut: Future) -> None:
+        def done(fut: Future[Any]) -> None:
             exc = fut.exception()
             if isinstance(exc, ray.exceptions.RayActorError):
                 future.set_exception(ActorNotFound(
@@ -1128,7 +1145,7 @@ class RayCluster:
             if deadline is not None and time.monotonic() > deadline:
                 return False
 
-    def _settled(self, snaps: dict) -> bool:
+    def _settled(self, snaps: dict[int, Any]) -> bool:
         for i, snap in snaps.items():
             if snap["busy"]:
                 return False
@@ -1139,14 +1156,14 @@ class RayCluster:
                     return False
         return True
 
-    def dead_letters(self) -> list:
+    def dead_letters(self) -> list[Any]:
         live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
         out = list(self._dead)
         for records in ray.get([h.dead_letters.remote() for h in live]):
             out.extend(records)
         return out
 
-    def stats(self) -> list:
+    def stats(self) -> list[Any]:
         live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
         return ray.get([h.stats.remote() for h in live])
 

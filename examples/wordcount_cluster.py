@@ -36,11 +36,11 @@ WORD = re.compile(r"[a-z']+")
 class Mapper:
     """Counts the words of each line it gets; sends the counts to their reducers."""
 
-    def __init__(self, ctx, reducers):
+    def __init__(self, ctx: backstage.Context, reducers: list[str]) -> None:
         self.ctx = ctx
         self.reducers = reducers
 
-    def receive(self, envelope):
+    def receive(self, envelope: backstage.Envelope) -> None:
         counts = collections.Counter(WORD.findall(envelope.message.lower()))
         for word, count in counts.items():
             self.ctx.send(reducer_of(word, self.reducers), (word, count))
@@ -49,10 +49,10 @@ class Mapper:
 class Reducer:
     """Adds up the counts of the words it owns; an ask for "table" gets them."""
 
-    def __init__(self, ctx):
-        self.table = collections.Counter()
+    def __init__(self, ctx: backstage.Context) -> None:
+        self.table: collections.Counter[str] = collections.Counter()
 
-    def receive(self, envelope):
+    def receive(self, envelope: backstage.Envelope) -> None:
         if envelope.message == "table":
             envelope.reply(dict(self.table))
         else:
@@ -60,12 +60,12 @@ class Reducer:
             self.table[word] += count
 
 
-def reducer_of(word, reducers):
+def reducer_of(word: str, reducers: list[str]) -> str:
     digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
     return reducers[int.from_bytes(digest, "little") % len(reducers)]
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--engines", type=int, default=2)
     parser.add_argument("--copies", type=int, default=200, help="times the text is fed")
@@ -93,11 +93,11 @@ def main():
                 sent += 1
         cluster.wait_idle()
         elapsed = time.monotonic() - t0
-        total = collections.Counter()
+        total: collections.Counter[str] = collections.Counter()
         for reducer in reducers:
             total.update(cluster.ask(reducer, "table").result(timeout=60))
         links = sum(link["messages"] for s in cluster.stats() for link in s["links"].values())
-    expected = collections.Counter()
+    expected: collections.Counter[str] = collections.Counter()
     for line in lines:
         expected.update(WORD.findall(line.lower()))
     assert total == {w: c * args.copies for w, c in expected.items()}, "counts differ"
