@@ -663,8 +663,7 @@ class EngineHost:
 
         def spawn() -> None:
             try:
-                host.engine.spawn_actor(_with_args(actor_class, args, kwargs), actor_id,
-                                        **options)
+                host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
                 result.set_result(("ok", None))
             except BaseException as exc:
                 result.set_result(("err", _portable_exception(exc)))
@@ -832,8 +831,7 @@ class ThreadedEngineHost:
 
         def spawn() -> None:
             try:
-                host.engine.spawn_actor(_with_args(actor_class, args, kwargs), actor_id,
-                                        **options)
+                host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
                 result.set_result(("ok", None))
             except BaseException as exc:
                 result.set_result(("err", _portable_exception(exc)))
@@ -898,19 +896,6 @@ class ThreadedEngineHost:
         self.host.engine.close()
         if self.thread is not None:
             self.thread.join(5)
-
-
-def _with_args(actor_class: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> type:
-    """``actor_class`` whose constructor gets ``args``: the engine's, or a subclass."""
-    if not args and not kwargs:
-        return actor_class
-    init = actor_class.__init__  # type: ignore[misc]
-
-    def __init__(self: Any, ctx: Any) -> None:
-        init(self, ctx, *args, **kwargs)
-    return type(actor_class.__name__, (actor_class,), {
-        "__init__": __init__, "__module__": actor_class.__module__,
-        "__qualname__": actor_class.__qualname__})
 
 
 ###############################################################################
