@@ -181,3 +181,64 @@ def test_a_stop_that_lands_before_the_run_begins_still_ends_it(engine):
     runner.join(10)
 
     assert not runner.is_alive()
+
+
+class Publisher:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        pass
+
+
+def test_a_publish_from_another_thread_keeps_its_place_among_that_threads_sends(engine):
+    # Sends and other calls from one thread share one queue to the engine thread
+    # (sends as posts, a publish as a call): their order is kept.
+    rec = engine.spawn_actor(Recorder, id="rec")
+    engine.spawn_actor(Publisher, id="pub")
+    pub_ctx = engine.get_actor("pub").ctx
+    rec.ctx.subscribe_to_actor("pub")
+    runner = _run_in_thread(engine)
+
+    def produce():
+        for i in range(300):
+            engine.send("rec", i)
+            if i % 3 == 0:
+                pub_ctx.publish(("published", i))
+            rec.ctx.send("rec", ("from rec", i))
+        engine.poison_pill("rec")
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join()
+    for _ in range(1000):
+        if engine.get_actor("rec") is None:
+            break
+        threading.Event().wait(0.01)
+    engine.stop()
+    runner.join(10)
+
+    expected = []
+    for i in range(300):
+        expected.append((None, i))
+        if i % 3 == 0:
+            expected.append(("pub", ("published", i)))
+        expected.append(("rec", ("from rec", i)))
+    assert [(e.sender_id, e.message) for e in rec.envelopes] == expected
+
+
+def test_a_send_from_another_thread_to_an_id_with_no_actor_is_a_dead_letter(engine):
+    runner = _run_in_thread(engine)
+    sender = threading.Thread(target=lambda: engine.send("nobody", ("a", "tuple")))
+    sender.start()
+    sender.join()
+    for _ in range(1000):
+        if engine.dead_letter_count:
+            break
+        threading.Event().wait(0.01)
+    engine.stop()
+    runner.join(10)
+
+    (letter,) = engine.dead_letters
+    assert (letter.target_id, letter.envelope.sender_id, letter.envelope.message) == \
+        ("nobody", None, ("a", "tuple"))
