@@ -144,8 +144,8 @@ ABOUT = {
                          "deque hand-off with a socketpair wake-up)",
     "cross_thread_ask": "round trips from another thread, one at a time (floor: two "
                         "threads, two queue.Queue)",
-    "proxy_call": "n pipelined engine.proxy(id).add(i) against n engine.ask(id, i, "
-                  "timeout=None) (no timeout either side)",
+    "proxy_call": "n engine.proxy(id).add(i) against n engine.ask(id, i, timeout=None) "
+                  "(no timeout either side), 1,000 in flight at a time",
     "pool_8": "n engine.send to engine.spawn_pool(cls, id, 8) against n to one actor",
     "async_receive": "a burst to an async def receive that awaits nothing against a "
                      "plain receive",
