@@ -44,8 +44,8 @@ starts with a ``####`` banner that says what it holds):
     envelope an item becomes) -> context -> scheduling and sending (send,
     the turn, receive; the transport seam) -> back-pressure and ask ->
     pub/sub -> dead letters -> lifecycle and supervision (strategies beside
-    the code that applies them; the Engine class itself) -> inspector feed
-    -> helpers.
+    the code that applies them; the Engine class itself) -> pools and
+    routing -> test kit -> inspector feed -> helpers.
 
 ``Engine`` is assembled from one class per room (``_Sending``,
 ``_BackPressure``, ``_Asking``, ``_PubSub``, ``_DeadLetters``,
@@ -118,6 +118,7 @@ from __future__ import annotations
 
 import abc
 import atexit
+import bisect
 import collections
 import enum
 import errno
@@ -127,6 +128,7 @@ import itertools
 import json
 import logging
 import os
+import reprlib
 import selectors
 import signal
 import socket
@@ -136,21 +138,37 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+import types
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    NamedTuple,
+    ParamSpec,
+    TypeVar,
+    overload,
+)
 
 __all__ = [
     "Engine", "Context", "Envelope", "MessageType", "DeadLetter", "Timer",
     "Terminated", "Directive", "SupervisorStrategy", "OneForOne", "AllForOne",
     "RestForOne", "Loop", "Handle", "SelectorLoop", "BackstageError",
     "EngineClosed", "ActorNotFound", "InboxFull", "AskFuture",
+    "Proxy", "proxy_method", "MethodCall", "Pool", "ROUTINGS", "Probe",
 ]
 
 __version__ = "0.1.0"
 
 _T = TypeVar("_T")
 _A = TypeVar("_A")     # an actor class: spawn_actor(Counter, ...) returns a Counter
+_R = TypeVar("_R")     # what a proxied method returns
+_P = ParamSpec("_P")   # a proxied method's parameters
+_PX = TypeVar("_PX", bound="Proxy[Any]")  # a Proxy subclass declared with proxy_method
 
 log = logging.getLogger("backstage")
 
@@ -274,6 +292,9 @@ ACTOR_BATCH = 128
 TICK_BUDGET = 2048
 # Seconds between two snapshots of the inspector feed, by default.
 INSPECTOR_INTERVAL = 0.5
+# A receive or callback holding the engine thread longer than this is logged
+# (Engine(slow_callback_s=...); None turns it off).
+SLOW_CALLBACK_S = 1.0
 # Signals that make run_forever() close the engine cleanly (main thread only).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _get_ident = threading.get_ident
@@ -934,6 +955,7 @@ _RUNNING, _STOPPING, _STOPPED = "running", "stopping", "stopped"
 _IDLE = False               # no turn pending: a send schedules it
 _QUEUED = True              # in the engine's ready queue, or in its turn
 _PARKED = "parked"          # waits for room in a full "block" inbox: no turns
+_ROUTER = "router"          # a pool's router: its inbox routes, it never takes a turn
 
 
 class _Extras:
@@ -953,6 +975,7 @@ class _Extras:
         "waiting",          # deque of (item, sender Context, Future) waiting for room
         "waiting_on",       # {target Context: messages of ours waiting there}
         "restarts",         # deque of recent restart times, for the restart intensity
+        "init_args",        # (args, kwargs) of the constructor, made again at a restart
     )
 
     # Each None until first use (typed Any: the engine narrows them by use).
@@ -968,6 +991,7 @@ class _Extras:
     def __init__(self) -> None:
         self.subscribers = self.subscriptions = self.timers = self.watches = None
         self.monitors = self.waiting = self.waiting_on = self.restarts = None
+        self.init_args = None
 
 
 class _ExtraField:
@@ -1034,6 +1058,7 @@ class Context:
     _waiting = _ExtraField()
     _waiting_on = _ExtraField()
     _restarts = _ExtraField()
+    _init_args = _ExtraField()
 
     def __init__(self, engine: Engine, actor_id: str, parent: str | None,
                  capacity: int) -> None:
@@ -1151,17 +1176,31 @@ class Context:
     # -- actors --------------------------------------------------------------
     # Spawning other actors, and stopping this one.
 
-    def spawn_actor(self, actor_class: type[_A], id: str, capacity: int = DEFAULT_CAPACITY,
-                    overflow: str = "grow") -> _A:
-        """Spawn a top-level actor (no parent); see ``Engine.spawn_actor``."""
-        actor: _A = self.engine._spawn(actor_class, id, capacity, overflow, None)
+    def spawn_actor(self, actor_class: type[_A], /, id: str, *args: Any,
+                    capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                    **kwargs: Any) -> _A:
+        """Spawn a top-level actor (no parent), ``actor_class(ctx, *args, **kwargs)``;
+        see ``Engine.spawn_actor``."""
+        actor: _A = self.engine._spawn(actor_class, id, capacity, overflow, None, args, kwargs)
         return actor
 
-    def spawn_child_actor(self, actor_class: type[_A], id: str,
-                          capacity: int = DEFAULT_CAPACITY, overflow: str = "grow") -> _A:
-        """Spawn an actor that this one supervises, and that stops when this one stops."""
-        actor: _A = self.engine._spawn(actor_class, id, capacity, overflow, self)
+    def spawn_child_actor(self, actor_class: type[_A], /, id: str, *args: Any,
+                          capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                          **kwargs: Any) -> _A:
+        """Spawn ``actor_class(ctx, *args, **kwargs)`` as an actor that this one
+        supervises, and that stops when this one stops."""
+        actor: _A = self.engine._spawn(actor_class, id, capacity, overflow, self, args, kwargs)
         return actor
+
+    def spawn_pool(self, actor_class: type[_A], /, id: str, size: int, *args: Any,
+                   routing: str = "round_robin",
+                   hash_key: Callable[[Any], Hashable] | None = None,
+                   capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                   supervisor: SupervisorStrategy | None = None, **kwargs: Any) -> Pool[_A]:
+        """``Engine.spawn_pool``, the pool being this actor's child (it stops with it)."""
+        pool: Pool[_A] = self.engine._spawn_pool(actor_class, id, size, args, kwargs, routing,
+                                                 hash_key, capacity, overflow, supervisor, self)
+        return pool
 
     def shutdown(self) -> None:
         """Stop this actor once the messages already in its inbox are handled."""
@@ -1196,7 +1235,7 @@ class Context:
         self.engine._call_on_loop(self.engine._dead_letter_subscribers.pop,
                                   self.actor_id, None)
 
-    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture:
+    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture[Any]:
         """Send ``message`` to ``target_id`` and return a future for its reply.
 
         The target answers with ``envelope.reply(value)``.  The future's done
@@ -1204,6 +1243,20 @@ class Context:
         block on ``result()`` in an actor (it raises).
         """
         return self.engine._ask(target_id, message, timeout, self.actor_id, deferred=True)
+
+    @overload
+    def proxy(self, id: str, cls: None = None, *,
+              timeout: float | None = None) -> Proxy[Any]: ...
+    @overload
+    def proxy(self, id: str, cls: type[_PX], *, timeout: float | None = None) -> _PX: ...
+    @overload
+    def proxy(self, id: str, cls: type[_A], *, timeout: float | None = None) -> Proxy[_A]: ...
+
+    def proxy(self, id: str, cls: type | None = None, *,
+              timeout: float | None = None) -> Any:
+        """``Engine.proxy`` with this actor as sender; the futures' callbacks run
+        on the engine thread, never during a ``receive`` (or ``await`` them)."""
+        return self.engine._make_proxy(id, cls, timeout, self.actor_id, True)
 
     # -- timers and I/O ------------------------------------------------------
     # Timers that end with the actor, and watched files.
@@ -1289,8 +1342,11 @@ class Timer:
             self._handle = self._ctx.engine._loop.call_later(self._interval, self._fire)
         try:
             self._callback()
-        except Exception:
+        except Exception as exc:
             log.exception("timer callback of actor %r failed", self._ctx.actor_id)
+            engine = self._ctx.engine
+            if engine._failures is not None:
+                engine._note_failure(self._ctx, exc, "a timer callback")
         if not self._recurring:
             self._end()
 
@@ -1334,6 +1390,8 @@ class _EngineState:
     dead_letters: collections.deque[DeadLetter]
     dead_letter_count: int
     _dead_letter_logged: dict[str, float]
+    _inspector: _InspectorFeed | None
+    _watchdog: _Watchdog | None
 
     if TYPE_CHECKING:
         # Methods of later rooms that earlier rooms call.  A room's self is
@@ -1349,6 +1407,9 @@ class _EngineState:
         def _post_and_wait(self, target: Context, item: tuple[Any, ...],
                            timeout: float | None) -> None: ...
         def _admit_waiting(self, ctx: Context) -> None: ...
+        def _run_call(self, ctx: Context, call: MethodCall, reply: _Reply) -> None: ...
+        def get_actor(self, actor_id: str) -> Any: ...
+        def stop(self) -> None: ...
 
 
 class _Sending(_EngineState):
@@ -1506,8 +1567,11 @@ class _Sending(_EngineState):
         now = self._loop.time()
         budget = TICK_BUDGET
         try:
-            while ready and budget > 0:
-                budget -= turn(ready.popleft(), now)
+            if self._inspector is None:
+                while ready and budget > 0:
+                    budget -= turn(ready.popleft(), now)
+            else:
+                self._inspector.timed_turns(ready, turn, now, budget)   # the same, timed
         finally:
             if ready:
                 self._loop.call_soon(self._tick)
@@ -1578,6 +1642,10 @@ class _Sending(_EngineState):
         if ctx._inbox.__class__ is _StandInInbox:
             return self._turn_stand_in(ctx)
         holds_bare = ctx._holds_bare
+        if self._inspector is not None:
+            # An inbox is longest when its turn begins: its high-water mark is
+            # sampled here, once per batch, never per message.
+            self._inspector.saw_inbox(ctx, len(ctx._inbox) - ctx._head)
         batch = self._take_batch(ctx)
         count = len(batch)
         ctx._count += count
@@ -1748,6 +1816,9 @@ class _Sending(_EngineState):
                 self._stop_actor(ctx, "stopped by poison pill", list(rest))
                 return True
             raise AssertionError(f"unknown engine command {envelope.message!r}")
+        if tag.__class__ is _CallReply:         # a proxied method call
+            self._run_call(ctx, envelope.message, tag)
+            return True
         envelope.topic = None
         if tag is _TERMINATED:
             envelope.message_type = MessageType.TERMINATED
@@ -2037,7 +2108,7 @@ class _Reply:
     """Where the answer to one ask goes: its future, timeout and asker."""
     __slots__ = ("engine", "future", "target_id", "asker_id", "timer", "deferred", "remote_id")
 
-    def __init__(self, engine: Engine, future: AskFuture, target_id: str,
+    def __init__(self, engine: Engine, future: AskFuture[Any], target_id: str,
                  asker_id: str | None, deferred: bool) -> None:
         self.engine = engine
         self.future = future
@@ -2118,9 +2189,9 @@ class _RemoteReply:
         self.send_back(self.reply_id, value, exc)
 
 
-class AskFuture(Future[Any]):
-    """The answer to ``ask``: a ``concurrent.futures.Future`` that refuses to
-    deadlock the engine.
+class AskFuture(Future[_R]):
+    """The answer to ``ask`` or to a proxied call: a ``concurrent.futures.Future``
+    that refuses to deadlock the engine.
 
     ``result()`` and ``exception()`` wait, from any thread but the engine's
     own (the one running it, or that will run it): there, waiting would block
@@ -2150,10 +2221,146 @@ class AskFuture(Future[Any]):
         return super().exception(timeout)
 
 
+# -- method-call proxies ------------------------------------------------------
+# A proxied call is an ask whose message is a MethodCall and whose tag is a
+# _CallReply: it queues, orders, times out and dead-letters as an ask does
+# (a call that cannot be delivered fails its future), and the turn runs the
+# method instead of receive (see _Sending._apply_tag).
+
+class MethodCall(NamedTuple):
+    """A proxied method call, as it waits in an inbox.
+
+    What a pool's ``hash_key`` sees for a proxied call.  ``method`` is the
+    method's name, or the callable given to ``Proxy.call`` when it is not one
+    of the class's own methods (called as ``method(actor, *args, **kwargs)``).
+    """
+    method: str | Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class _CallReply(_Reply):
+    """The reply channel of a proxied call; as an item's tag it says "run the method"."""
+    __slots__ = ()
+
+
+# Methods a proxy never reaches: the engine's hooks.
+_NOT_PROXIED = frozenset({"receive", "deinit"})
+
+
+class Proxy(Generic[_A]):
+    """Calls an actor's methods as messages: ``proxy.method(*args, **kwargs)``.
+
+    Made by ``engine.proxy(id)`` or ``ctx.proxy(id)``.  Each call is queued to
+    the actor like a message (in order with the other messages from the same
+    sender), runs on the engine thread, and returns an ``AskFuture`` of the
+    method's return value; an exception from the method fails that future and
+    nothing else.  A call that cannot be delivered fails it with
+    ``ActorNotFound``.
+
+    Typing: ``proxy.call(Counter.add, 5)`` is an ``AskFuture[int]`` with its
+    arguments checked; ``proxy.add(5)`` is an ``AskFuture[Any]``.  Subclass
+    with ``proxy_method`` to have attribute calls typed too.
+    """
+
+    def __init__(self, engine: Engine, target_id: str, actor_class: type | None,
+                 sender_id: str | None, deferred: bool, timeout: float | None) -> None:
+        self._engine = engine
+        self._target_id = target_id
+        self._class = actor_class       # for checking method names, when known
+        self._sender_id = sender_id
+        self._deferred = deferred
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        kind = self._class.__name__ if self._class is not None else "?"
+        return f"<{type(self).__name__} {self._target_id!r} {kind}>"
+
+    def __getattr__(self, name: str) -> Callable[..., AskFuture[Any]]:
+        caller = self._caller(name)
+        # Kept on the instance: the next proxy.name finds it without
+        # __getattr__ (and without checking the name again).
+        self.__dict__[name] = caller
+        return caller
+
+    def call(self, method: Callable[Concatenate[_A, _P], _R], /,
+             *args: _P.args, **kwargs: _P.kwargs) -> AskFuture[_R]:
+        """Call ``method(actor, *args, **kwargs)`` on the engine thread; typed.
+
+        ``method`` is one of the class's methods (``Counter.add``: the actor's
+        own ``add`` runs, as with ``proxy.add``) or any function of the actor
+        (``lambda counter: counter.count``).
+        """
+        if not callable(method):
+            raise TypeError(f"call() needs a method or a function of the actor, not {method!r}")
+        name = getattr(method, "__name__", None)
+        cls = self._class
+        if cls is not None and name and getattr(cls, name, None) is method:
+            return self._engine._call(self, MethodCall(name, args, kwargs))
+        return self._engine._call(self, MethodCall(method, args, kwargs))
+
+    def _caller(self, name: str) -> Callable[..., AskFuture[Any]]:
+        if name.startswith("_") or name in _NOT_PROXIED:
+            raise AttributeError(
+                f"{name!r} is not reachable through a proxy: only public methods are "
+                f"(names that do not start with '_', and not receive or deinit)")
+        cls = self._class
+        if cls is not None and not callable(getattr(cls, name, None)):
+            methods = sorted(n for n in dir(cls) if not n.startswith("_")
+                             and n not in _NOT_PROXIED and callable(getattr(cls, n, None)))
+            raise AttributeError(f"{cls.__name__} has no method {name!r}; it has: "
+                                 f"{', '.join(methods) or 'none'}")
+        engine = self._engine
+
+        def caller(*args: Any, **kwargs: Any) -> AskFuture[Any]:
+            return engine._call(self, MethodCall(name, args, kwargs))
+        caller.__name__ = caller.__qualname__ = name
+        return caller
+
+
+class _ProxyMethod(Generic[_P, _R]):
+    """A method declared on a Proxy subclass with ``proxy_method``."""
+
+    def __init__(self, method: Callable[Concatenate[Any, _P], _R]) -> None:
+        self.name: str = method.__name__
+
+    @overload
+    def __get__(self, proxy: None, owner: type) -> _ProxyMethod[_P, _R]: ...
+    @overload
+    def __get__(self, proxy: Proxy[Any], owner: type) -> Callable[_P, AskFuture[_R]]: ...
+
+    def __get__(self, proxy: Proxy[Any] | None, owner: type) -> Any:
+        if proxy is None:
+            return self
+        return proxy._caller(self.name)
+
+
+def proxy_method(method: Callable[Concatenate[Any, _P], _R]) -> _ProxyMethod[_P, _R]:
+    """Declare a typed proxy method (Pykka's pattern): on a ``Proxy`` subclass,
+    ``add = proxy_method(Counter.add)`` makes ``proxy.add(5)`` an ``AskFuture[int]``
+    to a type checker, with its arguments checked."""
+    if not callable(method) or not hasattr(method, "__name__"):
+        raise TypeError(f"proxy_method() needs a method of the actor's class, such as "
+                        f"Counter.add, not {method!r}")
+    return _ProxyMethod(method)
+
+
+def _proxied_class(proxy_class: type) -> type | None:
+    """The actor class ``C`` of ``class MyProxy(Proxy[C])``, if it says."""
+    import typing
+    for klass in proxy_class.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) is Proxy:
+                args = typing.get_args(base)
+                if args and isinstance(args[0], type):
+                    return args[0]
+    return None
+
+
 class _Asking(_BackPressure):
     """Engine room: request/reply.  Not part of the public API."""
 
-    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture:
+    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture[Any]:
         """Send ``message`` and return a future for the reply; any thread.
 
         The target answers with ``envelope.reply(value)``.  The future fails
@@ -2164,14 +2371,14 @@ class _Asking(_BackPressure):
         return self._ask(target_id, message, timeout, None, deferred=False)
 
     def _ask(self, target_id: str, message: Any, timeout: float | None,
-             asker_id: str | None, deferred: bool) -> AskFuture:
+             asker_id: str | None, deferred: bool) -> AskFuture[Any]:
         if type(target_id) is not str:
             raise TypeError(f"ask() needs a str actor id, not {target_id!r}")
         if timeout is not None:
             _check_delay("ask", "timeout", timeout, allow_zero=False)
         if self._closed:
             raise EngineClosed(f"cannot ask {target_id!r}: {_CLOSED}")
-        future = AskFuture(self)  # type: ignore[arg-type]
+        future: AskFuture[Any] = AskFuture(self)  # type: ignore[arg-type]
         reply = _Reply(self, future, target_id, asker_id, deferred)  # type: ignore[arg-type]
         if target_id not in self._registry and self._transport is None:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: no actor has that id"))
@@ -2194,6 +2401,93 @@ class _Asking(_BackPressure):
             self._enqueue(ctx, (reply.asker_id, message, reply))
         except InboxFull as exc:
             reply._settle_here(None, exc)
+
+    # -- method-call proxies --------------------------------------------------
+
+    @overload
+    def proxy(self, id: str, cls: None = None, *,
+              timeout: float | None = None) -> Proxy[Any]: ...
+    @overload
+    def proxy(self, id: str, cls: type[_PX], *, timeout: float | None = None) -> _PX: ...
+    @overload
+    def proxy(self, id: str, cls: type[_A], *, timeout: float | None = None) -> Proxy[_A]: ...
+
+    def proxy(self, id: str, cls: type | None = None, *,
+              timeout: float | None = None) -> Any:
+        """A proxy for the actor ``id``: ``proxy.method(...)`` runs that method as
+        a message and returns an ``AskFuture`` of its result; any thread.
+
+        ``cls``: the actor's class, to make a proxy before the actor exists and
+        to type it (``Proxy[cls]``), or a ``Proxy`` subclass declared with
+        ``proxy_method``.  ``timeout``: seconds after which a call's future
+        fails with ``TimeoutError`` (default: none; the call ends when the
+        method has run, or fails if it cannot be delivered).
+        """
+        return self._make_proxy(id, cls, timeout, None, False)
+
+    def _make_proxy(self, target_id: str, cls: type | None, timeout: float | None,
+                    sender_id: str | None, deferred: bool) -> Any:
+        if type(target_id) is not str:
+            raise TypeError(f"proxy() needs a str actor id, not {target_id!r}")
+        if cls is not None and not isinstance(cls, type):
+            raise TypeError(f"proxy() needs the actor's class (or a Proxy subclass), such as "
+                            f"engine.proxy({target_id!r}, Counter), not {cls!r}")
+        if timeout is not None:
+            _check_delay("proxy", "timeout", timeout, allow_zero=False)
+        proxy_class: type[Proxy[Any]] = Proxy
+        actor_class = cls
+        if cls is not None and issubclass(cls, Proxy):
+            proxy_class, actor_class = cls, _proxied_class(cls)
+        if actor_class is None:
+            actor = self.get_actor(target_id)
+            if actor is None and cls is None:
+                raise ActorNotFound(
+                    f"cannot make a proxy for {target_id!r}: no actor has that id; pass its "
+                    f"class, engine.proxy({target_id!r}, TheClass), to make one before "
+                    f"the actor exists")
+            if actor is not None:
+                actor_class = actor.routee_class if isinstance(actor, Pool) else type(actor)
+        return proxy_class(self, target_id, actor_class, sender_id, deferred,  # type: ignore[arg-type]
+                           timeout)
+
+    def _call(self, proxy: Proxy[Any], call: MethodCall) -> AskFuture[Any]:
+        """Queue ``call`` to the proxy's actor, as an ask; any thread."""
+        if self._closed:
+            raise EngineClosed(f"cannot call {proxy._target_id!r}: {_CLOSED}")
+        future: AskFuture[Any] = AskFuture(self)  # type: ignore[arg-type]
+        reply = _CallReply(self, future, proxy._target_id,  # type: ignore[arg-type]
+                           proxy._sender_id, proxy._deferred)
+        if _get_ident() != self._thread_id:
+            self._submit(self._ask_here, reply, call, proxy._timeout)
+        else:
+            self._ask_here(reply, call, proxy._timeout)
+        return future
+
+    def _run_call(self, ctx: Context, call: MethodCall, reply: _Reply) -> None:
+        """Run a proxied call on the actor and settle its future (see Proxy)."""
+        actor = ctx._actor
+        method = call.method
+        try:
+            if isinstance(method, str):
+                bound = getattr(actor, method, None)
+                if not callable(bound):
+                    raise AttributeError(f"{ctx.actor_id!r} is a {type(actor).__name__}, "
+                                         f"which has no method {method!r}")
+                result = bound(*call.args, **call.kwargs)
+            else:
+                result = method(actor, *call.args, **call.kwargs)
+        except Exception as exc:
+            log.debug("proxied call %r on %r failed: %r", call, ctx.actor_id, exc)
+            reply.settle(None, exc)
+            return
+        if isinstance(result, types.CoroutineType):
+            result.close()          # not run: say so rather than hand back a coroutine
+            reply.settle(None, TypeError(
+                f"{type(actor).__name__}.{getattr(method, '__name__', method)} is a coroutine "
+                f"function: proxies call plain methods only; send the actor a message and "
+                f"handle it in an async def receive"))
+            return
+        reply.settle(result, None)
 
 
 ###############################################################################
@@ -2306,6 +2600,8 @@ class _DeadLetters(_PubSub):
         self.dead_letter_count += 1
         record = DeadLetter(target_id, envelope, reason, time.time())
         self.dead_letters.append(record)
+        if self._inspector is not None:
+            self._inspector.dead_letter(record)
         reply = getattr(envelope, "_reply", None)
         if reply is not None and not reply.done():
             reply.settle(None, ActorNotFound(
@@ -2421,17 +2717,26 @@ DEFAULT_ROOT_STRATEGY = OneForOne(decider=lambda exc: Directive.RESUME)
 class _Lifecycle(_DeadLetters):
     """Engine room: actors' lives.  Not part of the public API."""
 
+    # Engine(raise_failures=True) only: the run's first failure, which run()
+    # raises.  A class attribute otherwise, so a default engine keeps one
+    # attribute less (see Engine.__init__ on the inline limit).
+    _failures: list[BaseException] | None = None
+
     # -- spawning -------------------------------------------------------------
     # A new actor: its Context, its place in the registry and its parent.
 
-    def spawn_actor(self, actor_class: type[_A], id: str, capacity: int = DEFAULT_CAPACITY,
-                    overflow: str = "grow") -> _A:
+    def spawn_actor(self, actor_class: type[_A], /, id: str, *args: Any,
+                    capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                    **kwargs: Any) -> _A:
         """Create an actor of ``actor_class`` under ``id`` and return the instance.
 
-        ``actor_class.__init__(ctx)`` runs at once, on the engine's thread (a
-        call from another thread waits for it).  If ``id`` is taken, the actor
-        already there is returned and nothing is created.  An exception from
-        ``__init__`` propagates, and no actor is left registered.
+        ``actor_class(ctx, *args, **kwargs)`` runs at once, on the engine's
+        thread (a call from another thread waits for it); a supervisor that
+        restarts the actor makes the new instance with the same arguments.
+        ``capacity`` and ``overflow`` are the engine's, never the
+        constructor's.  If ``id`` is taken, the actor already there is
+        returned and nothing is created.  An exception from ``__init__``
+        propagates, and no actor is left registered.
 
         ``capacity`` bounds the inbox; ``overflow`` says what a send to a full
         inbox does: "grow" (the default: capacity doubles, rounded to a power
@@ -2439,23 +2744,55 @@ class _Lifecycle(_DeadLetters):
         letter), "drop_oldest" (the oldest queued message is a dead letter and
         the new one is queued) or "fail" (``InboxFull`` at the send).
         """
-        actor: _A = self._spawn(actor_class, id, capacity, overflow, None)
+        actor: _A = self._spawn(actor_class, id, capacity, overflow, None, args, kwargs)
         return actor
 
+    def spawn_pool(self, actor_class: type[_A], /, id: str, size: int, *args: Any,
+                   routing: str = "round_robin",
+                   hash_key: Callable[[Any], Hashable] | None = None,
+                   capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                   supervisor: SupervisorStrategy | None = None, **kwargs: Any) -> Pool[_A]:
+        """A pool: a router under ``id`` and ``size`` routees
+        ``actor_class(ctx, *args, **kwargs)`` under ``id/0``, ``id/1``, ...; any thread.
+
+        A send, ask or proxy call to ``id`` goes to one routee, by ``routing``:
+        "round_robin", "least_loaded" (shortest inbox), "broadcast" (every
+        routee; an ask answers with the list of their answers) or
+        "consistent_hash" (by ``hash_key(message)``).  ``capacity`` and
+        ``overflow`` are each routee's; ``supervisor`` treats failing routees
+        (default ``OneForOne()``).  Returns the ``Pool``; an id already taken
+        returns the actor there.
+        """
+        pool: Pool[_A] = self._spawn_pool(actor_class, id, size, args, kwargs, routing,
+                                          hash_key, capacity, overflow, supervisor, None)
+        return pool
+
+    def _spawn_pool(self, actor_class: type, pool_id: str, size: int, args: tuple[Any, ...],
+                    kwargs: dict[str, Any], routing: str, hash_key: Any, capacity: int,
+                    overflow: str, supervisor: Any, parent: Context | None) -> Any:
+        _check_pool_args(size, routing, hash_key, supervisor)
+        _check_spawn_args(actor_class, pool_id, capacity, overflow)
+        return self._spawn(Pool, pool_id, DEFAULT_CAPACITY, "grow", parent,
+                           (actor_class, size, args, kwargs, routing, hash_key, capacity,
+                            overflow, supervisor))
+
     def _spawn(self, actor_class: type, actor_id: str, capacity: int, overflow: str,
-               parent: Context | None) -> Any:
+               parent: Context | None, args: tuple[Any, ...] = (),
+               kwargs: dict[str, Any] | None = None) -> Any:
         _check_spawn_args(actor_class, actor_id, capacity, overflow)
         if self._closed:
             raise EngineClosed(f"cannot spawn {actor_id!r}: {_CLOSED}")
         if _get_ident() == self._thread_id:
             # _call_on_loop's first case written out, and the capacity
             # rounded in place: 376k -> 397k spawns/s.
-            return self._spawn_here(actor_class, actor_id, capacity, overflow, parent)
+            return self._spawn_here(actor_class, actor_id, capacity, overflow, parent,
+                                    args, kwargs)
         return self._call_on_loop(self._spawn_here, actor_class, actor_id, capacity,
-                                  overflow, parent)
+                                  overflow, parent, args, kwargs)
 
     def _spawn_here(self, actor_class: type, actor_id: str, capacity: int, overflow: str,
-                    parent: Context | None) -> Any:
+                    parent: Context | None, args: tuple[Any, ...] = (),
+                    kwargs: dict[str, Any] | None = None) -> Any:
         existing = self._registry.get(actor_id)
         if existing is not None:
             return existing._actor
@@ -2476,6 +2813,8 @@ class _Lifecycle(_DeadLetters):
             if parent._children is None:
                 parent._children = []
             parent._children.append(ctx)
+        if args or kwargs:
+            ctx._init_args = (args, kwargs)     # for a restart; most actors have none
         try:
             self._new_instance(ctx, actor_class)
         except BaseException:
@@ -2485,6 +2824,8 @@ class _Lifecycle(_DeadLetters):
 
     @staticmethod
     def _new_instance(ctx: Context, actor_class: Any) -> None:
+        """Make the actor, ``actor_class(ctx, *args, **kwargs)``, with the
+        constructor arguments of its spawn (``ctx._init_args``)."""
         actor = actor_class.__new__(actor_class)
         try:
             actor.ctx = ctx
@@ -2494,7 +2835,12 @@ class _Lifecycle(_DeadLetters):
         # The plain function, called as receive(actor, envelope): no bound
         # method object per actor, one less indirection per message.
         ctx._receive = actor_class.receive
-        actor.__init__(ctx)
+        extra = ctx._extra
+        if extra is None or extra.init_args is None:
+            actor.__init__(ctx)
+        else:
+            args, kwargs = extra.init_args
+            actor.__init__(ctx, *args, **(kwargs or {}))
 
     # -- stopping -------------------------------------------------------------
     # The order of a stop: children, subscriptions, parent, registry, deinit,
@@ -2600,6 +2946,10 @@ class _Lifecycle(_DeadLetters):
         """
         if ctx._state is not _RUNNING:
             return
+        if self._failures is not None:
+            self._note_failure(ctx, exc, envelope)
+        if self._inspector is not None:
+            self._inspector.failed(ctx)
         reply = getattr(envelope, "_reply", None)
         if reply is not None:
             reply.settle(None, exc)
@@ -2648,6 +2998,25 @@ class _Lifecycle(_DeadLetters):
             self._restart(target, reason)
         return True
 
+    def _note_failure(self, ctx: Context, exc: BaseException, where: Any) -> None:
+        """Engine(raise_failures=True): keep the run's first failure and end the run."""
+        failures = self._failures
+        if failures is not None and not failures:
+            try:
+                what = repr(where) if isinstance(where, Envelope) else str(where)
+            except Exception:
+                what = f"a {type(where).__name__} whose repr() failed"
+            exc.add_note(f"raised by actor {ctx.actor_id!r} in {what[:200]} "
+                         f"(Engine(raise_failures=True))")
+            failures.append(exc)
+            self.stop()
+
+    def _raise_failure(self) -> None:
+        failures = self._failures
+        if failures:
+            failure = failures.pop()
+            raise failure
+
     def _may_restart(self, ctx: Context, strategy: SupervisorStrategy) -> bool:
         """Count a restart of ``ctx``, unless it would exceed the strategy's intensity."""
         now = time.monotonic()
@@ -2670,9 +3039,13 @@ class _Lifecycle(_DeadLetters):
             self._stop_children(ctx, "restarted")
         self._end_timers_and_watches(ctx)
         self.restart_count += 1
+        if self._inspector is not None:
+            self._inspector.restarted(ctx)
         try:
             self._new_instance(ctx, type(ctx._actor))
         except Exception as exc:
+            if self._failures is not None:
+                self._note_failure(ctx, exc, "__init__ in a restart")
             log.error("actor %r could not restart: its __init__ failed; stopping it",
                       ctx.actor_id, exc_info=exc)
             self._stop_actor(ctx, f"restart failed: {exc!r}", [], deinit=False)
@@ -2753,16 +3126,27 @@ class Engine(_Lifecycle):
     "uvloop", or a ``Loop`` instance.  Use it as a context manager, or call
     ``close()`` when done, so every actor's ``deinit`` runs.
 
+    ``raise_failures=True`` (for tests) makes the first failure of an actor end
+    the run and raise out of ``run()``, after its supervisor has dealt with it.
+
     ``inspector=True`` opens the stats feed that ``inspector_curses.py`` reads,
     on a Unix socket in a per-user directory (``inspector_path`` tells where);
     ``inspector="/path.sock"`` picks the path.  ``inspector_interval`` is the
     seconds between two snapshots.
+
+    ``slow_callback_s`` (1.0 by default, None turns it off): a ``receive`` or
+    callback that holds the engine thread longer than this is logged as a
+    WARNING naming the actor, by a watchdog thread that lives as long as the
+    engine (it looks at the engine thread four times per threshold, and costs
+    nothing per message).
     """
     def __init__(self, backend: str | Loop = "selectors", *,
                  supervisor: SupervisorStrategy | None = None,
                  dead_letters_kept: int = DEAD_LETTERS_KEPT,
                  inspector: bool | str | os.PathLike[str] = False,
-                 inspector_interval: float = INSPECTOR_INTERVAL) -> None:
+                 inspector_interval: float = INSPECTOR_INTERVAL,
+                 slow_callback_s: float | None = SLOW_CALLBACK_S,
+                 raise_failures: bool = False) -> None:
         if supervisor is not None and not isinstance(supervisor, SupervisorStrategy):
             raise TypeError(f"supervisor must be a backstage.SupervisorStrategy such as "
                             f"OneForOne(), not {supervisor!r}")
@@ -2771,6 +3155,9 @@ class Engine(_Lifecycle):
             raise ValueError(f"dead_letters_kept must be an int of at least 1, "
                              f"got {dead_letters_kept!r}")
         _check_inspector_args(inspector, inspector_interval)
+        _check_slow_callback(slow_callback_s)
+        if not isinstance(raise_failures, bool):
+            raise TypeError(f"raise_failures must be True or False, not {raise_failures!r}")
         # At most 30 attributes: CPython 3.11 keeps an instance's values
         # inline, and specialises attribute loads on them, only up to 30 keys;
         # 31 cost burst +1.7 % and skynet +7 % instructions (callgrind).
@@ -2804,6 +3191,9 @@ class Engine(_Lifecycle):
         self.dead_letter_count = 0                   # every dead letter ever
         self._dead_letter_logged: dict[str, float] = {}  # target id -> last log line
         self.started_at = time.time()
+        self._watchdog: _Watchdog | None = None      # slow callbacks; the feed's stuck lines
+        if raise_failures:
+            self._failures = []                      # see _Lifecycle._failures
         self._inspector: _InspectorFeed | None = None  # the stats feed, when asked for
         self.inspector_path: str | None = None       # its socket path
         if inspector:
@@ -2813,6 +3203,8 @@ class Engine(_Lifecycle):
                 self._loop.close()
                 raise
             self.inspector_path = self._inspector.path
+        if slow_callback_s is not None or self._inspector is not None:
+            self._watchdog = _Watchdog(self, slow_callback_s)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._running else "idle"
@@ -2906,6 +3298,7 @@ class Engine(_Lifecycle):
                 await run_async()
         finally:
             self._leave_run()
+        self._raise_failure()
 
     def stop(self) -> None:
         """Make ``run()``/``run_forever()`` return soon; any thread, or an actor.
@@ -2948,6 +3341,7 @@ class Engine(_Lifecycle):
                 self._loop.run()
         finally:
             self._leave_run()
+        self._raise_failure()
 
     def _enter_run(self, until_idle: bool) -> None:
         if self._closed:
@@ -3020,6 +3414,8 @@ class Engine(_Lifecycle):
         # deinits it calls may still use their Context (unwatch, send, ...).
         self._thread_id = _get_ident()
         try:
+            if self._watchdog is not None:
+                self._watchdog.stop()
             if self._inspector is not None:
                 self._inspector.close()
             self._process_inbound()
@@ -3036,6 +3432,539 @@ class Engine(_Lifecycle):
             self._loop.close()
         finally:
             self._closed_event.set()
+
+
+
+###############################################################################
+# Pools and routing
+# A router under one id in front of supervised routees: its inbox hands
+# each message straight to a routee, so the router itself never takes a turn.
+###############################################################################
+
+# The routings spawn_pool knows, by name.
+ROUTINGS = ("round_robin", "least_loaded", "broadcast", "consistent_hash")
+
+# Points per routee on a consistent-hash ring: enough that 4 routees share
+# 400 keys within about +-30 % of even, and a new routee takes keys from all.
+_RING_POINTS = 100
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(value: int) -> int:
+    """Scatter an int over 64 bits (the splitmix64 finaliser): hash(3) is 3."""
+    value &= _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+class _RouterInbox(list[Any]):
+    """A router's inbox: holds nothing, routes every item as it is appended.
+
+    The item goes on unchanged (sender, message, tag), so an ask's or a proxied
+    call's reply still reaches the asker; engine commands and the routees'
+    Terminated notices are the pool's own.
+    """
+    __slots__ = ("_pool", "_route")
+
+    def __init__(self, pool: Pool[Any]) -> None:
+        super().__init__()
+        self._pool = pool
+        self._route = getattr(pool, "_" + pool.routing)   # chosen once, not per message
+
+    def append(self, item: Any) -> None:
+        if item.__class__ is tuple:
+            tag = item[2]
+            if tag is _COMMAND or tag is _TERMINATED:
+                return self._pool._command(item)
+        self._route(item)
+
+
+class _RoundRobinInbox(_RouterInbox):
+    """``_RouterInbox`` with round robin and the delivery to a plain inbox
+    written out: two Python calls less per message; a pool of 8 against one
+    actor, 200k sends: 1.73x -> 1.56x the time (medians of 5)."""
+    __slots__ = ()
+
+    def append(self, item: Any) -> None:
+        if item.__class__ is tuple:
+            tag = item[2]
+            if tag is _COMMAND or tag is _TERMINATED:
+                return self._pool._command(item)
+        pool = self._pool
+        live = pool._live
+        if not live:
+            return pool._no_routee(item)
+        turn = pool._next
+        pool._next = turn + 1
+        routee = live[turn % len(live)]
+        inbox = routee._inbox
+        if inbox.__class__ is not list:
+            return pool._deliver(routee, item)      # bounded: its policy decides
+        inbox.append(item)
+        if item.__class__ is not tuple:
+            routee._holds_bare = True
+        if not routee._scheduled:
+            routee.engine._schedule(routee)
+
+
+class Pool(Generic[_A]):
+    """A pool of routees behind one id; made by ``spawn_pool``, found by ``get_actor(id)``.
+
+    A send, ask or proxy call to the pool's id goes to one routee, chosen by
+    ``routing`` (see ``ROUTINGS``).  The routees are the router's children,
+    ``id/0`` ... ``id/{size-1}``, supervised by ``supervisor``; one that stops
+    is replaced under the same id, at most as often as the supervisor's
+    restart intensity allows.
+    """
+
+    def __init__(self, ctx: Context, routee_class: type[_A], size: int, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], routing: str, hash_key: Callable[[Any], Hashable] | None,
+                 capacity: int, overflow: str, supervisor: SupervisorStrategy | None) -> None:
+        self.ctx = ctx
+        self.routee_class = routee_class
+        self.size = size                    # the routees it keeps
+        self.routing = routing
+        self.supervisor = supervisor or DEFAULT_CHILD_STRATEGY   # read by the engine
+        self._spawn_args = (args, kwargs, capacity, overflow)
+        self._hash_key = hash_key
+        self._routees: dict[int, Context] = {}     # slot -> live routee, retiring ones too
+        self._slot_of: dict[str, int] = {}         # routee id -> slot
+        self._retiring: set[int] = set()           # slots told to stop by a resize
+        self._live: list[Context] = []             # routees taking messages, in slot order
+        self._next = 0                              # round-robin counter
+        self._stopping = False                      # a poison pill came: no new messages
+        self._done = False                          # deinit ran: this instance is over
+        self._replaced: collections.deque[float] = collections.deque()  # replacement times
+        self._ring: list[int] = []                  # consistent hashing: sorted points,
+        self._ring_slots: list[int] = []            # and the slot owning each point
+        ctx._inbox = (_RoundRobinInbox if routing == "round_robin" else _RouterInbox)(self)
+        ctx._scheduled = _ROUTER
+        for slot in range(size):
+            self._spawn_routee(slot)
+        self._refresh()
+
+    def receive(self, envelope: Envelope) -> None:
+        """Never called: a router's inbox routes what it gets (see _RouterInbox)."""
+
+    def deinit(self) -> None:
+        # The router stops or restarts: this instance routes and replaces no more
+        # (a restarted router's new instance makes routees of its own).
+        self._stopping = self._done = True
+        self._live = []
+
+    def __repr__(self) -> str:
+        return (f"<Pool {self.ctx.actor_id!r} {self.routee_class.__name__} x{self.size} "
+                f"{self.routing}>")
+
+    @property
+    def id(self) -> str:
+        return self.ctx.actor_id
+
+    @property
+    def routees(self) -> list[str]:
+        """Ids of the routees taking messages, in slot order."""
+        return [c.actor_id for slot, c in sorted(self._routees.items())
+                if c._state is _RUNNING and slot not in self._retiring]
+
+    def resize(self, size: int) -> None:
+        """Keep ``size`` routees from now on; any thread.
+
+        New routees start at once.  Removed ones (the highest slots) take no
+        new message and stop after handling what they already had.
+        """
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(f"resize() needs an int size, not {size!r}")
+        if size < 1:
+            raise ValueError(f"resize() needs a size of at least 1, got {size}; "
+                             f"to stop the pool, engine.poison_pill({self.ctx.actor_id!r})")
+        self.ctx.engine._call_on_loop(self._resize_here, size)
+
+    # -- the engine's side ----------------------------------------------------
+
+    def _resize_here(self, size: int) -> None:
+        if self._stopping:
+            raise RuntimeError(f"pool {self.ctx.actor_id!r} is stopping; it cannot resize")
+        old, self.size = self.size, size
+        for slot in range(size, old):
+            routee = self._routees.get(slot)
+            if routee is not None and slot not in self._retiring:
+                self._retiring.add(slot)
+                self.ctx.engine._enqueue(routee, _PILL)
+        for slot in range(old, size):
+            if slot not in self._routees:   # a retiring one comes back when it has stopped
+                self._spawn_routee(slot)
+        self._refresh()
+
+    def _spawn_routee(self, slot: int) -> bool:
+        """Make the routee of ``slot``; False (logged) if its id is taken or its __init__ fails."""
+        ctx = self.ctx
+        engine = ctx.engine
+        routee_id = f"{ctx.actor_id}/{slot}"
+        if routee_id in engine._registry:
+            raise ValueError(f"pool {ctx.actor_id!r} cannot make its routee {routee_id!r}: "
+                             f"another actor has that id")
+        args, kwargs, capacity, overflow = self._spawn_args
+        engine._spawn_here(self.routee_class, routee_id, capacity, overflow, ctx, args, kwargs)
+        routee = engine._registry[routee_id]
+        engine._monitor_here(ctx, routee_id)
+        self._routees[slot] = routee
+        self._slot_of[routee_id] = slot
+        return True
+
+    def _refresh(self) -> None:
+        """Recompute the routees that take messages, and the hash ring."""
+        self._live = [] if self._stopping else [
+            c for slot, c in sorted(self._routees.items())
+            if slot not in self._retiring and c._state is _RUNNING]
+        if self.routing == "consistent_hash":
+            points = sorted((_mix64(hash((slot, point))), slot)
+                            for slot in range(self.size) for point in range(_RING_POINTS))
+            self._ring = [point for point, _ in points]
+            self._ring_slots = [slot for _, slot in points]
+
+    def _command(self, item: tuple[Any, ...]) -> None:
+        """A poison pill for the pool, or a routee's Terminated notice."""
+        if self._done:
+            return
+        if item[2] is _COMMAND:
+            if item[1] is _POISON_PILL and not self._stopping:
+                self._stopping = True
+                self._live = []
+                engine = self.ctx.engine
+                for routee in list(self._routees.values()):
+                    engine._enqueue(routee, _PILL)  # after what each already has
+                self._maybe_done()
+            return
+        slot = self._slot_of.pop(item[0], None)
+        if slot is None or self._routees.get(slot) is None:
+            return
+        del self._routees[slot]
+        self._retiring.discard(slot)
+        if self._stopping:
+            self._maybe_done()
+        elif slot < self.size:
+            self.ctx.engine._submit(self._replace, slot)
+        self._refresh()
+
+    def _maybe_done(self) -> None:
+        if not self._routees and self.ctx._state is _RUNNING:
+            self.ctx.engine._submit(self.ctx.engine._stop_actor, self.ctx,
+                                    "stopped by poison pill", [])
+
+    def _replace(self, slot: int) -> None:
+        """A routee stopped: a new one in its slot, unless that happens too often.
+
+        Called from the engine's inbound queue: run() may be done after it.
+        """
+        try:
+            self._replace_now(slot)
+        finally:
+            self.ctx.engine._check_idle()
+
+    def _replace_now(self, slot: int) -> None:
+        ctx = self.ctx
+        if self._stopping or ctx._state is not _RUNNING or slot >= self.size \
+                or slot in self._routees:
+            return
+        strategy = self.supervisor
+        now = time.monotonic()
+        replaced = self._replaced
+        while replaced and replaced[0] <= now - strategy.within_s:
+            replaced.popleft()
+        if len(replaced) >= strategy.max_restarts:
+            log.error("pool %r lost its routee %s/%d and replaced routees %d times within "
+                      "%s s; not replacing it (resize() to try again)", ctx.actor_id,
+                      ctx.actor_id, slot, strategy.max_restarts, strategy.within_s)
+            return
+        replaced.append(now)
+        try:
+            self._spawn_routee(slot)
+        except Exception:
+            log.exception("pool %r could not replace its routee %s/%d", ctx.actor_id,
+                          ctx.actor_id, slot)
+        self._refresh()
+
+    # -- routing: the router inbox calls one of these per message -------------
+
+    def _deliver(self, routee: Context, item: Any) -> None:
+        try:
+            routee._inbox.append(item)
+        except InboxFull:
+            if _unpack(item)[0] is not None:
+                raise               # an actor's send: it gets InboxFull, as if sent direct
+            self.ctx.engine._dead_letter(routee.actor_id, _item_envelope(*_unpack(item)),
+                                         "inbox full")
+            return
+        if item.__class__ is not tuple:
+            routee._holds_bare = True
+        if not routee._scheduled:
+            self.ctx.engine._schedule(routee)
+
+    def _no_routee(self, item: Any, reason: str | None = None) -> None:
+        if reason is None:
+            reason = "pool is stopping" if self._stopping else "pool has no routee"
+        self.ctx.engine._dead_letter(self.ctx.actor_id, _item_envelope(*_unpack(item)), reason)
+
+    def _round_robin(self, item: Any) -> None:
+        live = self._live
+        if not live:
+            return self._no_routee(item)
+        turn = self._next
+        self._next = turn + 1
+        self._deliver(live[turn % len(live)], item)
+
+    def _least_loaded(self, item: Any) -> None:
+        live = self._live
+        if not live:
+            return self._no_routee(item)
+        count = len(live)
+        start = self._next                  # ties go round the routees in turn
+        self._next = start + 1
+        best = live[start % count]
+        shortest = len(best._inbox) - best._head
+        for step in range(1, count):
+            if not shortest:
+                break
+            routee = live[(start + step) % count]
+            length = len(routee._inbox) - routee._head
+            if length < shortest:
+                best, shortest = routee, length
+        self._deliver(best, item)
+
+    def _broadcast(self, item: Any) -> None:
+        live = list(self._live)
+        if not live:
+            return self._no_routee(item)
+        tag = item[2] if item.__class__ is tuple else None
+        if tag is None or tag is _PUBLISH:
+            for routee in live:
+                self._deliver(routee, item)
+            return
+        sender_id, message, reply = item        # an ask or a proxied call: gather
+        answers: list[Any] = [None] * len(live)
+        waiting = [len(live)]
+        engine = self.ctx.engine
+        for index, routee in enumerate(live):
+            part = type(reply)(engine, AskFuture(engine), routee.actor_id, sender_id, False)
+            part.future.add_done_callback(
+                lambda future, i=index: _gather(reply, answers, waiting, i, future))
+            self._deliver(routee, (sender_id, message, part))
+
+    def _consistent_hash(self, item: Any) -> None:
+        live = self._live
+        if not live:
+            return self._no_routee(item)
+        message = item[1] if item.__class__ is tuple else item
+        try:
+            point = _mix64(hash(self._hash_key(message)))   # type: ignore[misc]
+        except Exception as exc:
+            log.error("hash_key of pool %r failed on %r", self.ctx.actor_id, message,
+                      exc_info=exc)
+            return self._no_routee(item, f"hash_key failed: {exc!r}")
+        ring, slots, routees = self._ring, self._ring_slots, self._routees
+        index = bisect.bisect_left(ring, point)
+        for step in range(len(ring)):       # the first live slot clockwise
+            slot = slots[(index + step) % len(ring)]
+            routee = routees.get(slot)
+            if routee is not None and slot not in self._retiring \
+                    and routee._state is _RUNNING:
+                return self._deliver(routee, item)
+        self._no_routee(item)
+
+
+def _gather(reply: _Reply, answers: list[Any], waiting: list[int], index: int,
+            future: Future[Any]) -> None:
+    """One routee answered a broadcast ask: settle the ask once all have, or one failed."""
+    if reply.future.done():
+        return
+    exc = future.exception()
+    if exc is not None:
+        waiting[0] = -1
+        reply.settle(None, exc)
+        return
+    answers[index] = future.result()
+    waiting[0] -= 1
+    if waiting[0] == 0:
+        reply.settle(answers, None)
+
+
+def _check_pool_args(size: Any, routing: Any, hash_key: Any, supervisor: Any) -> None:
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"spawn_pool() needs an int size, not {size!r}")
+    if size < 1:
+        raise ValueError(f"spawn_pool() needs a size of at least 1, got {size}")
+    if routing not in ROUTINGS:
+        raise ValueError(f"unknown routing {routing!r}: use one of "
+                         f"{', '.join(map(repr, ROUTINGS))}")
+    if routing == "consistent_hash":
+        if not callable(hash_key):
+            raise TypeError("routing='consistent_hash' needs hash_key=, a function from a "
+                            "message to its key: spawn_pool(..., routing='consistent_hash', "
+                            "hash_key=lambda message: message.user_id)")
+    elif hash_key is not None:
+        raise ValueError(f"hash_key= is only for routing='consistent_hash', not {routing!r}")
+    if supervisor is not None and not isinstance(supervisor, SupervisorStrategy):
+        raise TypeError(f"supervisor must be a backstage.SupervisorStrategy such as "
+                        f"OneForOne(), not {supervisor!r}")
+
+
+
+###############################################################################
+# Test kit
+# An actor for users' own tests, which records what it receives and waits for
+# what should come (see also Engine(raise_failures=True)).
+###############################################################################
+
+_ANY: Any = object()        # Probe.expect(): any message, any sender
+
+
+class Probe:
+    """An actor for tests: records every envelope, and waits for expected ones.
+
+    ``engine.spawn_actor(Probe, "probe", reply=fn)`` also answers each ask
+    with ``fn(message)``.  ``expect``, ``wait_for`` and ``expect_no_message``
+    called on the engine's thread with no run going (a plain test) run the
+    engine until the message is there or the time is up; called from another
+    thread they wait while the engine runs in its own.
+    """
+
+    def __init__(self, ctx: Context, reply: Callable[[Any], Any] | None = None) -> None:
+        if reply is not None and not callable(reply):
+            raise TypeError(f"Probe needs reply=, a function from a message to the answer, "
+                            f"not {reply!r}")
+        self.ctx = ctx
+        self.envelopes: list[Envelope] = []     # everything received, in order
+        self._reply = reply
+        self._next = 0                          # the next envelope expect() looks at
+        self._arrived = threading.Condition()
+        self._until: Callable[[], bool] | None = None   # ends a run expect() drives
+
+    @property
+    def messages(self) -> list[Any]:
+        """The messages received so far, in order."""
+        return [envelope.message for envelope in self.envelopes]
+
+    def receive(self, envelope: Envelope) -> None:
+        with self._arrived:
+            self.envelopes.append(envelope)
+            self._arrived.notify_all()
+        if self._reply is not None and getattr(envelope, "_reply", None) is not None:
+            envelope.reply(self._reply(envelope.message))
+        if self._until is not None and self._until():
+            self.ctx.engine.stop()
+
+    def expect(self, expected: Any = _ANY, *, where: Callable[[Any], bool] | None = None,
+               sender: str | None = _ANY, timeout: float = 3.0) -> Envelope:
+        """The next message must match: equal ``expected`` (an instance of it, if
+        it is a class), pass ``where(message)``, and come from ``sender``.
+        Returns its envelope; ``AssertionError`` otherwise or after ``timeout`` s."""
+        wanted = _Wanted(expected, where, sender)
+        envelope = self._take(timeout, "expect")
+        if envelope is None:
+            raise AssertionError(f"expected {wanted} at {self.ctx.actor_id!r} within "
+                                 f"{timeout} s, got nothing")
+        if not wanted.matches(envelope):
+            raise AssertionError(f"expected {wanted} at {self.ctx.actor_id!r}, got "
+                                 f"{envelope.message!r} from {envelope.sender_id!r}")
+        return envelope
+
+    def wait_for(self, expected: Any = _ANY, *, where: Callable[[Any], bool] | None = None,
+                 sender: str | None = _ANY, timeout: float = 3.0) -> Envelope:
+        """Like ``expect``, but messages that do not match are skipped."""
+        wanted = _Wanted(expected, where, sender)
+        deadline = time.monotonic() + timeout
+        skipped: list[Any] = []
+        while True:
+            envelope = self._take(max(0.0, deadline - time.monotonic()), "wait_for")
+            if envelope is None:
+                raise AssertionError(f"expected {wanted} at {self.ctx.actor_id!r} within "
+                                     f"{timeout} s; got only {skipped!r}"[:2000])
+            if wanted.matches(envelope):
+                return envelope
+            skipped.append(envelope.message)
+
+    def expect_no_message(self, within: float = 0.1) -> None:
+        """``AssertionError`` if a message comes within ``within`` seconds."""
+        envelope = self._take(within, "expect_no_message")
+        if envelope is not None:
+            raise AssertionError(f"expected no message at {self.ctx.actor_id!r}, got "
+                                 f"{envelope.message!r} from {envelope.sender_id!r}")
+
+    def _take(self, timeout: float, call: str) -> Envelope | None:
+        """The next unread envelope, waiting at most ``timeout`` s; None if none came."""
+        _check_delay(call, "within" if call == "expect_no_message" else "timeout", timeout,
+                     allow_zero=True)
+
+        def arrived() -> bool:
+            return len(self.envelopes) > self._next
+
+        engine = self.ctx.engine
+        if not arrived():
+            if not engine._running:
+                self._drive(engine, arrived, timeout)
+            elif engine._on_engine_thread():
+                raise RuntimeError(
+                    f"{call}() would block the engine: it waits for messages the engine "
+                    f"thread must deliver. Call it from the test's thread, with the engine "
+                    f"idle there or running in another thread")
+            else:
+                with self._arrived:
+                    self._arrived.wait_for(arrived, timeout)
+        with self._arrived:
+            if not arrived():
+                return None
+            envelope = self.envelopes[self._next]
+            self._next += 1
+            return envelope
+
+    def _drive(self, engine: Engine, arrived: Callable[[], bool], timeout: float) -> None:
+        """Run the idle engine here until a message arrives or ``timeout`` passes."""
+        self._until = arrived
+        handle = engine._loop.call_later(timeout, engine.stop)
+        try:
+            engine._run(until_idle=False)
+        finally:
+            handle.cancel()
+            self._until = None
+
+
+class _Wanted:
+    """What a Probe waits for, and how to say it in an error."""
+    __slots__ = ("expected", "where", "sender")
+
+    def __init__(self, expected: Any, where: Callable[[Any], bool] | None, sender: Any) -> None:
+        if where is not None and not callable(where):
+            raise TypeError(f"where= needs a function from a message to a bool, not {where!r}")
+        self.expected = expected
+        self.where = where
+        self.sender = sender
+
+    def matches(self, envelope: Envelope) -> bool:
+        message, expected = envelope.message, self.expected
+        if expected is not _ANY:
+            if isinstance(expected, type):
+                if not isinstance(message, expected):
+                    return False
+            elif not message == expected:
+                return False
+        if self.sender is not _ANY and envelope.sender_id != self.sender:
+            return False
+        return self.where is None or bool(self.where(message))
+
+    def __str__(self) -> str:
+        expected = self.expected
+        if expected is _ANY:
+            text = "a message"
+        elif isinstance(expected, type):
+            text = f"a {expected.__name__}"
+        else:
+            text = repr(expected)
+        if self.where is not None:
+            text += f" passing {getattr(self.where, '__name__', 'where')}"
+        if self.sender is not _ANY:
+            text += f" from {self.sender!r}"
+        return text
 
 
 ###############################################################################
@@ -3219,6 +4148,7 @@ class _InspectorFeed:
         self._loop = engine._loop
         self.interval = float(interval)
         self.program = _program_name()
+        self._made_dir: str | None = None            # a fallback directory made for us
         if where is True:
             self._sock, self.path = self._listen_default()
         else:
@@ -3235,6 +4165,27 @@ class _InspectorFeed:
         self._total = 0                              # messages total at the last sample
         self._rate_now = 0.0                         # engine msgs/s over the last interval
         self._rate_avg = 0.0                         # engine msgs/s, rolling
+        # Counted on the cold paths (a failure, a restart, a dead letter) and
+        # at the start of a batch turn, only while the feed is on.
+        self.failure_count = 0                       # exceptions raised by receive
+        self._failures: dict[Context, int] = {}      # per actor
+        self._restarts: dict[Context, int] = {}
+        self._dead_to: dict[Context, int] = {}       # dead letters to a live actor
+        self._hwm: dict[Context, int] = {}           # longest inbox since the last sample
+        self._by_reason: dict[str, int] = {}         # dead letters by reason, ever
+        self._by_target: dict[str, int] = {}         # and by target id
+        self._recent: collections.deque[DeadLetter | dict[str, Any]] = collections.deque(
+            maxlen=_DEAD_LETTERS_RECENT)             # formatted when first sent
+        self._receive_s = 0.0                        # seconds in receive, all actors
+        self._busy_share = 0.0                       # of the engine thread, last interval
+        self._timed: dict[Context, float] = {}       # seconds of the timed turns, per actor
+        self._busy = 0.0                             # seconds in ticks since the last sample
+        self._busy_timed = 0.0                       # of which in ticks whose turns were timed
+        self._busy_scaled = 0.0                      # of which timed or cheap (scaled)
+        self._time_all = True                        # time every turn of the next tick
+        self._fresh_line: bytes | None = None        # the snapshot new clients share
+        self._send_lock = threading.Lock()           # the watchdog writes too
+        self.stuck_after = max(2 * self.interval, 1.0)  # seconds held: a "stuck" line
         self._loop.add_reader(self._fd, self._accept)
         self._timer = self._loop.call_later(self.interval, self._on_timer)
         log.info("inspector feed at %s; open it with: python inspector_curses.py %s",
@@ -3242,7 +4193,15 @@ class _InspectorFeed:
 
     def _listen_default(self) -> tuple[socket.socket, str]:
         directory = inspector_dir()
-        _make_private_dir(directory)
+        try:
+            _make_private_dir(directory)
+        except PermissionError as exc:
+            # Someone else made it first (or planted a file there): a fresh
+            # private directory instead, which inspector_curses.py also finds.
+            directory = tempfile.mkdtemp(prefix=f"backstage-{os.getuid()}-")
+            self._made_dir = directory
+            log.warning("inspector: %s; using the fresh private directory %s instead",
+                        exc, directory)
         stem = f"{self.program}-{os.getpid()}"
         for n in range(1, 100):
             path = os.path.join(directory, stem + (".sock" if n == 1 else f".{n}.sock"))
@@ -3254,8 +4213,8 @@ class _InspectorFeed:
                           f"{directory}: close some")
 
     # -- snapshots -----------------------------------------------------------
-    # Sampling the counters on a timer, and the JSON snapshot.
 
+    # Sampling the counters on a timer, and the JSON snapshot.
     def _on_timer(self) -> None:
         # Re-arm first, so a slow snapshot does not drift the period.
         self._timer = self._loop.call_later(self.interval, self._on_timer)
@@ -3285,14 +4244,18 @@ class _InspectorFeed:
             if entry is None or entry[0] is not ctx:
                 if entry is not None:
                     self._retired += entry[0]._count   # a new actor under an old id
-                rates[actor_id] = [ctx, count, count / elapsed]
+                # [ctx, count then, msgs/s, receive s, receive ms/s, share, high-water]
+                rates[actor_id] = entry = [ctx, count, count / elapsed, 0.0, 0.0, 0.0,
+                                           1 if count else 0]
             else:
                 entry[2] = alpha * (count - entry[1]) / elapsed + keep * entry[2]
+                entry[6] = 1 if count != entry[1] else 0   # a turn of one message
                 entry[1] = count
                 rates[actor_id] = entry
-        for ctx, _, _ in old.values():
-            self._retired += ctx._count                 # stopped since the last sample
+        for entry in old.values():
+            self._retired += entry[0]._count            # stopped since the last sample
         self._rates = rates
+        self._sample_receive(rates, elapsed)
         total = self._retired + live
         self._rate_now = (total - self._total) / elapsed
         self._rate_avg = (self._rate_now if self.seq == 0
@@ -3306,23 +4269,28 @@ class _InspectorFeed:
         now = self._loop.time()
         wall = time.time()
         rates = self._rates
+        restarts, failures, dead_to = self._restarts, self._failures, self._dead_to
         rows: list[dict[str, Any]] = []
         # The context's fields read directly rather than through its
         # properties, the extra state once: 1.4 -> 0.8 ms at 1,000 actors.
         for actor_id, ctx in engine._registry.items():
             entry = rates.get(actor_id)
-            rate = entry[2] if entry is not None and entry[0] is ctx else 0.0
+            if entry is not None and entry[0] is not ctx:
+                entry = None
+            rate = entry[2] if entry is not None else 0.0
             count = ctx._count
             inbox = ctx._inbox
             extra = ctx._extra
             subscribers = extra.subscribers if extra is not None else None
             subscriptions = extra.subscriptions if extra is not None else None
+            hwm = entry[6] if entry is not None and entry[0] is ctx else 0
+            waiting = len(inbox) - ctx._head
             rows.append({
                 "id": actor_id,
                 "type": type(ctx._actor).__name__,
                 "parent": ctx.parent,
                 "state": ctx._state,
-                "inbox": len(inbox) - ctx._head,
+                "inbox": waiting,
                 "capacity": ctx.capacity,
                 "overflow": inbox._policy.name if inbox.__class__ is _BoundedInbox else "grow",
                 "messages_total": count,
@@ -3330,6 +4298,14 @@ class _InspectorFeed:
                 "last_message_at": round(wall - (now - ctx._last), 3) if count else None,
                 "subscribers": sum(map(len, subscribers.values())) if subscribers else 0,
                 "subscriptions": sorted(map(list, subscriptions)) if subscriptions else [],
+                "restarts": restarts.get(ctx, 0),
+                "failures": failures.get(ctx, 0),
+                "dead_letters": dead_to.get(ctx, 0),
+                "receive_s": round(entry[3], 4) if entry is not None else 0.0,
+                "receive_ms_per_s": round(entry[4], 2) if entry is not None else 0.0,
+                "busy_share": round(entry[5], 4) if entry is not None else 0.0,
+                "inbox_hwm": hwm if hwm > waiting else waiting,
+                "strategy": _strategy_repr(ctx),
             })
         return {
             "v": INSPECTOR_FORMAT,
@@ -3350,6 +4326,13 @@ class _InspectorFeed:
                 "dead_letters": engine.dead_letter_count,
                 "restarts": engine.restart_count,
                 "clients": len(self._clients),
+                "failures": self.failure_count,
+                "receive_s": round(self._receive_s, 4),
+                "busy_share": round(self._busy_share, 4),
+                "dead_letters_by_reason": self._by_reason,
+                "dead_letters_by_target": dict(sorted(
+                    self._by_target.items(), key=lambda kv: -kv[1])[:_DEAD_LETTER_TOP]),
+                "dead_letters_recent": self._recent_rows(),
             },
             "actors": rows,
         }
@@ -3362,9 +4345,147 @@ class _InspectorFeed:
         self._timer.cancel()
         self._timer = self._loop.call_later(self.interval, self._on_timer)
 
-    # -- clients -------------------------------------------------------------
-    # Connected inspectors: accepting, writing, commands, dropping.
+    def timed_turns(self, ready: collections.deque[Context],
+                    turn: Callable[[Context, float], int], now: float, budget: int) -> None:
+        """The engine's tick while the feed is on: the same turns, timed.
 
+        The tick as a whole is timed (two clock reads a tick): the engine's
+        busy share, exactly.  Each turn is timed too (one clock read a turn),
+        unless the engine is saturated with cheap messages (busy over
+        _SATURATED of the last interval or of this one so far, under _CHEAP_S a
+        message in the last tick): then one tick in _TIMED_ONE_IN at random times its turns,
+        and an actor's time is its timed turns scaled by all cheap ticks' time
+        over the timed ones', an unbiased estimate.  Timing every turn cost
+        saturated ping-pong ~20 %; this costs it ~1 % (bench/bench_inspector.py),
+        and an engine with time to spare pays a clock read per turn.
+        """
+        clock = time.perf_counter
+        start = clock()
+        handled = budget
+        # The clock's nanoseconds as the dice: random enough, and no import.
+        timed = self._time_all or not int(start * 1e9) % _TIMED_ONE_IN
+        try:
+            if not timed:
+                while ready and budget > 0:
+                    budget -= turn(ready.popleft(), now)
+            else:
+                spent = self._timed
+                began = start
+                while ready and budget > 0:
+                    ctx = ready.popleft()
+                    budget -= turn(ctx, now)
+                    ended = clock()
+                    spent[ctx] = spent.get(ctx, 0.0) + (ended - began)
+                    began = ended
+        finally:
+            seconds = clock() - start
+            handled -= budget
+            cheap = handled > 0 and seconds / handled < _CHEAP_S
+            self._busy += seconds
+            window = now - self._sampled_at
+            saturated = self._busy_share >= _SATURATED or (
+                window > _SATURATION_WINDOW_S and self._busy >= _SATURATED * window)
+            self._time_all = not (cheap and saturated)
+            if timed:
+                self._busy_timed += seconds
+                self._busy_scaled += seconds
+            elif cheap:
+                self._busy_scaled += seconds   # like the timed ones: scaled from them
+
+    def _sample_receive(self, rates: dict[str, list[Any]], elapsed: float) -> None:
+        """Time in receive over the last interval, and the high-water marks."""
+        hwm, self._hwm = self._hwm, {}
+        for entry in rates.values():
+            seen = hwm.get(entry[0])
+            if seen is not None and seen > entry[6]:
+                entry[6] = seen
+        registry = self._engine._registry
+        for counts in (self._failures, self._restarts, self._dead_to):
+            for ctx in [c for c in counts if registry.get(c.actor_id) is not c]:
+                del counts[ctx]         # gone: its row went with it
+        busy, busy_timed = self._busy, self._busy_timed
+        if self._busy_scaled > 0 and busy_timed == 0:
+            return          # no tick timed its turns yet: the busy time waits for one
+        timed, self._timed = self._timed, {}
+        scale = self._busy_scaled / busy_timed if busy_timed > 0 else 0.0
+        self._busy = self._busy_timed = self._busy_scaled = 0.0
+        for entry in rates.values():
+            seconds = timed.get(entry[0], 0.0) * scale
+            share = min(seconds / elapsed, 1.0)
+            entry[3] += seconds
+            entry[4] = share * 1000.0
+            entry[5] = share
+        self._busy_share = min(busy / elapsed, 1.0)
+        self._receive_s += busy
+
+    # -- counting, called by the engine on its cold paths ---------------------
+
+    def failed(self, ctx: Context) -> None:
+        self.failure_count += 1
+        self._failures[ctx] = self._failures.get(ctx, 0) + 1
+
+    def restarted(self, ctx: Context) -> None:
+        self._restarts[ctx] = self._restarts.get(ctx, 0) + 1
+
+    def saw_inbox(self, ctx: Context, waiting: int) -> None:
+        if waiting > self._hwm.get(ctx, 0):
+            self._hwm[ctx] = waiting
+
+    def dead_letter(self, record: DeadLetter) -> None:
+        self._recent.append(record)
+        _bump(self._by_reason, record.reason)
+        _bump(self._by_target, record.target_id)
+        ctx = self._engine._registry.get(record.target_id)
+        if ctx is not None:
+            self._dead_to[ctx] = self._dead_to.get(ctx, 0) + 1
+
+    def _recent_rows(self) -> list[dict[str, Any]]:
+        """The recent dead letters, most recent first, each formatted once."""
+        recent = self._recent
+        rows: list[dict[str, Any]] = []
+        for i, record in enumerate(recent):
+            if isinstance(record, DeadLetter):
+                envelope = record.envelope
+                message = getattr(envelope, "message", envelope)
+                recent[i] = record = {
+                    "time": round(record.time, 3), "target": record.target_id,
+                    "sender": getattr(envelope, "sender_id", None), "reason": record.reason,
+                    "type": type(message).__name__, "repr": _short_repr(message)}
+            rows.append(record)
+        rows.reverse()
+        return rows
+
+    def _line_for_new_clients(self) -> bytes:
+        """One snapshot line for every client accepted in this loop tick."""
+        if self._fresh_line is None:
+            self._fresh_line = self.snapshot_line()
+            self._loop.call_soon(self._forget_fresh_line)
+        return self._fresh_line
+
+    def _forget_fresh_line(self) -> None:
+        self._fresh_line = None
+
+    def write_from_watchdog(self, obj: dict[str, Any]) -> None:
+        """Write a line to every client now, from the watchdog's thread.
+
+        Only to clients with nothing half-written; what the socket does not
+        take at once is left for the engine thread's next flush.
+        """
+        line = _json_line(obj)
+        with self._send_lock:
+            for client in list(self._clients.values()):
+                if client.sending is not None:
+                    continue
+                try:
+                    sent = client.sock.send(line)
+                except OSError:
+                    continue
+                if sent < len(line):
+                    client.sending = memoryview(line)[sent:]
+
+    # -- clients -------------------------------------------------------------
+
+    # Connected inspectors: accepting, writing, commands, dropping.
     def _accept(self) -> None:
         for _ in range(16):
             try:
@@ -3388,7 +4509,8 @@ class _InspectorFeed:
             self._clients[client.fd] = client
             self._loop.add_reader(client.fd, self._on_readable, client)
             try:
-                self._give_snapshot(client, self.snapshot_line())   # something to show at once
+                # Something to show at once, shared by the clients of this tick.
+                self._give_snapshot(client, self._line_for_new_clients())
             except Exception:
                 log.exception("inspector: snapshot failed; the feed goes on")
 
@@ -3416,6 +4538,10 @@ class _InspectorFeed:
 
     def _flush(self, client: _InspectorClient) -> None:
         """Write what the socket takes now; watch for writability for the rest."""
+        with self._send_lock:       # the watchdog may write a stuck line meanwhile
+            self._flush_locked(client)
+
+    def _flush_locked(self, client: _InspectorClient) -> None:
         while True:
             if client.sending is None:
                 if client.replies:
@@ -3527,6 +4653,11 @@ class _InspectorFeed:
         self._sock.close()
         _unlink_socket(self.path)
         self._rates = {}
+        if self._made_dir is not None:
+            try:
+                os.rmdir(self._made_dir)
+            except OSError:
+                pass            # another engine of ours still has its socket there
 
 
 # The feed's JSON, compact.  Our own snapshots hold no cycles, so the encoder
@@ -3536,6 +4667,200 @@ _JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 def _json_line(obj: dict[str, Any]) -> bytes:
     return _JSON.encode(obj).encode() + b"\n"
+
+
+# While the feed is on, every turn is timed unless the engine is saturated
+# (busy over _SATURATED of the last interval) with cheap messages (under
+# _CHEAP_S each): then one tick in _TIMED_ONE_IN, at random, times its turns.
+_SATURATED = 0.5
+_SATURATION_WINDOW_S = 0.005  # judged on the current interval once it is this long
+_CHEAP_S = 5e-6
+_TIMED_ONE_IN = 32
+_DEAD_LETTERS_RECENT = 50     # dead letters a snapshot lists
+_DEAD_LETTER_TOP = 20         # targets a snapshot counts dead letters for
+_COUNTED_KEYS_MAX = 1000      # reasons or targets counted one by one; then "(other)"
+_REPR_MAX = 120               # characters of a dead letter's repr in the feed
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = _REPR_MAX
+_STRATEGY_REPRS: dict[int, tuple[SupervisorStrategy, str]] = {}
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    if key not in counts and len(counts) >= _COUNTED_KEYS_MAX:
+        key = "(other)"
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _short_repr(obj: Any) -> str:
+    """A repr of at most _REPR_MAX characters that never raises."""
+    try:
+        text = _SHORT.repr(obj)
+    except Exception as exc:
+        text = f"<{type(obj).__name__}: repr failed with {type(exc).__name__}>"
+    return text if len(text) <= _REPR_MAX else text[:_REPR_MAX - 3] + "..."
+
+
+def _strategy_repr(ctx: Context) -> str | None:
+    """The strategy ``ctx`` applies to its children, when it declares one or has any."""
+    strategy = getattr(ctx._actor, "supervisor", None)
+    if not isinstance(strategy, SupervisorStrategy):
+        if not ctx._children:
+            return None
+        strategy = DEFAULT_CHILD_STRATEGY
+    known = _STRATEGY_REPRS.get(id(strategy))
+    if known is None or known[0] is not strategy:
+        known = _STRATEGY_REPRS[id(strategy)] = (strategy, repr(strategy))
+    return known[1]
+
+
+class _Watchdog:
+    """Watches the engine thread from a thread of its own, from the engine's
+    creation to its close (started early, so a run begins without waiting).
+
+    Four times per slow_callback_s (or per the feed's stuck_after) it looks
+    at the engine thread's stack (sys._current_frames): which user callback
+    runs, and in which actor's turn.  The same callback seen for
+    slow_callback_s is logged; for the feed's stuck_after, a "stuck" line goes
+    to the feed's clients, and "unstuck" when it returns.  Nothing per
+    message: a thread that needs the GIL sees the engine thread only when it
+    lets go of it, which is why it finds long callbacks, not time shares (a
+    sampling profiler built this way saw the demo's 5 %-busy engine as idle).
+    """
+
+    def __init__(self, engine: Engine, slow: float | None) -> None:
+        self._engine = weakref.ref(engine)
+        self.slow = slow                          # Engine(slow_callback_s=...)
+        stuck = engine._inspector.stuck_after if engine._inspector is not None else 1.0
+        self.period = min(max(min(slow or 1.0, stuck) / 4, _WATCHDOG_MIN_S), 0.25)
+        self._held: Any = None                    # the callback frame seen last
+        self._held_ctx: Context | None = None
+        self._held_since = 0.0                    # monotonic time it was first seen
+        self._held_wall = 0.0
+        self._warned = False
+        self._stuck_sent = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="backstage-watchdog",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+        self._held = self._held_ctx = None
+
+    def _run(self) -> None:
+        while not self._done.wait(self.period):
+            engine = self._engine()
+            if engine is None or engine._closed:
+                return
+            try:
+                self._look(engine)
+            except Exception:
+                log.exception("the engine's watchdog failed; slow callbacks go unreported")
+                return
+            del engine
+
+    def _look(self, engine: Engine) -> None:
+        thread_id = engine._thread_id
+        frame = sys._current_frames().get(thread_id) \
+            if engine._running and thread_id is not None else None
+        ctx, callback = _callback_of(frame) if frame is not None else (None, None)
+        del frame
+        now = time.monotonic()
+        if callback is not self._held:
+            if self._stuck_sent and engine._inspector is not None:
+                engine._inspector.write_from_watchdog({
+                    "v": INSPECTOR_FORMAT, "type": "unstuck", "time": round(time.time(), 3),
+                    "for_s": round(now - self._held_since, 3)})
+            self._held, self._held_ctx = callback, ctx
+            self._held_since, self._held_wall = now - self.period / 2, time.time()
+            self._warned = self._stuck_sent = False
+            return
+        if callback is None:
+            return
+        held_for = now - self._held_since
+        slow = self.slow
+        what = _describe(self._held_ctx, callback)
+        if slow is not None and not self._warned and held_for >= slow:
+            self._warned = True
+            log.warning("%s has held the engine thread for %.1f s (over slow_callback_s=%s): "
+                        "no other actor, timer or I/O runs meanwhile; move blocking work to "
+                        "a thread (or raise slow_callback_s, or pass None)",
+                        what, held_for, slow)
+        feed = engine._inspector
+        if feed is not None and not self._stuck_sent and held_for >= feed.stuck_after:
+            self._stuck_sent = True
+            feed.write_from_watchdog({
+                "v": INSPECTOR_FORMAT, "type": "stuck", "time": round(time.time(), 3),
+                "since": round(self._held_wall - self.period / 2, 3),
+                "for_s": round(held_for, 3),
+                "actor": self._held_ctx.actor_id if self._held_ctx is not None else None,
+                "callback": what})
+
+
+_WATCHDOG_MIN_S = 0.01         # the watchdog looks at most this often
+_HERE = os.path.normcase(os.path.abspath(__file__))
+_BACKENDS = os.path.join(os.path.dirname(_HERE), "backends") + os.sep
+_LOOP_FILES = (os.path.dirname(os.path.abspath(selectors.__file__)) + os.sep + "asyncio" + os.sep,
+               os.path.abspath(selectors.__file__), os.path.abspath(threading.__file__))
+
+
+def _is_engine_frame(code: Any) -> bool:
+    name = os.path.normcase(code.co_filename)
+    return name == _HERE or name.startswith(_BACKENDS) or name.startswith(_LOOP_FILES) \
+        or "uvloop" in name
+
+
+def _callback_of(frame: Any) -> tuple[Context | None, Any]:
+    """(the actor whose turn it is or None, the user frame the engine called) of a stack.
+
+    The user frame is the outermost frame that is not the engine's (nor its
+    loop's) inside the engine's own frames; None when the engine thread runs
+    its own code (or waits for I/O).
+    """
+    stack: list[Any] = []
+    while frame is not None and len(stack) < 500:
+        stack.append(frame)
+        frame = frame.f_back
+    inside = False
+    outer = None
+    for frame in reversed(stack):
+        code = frame.f_code
+        if _is_engine_frame(code):
+            inside = inside or os.path.normcase(code.co_filename) == _HERE
+            outer = frame
+        elif inside:
+            found = None
+            if outer is not None:
+                names = outer.f_code.co_varnames
+                if "ctx" in names:
+                    found = outer.f_locals.get("ctx")            # a turn
+                elif "self" in names:
+                    found = getattr(outer.f_locals.get("self"), "_ctx", None)  # a Timer
+            return (found if isinstance(found, Context) else None), frame
+    return None, None
+
+
+def _describe(ctx: Context | None, frame: Any) -> str:
+    code = frame.f_code
+    name = getattr(code, "co_qualname", code.co_name)
+    if ctx is not None:
+        return f"receive of {ctx.actor_id}" if code.co_name == "receive" else \
+            f"{name} of actor {ctx.actor_id}"
+    return f"callback {name} ({os.path.basename(code.co_filename)}:{frame.f_lineno})"
+
+
+def _check_slow_callback(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"slow_callback_s needs a number of seconds or None, not {value!r}: "
+                        f"write Engine(slow_callback_s=1.0), or None to turn the warning off")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"slow_callback_s needs seconds above 0 and finite, got {value!r}; "
+                         f"pass None to turn the warning off")
+
 
 def _check_inspector_args(inspector: Any, interval: Any) -> None:
     if not isinstance(inspector, (bool, str, os.PathLike)) and inspector is not None:
@@ -3600,6 +4925,9 @@ def _guarded(ctx: Context, callback: Callable[[], Any]) -> Callable[[], None]:
     def run() -> None:
         try:
             callback()
-        except Exception:
+        except Exception as exc:
             log.exception("fd callback of actor %r failed", ctx.actor_id)
+            if ctx.engine._failures is not None:
+                ctx.engine._note_failure(ctx, exc, "a watch callback")
     return run
+

@@ -124,11 +124,12 @@ METRICS: dict[str, list[tuple[str, str, object, bool]]] = {
     "async_receive": _api("async receive msgs/s", "plain receive msgs/s", "async ÷ plain"),
     "run_in_thread": _api("run_in_thread round trips/s", "executor round trips/s",
                           "ours ÷ executor"),
-    # From bench_inspector.py --cells (run by bench/extras.py).
+    # From bench_inspector.py --cells (run by bench/extras.py): burst, ping-pong.
     "inspector": [("inspector off msgs/s", "rate", lambda r: r["off"], True),
                   ("on, client reading msgs/s", "rate", lambda r: r["client"], True),
                   ("client reading ÷ off", "x", _over("client", "off"), True)],
 }
+METRICS["inspector_ping_pong"] = METRICS["inspector"]
 
 # What each scenario is, for the report.
 ABOUT = {
