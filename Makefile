@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-all demo lint bench bench-full clean
+.PHONY: test test-all demo lint bench bench-full bench-cluster clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +60,7 @@ bench-full: bench-venv
 
 bench-full-record: bench-venv
 	$(BENCH_PY) bench/run.py --full --record
+
+# The cluster against Ray's own actors (Ray is in requirements-dev.txt, so .venv has it).
+bench-cluster: $(STAMP)
+	$(PY) bench/bench_cluster.py --quick
