@@ -93,7 +93,7 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
         "full-peers": {"n": 5_000}, "quick-peers": {"n": 1_000},
     },
     # Issue 13's figures: ours against ours (or a bare executor), in one run.
-    "proxy_call": {"full": {"n": 200_000}, "quick": {"n": 50_000}},
+    "proxy_call": {"full": {"n": 100_000}, "quick": {"n": 10_000}},
     "pool_8": {"full": {"n": 1_000_000}, "quick": {"n": 200_000}},
     "async_receive": {"full": {"n": 1_000_000}, "quick": {"n": 200_000}},
     "run_in_thread": {"full": {"n": 20_000}, "quick": {"n": 3_000}},

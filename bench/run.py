@@ -124,11 +124,12 @@ METRICS: dict[str, list[tuple[str, str, object, bool]]] = {
     "async_receive": _api("async receive msgs/s", "plain receive msgs/s", "async ÷ plain"),
     "run_in_thread": _api("run_in_thread round trips/s", "executor round trips/s",
                           "ours ÷ executor"),
-    # From bench_inspector.py --cells (run by bench/extras.py).
+    # From bench_inspector.py --cells (run by bench/extras.py): burst, ping-pong.
     "inspector": [("inspector off msgs/s", "rate", lambda r: r["off"], True),
                   ("on, client reading msgs/s", "rate", lambda r: r["client"], True),
                   ("client reading ÷ off", "x", _over("client", "off"), True)],
 }
+METRICS["inspector_ping_pong"] = METRICS["inspector"]
 
 # What each scenario is, for the report.
 ABOUT = {
@@ -144,8 +145,8 @@ ABOUT = {
                          "deque hand-off with a socketpair wake-up)",
     "cross_thread_ask": "round trips from another thread, one at a time (floor: two "
                         "threads, two queue.Queue)",
-    "proxy_call": "n pipelined engine.proxy(id).add(i) against n engine.ask(id, i, "
-                  "timeout=None) (no timeout either side)",
+    "proxy_call": "n engine.proxy(id).add(i) against n engine.ask(id, i, timeout=None) "
+                  "(no timeout either side), 1,000 in flight at a time",
     "pool_8": "n engine.send to engine.spawn_pool(cls, id, 8) against n to one actor",
     "async_receive": "a burst to an async def receive that awaits nothing against a "
                      "plain receive",
