@@ -14,6 +14,7 @@ EXPECTED = {
     "demo.py": (["--seconds", "1", "--no-split"], "stopping after 1 s."),
     "quickstart.py": ([], "subscriber got 'Direct message' directly"),
     "workers.py": ([], "10000 results, sum of squares so far 333283335000"),
+    "crawler.py": ([], "crawled 40 pages and 118 links, 0 failed"),
 }
 
 
@@ -46,8 +47,10 @@ def readme_programs():
     return [block for block in blocks if re.search(r"^import backstage$", block, re.M)]
 
 
-# In README order: the quick start, request/reply, the asyncio program.
-README_SAYS = ["subscriber got 'Direct message' directly", "42", "42"]
+# In README order: the quick start, request/reply, blocking work, a coroutine
+# handler, stash and become, the asyncio program.
+README_SAYS = ["subscriber got 'Direct message' directly", "42", "2cf24dba5fb0", "12",
+               "sending c", "42"]
 
 
 @pytest.mark.parametrize("index", range(len(README_SAYS)))
