@@ -47,12 +47,13 @@ def page_links(page: int, pages: int) -> list[int]:
 
 
 def start_site(pages: int, delay: float) -> tuple[http.server.ThreadingHTTPServer, str]:
-    """Serve ``pages`` linked pages on a free loopback port; returns the server and its root URL."""
+    """Serve ``pages`` linked pages on a free loopback port; returns the server and
+    the URL of its first page."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:          # noqa: N802 (the name http.server calls)
-            match = re.fullmatch(r"/(?:page/(\d+))?", self.path)
-            page = int(match.group(1) or 0) if match else -1
+            match = re.fullmatch(r"/page/(\d+)", self.path)
+            page = int(match.group(1)) if match else -1
             if not 0 <= page < pages:
                 self.send_error(404)
                 return
@@ -73,7 +74,7 @@ def start_site(pages: int, delay: float) -> tuple[http.server.ThreadingHTTPServe
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="site", daemon=True).start()
     host, port = server.server_address[:2]
-    return server, f"http://{host}:{port}/"
+    return server, f"http://{host}:{port}/page/0"
 
 
 def fetch(url: str) -> str:
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     server, root = start_site(args.pages, args.delay)
-    print(f"site: {args.pages} pages on {root}, {args.delay:.2f} s each")
+    print(f"site: {args.pages} pages from {root}, {args.delay:.2f} s each")
     try:
         with backstage.Engine(thread_pool_size=args.fetchers) as engine:
             engine.spawn_pool(Fetcher, "fetchers", args.fetchers)
@@ -179,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"crawled {len(crawler.seen)} pages and {crawler.links} links, "
           f"{len(crawler.failed)} failed")
-    print(f"{elapsed:.2f} s with {args.fetchers} fetchers; one page at a time would take at "
-          f"least {args.pages * args.delay:.2f} s")
+    fetchers = f"{args.fetchers} fetcher{'s' if args.fetchers != 1 else ''}"
+    print(f"{elapsed:.2f} s with {fetchers}; one page at a time would take at least "
+          f"{args.pages * args.delay:.2f} s")
     print(f"the ticker ticked {ticker.ticks} times meanwhile: nothing blocked the engine")
     return 1 if crawler.failed else 0
 
