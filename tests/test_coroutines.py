@@ -506,3 +506,60 @@ def test_publications_and_monitor_notices_reach_an_async_receive(engine):
 
     assert watcher.got[0] == ("PUBLISH", "news")
     assert watcher.got[1][0] == "TERMINATED"
+
+
+def test_an_ask_awaited_by_a_cancelled_coroutine_no_longer_counts_as_work(engine):
+    # The ask has no timeout and nobody answers it: if cancelling the
+    # coroutine did not end the ask too, run() would never return.
+    class Child:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        async def receive(self, envelope):
+            self.ctx.send("parent", "stop now")
+            await self.ctx.ask("silent", "never answered", timeout=None)
+
+    class Parent:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            ctx.spawn_child_actor(Child, id="child")
+
+        def receive(self, envelope):
+            self.ctx.shutdown()
+
+    engine.spawn_actor(Recorder, id="silent")
+    engine.spawn_actor(Parent, id="parent")
+
+    engine.send("child", "work")
+    engine.run()
+
+    assert engine.actor_ids == ["silent"]
+
+
+def test_an_async_receive_inherited_from_a_base_class_is_driven_too(engine):
+    class Base:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            self.seen = []
+
+        async def receive(self, envelope):
+            await self.ctx.sleep(0)
+            self.seen.append(envelope.message)
+
+    class Derived(Base):
+        pass
+
+    derived = engine.spawn_actor(Derived, id="derived")
+
+    engine.send("derived", "x")
+    engine.run()
+
+    assert derived.seen == ["x"]
+
+
+@pytest.mark.parametrize("seconds", [-1, float("nan"), "1", None])
+def test_sleep_needs_a_number_of_seconds(engine, seconds):
+    recorder = engine.spawn_actor(Recorder, id="r")
+
+    with pytest.raises((TypeError, ValueError), match=r"^sleep\(\) needs "):
+        recorder.ctx.sleep(seconds)
