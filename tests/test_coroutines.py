@@ -563,3 +563,17 @@ def test_sleep_needs_a_number_of_seconds(engine, seconds):
 
     with pytest.raises((TypeError, ValueError), match=r"^sleep\(\) needs "):
         recorder.ctx.sleep(seconds)
+
+
+def test_an_ask_can_be_awaited_in_a_coroutine_of_the_program_on_the_engines_loop():
+    async def main():
+        engine = Engine(backend="asyncio")      # shares the running loop
+        engine.spawn_actor(Doubler, id="doubler")
+        actors = asyncio.create_task(engine.run_async())
+        value = await engine.ask("doubler", 21)
+        engine.stop()
+        await actors
+        engine.close()
+        return value
+
+    assert asyncio.run(main()) == 42
