@@ -898,7 +898,8 @@ _RUNNING, _STOPPING, _STOPPED = "running", "stopping", "stopped"
 # rather than a global lookup; everything else uses these names.
 _IDLE = False               # no turn pending: a send schedules it
 _QUEUED = True              # in the engine's ready queue, or in its turn
-_PARKED = "parked"          # waits for room in a full "block" inbox: no turns
+_PARKED = "parked"          # waits for room in a full "block" inbox, or for its
+                            # coroutine (async receive) to end: no turns
 
 
 class _Extras:
@@ -2564,7 +2565,7 @@ class _Waiting(_Asking):
         if waiting_on:
             waiting_on.pop(key, None)
         if not waiting_on and ctx._scheduled is _PARKED and ctx._state is _RUNNING:
-            ctx._scheduled = False
+            ctx._scheduled = _IDLE
             if len(ctx._inbox) > ctx._head:
                 self._schedule(ctx)
 
