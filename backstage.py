@@ -2570,8 +2570,9 @@ class _Waiting(_Asking):
                 self._schedule(ctx)
 
     def _cancel_coroutine(self, ctx: Context, reason: str) -> None:
-        """Cancel ``ctx``'s suspended coroutine now: ``asyncio.CancelledError`` at
-        its await (its ``finally`` blocks run here), and its message is a dead letter."""
+        """Cancel ``ctx``'s suspended coroutine now, as it stops or restarts:
+        ``asyncio.CancelledError`` at its await (its ``finally`` blocks run
+        here), and its message is a dead letter."""
         suspended = ctx._suspended
         if suspended is None or suspended.ended:
             return
@@ -2600,6 +2601,7 @@ class _Waiting(_Asking):
             self._wait_state().cancelled_tasks.append(suspended.task)
         self._dead_letter(ctx.actor_id, suspended.envelope,
                           f"actor stopped while handling it ({reason})")
+        self._unpark(ctx, suspended)    # a restart: the new instance takes the inbox on
 
     def _end_cancelled_tasks(self) -> None:
         """Let the asyncio tasks of cancelled coroutines finish before an owned loop closes."""

@@ -577,3 +577,51 @@ def test_an_ask_can_be_awaited_in_a_coroutine_of_the_program_on_the_engines_loop
         return value
 
     assert asyncio.run(main()) == 42
+
+
+def test_a_sibling_restarted_while_its_coroutine_waits_goes_on_with_its_next_messages(engine):
+    # AllForOne: "failing" fails after an await while "waiting" waits for the
+    # gate; the restart cancels the waiting coroutine, and the new instance
+    # must then take its inbox on (it must not stay parked).
+    from backstage import AllForOne
+
+    class Failing:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        async def receive(self, envelope):
+            await self.ctx.sleep(0)
+            raise ValueError("fails after an await")
+
+    class Waiting:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        async def receive(self, envelope):
+            if envelope.message == "wait":
+                self.ctx.send("failing", "go")
+                await self.ctx.ask("silent", "never answered", timeout=None)
+            log.append(envelope.message)
+
+    class Parent:
+        supervisor = AllForOne()
+
+        def __init__(self, ctx):
+            self.ctx = ctx
+            ctx.spawn_child_actor(Failing, id="failing")
+            ctx.spawn_child_actor(Waiting, id="waiting")
+
+        def receive(self, envelope):
+            pass
+
+    engine.spawn_actor(Recorder, id="silent")
+    engine.spawn_actor(Parent, id="parent")
+
+    engine.send("waiting", "wait")
+    engine.send("waiting", "after the restart")
+    engine.run()
+
+    assert log == ["after the restart"]
+    reasons = {d.envelope.message: d.reason for d in engine.dead_letters}
+    assert reasons["wait"] == "actor stopped while handling it (it restarted)"
+    assert engine.restart_count == 2
