@@ -363,3 +363,53 @@ def test_become_needs_a_callable(engine):
 
     assert str(bad.error).startswith("become() needs a function that takes the envelope, "
                                      "such as self.closed, not 'closed'")
+
+
+def test_a_stashed_publication_comes_back_as_that_publication(engine):
+    class Keep(Opener):
+        def receive(self, envelope):
+            if self.open:
+                self.handled.append((envelope.message_type, envelope.topic, envelope.message))
+            else:
+                super().receive(envelope)
+
+    publisher = engine.spawn_actor(Recorder, id="publisher")
+    keeper = engine.spawn_actor(Keep, id="keeper")
+    keeper.ctx.subscribe_to_actor_topic("publisher", "news")
+    publisher.ctx.publish_to_topic("news", "extra!")
+    engine.run()
+
+    engine.send("keeper", "open")
+    engine.run()
+
+    assert keeper.handled == [(MessageType.PUBLISH, "news", "extra!")]
+
+
+def test_a_restarted_actor_gets_its_stash_back_ahead_of_its_inbox(engine):
+    from conftest import parent_of
+
+    from backstage import OneForOne
+
+    class Stasher:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            self.handled = []
+            self.restarted = ctx.actor_id in log_of_inits
+            log_of_inits.append(ctx.actor_id)
+
+        def receive(self, envelope):
+            if envelope.message == "boom":
+                raise ValueError("boom")
+            if not self.restarted:
+                self.ctx.stash(envelope)
+            else:
+                self.handled.append(envelope.message)
+
+    log_of_inits = []
+    engine.spawn_actor(parent_of(Stasher, "stasher", OneForOne()), id="parent")
+
+    for message in ["a", "b", "boom", "c"]:
+        engine.send("stasher", message)
+    engine.run()
+
+    assert engine.get_actor("stasher").handled == ["a", "b", "c"]
