@@ -27,9 +27,10 @@ Design rules, in the order they win over each other:
 
 1. Nothing is lost silently.  A message is either handed to ``receive`` or
    recorded as a dead letter (``Engine.dead_letters``).
-2. One engine, one thread.  Every ``receive``, ``deinit``, timer and fd callback
-   runs on the engine's thread, never two at once.  Other threads only append
-   to ``Engine._inbound`` and wake the loop; they touch no other state.
+2. One engine, one thread.  Every ``receive`` (each step of an async one),
+   ``deinit``, timer and fd callback runs on the engine's thread, never two at
+   once.  Other threads (``ctx.run_in_thread``'s workers among them) only
+   append to ``Engine._inbound`` and wake the loop; they touch no other state.
 3. Order per sender and receiver is kept, whichever thread sends.
 4. Bad input raises at the call that made it and says what to do.
 5. The hot path (send -> inbox -> receive) is as short as CPython allows.
