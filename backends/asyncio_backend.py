@@ -15,9 +15,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backstage import Loop
+if TYPE_CHECKING:
+    from backstage import Loop
+else:
+    try:        # vendored: pkg/_vendor/backstage.py beside pkg/_vendor/backends/
+        from ..backstage import Loop
+    except ImportError:     # backends/ at the top level, or installed as backstage.backends
+        from backstage import Loop
 
 __all__ = ["AsyncioLoop", "set_result_threadsafe", "set_exception_threadsafe"]
 
@@ -42,7 +48,8 @@ class AsyncioLoop(Loop):
         self.aio = loop if loop is not None else self._new_event_loop()
         self._thread: int | None = None   # the thread inside run() or run_async()
         self._blocking = False            # inside run(): stop() may stop the asyncio loop
-        self._waiter: asyncio.Future | None = None  # what run_async() awaits; stop() resolves it
+        # What run_async() awaits; stop() resolves it.
+        self._waiter: asyncio.Future[None] | None = None
         self._stop_flag = False           # a stop() that run_async() must not miss
         # Watched fds, number -> file object, so remove_* can answer True/False
         # on every loop (uvloop's remove_reader returns None) and can remove a
@@ -151,7 +158,7 @@ class AsyncioLoop(Loop):
             self.aio.close()
 
 
-def set_result_threadsafe(future: asyncio.Future, value: Any) -> None:
+def set_result_threadsafe(future: asyncio.Future[Any], value: Any) -> None:
     """Resolve an asyncio ``future`` with ``value`` from any thread, e.g. an actor's reply.
 
     Does nothing if the future is already done (say, its awaiter gave up
@@ -160,12 +167,12 @@ def set_result_threadsafe(future: asyncio.Future, value: Any) -> None:
     future.get_loop().call_soon_threadsafe(_settle, future, value, None)
 
 
-def set_exception_threadsafe(future: asyncio.Future, exception: BaseException) -> None:
+def set_exception_threadsafe(future: asyncio.Future[Any], exception: BaseException) -> None:
     """Fail an asyncio ``future`` with ``exception`` from any thread; nothing if it is done."""
     future.get_loop().call_soon_threadsafe(_settle, future, None, exception)
 
 
-def _settle(future: asyncio.Future, value: Any, exception: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], value: Any, exception: BaseException | None) -> None:
     if future.done():
         return
     if exception is not None:
@@ -174,7 +181,7 @@ def _settle(future: asyncio.Future, value: Any, exception: BaseException | None)
         future.set_result(value)
 
 
-def _wake(waiter: asyncio.Future) -> None:
+def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 

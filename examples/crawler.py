@@ -28,7 +28,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -73,14 +75,14 @@ def start_site(pages: int, delay: float) -> tuple[http.server.ThreadingHTTPServe
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="site", daemon=True).start()
-    host, port = server.server_address[:2]
-    return server, f"http://{host}:{port}/page/0"
+    return server, f"http://127.0.0.1:{server.server_port}/page/0"
 
 
 def fetch(url: str) -> str:
     """Download ``url`` (blocking: it runs on the engine's thread pool, never on its loop)."""
     with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read().decode("utf-8")
+        body: bytes = response.read()
+    return body.decode("utf-8")
 
 
 ###############################################################################
@@ -120,7 +122,7 @@ class Crawler:
         future = self.ctx.ask("fetchers", url, timeout=10.0)
         future.add_done_callback(lambda done: self.fetched(url, done))
 
-    def fetched(self, url: str, done: backstage.AskFuture) -> None:
+    def fetched(self, url: str, done: Future[Any]) -> None:
         # A future callback: on the engine thread, between two messages.
         self.in_flight -= 1
         if done.exception() is not None:
