@@ -1,6 +1,8 @@
 """Coroutine handlers: ``async def receive`` on every backend."""
 
 import asyncio
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -625,3 +627,14 @@ def test_a_sibling_restarted_while_its_coroutine_waits_goes_on_with_its_next_mes
     reasons = {d.envelope.message: d.reason for d in engine.dead_letters}
     assert reasons["wait"] == "actor stopped while handling it (it restarted)"
     assert engine.restart_count == 2
+
+
+def test_the_typed_async_program_runs():
+    # tests/typing/coroutine_program.py: `make lint` type-checks it strictly.
+    from conftest import ROOT
+
+    out = subprocess.run([sys.executable, str(ROOT / "tests/typing/coroutine_program.py")],
+                         capture_output=True, text=True, timeout=120)
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "42 hashed\n"
