@@ -1244,8 +1244,12 @@ class Context:
         The target sees the original ``sender_id``; the reply to an asked
         message reaches the original asker; a publication stays one.
         """
-        sender_id, message, tag = _item_of("forward", envelope)
-        self.engine._post(target_id, sender_id, message, tag)
+        item = _item_of("forward", envelope)
+        engine = self.engine
+        if _get_ident() == engine._thread_id:
+            engine._forward_here(self, target_id, item)
+        else:
+            engine._post(target_id, *item)
 
     def stash(self, envelope: Envelope) -> None:
         """Set a received message aside (with its sender and ask) until ``unstash_all()``."""
@@ -1958,12 +1962,14 @@ class _BackPressure(_Sending):
     # -- waiting for room -----------------------------------------------------
     # Senders parked on a full "block" inbox, and how they get in.
 
-    def _wait_for_room(self, ctx: Context, item: Any, waiter: Future[Any] | None) -> None:
+    def _wait_for_room(self, ctx: Context, item: Any, waiter: Future[Any] | None,
+                       waits: Context | None = None) -> None:
         """A send to a full "block" inbox (or one with senders already waiting):
-        the message waits in line, and so does its sender."""
+        the message waits in line, and so does its sender (or ``waits``, the
+        actor that forwarded it)."""
         if waiter is None:
             sender_id = _unpack(item)[0]
-            sender = self._registry.get(sender_id) if sender_id is not None else None
+            sender = waits or (self._registry.get(sender_id) if sender_id is not None else None)
             if sender is None:
                 raise InboxFull(
                     f"the inbox of {ctx.actor_id!r} is full ({ctx._capacity} messages) and "
@@ -2756,6 +2762,18 @@ class _Waiting(_Asking):
         ctx._inbox[ctx._head:ctx._head] = stash
         if not ctx._scheduled:
             self._schedule(ctx)
+
+    def _forward_here(self, forwarder: Context, target_id: str, item: tuple[Any, ...]) -> None:
+        """``ctx.forward`` on the engine thread: the item as its sender queued it,
+        but when the target's full "block" inbox makes a sender wait, the one
+        that waits is the forwarder (the original sender may be far away)."""
+        target = self._registry.get(target_id)
+        inbox = target._inbox if target is not None else None
+        if target is not None and isinstance(inbox, _BoundedInbox) \
+                and isinstance(inbox._policy, _Block) and not inbox.has_room():
+            self._wait_for_room(target, item, None, forwarder)
+        else:
+            self._post_here(target_id, *item)
 
     def _become_here(self, ctx: Context, handler: Callable[[Envelope], Any] | None) -> None:
         receive: Any

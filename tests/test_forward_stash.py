@@ -413,3 +413,18 @@ def test_a_restarted_actor_gets_its_stash_back_ahead_of_its_inbox(engine):
     engine.run()
 
     assert engine.get_actor("stasher").handled == ["a", "b", "c"]
+
+
+def test_forwarding_into_a_full_block_inbox_makes_the_forwarder_wait_and_loses_nothing(engine):
+    # The messages come from outside any actor: the forwarder, not their
+    # sender, must be the one that waits for room.
+    engine.spawn_actor(Router, id="router")
+    worker = engine.spawn_actor(Recorder, id="worker", capacity=1, overflow="block")
+
+    for i in range(6):
+        engine.send("router", i)
+    engine.run()
+
+    assert worker.messages == list(range(6))
+    assert [e.sender_id for e in worker.envelopes] == [None] * 6
+    assert engine.dead_letter_count == 0
