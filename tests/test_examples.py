@@ -47,10 +47,12 @@ def readme_programs():
     return [block for block in blocks if re.search(r"^import backstage$", block, re.M)]
 
 
-# In README order: the quick start, request/reply, blocking work, a coroutine
-# handler, stash and become, the asyncio program.
-README_SAYS = ["subscriber got 'Direct message' directly", "42", "2cf24dba5fb0", "12",
-               "sending c", "42"]
+# In README order: the quick start, request/reply, constructor arguments,
+# proxies, pools, blocking work, a coroutine handler, stash and become,
+# testing your actors, the asyncio program.
+README_SAYS = ["subscriber got 'Direct message' directly", "42", "hello, says ann",
+               "refused: only 120 left", "ann has seen 3 pages", "2cf24dba5fb0", "12",
+               "sending c", "passed", "42"]
 
 
 @pytest.mark.parametrize("index", range(len(README_SAYS)))

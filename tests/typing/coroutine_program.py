@@ -35,7 +35,7 @@ class Worker:
 
     async def receive(self, envelope: Envelope) -> None:
         job = self.ctx.run_in_thread(digest, envelope.message)
-        assert_type(job, AskFuture)
+        assert_type(job, AskFuture[str])
         hashed: str = await job
         self.seen.append("hashed" if len(hashed) == 64 else "?")
 
