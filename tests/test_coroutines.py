@@ -638,3 +638,20 @@ def test_the_typed_async_program_runs():
 
     assert out.returncode == 0, out.stderr
     assert out.stdout == "42 hashed\n"
+
+
+def test_with_raise_failures_a_coroutine_failing_after_an_await_raises_out_of_run(backend):
+    class Failer:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        async def receive(self, envelope):
+            await self.ctx.sleep(0)
+            raise KeyError("failed after an await")
+
+    with Engine(backend=backend, raise_failures=True) as engine:
+        engine.spawn_actor(Failer, id="failer")
+        engine.send("failer", "go")
+
+        with pytest.raises(KeyError, match="failed after an await"):
+            engine.run()
