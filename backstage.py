@@ -1274,7 +1274,12 @@ class Context:
 
     def sleep(self, seconds: float) -> AskFuture[None]:
         """An awaitable for an ``async def receive``: ``await ctx.sleep(0.5)``."""
-        _check_delay("sleep", "seconds", seconds, allow_zero=True)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"sleep() needs a number of seconds, such as ctx.sleep(0.5), "
+                            f"not {seconds!r}")
+        if not 0 <= seconds < _FOREVER:
+            raise ValueError(f"sleep() needs a finite number of seconds, zero or more, "
+                             f"not {seconds!r}")
         future: AskFuture[None] = self.engine._call_on_loop(self.engine._sleep, seconds)
         return future
 
@@ -1284,6 +1289,8 @@ class Context:
         The target sees the original ``sender_id``; the reply to an asked
         message reaches the original asker; a publication stays one.
         """
+        if type(target_id) is not str:
+            raise TypeError(f"forward() needs a str actor id, not {target_id!r}")
         item = _item_of("forward", envelope)
         engine = self.engine
         if _get_ident() == engine._thread_id:
@@ -2594,6 +2601,8 @@ _CO_COROUTINE = 0x80
 # Where a studied class keeps what its first spawn learnt: (class, receive,
 # is a coroutine function).  Checked against the class, as a subclass inherits it.
 _STUDIED = "_backstage_receive_"
+# No sleep is this long (nor infinite, nor NaN: see Context.sleep).
+_FOREVER = float("inf")
 # Said when an async receive on a loop without asyncio awaits an asyncio object.
 _NO_ASYNCIO = ("an async receive on the {backend} backend can await ctx.ask(), "
                "ctx.run_in_thread() and ctx.sleep(); to await asyncio objects, make the "
@@ -3784,11 +3793,13 @@ class Engine(_Lifecycle):
                              f"got {dead_letters_kept!r}")
         _check_inspector_args(inspector, inspector_interval)
         _check_slow_callback(slow_callback_s)
-        if thread_pool_size is not None and (
-                isinstance(thread_pool_size, bool) or not isinstance(thread_pool_size, int)
-                or thread_pool_size < 1):
-            raise ValueError(f"thread_pool_size must be an int of at least 1, got "
-                             f"{thread_pool_size!r}; None gives ThreadPoolExecutor's default")
+        if thread_pool_size is not None:
+            if isinstance(thread_pool_size, bool) or not isinstance(thread_pool_size, int):
+                raise TypeError(f"thread_pool_size must be an int of at least 1 (or None for "
+                                f"ThreadPoolExecutor's default), not {thread_pool_size!r}")
+            if thread_pool_size < 1:
+                raise ValueError(f"thread_pool_size must be an int of at least 1 (or None "
+                                 f"for ThreadPoolExecutor's default), got {thread_pool_size}")
         if not isinstance(raise_failures, bool):
             raise TypeError(f"raise_failures must be True or False, not {raise_failures!r}")
         # At most 30 attributes: CPython 3.11 keeps an instance's values

@@ -1,6 +1,7 @@
 """Coroutine handlers: ``async def receive`` on every backend."""
 
 import asyncio
+import re
 import subprocess
 import sys
 import threading
@@ -559,11 +560,17 @@ def test_an_async_receive_inherited_from_a_base_class_is_driven_too(engine):
     assert derived.seen == ["x"]
 
 
-@pytest.mark.parametrize("seconds", [-1, float("nan"), "1", None])
-def test_sleep_needs_a_number_of_seconds(engine, seconds):
+@pytest.mark.parametrize("seconds, error, says", [
+    (-1, ValueError, "a finite number of seconds, zero or more, not -1"),
+    (float("nan"), ValueError, "a finite number of seconds, zero or more, not nan"),
+    (float("inf"), ValueError, "a finite number of seconds, zero or more, not inf"),
+    ("1", TypeError, "a number of seconds, such as ctx.sleep(0.5), not '1'"),
+    (None, TypeError, "a number of seconds, such as ctx.sleep(0.5), not None"),
+])
+def test_sleep_needs_a_finite_number_of_seconds(engine, seconds, error, says):
     recorder = engine.spawn_actor(Recorder, id="r")
 
-    with pytest.raises((TypeError, ValueError), match=r"^sleep\(\) needs "):
+    with pytest.raises(error, match="^" + re.escape(f"sleep() needs {says}") + "$"):
         recorder.ctx.sleep(seconds)
 
 

@@ -428,3 +428,11 @@ def test_forwarding_into_a_full_block_inbox_makes_the_forwarder_wait_and_loses_n
     assert worker.messages == list(range(6))
     assert [e.sender_id for e in worker.envelopes] == [None] * 6
     assert engine.dead_letter_count == 0
+
+
+def test_forward_needs_a_str_actor_id(engine):
+    recorder = engine.spawn_actor(Recorder, id="r")
+    envelope = Envelope("someone", MessageType.SEND, "hello")
+
+    with pytest.raises(TypeError, match=r"^forward\(\) needs a str actor id, not \['a'\]$"):
+        recorder.ctx.forward(["a"], envelope)
