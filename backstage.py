@@ -2715,6 +2715,11 @@ def _item_of(call: str, envelope: Any) -> tuple[Any, Any, Any]:
         return (envelope.sender_id, envelope, _PUBLISH)
     reply = getattr(envelope, "_reply", None)
     if reply is not None:
+        if isinstance(envelope, _Envelope):
+            # The reply channel travels with the item now: the envelope left
+            # behind becomes a plain one, so that no finaliser of its class
+            # takes it for an ask dropped unanswered when it goes.
+            envelope.__class__ = _Envelope
         return (envelope.sender_id, envelope.message, reply)
     if message_type is _TERMINATED:
         return (envelope.sender_id, envelope.message, _TERMINATED)
