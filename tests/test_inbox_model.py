@@ -78,3 +78,9 @@ def test_the_inbox_behaves_like_a_bounded_deque(backend, policy, capacity, ops):
         assert engine.dead_letter_count == dead
 
     engine.close()
+
+
+def test_an_engine_has_at_most_30_attributes_so_cpython_keeps_them_inline(engine):
+    # Past 30 keys CPython 3.11 gives the instance a dict of its own and stops
+    # specialising attribute loads on it: burst +1.7 %, skynet +7 % instructions.
+    assert len(vars(engine)) <= 30

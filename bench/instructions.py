@@ -1,0 +1,52 @@
+"""Instruction counts of the core scenarios, for comparing two backstage.py files.
+
+Wall-clock figures swing on a loaded machine; instruction counts do not.  Run
+one scenario of one backstage.py under callgrind and read the total Ir::
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python bench/instructions.py SCENARIO [PATH/TO/backstage.py]
+
+SCENARIO is one of: none, burst, ping_pong, fan_out, ring, skynet.  "none"
+imports and does nothing: subtract its count from the others, and divide by
+the operations the scenario prints, for instructions per operation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCENARIOS = {
+    # name: (function in bench.impl_backstage, arguments)
+    "none": None,
+    "burst": ("burst", (200_000,)),
+    "ping_pong": ("ping_pong", (100_000,)),
+    "fan_out": ("fan_out", (2_000, 50)),
+    "ring": ("ring", (100, 1_000)),
+    "skynet": ("skynet", (10_000,)),
+}
+
+
+def main() -> None:
+    scenario = sys.argv[1]
+    path = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "backstage.py"
+    spec = importlib.util.spec_from_file_location("backstage", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["backstage"] = module
+    spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT))
+    from bench import impl_backstage
+
+    if SCENARIOS[scenario] is None:
+        print(scenario, "ops=0")
+        return
+    name, args = SCENARIOS[scenario]
+    result = getattr(impl_backstage, name)("selectors", *args)
+    print(scenario, f"ops={result['ops']}", f"value={result['value']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The transport seam, proven with a loopback transport between two engines.
+
+Each engine runs in a thread of its own.  The transport pickles what a
+stand-in's turn hands it, as a transport over a network would, and loops it
+into the other engine; asks come home through their reply ids.
+"""
+
+import pickle
+import threading
+import time
+
+import pytest
+
+import backstage
+from backstage import ActorNotFound, MessageType
+
+
+class Loopback:
+    """A transport of one engine that reaches the actors of one peer engine."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.peer = None
+        self.flushes = []           # items per stand-in turn
+        self.resolved = []          # ids resolve() was asked about
+
+    def resolve(self, target_id):
+        self.resolved.append(target_id)
+        if self.peer.engine.get_context(target_id) is None:
+            return None
+        return self.engine._install_stand_in(target_id, self.flush)
+
+    def flush(self, ctx, items):
+        self.flushes.append(len(items))
+        records = []
+        for item in items:
+            sender_id, message_type, message, topic, reply = backstage._item_fields(item)
+            reply_id = self.engine._register_reply(reply) if reply is not None else None
+            records.append(pickle.dumps((sender_id, message_type, message, topic, reply_id)))
+        self.peer.engine._submit(self.peer.inbound, ctx.actor_id, records)
+
+    def inbound(self, target_id, records):
+        items = []
+        for record in records:
+            sender_id, message_type, message, topic, reply_id = pickle.loads(record)
+            reply = None if reply_id is None else backstage._RemoteReply(self.reply, reply_id)
+            items.append(backstage._remote_item(sender_id, message_type, message, topic, reply))
+        self.engine._deliver_remote(target_id, items)
+
+    def reply(self, reply_id, value, exc):
+        self.peer.engine._submit(self.peer.engine._settle_reply, reply_id, value, exc)
+
+
+class Echo:
+    """Records what it receives; answers asks; answers ("echo", m) to its sender."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.seen = []
+
+    def receive(self, envelope):
+        self.seen.append((envelope.sender_id, envelope.message_type, envelope.message))
+        try:
+            envelope.reply(("echo", envelope.message))
+        except RuntimeError:
+            if envelope.sender_id is not None:
+                self.ctx.send(envelope.sender_id, ("echo", envelope.message))
+
+    def deinit(self):
+        self.ctx.engine.echo_stopped = True
+
+
+class Client:
+    """On n, sends 0..n-1 to "echo" in one turn; records what comes back."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.seen = []
+
+    def receive(self, envelope):
+        if envelope.message_type is MessageType.TERMINATED or envelope.sender_id is not None:
+            self.seen.append((envelope.sender_id, envelope.message_type, envelope.message))
+            return
+        for i in range(envelope.message):
+            self.ctx.send("echo", i)
+
+
+def wait_for(condition, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return condition()
+
+
+@pytest.fixture
+def pair(backend):
+    """Engines "a" (with a Client) and "b" (with an Echo), joined by Loopbacks, running."""
+    a, b = backstage.Engine(backend=backend), backstage.Engine(backend=backend)
+    ta, tb = Loopback(a), Loopback(b)
+    ta.peer, tb.peer = tb, ta
+    a.attach_transport(ta)
+    b.attach_transport(tb)
+    client = a.spawn_actor(Client, id="client")
+    echo = b.spawn_actor(Echo, id="echo")
+    threads = [threading.Thread(target=e.run_forever) for e in (a, b)]
+    for thread in threads:
+        thread.start()
+    yield a, b, ta, tb, client, echo
+    for engine in (a, b):
+        engine.stop()
+    for thread in threads:
+        thread.join(20)
+    a.close()
+    b.close()
+
+
+def test_sends_to_a_remote_actor_arrive_in_order_as_one_batch_per_turn(pair):
+    a, b, ta, tb, client, echo = pair
+
+    a.send("client", 100)
+
+    assert wait_for(lambda: len(echo.seen) == 100)
+    assert echo.seen == [("client", MessageType.SEND, i) for i in range(100)]
+    # The first send missed and installed the stand-in; the rest were appends.
+    assert ta.resolved == ["echo"]
+    assert ta.flushes == [100]
+
+
+def test_a_remote_actor_answers_its_sender_through_the_other_transport(pair):
+    a, b, ta, tb, client, echo = pair
+
+    a.send("client", 3)
+
+    assert wait_for(lambda: len(client.seen) == 3)
+    assert client.seen == [("echo", MessageType.SEND, ("echo", i)) for i in range(3)]
+    assert tb.resolved == ["client"]
+
+
+def test_an_ask_to_a_remote_actor_gets_its_reply(pair):
+    a, b, ta, tb, client, echo = pair
+
+    future = a.ask("echo", "question", timeout=20)
+
+    assert future.result(20) == ("echo", "question")
+    assert wait_for(lambda: not a._transport.replies)
+
+
+def test_an_id_no_engine_knows_is_a_dead_letter_and_fails_an_ask(pair):
+    a, b, ta, tb, client, echo = pair
+
+    a.send("nobody", "hello")
+    future = a.ask("nobody", "question", timeout=20)
+
+    with pytest.raises(ActorNotFound, match=r"^cannot ask 'nobody': no actor has that id"):
+        future.result(20)
+    assert wait_for(lambda: a.dead_letter_count == 1)
+    assert [(d.target_id, d.envelope.message, d.reason) for d in a.dead_letters] == [
+        ("nobody", "hello", "no such actor")]
+
+
+def test_a_poison_pill_reaches_the_remote_actor(pair):
+    a, b, ta, tb, client, echo = pair
+    a.send("echo", "before")
+
+    a.poison_pill("echo")
+
+    assert wait_for(lambda: b.get_actor("echo") is None)
+    assert echo.seen == [(None, MessageType.SEND, "before")]
+    assert b.echo_stopped
+
+
+def test_a_lost_remote_engine_tells_monitors_and_dead_letters_what_was_queued(pair):
+    a, b, ta, tb, client, echo = pair
+    client.ctx.monitor("echo")
+
+    def lose_it():
+        for i in range(3):
+            a._post_here("echo", "client", i, None)
+        a._stop_stand_in("echo", "engine b lost")
+    a._call_on_loop(lose_it)
+
+    assert wait_for(lambda: len(client.seen) == 1)
+    assert client.seen == [("echo", MessageType.TERMINATED,
+                            backstage.Terminated("echo", "engine b lost"))]
+    assert [(d.envelope.message, d.reason) for d in a.dead_letters] == [
+        (i, "actor stopped before handling it (engine b lost)") for i in range(3)]
+    assert echo.seen == []
+
+
+def test_a_transport_must_have_a_resolve_method(engine):
+    with pytest.raises(TypeError, match=r"^attach_transport\(\) needs an object with a "
+                                        r"resolve\(target_id\) method"):
+        engine.attach_transport(object())
