@@ -295,9 +295,7 @@ NO_ARGUMENTS = {
 
 
 def _param(row):
-    marks = [pytest.mark.xfail(strict=True, reason="issue 11: bad input refused")] \
-        if row.new else []
-    return pytest.param(row, id=row.name, marks=marks)
+    return pytest.param(row, id=row.name)
 
 
 @pytest.mark.parametrize("row", [_param(row) for row in TABLE])

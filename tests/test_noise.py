@@ -10,9 +10,6 @@ import logging
 import pytest
 from conftest import Recorder
 
-noise = pytest.mark.xfail(strict=True, reason="issue 11: noise that hides problems")
-record_attr = pytest.mark.xfail(strict=True, reason="issue 12: record.actor_id")
-
 
 class Buggy:
     def __init__(self, ctx):
@@ -26,7 +23,6 @@ def backstage_records(caplog, level=logging.DEBUG):
     return [r for r in caplog.records if r.name == "backstage" and r.levelno >= level]
 
 
-@noise
 def test_a_failing_actor_logs_its_first_failure_with_a_traceback_and_then_a_count(
         engine, caplog):
     engine.spawn_actor(Buggy, "buggy")
@@ -47,7 +43,6 @@ def test_a_failing_actor_logs_its_first_failure_with_a_traceback_and_then_a_coun
     assert len(failures) <= 3
 
 
-@noise
 def test_the_first_dead_letter_to_an_unknown_id_is_a_warning_and_repeats_are_counted(
         engine, caplog):
     with caplog.at_level(logging.INFO, logger="backstage"):
@@ -63,7 +58,6 @@ def test_the_first_dead_letter_to_an_unknown_id_is_a_warning_and_repeats_are_cou
     assert engine.dead_letter_count == 51
 
 
-@record_attr
 def test_records_about_an_actor_carry_its_id_as_a_record_attribute(engine, caplog):
     engine.spawn_actor(Buggy, "buggy")
     engine.send("buggy", 1)
@@ -76,7 +70,6 @@ def test_records_about_an_actor_carry_its_id_as_a_record_attribute(engine, caplo
     assert ids == {"buggy", "nobody"}
 
 
-@record_attr
 def test_the_library_logger_has_a_null_handler_and_no_other():
     handlers = logging.getLogger("backstage").handlers
 
@@ -89,7 +82,6 @@ def test_spawning_an_id_again_with_the_same_class_returns_the_existing_actor(eng
     assert engine.spawn_actor(Recorder, "a") is first
 
 
-@noise
 def test_spawning_an_id_again_with_another_class_raises(engine):
     class Other(Recorder):
         pass

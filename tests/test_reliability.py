@@ -25,19 +25,6 @@ TESTS = Path(__file__).resolve().parent
 GUARD = 10      # seconds; generous, only ever reached when something hangs
 
 
-def xfail_until_fixed(item, request=None, backends=None):
-    """Mark a test as a known defect of issue 11 (strict: it must fail until fixed).
-
-    With ``backends``, only on those (the others already keep the promise).
-    """
-    mark = pytest.mark.xfail(strict=True, reason=f"issue 11 item {item}")
-    if request is None:
-        return mark
-    if backends is None or request.getfixturevalue("backend") in backends:
-        request.applymarker(mark)
-    return None
-
-
 def run_in_thread(engine, forever=False):
     """Run the engine in a daemon thread; the caller joins it with a timeout."""
     runner = threading.Thread(target=engine.run_forever if forever else engine.run,
@@ -168,7 +155,6 @@ def flood_with_a_timer(backend):
     return {"ticked": ticked, "stopped": stopped, "closed": closed}
 
 
-@xfail_until_fixed(1)
 @pytest.mark.timeout(120)
 def test_timers_keep_firing_and_stop_returns_while_eight_threads_flood_the_engine(backend):
     result = in_subprocess(flood_with_a_timer, backend)
@@ -176,7 +162,6 @@ def test_timers_keep_firing_and_stop_returns_while_eight_threads_flood_the_engin
     assert result == {"ticked": True, "stopped": True, "closed": True}
 
 
-@xfail_until_fixed(1)
 @pytest.mark.timeout(60)
 def test_a_foreign_sender_gets_inbox_full_when_the_cross_thread_queue_is_full(backend):
     engine = Engine(backend=backend, inbound_capacity=100, inbound_overflow="fail")
@@ -214,7 +199,6 @@ def test_a_foreign_sender_gets_inbox_full_when_the_cross_thread_queue_is_full(ba
     assert sink.messages == list(range(100))
 
 
-@xfail_until_fixed(1)
 @pytest.mark.timeout(60)
 def test_a_foreign_sender_blocks_while_the_cross_thread_queue_is_full(backend):
     engine = Engine(backend=backend, inbound_capacity=10)
@@ -287,7 +271,6 @@ def flood_with_asks(backend):
     return {"closed": closed, "run returned": returns(runner, 10)}
 
 
-@xfail_until_fixed(1)
 @pytest.mark.timeout(120)
 def test_close_returns_while_eight_threads_flood_the_engine_with_asks(backend):
     result = in_subprocess(flood_with_asks, backend)
@@ -308,8 +291,7 @@ class LongTimer:
 
 
 @pytest.mark.timeout(60)
-def test_a_timer_thirty_days_away_leaves_the_loop_working(engine, request):
-    xfail_until_fixed(2, request, backends={"selectors"})
+def test_a_timer_thirty_days_away_leaves_the_loop_working(engine):
     engine.spawn_actor(LongTimer, "later")
     sink = engine.spawn_actor(Recorder, "sink")
     runner = run_in_thread(engine, forever=True)
@@ -322,7 +304,6 @@ def test_a_timer_thirty_days_away_leaves_the_loop_working(engine, request):
     assert returned
 
 
-@xfail_until_fixed(2)
 @pytest.mark.parametrize("delay", [float("inf"), float("-inf"), float("nan")])
 def test_a_non_finite_delay_is_refused_at_the_call(engine, delay):
     actor = engine.spawn_actor(Recorder, "a")
@@ -353,7 +334,6 @@ class KeepsQuiet:
         self.count += 1
 
 
-@xfail_until_fixed(3)
 @pytest.mark.timeout(60)
 def test_an_ask_fails_when_its_target_stops_without_replying(engine):
     engine.spawn_actor(QuitsWithoutReplying, "quitter")
@@ -366,7 +346,6 @@ def test_an_ask_fails_when_its_target_stops_without_replying(engine):
         future.result(0)
 
 
-@xfail_until_fixed(3)
 @pytest.mark.timeout(60)
 def test_an_ask_whose_envelope_is_dropped_unanswered_fails_and_run_returns(engine):
     quiet = engine.spawn_actor(KeepsQuiet, "quiet")
@@ -379,7 +358,6 @@ def test_an_ask_whose_envelope_is_dropped_unanswered_fails_and_run_returns(engin
         future.result(0)
 
 
-@xfail_until_fixed(3)
 @pytest.mark.timeout(60)
 def test_a_cancelled_ask_no_longer_counts_as_work(engine):
     gate = engine.spawn_actor(Gate, "gate")
@@ -408,7 +386,6 @@ class Subscriber(Recorder):
         ctx.subscribe_to_actor("pub")
 
 
-@xfail_until_fixed(4)
 def test_a_full_subscriber_gets_a_dead_letter_and_the_others_still_get_the_publication(engine):
     engine.spawn_actor(Publisher, "pub")
     engine.spawn_actor(Subscriber, "full", capacity=1, overflow="fail")
@@ -428,7 +405,6 @@ class Watcher(Recorder):
         ctx.monitor("target")
 
 
-@xfail_until_fixed(4)
 def test_a_full_watcher_gets_a_dead_letter_and_the_others_still_hear_of_the_stop(engine):
     engine.spawn_actor(Recorder, "target")
     engine.spawn_actor(Watcher, "full", capacity=1, overflow="fail")
@@ -462,7 +438,6 @@ class FailsOnUnprintable(Recorder):
         super().receive(envelope)
 
 
-@xfail_until_fixed(5)
 @pytest.mark.timeout(60)
 def test_a_failing_message_whose_repr_raises_does_not_wedge_its_actor(engine):
     actor = engine.spawn_actor(FailsOnUnprintable, "a")
@@ -476,7 +451,6 @@ def test_a_failing_message_whose_repr_raises_does_not_wedge_its_actor(engine):
     assert actor.messages == [1, 2, 3, 4]
 
 
-@xfail_until_fixed(5)
 def test_the_failure_path_formats_nothing_when_logging_is_off(engine):
     engine.spawn_actor(FailsOnUnprintable, "a")
     logger = logging.getLogger("backstage")
@@ -500,7 +474,6 @@ class FailsOnEverything:
         raise ValueError("no")
 
 
-@xfail_until_fixed(5)
 def test_a_failure_on_a_huge_message_logs_a_capped_line(engine, caplog):
     engine.spawn_actor(FailsOnEverything, "a")
 
@@ -534,7 +507,6 @@ def chain(engine, depth):
         ctx = ctx.spawn_child_actor(Node, f"n{i}").ctx
 
 
-@xfail_until_fixed(6)
 def test_stopping_a_chain_three_thousand_deep_runs_every_deinit(engine):
     chain(engine, 3000)
     Node.deinits = 0
@@ -546,7 +518,6 @@ def test_stopping_a_chain_three_thousand_deep_runs_every_deinit(engine):
     assert engine.actor_ids == []
 
 
-@xfail_until_fixed(6)
 def test_closing_an_engine_with_a_chain_three_thousand_deep_runs_every_deinit(backend):
     engine = Engine(backend=backend)
     chain(engine, 3000)
@@ -577,7 +548,6 @@ class Counted:
             type(self).deinits += 1
 
 
-@xfail_until_fixed(7)
 @pytest.mark.timeout(120)
 def test_actors_spawned_from_another_thread_while_the_engine_closes_are_all_deinited(backend):
     trials = 100
@@ -625,7 +595,6 @@ class WatchesBadFd:
             self.error = exc
 
 
-@xfail_until_fixed(8)
 @pytest.mark.timeout(60)
 def test_a_watch_that_fails_to_register_does_not_count_as_work(engine):
     actor = engine.spawn_actor(WatchesBadFd, "w")
@@ -667,9 +636,7 @@ class WatchesReused:
 
 
 @pytest.mark.timeout(60)
-def test_a_socket_given_the_fd_number_of_a_closed_watched_one_is_watched_for_real(
-        engine, request):
-    xfail_until_fixed(8, request, backends={"selectors"})
+def test_a_socket_given_the_fd_number_of_a_closed_watched_one_is_watched_for_real(engine):
     actor = engine.spawn_actor(WatchesReused, "w")
     engine.send("w", "go")
     runner = run_in_thread(engine, forever=True)
@@ -700,7 +667,6 @@ def contexts_alive():
     return sum(1 for o in gc.get_objects() if type(o) is backstage.Context)
 
 
-@xfail_until_fixed(9)
 def test_short_lived_actors_that_monitor_a_long_lived_one_leave_nothing_behind(engine):
     engine.spawn_actor(Recorder, "long")
     before = contexts_alive()
@@ -737,7 +703,6 @@ class ParentOfExiter(Recorder):
         type(self).deinit_ran = True
 
 
-@xfail_until_fixed(15)
 def test_system_exit_in_a_deinit_during_close_finishes_the_close_then_propagates(backend):
     engine = Engine(backend=backend)
     engine.spawn_actor(ParentOfExiter, "parent")
@@ -758,7 +723,6 @@ def test_system_exit_in_a_deinit_during_close_finishes_the_close_then_propagates
 # -- 16. idleness reached while draining the cross-thread queue --------------------------
 
 
-@xfail_until_fixed(16)
 @pytest.mark.timeout(60)
 def test_run_returns_when_the_last_work_ends_while_calls_from_other_threads_wait(engine):
     gate = engine.spawn_actor(Gate, "gate")
