@@ -1,10 +1,10 @@
-# Backstage for Python: `make demo`, `make test`, `make bench`, `make lint`.
+# Backstage for Python: `make demo`, `make test`, `make test-all`, `make bench`, `make lint`.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint bench bench-full clean
+.PHONY: test test-all demo lint bench bench-full clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,17 +12,23 @@ $(STAMP): requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+# The suite on this Python (3.11+); test-all: on 3.11, 3.12 and 3.13 through nox.
 test: $(STAMP)
 	$(PY) -m pytest
+
+test-all: $(STAMP)
+	$(VENV)/bin/nox -s tests
 
 demo:
 	$(PYTHON) examples/demo.py
 
+# ruff, and mypy --strict on the files listed in pyproject.toml's [tool.mypy].
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .nox build dist *.egg-info
 
 # Benchmarks: the peers (Pykka, Thespian, uvloop) go into bench/.venv only.
 BENCH_VENV  := bench/.venv

@@ -137,9 +137,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 __all__ = [
     "Engine", "Context", "Envelope", "MessageType", "DeadLetter", "Timer",
@@ -149,6 +149,9 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_T = TypeVar("_T")
+_A = TypeVar("_A")     # an actor class: spawn_actor(Counter, ...) returns a Counter
 
 log = logging.getLogger("backstage")
 # A library configures no logging: records about an actor carry its id as
@@ -194,6 +197,7 @@ class Envelope:
     message_type: MessageType
     message: Any
     topic: str | None
+    _reply: Any
 
     def __init__(self, sender_id: str | None, message_type: MessageType,
                  message: Any, topic: str | None = None) -> None:
@@ -216,7 +220,7 @@ class Envelope:
                 "with ctx.send(envelope.sender_id, ...)")
         reply.settle(value, None)
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         # A copy or a pickle is a plain Envelope: the engine's subclasses, and
         # an asked message's reply handle, stay with the engine.
         return (Envelope, (self.sender_id, self.message_type, self.message, self.topic))
@@ -334,7 +338,8 @@ class Handle:
     """A callback scheduled on a loop; ``cancel()`` keeps it from running."""
     __slots__ = ("_callback", "_args", "_cancelled", "when")
 
-    def __init__(self, callback: Callable[..., Any], args: tuple, when: float = 0.0) -> None:
+    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...],
+                 when: float = 0.0) -> None:
         self._callback = callback
         self._args = args
         self._cancelled = False
@@ -342,7 +347,8 @@ class Handle:
 
     def cancel(self) -> None:
         self._cancelled = True
-        self._callback = self._args = None  # drop references early
+        # Drop references early; a cancelled handle never runs.
+        self._callback = self._args = None  # type: ignore[assignment]
 
     def cancelled(self) -> bool:
         return self._cancelled
@@ -416,7 +422,7 @@ class SelectorLoop(Loop):
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._ready: collections.deque[Handle] = collections.deque()
-        self._timers: list[Handle] = []
+        self._timers: list[_TimerHandle] = []
         self._cancelled_timers = 0
         self._stopping = False
         self._thread: int | None = None       # the thread inside run()
@@ -565,12 +571,12 @@ class SelectorLoop(Loop):
 
         now = self.time()
         while timers and timers[0].when <= now:
-            handle = heapq.heappop(timers)
-            if handle._cancelled:
+            timer = heapq.heappop(timers)
+            if timer._cancelled:
                 self._cancelled_timers -= 1
             else:
-                handle._popped = True
-                ready.append(handle)
+                timer._popped = True
+                ready.append(timer)
 
         for _ in range(len(ready)):
             handle = ready.popleft()
@@ -589,7 +595,7 @@ class _TimerHandle(Handle):
     """A SelectorLoop timer; cancelling it tells the loop, for the heap sweep."""
     __slots__ = ("_loop", "_popped")
 
-    def __init__(self, callback: Callable[..., Any], args: tuple, when: float,
+    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...], when: float,
                  loop: SelectorLoop) -> None:
         super().__init__(callback, args, when)
         self._loop = loop
@@ -602,13 +608,27 @@ class _TimerHandle(Handle):
                 self._loop._timer_cancelled()
 
 
-# Backend name -> where its Loop class lives.  Optional backends are imported
-# only when asked for, so a vendored backstage.py needs nothing else.
+# Backend name -> where its Loop class lives ("backends." means the backends
+# package beside this file, see _backends_package).  Optional backends are
+# imported only when asked for, so a vendored backstage.py needs nothing else.
 BACKENDS: dict[str, str] = {
     "selectors": "backstage:SelectorLoop",
     "asyncio": "backends.asyncio_backend:AsyncioLoop",
     "uvloop": "backends.uvloop_backend:UvloopLoop",
 }
+
+
+def _backends_package() -> str:
+    """The import name of the ``backends`` package beside this file.
+
+    backstage.py at the top level (a checkout, or copied alone): "backends";
+    vendored as pkg/_vendor/backstage.py: "pkg._vendor.backends"; installed
+    (this file is then backstage/__init__.py): "backstage.backends".
+    """
+    if "__path__" in globals():
+        return f"{__name__}.backends"
+    return f"{__package__}.backends" if __package__ else "backends"
+
 
 def make_loop(backend: str | Loop) -> Loop:
     """Return a Loop for a backend name, or the Loop object itself."""
@@ -621,16 +641,20 @@ def make_loop(backend: str | Loop) -> Loop:
     if backend == "selectors":
         return SelectorLoop()
     module_name, _, class_name = BACKENDS[backend].partition(":")
+    package = _backends_package()
+    if module_name.startswith("backends."):
+        module_name = package + module_name[len("backends"):]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        if exc.name and exc.name.split(".")[0] == "backends":
+        if exc.name and (exc.name == package or exc.name.startswith(package + ".")):
             raise ImportError(
                 f"backend {backend!r} lives in the 'backends' package beside backstage.py, "
                 f"and it is not importable here: copy the backends/ folder next to "
                 f"backstage.py, or use Engine(backend='selectors')") from exc
         raise
-    return getattr(module, class_name)()
+    loop: Loop = getattr(module, class_name)()
+    return loop
 
 
 ###############################################################################
@@ -664,7 +688,7 @@ _PUBLISH = MessageType.PUBLISH
 _COMPACT_AFTER = 4096
 
 
-def _unpack(item: Any) -> tuple:
+def _unpack(item: Any) -> tuple[Any, Any, Any]:
     """(sender_id, message, tag) of a queued item, bare or not."""
     return item if item.__class__ is tuple else (None, item, None)
 
@@ -674,7 +698,8 @@ def _item_envelope(sender_id: str | None, message: Any, tag: Any) -> Envelope:
     if tag is None:
         return Envelope(sender_id, _SEND, message)
     if tag is _PUBLISH:
-        return message
+        publication: Envelope = message
+        return publication
     if tag is _TERMINATED:
         return Envelope(sender_id, _TERMINATED, message)
     if tag is _COMMAND:
@@ -693,7 +718,10 @@ class _Envelope(Envelope):
     # 60 ns for object.__new__(Envelope), which goes through a wrapper that
     # packs its arguments into a tuple; burst 3.18 against 2.86 M/s.
     __slots__ = ()
-    __init__ = object.__init__
+    if TYPE_CHECKING:
+        def __init__(self) -> None: ...
+    else:
+        __init__ = object.__init__
 
 
 class _AskedEnvelope(_Envelope):
@@ -742,9 +770,13 @@ def _publication(sender_id: str | None, message: Any, topic: str) -> _Envelope:
 def _exact_refcounts() -> bool:
     """True where sys.getrefcount counts a local exactly, as refilling needs.
 
-    CPython 3.11 to 3.13 with the GIL do.  3.14's borrowed stack references
-    and free-threaded builds may count fewer, and other Pythons have no
-    reference counts: there no envelope is refilled.
+    CPython 3.11 to 3.13 with the GIL do (tests/test_versions.py checks it
+    on each), and refilling pays on each: burst, instructions per message
+    without -> with refill (callgrind, bench/instructions.py): 3.11 4,385 ->
+    3,380; 3.12 4,967 -> 3,833; 3.13 4,751 -> 3,734.  3.14's borrowed stack
+    references and free-threaded builds may count fewer, and other Pythons
+    have no reference counts: there no envelope is refilled, and the
+    "backstage" logger says so at import.
     """
     if (sys.implementation.name != "cpython" or sys.version_info >= (3, 14)
             or getattr(sys, "_is_gil_enabled", lambda: True)() is False):
@@ -762,6 +794,10 @@ def _exact_refcounts() -> bool:
 _SOLE_REFERENCE = 2
 _refcount: Callable[[Any], int] = (
     sys.getrefcount if _exact_refcounts() else lambda obj: 0)
+if _refcount is not sys.getrefcount:
+    log.debug("envelope refill is off on %s %s: its reference counts are not exact "
+              "here (on CPython 3.11-3.13 it gives burst 3.00 -> 3.38 M/s)",
+              sys.implementation.name, sys.version.split()[0])
 
 
 class _OverflowPolicy:
@@ -778,7 +814,7 @@ class _OverflowPolicy:
     # (room, a wait, or InboxFull raised in the sender's thread).
     verdict_across_threads = False
 
-    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future[Any] | None) -> None:
         """``item`` does not fit in ``ctx``'s inbox.  ``waiter`` is the Future a
         sender on another thread waits on, or None for a send on the engine thread."""
         raise NotImplementedError
@@ -795,7 +831,7 @@ class _Block(_OverflowPolicy):
     name = "block"
     verdict_across_threads = True
 
-    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future[Any] | None) -> None:
         engine._wait_for_room(ctx, item, waiter)
 
 
@@ -803,7 +839,7 @@ class _Drop(_OverflowPolicy):
     """The new message is a dead letter."""
     name = "drop"
 
-    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future[Any] | None) -> None:
         engine._dead_letter(ctx.actor_id, _item_envelope(*_unpack(item)), "inbox full")
 
 
@@ -812,14 +848,14 @@ class _DropOldest(_OverflowPolicy):
     (a price ticker wants the newest quote)."""
     name = "drop_oldest"
 
-    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future[Any] | None) -> None:
         inbox = ctx._inbox
         head = ctx._head
         oldest = inbox[head]
         if oldest.__class__ is tuple and oldest[2] is _COMMAND:
             # A poison pill first in line is never dropped: the actor stops
             # before the new message, which is then a dead letter anyway.
-            return _Drop.full(self, engine, ctx, item, waiter)
+            return _Drop.full(self, engine, ctx, item, waiter)  # type: ignore[arg-type]
         # Dropped by moving the head past it, as a turn does: no list shift.
         head += 1
         if head > _COMPACT_AFTER and head * 2 > len(inbox):
@@ -836,7 +872,7 @@ class _Fail(_OverflowPolicy):
     name = "fail"
     verdict_across_threads = True
 
-    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future | None) -> None:
+    def full(self, engine: Engine, ctx: Context, item: Any, waiter: Future[Any] | None) -> None:
         raise InboxFull(f"the inbox of {ctx.actor_id!r} is full ({ctx._capacity} messages) "
                         f"and its overflow policy is 'fail'; try again later, or spawn it "
                         f"with overflow='block', 'drop' or 'drop_oldest'")
@@ -848,7 +884,7 @@ OVERFLOW_POLICIES: dict[str, _OverflowPolicy] = {
 }
 
 
-class _BoundedInbox(list):
+class _BoundedInbox(list[Any]):
     """The inbox of an actor whose overflow policy bounds it (all but "grow").
 
     The default "grow" inbox is a plain list, so the policy costs the hot path
@@ -882,7 +918,7 @@ class _BoundedInbox(list):
         return inbox
 
 
-class _StandInInbox(list):
+class _StandInInbox(list[Any]):
     """The inbox of a stand-in for an actor on another engine (the transport
     seam): appends are a plain list's; its turn hands the whole list to the
     transport's flush, chosen once per turn by this class."""
@@ -910,7 +946,7 @@ def _item_fields(item: Any) -> tuple[str | None, MessageType, Any, str | None, A
 
 
 def _remote_item(sender_id: str | None, message_type: MessageType, message: Any,
-                 topic: str | None = None, reply: Any = None) -> tuple:
+                 topic: str | None = None, reply: Any = None) -> tuple[Any, Any, Any]:
     """The queued item for fields that came from another engine (``_item_fields``'
     inverse).  ``reply``: an object with ``settle(value, exc)`` and ``done()``,
     such as a ``_RemoteReply``, for an asked message."""
@@ -926,7 +962,7 @@ def _remote_item(sender_id: str | None, message_type: MessageType, message: Any,
                      f"not {message_type!r}")
 
 
-class _StoppedInbox(list):
+class _StoppedInbox(list[Any]):
     """The inbox of a stopped actor: whatever still reaches it is a dead letter."""
     __slots__ = ("_engine", "_actor_id")     # set by _stop_actor
     _engine: Engine
@@ -975,6 +1011,16 @@ class _Extras:
         "waiting_on",       # {target Context: messages of ours waiting there}
         "restarts",         # deque of recent restart times, for the restart intensity
     )
+
+    # Each None until first use (typed Any: the engine narrows them by use).
+    subscribers: Any
+    subscriptions: Any
+    timers: Any
+    watches: Any
+    monitors: Any
+    waiting: Any
+    waiting_on: Any
+    restarts: Any
 
     def __init__(self) -> None:
         self.subscribers = self.subscriptions = self.timers = self.watches = None
@@ -1048,21 +1094,22 @@ class Context:
     _waiting_on = _ExtraField()
     _restarts = _ExtraField()
 
-    def __init__(self, engine: Engine, actor_id: str, parent: str | None, capacity: int) -> None:
+    def __init__(self, engine: Engine, actor_id: str, parent: str | None,
+                 capacity: int) -> None:
         self.actor_id = actor_id
         self.engine = engine
         self.parent = parent
-        self._actor = None
-        self._receive = None
-        self._inbox = []
+        self._actor: Any = None
+        self._receive: Any = None
+        self._inbox: Any = []       # a list, or a list subclass chosen per policy
         self._holds_bare = False
         self._head = 0
-        self._scheduled = _IDLE
+        self._scheduled: bool | str = _IDLE
         self._state = _RUNNING
         self._capacity = capacity
-        self._children = None
-        self._extra = None
-        self._items = None
+        self._children: dict[str, Context] | None = None
+        self._extra: Any = None     # an _Extras once used
+        self._items: Any = None
         self._count = 0
         self._last = 0.0
 
@@ -1104,9 +1151,15 @@ class Context:
     def messages_handled(self) -> int:
         return self._count
 
-    def get_actor(self, actor_id: str) -> Any:
-        """The actor instance registered under ``actor_id``, or None."""
-        return self.engine.get_actor(actor_id)
+    @overload
+    def get_actor(self, actor_id: str, actor_class: None = None) -> Any: ...
+    @overload
+    def get_actor(self, actor_id: str, actor_class: type[_A]) -> _A | None: ...
+
+    def get_actor(self, actor_id: str, actor_class: type[Any] | None = None) -> Any:
+        """The actor instance registered under ``actor_id``, or None; see
+        ``Engine.get_actor``."""
+        return self.engine.get_actor(actor_id, actor_class)
 
     # -- messages ------------------------------------------------------------
     # Sending, publishing, subscribing, death watch and asking.
@@ -1157,15 +1210,17 @@ class Context:
     # -- actors --------------------------------------------------------------
     # Spawning other actors, and stopping this one.
 
-    def spawn_actor(self, actor_class: type, id: str, capacity: int = DEFAULT_CAPACITY,
-                    overflow: str = "grow") -> Any:
+    def spawn_actor(self, actor_class: type[_A], id: str, capacity: int = DEFAULT_CAPACITY,
+                    overflow: str = "grow") -> _A:
         """Spawn a top-level actor (no parent); see ``Engine.spawn_actor``."""
-        return self.engine._spawn(actor_class, id, capacity, overflow, None)
+        actor: _A = self.engine._spawn(actor_class, id, capacity, overflow, None)
+        return actor
 
-    def spawn_child_actor(self, actor_class: type, id: str,
-                          capacity: int = DEFAULT_CAPACITY, overflow: str = "grow") -> Any:
+    def spawn_child_actor(self, actor_class: type[_A], id: str,
+                          capacity: int = DEFAULT_CAPACITY, overflow: str = "grow") -> _A:
         """Spawn an actor that this one supervises, and that stops when this one stops."""
-        return self.engine._spawn(actor_class, id, capacity, overflow, self)
+        actor: _A = self.engine._spawn(actor_class, id, capacity, overflow, self)
+        return actor
 
     def shutdown(self) -> None:
         """Stop this actor once the messages already in its inbox are handled."""
@@ -1340,7 +1395,7 @@ class _Guards:
         self.inbound_fail = inbound_overflow == "fail"  # ... or get InboxFull
         self.inbound_room = threading.Event()           # set by each drain
         self.interrupted: list[BaseException] = []  # SystemExit etc. from deinits
-        self.failures: dict[str, list] = {}  # actor id -> [last logged, not logged since]
+        self.failures: dict[str, list[Any]] = {}  # id -> [last logged, not logged since]
         self.dead_letters_logged: dict[str, int] = {}  # target id -> dead letters since
 
 
@@ -1369,7 +1424,9 @@ class _EngineState:
     _guards: _Guards
 
     if TYPE_CHECKING:
-        # Methods of later rooms that earlier rooms call.
+        # Methods of later rooms that earlier rooms call.  A room's self is
+        # always the Engine; where a room hands self on as one, a
+        # "type: ignore[arg-type]" says so.
         def _check_idle(self) -> None: ...
         def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None: ...
         def _dead_letter_all(self, target_id: str, items: list[Any], reason: str) -> None: ...
@@ -1451,7 +1508,7 @@ class _Sending(_EngineState):
             return self._post_missing(target_id, sender_id, message, tag)
         self._enqueue(ctx, (sender_id, message, tag))
 
-    def _enqueue(self, ctx: Context, item: tuple) -> None:
+    def _enqueue(self, ctx: Context, item: tuple[Any, ...]) -> None:
         ctx._inbox.append(item)
         if not ctx._scheduled:
             self._schedule(ctx)
@@ -1554,7 +1611,7 @@ class _Sending(_EngineState):
         # calls still waited (a reply, then a dead letter): idle only now.
         self._check_idle()
 
-    def _call_on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _call_on_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Call ``fn(*args)`` on the engine thread and return its result; any thread.
 
         When no thread runs the engine, the caller runs it, under the lock.
@@ -1568,7 +1625,7 @@ class _Sending(_EngineState):
                 raise EngineClosed(_CLOSED)
             if not self._running:
                 return fn(*args)
-            future: Future = Future()
+            future: Future[_T] = Future()
             self._submit(_run_into_future, future, fn, args)
         return future.result()
 
@@ -1628,7 +1685,7 @@ class _Sending(_EngineState):
         inbox.clear()
         ctx._count += 1
         ctx._last = now
-        envelope = None
+        envelope: Any = None
         try:
             if tag is None:
                 envelope = _SentEnvelope()
@@ -1695,9 +1752,9 @@ class _Sending(_EngineState):
             self._after_turn(ctx)
         return count
 
-    def _take_batch(self, ctx: Context) -> list:
+    def _take_batch(self, ctx: Context) -> list[Any]:
         """Take up to ACTOR_BATCH items from the front of ``ctx``'s inbox."""
-        inbox = ctx._inbox
+        inbox: list[Any] = ctx._inbox
         head = ctx._head
         end = head + ACTOR_BATCH
         if len(inbox) <= end:
@@ -1709,7 +1766,7 @@ class _Sending(_EngineState):
             if inbox.__class__ is list:
                 ctx._inbox = []
             else:
-                inbox._fresh()          # a bounded inbox: let waiting senders in
+                inbox._fresh()  # type: ignore[attr-defined]  # a bounded inbox: let waiting senders in
             return inbox if head == 0 else inbox[head:]
         batch = inbox[head:end]
         if end > _COMPACT_AFTER and end * 2 > len(inbox):
@@ -1724,11 +1781,11 @@ class _Sending(_EngineState):
     # The two delivery loops below are copies (see the essay): keep their
     # bodies in step; tests/test_differential.py checks them against each other.
 
-    def _deliver_tuples(self, ctx: Context, items: Iterator[tuple]) -> None:
+    def _deliver_tuples(self, ctx: Context, items: Iterator[tuple[Any, ...]]) -> None:
         """Deliver a batch of (sender_id, message, tag) items, none bare."""
         actor = ctx._actor
         receive = ctx._receive
-        envelope = None
+        envelope: Any = None
         while True:
             # One try around the whole batch; after a failure the same iterator
             # goes on with the next message.
@@ -1763,7 +1820,7 @@ class _Sending(_EngineState):
         """``_deliver_tuples`` for a batch that may hold bare messages (Engine.send)."""
         actor = ctx._actor
         receive = ctx._receive
-        envelope = None
+        envelope: Any = None
         while True:
             try:
                 for item in items:
@@ -1824,7 +1881,7 @@ class _Sending(_EngineState):
             ctx._scheduled = False
 
     def _apply_tag(self, ctx: Context, envelope: Envelope, tag: Any,
-                 rest: Iterator[tuple]) -> bool:
+                 rest: Iterable[tuple[Any, ...]]) -> bool:
         """A queued item that is not a plain send or publication.
 
         An asked message or a Terminated notice: fills in ``envelope`` and
@@ -1875,10 +1932,11 @@ class _Sending(_EngineState):
         transport = self._transport
         if transport is None or type(target_id) is not str or self._closed:
             return None
-        return transport.resolve(target_id)
+        resolved: Context | None = transport.resolve(target_id)
+        return resolved
 
     def _install_stand_in(self, target_id: str,
-                          flush: Callable[[Context, list], Any]) -> Context:
+                          flush: Callable[[Context, list[Any]], Any]) -> Context:
         """Register a stand-in for the remote actor ``target_id``; engine thread.
 
         Its turn calls ``flush(ctx, items)`` with every queued item, instead of
@@ -1887,7 +1945,7 @@ class _Sending(_EngineState):
         existing = self._registry.get(target_id)
         if existing is not None:
             return existing
-        ctx = Context(self, target_id, None, DEFAULT_CAPACITY)
+        ctx = Context(self, target_id, None, DEFAULT_CAPACITY)  # type: ignore[arg-type]
         inbox = ctx._inbox = _StandInInbox()
         inbox._flush = flush
         self._registry[target_id] = ctx
@@ -1912,7 +1970,7 @@ class _Sending(_EngineState):
             self._after_turn(ctx)
         return len(items)
 
-    def _deliver_remote(self, target_id: str, items: list) -> None:
+    def _deliver_remote(self, target_id: str, items: list[Any]) -> None:
         """Queue items that came from another engine for ``target_id``; engine thread.
 
         A plain inbox takes them in one step; a bounded one applies its
@@ -1935,14 +1993,16 @@ class _Sending(_EngineState):
 
     def _register_reply(self, reply: Any) -> str:
         """An id for an ask's reply channel, that another engine can answer to."""
+        transport: _Transport = self._transport  # type: ignore[assignment]  # attached
         if reply.remote_id is None:
-            reply.remote_id = f"{id(self):x}:{next(self._transport.reply_ids)}"
-            self._transport.replies[reply.remote_id] = reply
-        return reply.remote_id
+            reply.remote_id = f"{id(self):x}:{next(transport.reply_ids)}"
+            transport.replies[reply.remote_id] = reply
+        remote_id: str = reply.remote_id
+        return remote_id
 
     def _settle_reply(self, reply_id: str, value: Any, exc: BaseException | None) -> None:
         """Answer the ask registered under ``reply_id``; a late answer is a dead letter."""
-        reply = self._transport.replies.pop(reply_id, None)
+        reply = self._transport.replies.pop(reply_id, None)  # type: ignore[union-attr]
         if reply is None:
             if exc is None:
                 self._dead_letter("(ask)", Envelope(None, _SEND, value),
@@ -1972,7 +2032,7 @@ class _BackPressure(_Sending):
     # -- waiting for room -----------------------------------------------------
     # Senders parked on a full "block" inbox, and how they get in.
 
-    def _wait_for_room(self, ctx: Context, item: Any, waiter: Future | None) -> None:
+    def _wait_for_room(self, ctx: Context, item: Any, waiter: Future[Any] | None) -> None:
         """A send to a full "block" inbox (or one with senders already waiting):
         the message waits in line, and so does its sender."""
         if waiter is None:
@@ -2011,7 +2071,7 @@ class _BackPressure(_Sending):
     def _pause_turn(ctx: Context) -> None:
         """End ``ctx``'s running turn after the current message; the rest of the
         batch goes back to the front of its inbox, for when it has room to send."""
-        state = ctx._items.__reduce__() if ctx._items is not None else ()
+        state: tuple[Any, ...] = ctx._items.__reduce__() if ctx._items is not None else ()
         if len(state) != 3:
             return              # not in a turn, or at its end
         batch, position = state[1][0], state[2]
@@ -2053,11 +2113,12 @@ class _BackPressure(_Sending):
             self._schedule(ctx)
 
     def _stop_waiting(self, target: Context, sender: Context | None,
-                      waiter: Future | None) -> None:
+                      waiter: Future[Any] | None) -> None:
         if waiter is not None:
             if not waiter.done():
                 waiter.set_result(None)
             return
+        assert sender is not None           # no waiter: an actor sent it
         waiting_on = sender._waiting_on
         left = waiting_on[target] - 1
         if left:
@@ -2071,7 +2132,7 @@ class _BackPressure(_Sending):
             else:
                 sender._scheduled = _IDLE
 
-    def _release_waiting(self, ctx: Context) -> list:
+    def _release_waiting(self, ctx: Context) -> list[Any]:
         """A stopping actor's waiting senders go free; returns their messages."""
         waiting = ctx._extra.waiting
         ctx._extra.waiting = None
@@ -2084,11 +2145,11 @@ class _BackPressure(_Sending):
     # -- from other threads ---------------------------------------------------
     # A foreign thread waits for the verdict on its message.
 
-    def _post_and_wait(self, target: Context, item: tuple, timeout: float | None) -> None:
+    def _post_and_wait(self, target: Context, item: tuple[Any, ...], timeout: float | None) -> None:
         """A send from another thread to a "block" or "fail" inbox: wait for the verdict."""
         if timeout is not None:
             _check_delay("send", "timeout", timeout, allow_zero=True)
-        waiter: Future = Future()
+        waiter: Future[None] = Future()
         self._call_on_loop(self._offer_from_other_thread, target, item, waiter)
         try:
             waiter.result(timeout)
@@ -2097,7 +2158,8 @@ class _BackPressure(_Sending):
                 raise InboxFull(f"the inbox of {target.actor_id!r} stayed full for {timeout} s; "
                                 f"the message was not sent") from None
 
-    def _offer_from_other_thread(self, ctx: Context, item: tuple, waiter: Future) -> None:
+    def _offer_from_other_thread(self, ctx: Context, item: tuple[Any, ...],
+                                 waiter: Future[Any]) -> None:
         if ctx._state is not _RUNNING:
             self._post_here(ctx.actor_id, *_unpack(item))
             waiter.set_result(None)
@@ -2108,7 +2170,7 @@ class _BackPressure(_Sending):
             ctx._inbox._policy.full(self, ctx, item, waiter)
 
     @staticmethod
-    def _withdraw(ctx: Context, waiter: Future) -> bool:
+    def _withdraw(ctx: Context, waiter: Future[Any]) -> bool:
         """Take a timed-out waiter's message back; False if it already went in."""
         for entry in ctx._waiting or ():
             if entry[2] is waiter:
@@ -2184,7 +2246,7 @@ class _Reply:
         engine = self.engine
         engine._asks.discard(self)
         if self.remote_id is not None:
-            engine._transport.replies.pop(self.remote_id, None)
+            engine._transport.replies.pop(self.remote_id, None)  # type: ignore[union-attr]
         engine._check_idle()
 
 
@@ -2212,7 +2274,7 @@ class _RemoteReply:
         self.send_back(self.reply_id, value, exc)
 
 
-class AskFuture(Future):
+class AskFuture(Future[Any]):
     """The answer to ``ask``: a ``concurrent.futures.Future`` that refuses to
     deadlock the engine.
 
@@ -2282,9 +2344,9 @@ class _Asking(_BackPressure):
             _check_delay("ask", "timeout", timeout, allow_zero=False)
         if self._closed:
             raise EngineClosed(f"cannot ask {target_id!r}: {_CLOSED}")
-        future = AskFuture(self)
-        reply = _Reply(self, future, target_id, asker_id, deferred)
-        future._ask = reply
+        future = AskFuture(self)  # type: ignore[arg-type]
+        reply = _Reply(self, future, target_id, asker_id, deferred)  # type: ignore[arg-type]
+        future._ask = reply  # type: ignore[attr-defined]
         if target_id not in self._registry and self._transport is None:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: no actor has that id"))
         elif _get_ident() != self._thread_id:
@@ -2416,7 +2478,7 @@ _DEAD_LETTER_LOG_IDS = 1000
 class _DeadLetters(_PubSub):
     """Engine room: dead letters.  Not part of the public API."""
 
-    def _dead_letter_all(self, target_id: str, items: list, reason: str) -> None:
+    def _dead_letter_all(self, target_id: str, items: list[Any], reason: str) -> None:
         """Each queued item a dead letter (engine commands are dropped)."""
         for item in items:
             sender_id, message, tag = _unpack(item)
@@ -2563,8 +2625,8 @@ class _Lifecycle(_DeadLetters):
     # -- spawning -------------------------------------------------------------
     # A new actor: its Context, its place in the registry and its parent.
 
-    def spawn_actor(self, actor_class: type, id: str, capacity: int = DEFAULT_CAPACITY,
-                    overflow: str = "grow") -> Any:
+    def spawn_actor(self, actor_class: type[_A], id: str, capacity: int = DEFAULT_CAPACITY,
+                    overflow: str = "grow") -> _A:
         """Create an actor of ``actor_class`` under ``id`` and return the instance.
 
         ``actor_class.__init__(ctx)`` runs at once, on the engine's thread (a
@@ -2578,7 +2640,8 @@ class _Lifecycle(_DeadLetters):
         letter), "drop_oldest" (the oldest queued message is a dead letter and
         the new one is queued) or "fail" (``InboxFull`` at the send).
         """
-        return self._spawn(actor_class, id, capacity, overflow, None)
+        actor: _A = self._spawn(actor_class, id, capacity, overflow, None)
+        return actor
 
     def _spawn(self, actor_class: type, actor_id: str, capacity: int, overflow: str,
                parent: Context | None) -> Any:
@@ -2609,10 +2672,11 @@ class _Lifecycle(_DeadLetters):
             # Rounded up to a power of two; the default's int object is shared
             # rather than one made per actor: 414 -> 382 bytes per idle actor.
             size = 1 << (capacity - 1).bit_length()
-            ctx = Context(self, actor_id, parent.actor_id if parent else None,
+            ctx = Context(self, actor_id, parent.actor_id if parent else None,  # type: ignore[arg-type]
                           DEFAULT_CAPACITY if size == DEFAULT_CAPACITY else size)
         else:       # a bound kept exactly: "capacity=3" means three
-            ctx = Context(self, actor_id, parent.actor_id if parent else None, capacity)
+            ctx = Context(self, actor_id, parent.actor_id if parent else None,  # type: ignore[arg-type]
+                          capacity)
             ctx._inbox = _BoundedInbox(ctx, OVERFLOW_POLICIES[overflow])
         self._registry[actor_id] = ctx
         if parent is not None:
@@ -2627,7 +2691,7 @@ class _Lifecycle(_DeadLetters):
         return ctx._actor
 
     @staticmethod
-    def _new_instance(ctx: Context, actor_class: type) -> None:
+    def _new_instance(ctx: Context, actor_class: Any) -> None:
         actor = actor_class.__new__(actor_class)
         try:
             actor.ctx = ctx
@@ -2643,7 +2707,7 @@ class _Lifecycle(_DeadLetters):
     # The order of a stop: children, subscriptions, parent, registry, deinit,
     # timers; then what is left becomes dead letters and watchers are told.
 
-    def _stop_actor(self, ctx: Context, reason: str, leftover: list,
+    def _stop_actor(self, ctx: Context, reason: str, leftover: list[Any],
                     deinit: bool = True) -> None:
         """Stop ``ctx`` now, in the order the README promises.
 
@@ -2659,7 +2723,7 @@ class _Lifecycle(_DeadLetters):
         if self._guards.interrupted and not self._closed:
             raise self._guards.interrupted.pop(0)
 
-    def _stop_one(self, ctx: Context, reason: str, leftover: list,
+    def _stop_one(self, ctx: Context, reason: str, leftover: list[Any],
                   deinit: bool = True) -> None:
         if ctx._state is not _RUNNING:
             return
@@ -2703,7 +2767,7 @@ class _Lifecycle(_DeadLetters):
         inbox = ctx._inbox
         head = ctx._head
         ctx._inbox = stopped = _StoppedInbox()      # list's own C __init__
-        stopped._engine = self
+        stopped._engine = self  # type: ignore[assignment]
         stopped._actor_id = ctx.actor_id
         ctx._head = 0
         if leftover or len(inbox) > head or extra is not None:
@@ -2716,7 +2780,7 @@ class _Lifecycle(_DeadLetters):
         """Stop every descendant of ``ctx``, the youngest child first, each child's
         own descendants before it.  Iterative: a chain of 3,000 parents hit
         RecursionError at stop and at close, with no deinit run."""
-        stack = [(ctx, iter(list(reversed(ctx._children.values()))))]
+        stack = [(ctx, iter(list(reversed((ctx._children or {}).values()))))]
         while stack:
             node, children = stack[-1]
             child = next(children, None)
@@ -2727,7 +2791,7 @@ class _Lifecycle(_DeadLetters):
             elif child._state is _RUNNING:
                 stack.append((child, iter(list(reversed((child._children or {}).values())))))
 
-    def _dead_letter_queued(self, ctx: Context, items: list, reason: str) -> None:
+    def _dead_letter_queued(self, ctx: Context, items: list[Any], reason: str) -> None:
         """What the stopped ``ctx`` never handled, waiting senders' messages last."""
         if ctx._extra is not None and ctx._extra.waiting:
             items += self._release_waiting(ctx)
@@ -2762,7 +2826,7 @@ class _Lifecycle(_DeadLetters):
         return getattr(parent._actor, "supervisor", None) or DEFAULT_CHILD_STRATEGY
 
     def _handle_failure(self, ctx: Context, exc: BaseException, envelope: Envelope | None,
-                        rest: Iterator[tuple] | None) -> None:
+                        rest: Iterator[tuple[Any, ...]] | None) -> None:
         """``receive`` of ``ctx`` raised ``exc`` on ``envelope``: let its supervisor decide.
 
         A failed ask fails with ``exc``.  Unless the actor resumes, the message
@@ -2803,7 +2867,7 @@ class _Lifecycle(_DeadLetters):
         self._handle_failure(parent, exc, None, None)
 
     def _restart_with(self, strategy: SupervisorStrategy, ctx: Context,
-                      parent: Context | None, reason: str, where: str,
+                      parent: Context | None, reason: str, where: _FailedOn,
                       exc: BaseException) -> bool:
         """Restart what ``strategy`` says for the failed ``ctx``; False (and a log
         line) when it restarted too often and must stop and escalate instead."""
@@ -2986,7 +3050,7 @@ class Engine(_Lifecycle):
     def __init__(self, backend: str | Loop = "selectors", *,
                  supervisor: SupervisorStrategy | None = None,
                  dead_letters_kept: int = DEAD_LETTERS_KEPT,
-                 inspector: bool | str | os.PathLike = False,
+                 inspector: bool | str | os.PathLike[str] = False,
                  inspector_interval: float = INSPECTOR_INTERVAL,
                  inbound_capacity: int = INBOUND_CAPACITY,
                  inbound_overflow: str = "block") -> None:
@@ -3003,7 +3067,9 @@ class Engine(_Lifecycle):
         self._registry: dict[str, Context] = {}      # every live actor by id
         self._ready: collections.deque[Context] = collections.deque()  # actors with work
         self._tick_scheduled = False                 # a _tick is queued on the loop
-        self._inbound: collections.deque = collections.deque()  # (fn, args) from other threads
+        # (fn, args) from other threads
+        self._inbound: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = \
+            collections.deque()
         self._inbound_scheduled = False              # a _process_inbound is queued
         self._thread_id: int | None = _get_ident()   # the engine's thread; None once closed
         self._running = False                        # inside run() or run_forever()
@@ -3050,10 +3116,24 @@ class Engine(_Lifecycle):
     # Lookups, and the calls that run, stop and close the engine (the rooms
     # above hold send, ask, poison_pill and spawn_actor).
 
-    def get_actor(self, actor_id: str) -> Any:
-        """The actor instance registered under ``actor_id``, or None; any thread."""
+    @overload
+    def get_actor(self, actor_id: str, actor_class: None = None) -> Any: ...
+    @overload
+    def get_actor(self, actor_id: str, actor_class: type[_A]) -> _A | None: ...
+
+    def get_actor(self, actor_id: str, actor_class: type[Any] | None = None) -> Any:
+        """The actor instance registered under ``actor_id``, or None; any thread.
+
+        With ``actor_class`` the result is typed as that class (for a type
+        checker), and an actor of another class raises TypeError.
+        """
         ctx = self.get_context(actor_id, "get_actor")
-        return ctx._actor if ctx is not None else None
+        actor = ctx._actor if ctx is not None else None
+        if actor_class is not None and actor is not None and not isinstance(actor, actor_class):
+            raise TypeError(f"actor {actor_id!r} is of class {type(actor).__name__}, not "
+                            f"{actor_class.__name__}: pass the class it was spawned with, "
+                            f"or call get_actor({actor_id!r}) without one")
+        return actor
 
     def get_context(self, actor_id: str, _call: str = "get_context") -> Context | None:
         """The Context of ``actor_id``, or None; any thread."""
@@ -3197,7 +3277,7 @@ class Engine(_Lifecycle):
         """
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum in STOP_SIGNALS:
             if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
                 previous[signum] = signal.signal(signum, self._on_stop_signal)
@@ -3395,7 +3475,8 @@ def _peer_uid(conn: socket.socket) -> int | None:
     if option is None:
         return None       # elsewhere the 0700 directory is the only guard
     creds = conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    pid: int = struct.unpack("3i", creds)[1]
+    return pid
 
 
 def _remove_inspector_sockets() -> None:
@@ -3437,7 +3518,8 @@ class _InspectorClient:
 class _InspectorFeed:
     """The stats feed of one engine; every method runs on the engine's thread."""
 
-    def __init__(self, engine: Engine, where: bool | str | os.PathLike, interval: float) -> None:
+    def __init__(self, engine: Engine, where: Literal[True] | str | os.PathLike[str],
+                 interval: float) -> None:
         self._engine = engine
         self._loop = engine._loop
         self.interval = float(interval)
@@ -3453,7 +3535,7 @@ class _InspectorFeed:
         self._clients: dict[int, _InspectorClient] = {}   # by fd
         self.seq = 0                                 # snapshots sampled so far
         self._sampled_at = self._loop.time()         # loop time of the last sample
-        self._rates: dict[str, list] = {}            # id -> [ctx, count then, msgs/s rolling]
+        self._rates: dict[str, list[Any]] = {}            # id -> [ctx, count then, msgs/s rolling]
         self._retired = 0                            # messages of actors gone since
         self._total = 0                              # messages total at the last sample
         self._rate_now = 0.0                         # engine msgs/s over the last interval
@@ -3499,7 +3581,7 @@ class _InspectorFeed:
         alpha = INSPECTOR_SMOOTHING
         keep = 1.0 - alpha
         old = self._rates
-        rates: dict[str, list] = {}
+        rates: dict[str, list[Any]] = {}
         live = 0
         for actor_id, ctx in self._engine._registry.items():
             count = ctx._count
@@ -3529,7 +3611,7 @@ class _InspectorFeed:
         now = self._loop.time()
         wall = time.time()
         rates = self._rates
-        rows = []
+        rows: list[dict[str, Any]] = []
         # The context's fields read directly rather than through its
         # properties, the extra state once: 1.4 -> 0.8 ms at 1,000 actors.
         for actor_id, ctx in engine._registry.items():
@@ -3822,7 +3904,7 @@ def _is_closed(fileobj: Any) -> bool:
     if isinstance(fileobj, int):
         return False
     try:
-        return fileobj.fileno() < 0
+        return bool(fileobj.fileno() < 0)
     except (ValueError, OSError):
         return True
 
@@ -3937,7 +4019,7 @@ def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: 
                         f"SupervisorStrategy such as OneForOne(), not {supervisor!r}")
 
 
-def _run_into_future(future: Future, fn: Callable[..., Any], args: tuple) -> None:
+def _run_into_future(future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
         result = fn(*args)
     except BaseException as exc:

@@ -15,9 +15,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backstage import EngineClosed, Loop
+if TYPE_CHECKING:
+    from backstage import EngineClosed, Loop
+else:
+    try:        # vendored: pkg/_vendor/backstage.py beside pkg/_vendor/backends/
+        from ..backstage import EngineClosed, Loop
+    except ImportError:     # backends/ at the top level, or installed as backstage.backends
+        from backstage import EngineClosed, Loop
 
 __all__ = ["AsyncioLoop", "set_result_threadsafe", "set_exception_threadsafe"]
 
@@ -46,7 +52,8 @@ class AsyncioLoop(Loop):
         self.aio = loop if loop is not None else self._new_event_loop()
         self._thread: int | None = None   # the thread inside run() or run_async()
         self._blocking = False            # inside run(): stop() may stop the asyncio loop
-        self._waiter: asyncio.Future | None = None  # what run_async() awaits; stop() resolves it
+        # What run_async() awaits; stop() resolves it.
+        self._waiter: asyncio.Future[None] | None = None
         self._stop_flag = False           # a stop() that run_async() must not miss
         # Watched fds, number -> file object, so remove_* can answer True/False
         # on every loop (uvloop's remove_reader returns None) and can remove a
@@ -62,9 +69,10 @@ class AsyncioLoop(Loop):
         # loop.  Costs one Python call per loop callback (a tick, a timer),
         # never one per message.
         self._shared = not self._owned
-        self._deferred: list[tuple[list, Callable[..., Any], tuple]] = []
+        self._deferred: list[tuple[list[Any], Callable[..., Any], tuple[Any, ...]]] = []
         self._paused = self._shared
-        self._callbacks: dict[tuple[int, bool], tuple[Callable[..., Any], tuple]] = {}
+        self._callbacks: dict[tuple[int, bool],
+                              tuple[Callable[..., Any], tuple[Any, ...]]] = {}
 
     @staticmethod
     def _new_event_loop() -> asyncio.AbstractEventLoop:
@@ -83,7 +91,7 @@ class AsyncioLoop(Loop):
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> asyncio.Handle:
         try:
             if self._shared:
-                return self._gated(self.aio.call_soon, callback, args)
+                return self._gated(self.aio.call_soon, callback, args)  # type: ignore[no-any-return]
             return self.aio.call_soon(callback, *args)
         except RuntimeError as exc:
             raise self._closed_error(exc) from exc
@@ -91,7 +99,8 @@ class AsyncioLoop(Loop):
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> asyncio.Handle:
         try:
             if self._shared:
-                return self._gated(self.aio.call_soon_threadsafe, callback, args)
+                return self._gated(  # type: ignore[no-any-return]
+                    self.aio.call_soon_threadsafe, callback, args)
             return self.aio.call_soon_threadsafe(callback, *args)
         except RuntimeError as exc:
             raise self._closed_error(exc) from exc
@@ -100,7 +109,8 @@ class AsyncioLoop(Loop):
                    *args: Any) -> asyncio.TimerHandle:
         try:
             if self._shared:
-                return self._gated(self.aio.call_later, callback, args, delay)
+                return self._gated(  # type: ignore[no-any-return]
+                    self.aio.call_later, callback, args, delay)
             return self.aio.call_later(delay, callback, *args)
         except RuntimeError as exc:
             raise self._closed_error(exc) from exc
@@ -109,14 +119,15 @@ class AsyncioLoop(Loop):
         return EngineClosed(_LOOP_CLOSED) if self.aio.is_closed() else exc
 
     def _gated(self, schedule: Callable[..., Any], callback: Callable[..., Any],
-               args: tuple, *when: float) -> Any:
+               args: tuple[Any, ...], *when: float) -> Any:
         """Schedule ``callback(*args)`` to run only while the engine runs (shared loops)."""
-        cell: list = []
+        cell: list[Any] = []
         handle = schedule(*when, self._run_gated, cell, callback, args)
         cell.append(handle)
         return handle
 
-    def _run_gated(self, cell: list, callback: Callable[..., Any], args: tuple) -> None:
+    def _run_gated(self, cell: list[Any], callback: Callable[..., Any],
+                   args: tuple[Any, ...]) -> None:
         if self._paused:
             self._deferred.append((cell, callback, args))
         else:
@@ -141,7 +152,7 @@ class AsyncioLoop(Loop):
             if not cell[0].cancelled():
                 self.aio.call_soon(self._run_gated, cell, callback, args)
 
-    def _callback_of(self, number: int, reading: bool) -> tuple:
+    def _callback_of(self, number: int, reading: bool) -> tuple[Any, ...]:
         callback, args = self._callbacks[number, reading]
         return (callback, *args)
 
@@ -157,7 +168,8 @@ class AsyncioLoop(Loop):
     def remove_writer(self, fd: Any) -> bool:
         return self._unwatch(fd, False)
 
-    def _watch(self, fd: Any, callback: Callable[..., Any], args: tuple, reading: bool) -> None:
+    def _watch(self, fd: Any, callback: Callable[..., Any], args: tuple[Any, ...],
+               reading: bool) -> None:
         watched = self._readers if reading else self._writers
         number = _fileno(fd)
         stale = watched.get(number)
@@ -238,7 +250,7 @@ class AsyncioLoop(Loop):
             self.aio.close()
 
 
-def set_result_threadsafe(future: asyncio.Future, value: Any) -> None:
+def set_result_threadsafe(future: asyncio.Future[Any], value: Any) -> None:
     """Resolve an asyncio ``future`` with ``value`` from any thread, e.g. an actor's reply.
 
     Does nothing if the future is already done (say, its awaiter gave up
@@ -247,12 +259,12 @@ def set_result_threadsafe(future: asyncio.Future, value: Any) -> None:
     future.get_loop().call_soon_threadsafe(_settle, future, value, None)
 
 
-def set_exception_threadsafe(future: asyncio.Future, exception: BaseException) -> None:
+def set_exception_threadsafe(future: asyncio.Future[Any], exception: BaseException) -> None:
     """Fail an asyncio ``future`` with ``exception`` from any thread; nothing if it is done."""
     future.get_loop().call_soon_threadsafe(_settle, future, None, exception)
 
 
-def _settle(future: asyncio.Future, value: Any, exception: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], value: Any, exception: BaseException | None) -> None:
     if future.done():
         return
     if exception is not None:
@@ -261,7 +273,7 @@ def _settle(future: asyncio.Future, value: Any, exception: BaseException | None)
         future.set_result(value)
 
 
-def _wake(waiter: asyncio.Future) -> None:
+def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from types import ModuleType
 
-from backends.asyncio_backend import AsyncioLoop
+from .asyncio_backend import AsyncioLoop
 
 
-def _uvloop():
+def _uvloop() -> ModuleType:
     try:
         import uvloop
     except ImportError as exc:
@@ -25,7 +26,8 @@ class UvloopLoop(AsyncioLoop):
 
     @staticmethod
     def _new_event_loop() -> asyncio.AbstractEventLoop:
-        return _uvloop().new_event_loop()
+        loop: asyncio.AbstractEventLoop = _uvloop().new_event_loop()
+        return loop
 
     @classmethod
     def _running_loop(cls) -> asyncio.AbstractEventLoop | None:

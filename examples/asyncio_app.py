@@ -12,21 +12,28 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # backstage.py beside examples/
 
-from backends.asyncio_backend import set_result_threadsafe  # noqa: E402
-from backstage import Engine  # noqa: E402
+from backstage import Context, Engine, Envelope  # noqa: E402
+
+try:                    # installed with pip: the backends are inside the backstage package
+    from backstage.backends.asyncio_backend import (  # type: ignore[import-not-found,unused-ignore]
+        set_result_threadsafe,
+    )
+except ImportError:     # a checkout, or backstage.py copied with backends/ beside it
+    from backends.asyncio_backend import set_result_threadsafe
 
 
 class WordCounter:
     """Counts the words of the lines it is sent; ("total", future) gets the count."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.words = 0
 
-    def receive(self, envelope):
+    def receive(self, envelope: Envelope) -> None:
         match envelope.message:
             case ("total", future):
                 set_result_threadsafe(future, self.words)   # from any thread; ok if cancelled
@@ -34,14 +41,14 @@ class WordCounter:
                 self.words += len(line.split())
 
 
-async def ask(engine, actor_id, request, timeout=5.0):
+async def ask(engine: Engine, actor_id: str, request: Any, timeout: float = 5.0) -> Any:
     """Send (request, future) to an actor and await the actor's answer."""
-    future = asyncio.get_running_loop().create_future()
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     engine.send(actor_id, (request, future))
     return await asyncio.wait_for(future, timeout)
 
 
-async def reader(engine, name, lines):
+async def reader(engine: Engine, name: str, lines: list[str]) -> None:
     """One of the program's own coroutines: it feeds the actor as lines 'arrive'."""
     for line in lines:
         engine.send("counter", line)
@@ -49,7 +56,7 @@ async def reader(engine, name, lines):
     print(f"{name}: sent {len(lines)} lines")
 
 
-async def main(backend):
+async def main(backend: str) -> None:
     engine = Engine(backend=backend)        # made in a coroutine: it shares this loop
     engine.spawn_actor(WordCounter, id="counter")
     actors = asyncio.create_task(engine.run_async())
@@ -66,7 +73,7 @@ async def main(backend):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "uvloop"], default="asyncio")
     backend = parser.parse_args().backend
     if backend == "uvloop":

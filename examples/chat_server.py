@@ -102,6 +102,7 @@ class Listener:
         if message.__class__ is bytes:          # complete lines from a connection
             self.ctx.publish_to_topic(TOPIC, message)
         elif message == LEAVING:
+            assert envelope.sender_id is not None   # a Connection sent it
             self.ctx.send(envelope.sender_id, CLOSE)
         elif message == RESUME_ACCEPTING:
             if self.sock is not None and self.sock.fileno() != -1:
@@ -112,6 +113,7 @@ class Listener:
             self.ctx.watch_readable(self.sock, self.on_acceptable)
 
     def on_acceptable(self) -> None:
+        assert self.sock is not None             # watched once Listen set it
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, _address = self.sock.accept()
@@ -154,11 +156,13 @@ class Connection:
     """One client: reads its lines for the listener, writes the published lines to it."""
 
     def __init__(self, ctx: backstage.Context) -> None:
+        assert ctx.parent is not None, "a Connection is spawned by the Listener"
         self.ctx = ctx
+        self.listener: str = ctx.parent
         self.sock: socket.socket | None = None
         self.max_line = MAX_LINE
         self.max_buffer = MAX_BUFFER
-        self.too_long: re.Pattern[bytes] | None = None
+        self.too_long = re.compile(rb"[^\n]{%d}" % (MAX_LINE + 1))
         self.partial = b""          # the start of a line whose newline has not come yet
         self.dropping = False       # inside an overlong line: drop up to its newline
         self.out = bytearray()      # bytes the client has not taken yet
@@ -174,20 +178,21 @@ class Connection:
         elif message == CLOSE:
             if not self.closed:
                 self.leaving = True
-                self.ctx.unsubscribe_from_actor_topic(self.ctx.parent, TOPIC)
+                self.ctx.unsubscribe_from_actor_topic(self.listener, TOPIC)
                 if not self.out:
                     self.close()
         elif isinstance(message, Attach):
             self.sock = message.sock
             self.max_line, self.max_buffer = message.max_line, message.max_buffer
             self.too_long = re.compile(rb"[^\n]{%d}" % (self.max_line + 1))
-            self.ctx.subscribe_to_actor_topic(self.ctx.parent, TOPIC)
+            self.ctx.subscribe_to_actor_topic(self.listener, TOPIC)
             self.ctx.watch_readable(self.sock, self.on_readable)
             self.write(b"* welcome %s\n" % self.ctx.actor_id.encode())
 
     # -- reading -------------------------------------------------------------
 
     def on_readable(self) -> None:
+        assert self.sock is not None             # watched once Attach set it
         try:
             data = self.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -202,9 +207,9 @@ class Connection:
         # without its newline still counts.
         self.ctx.unwatch_readable(self.sock)
         if self.partial and not self.dropping:
-            self.ctx.send(self.ctx.parent, self.partial + b"\n")
+            self.ctx.send(self.listener, self.partial + b"\n")
         self.partial = b""
-        self.ctx.send(self.ctx.parent, LEAVING)
+        self.ctx.send(self.listener, LEAVING)
 
     def take(self, data: bytes) -> None:
         """Hand the complete lines in ``data`` to the listener; keep the rest."""
@@ -225,7 +230,7 @@ class Connection:
             self.dropping = True
             self.refuse_line()
         if lines:
-            self.ctx.send(self.ctx.parent, lines)
+            self.ctx.send(self.listener, lines)
 
     def drop_long_lines(self, lines: bytes) -> bytes:
         kept = []
@@ -256,6 +261,7 @@ class Connection:
             self.ctx.watch_writable(self.sock, self.on_writable)
 
     def on_writable(self) -> None:
+        assert self.sock is not None             # watched once Attach set it
         try:
             sent = self.sock.send(self.out)
         except (BlockingIOError, InterruptedError):
@@ -277,6 +283,7 @@ class Connection:
             return
         self.closed = True
         self.out.clear()
+        assert self.sock is not None             # closed only once attached
         self.ctx.unwatch(self.sock)              # before close: a closed socket has no fd
         self.sock.close()
         self.ctx.shutdown()
@@ -310,7 +317,8 @@ def start_server(engine: Engine, host: str = "127.0.0.1", port: int = 0, *,
     except BaseException:
         sock.close()
         raise
-    return sock.getsockname()[:2]
+    host, port = sock.getsockname()[:2]
+    return host, port
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         build(engine)
         path = engine.inspector_path
+        assert path is not None                 # inspector=... above made the feed
         print(f"backstage demo: {len(engine.actor_ids)} actors on one thread, pid {os.getpid()}")
         print(f"inspector feed: {path}")
         if os.environ.get("TMUX") and not args.no_split and open_in_tmux_pane(path):
@@ -194,9 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         print("Ctrl-C stops the demo." if args.seconds is None
               else f"stopping after {args.seconds:g} s.", flush=True)
         if args.seconds is not None:
-            started = time.monotonic()
-            engine.get_context("clock").run_recurring(
-                0.1, lambda: time.monotonic() - started >= args.seconds and engine.stop())
+            deadline = time.monotonic() + args.seconds
+
+            def stop_when_due() -> None:
+                if time.monotonic() >= deadline:
+                    engine.stop()
+
+            clock = engine.get_context("clock")
+            assert clock is not None                # build() spawned it
+            clock.run_recurring(0.1, stop_when_due)
         engine.run()
     except KeyboardInterrupt:
         print("\nstopped.")

@@ -10,21 +10,21 @@ from backstage import MessageType  # noqa: E402
 
 
 class MyActor:
-    def __init__(self, ctx: backstage.Context):
+    def __init__(self, ctx: backstage.Context) -> None:
         self.ctx = ctx
 
-    def receive(self, envelope: backstage.Envelope):
+    def receive(self, envelope: backstage.Envelope) -> None:
         if envelope.message_type is MessageType.PUBLISH:
             print(f"{self.ctx.actor_id} got {envelope.message!r} "
                   f"on {envelope.sender_id}/{envelope.topic}")
         else:
             print(f"{self.ctx.actor_id} got {envelope.message!r} directly")
 
-    def deinit(self):
+    def deinit(self) -> None:
         print(f"{self.ctx.actor_id} stopped")
 
 
-def main():
+def main() -> None:
     with backstage.Engine() as engine:
         publisher = engine.spawn_actor(MyActor, id="publisher", capacity=1024)
         subscriber = engine.spawn_actor(MyActor, id="subscriber", capacity=1024)

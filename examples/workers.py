@@ -10,11 +10,11 @@ import backstage  # noqa: E402
 
 
 class Worker:
-    def __init__(self, ctx):
+    def __init__(self, ctx: backstage.Context) -> None:
         self.ctx = ctx
         self.done = 0
 
-    def receive(self, envelope):
+    def receive(self, envelope: backstage.Envelope) -> None:
         n = envelope.message
         self.done += 1
         self.ctx.send("boss", (self.ctx.actor_id, n * n))
@@ -23,7 +23,7 @@ class Worker:
 class Boss:
     """Spawns workers as children, hands out jobs round-robin, sums the results."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: backstage.Context) -> None:
         self.ctx = ctx
         self.workers = [ctx.spawn_child_actor(Worker, id=f"worker-{i}").ctx.actor_id
                         for i in range(4)]
@@ -32,7 +32,7 @@ class Boss:
         self.results = 0
         self.report = ctx.run_recurring(0.05, self.print_progress)
 
-    def receive(self, envelope):
+    def receive(self, envelope: backstage.Envelope) -> None:
         if envelope.sender_id is None:            # a job from outside
             self.ctx.send(self.workers[self.next], envelope.message)
             self.next = (self.next + 1) % len(self.workers)
@@ -44,15 +44,15 @@ class Boss:
                 self.print_progress()
                 self.ctx.engine.stop()
 
-    def print_progress(self):
+    def print_progress(self) -> None:
         print(f"{self.results} results, sum of squares so far {self.total}")
 
 
-def main():
+def main() -> None:
     engine = backstage.Engine()
     engine.spawn_actor(Boss, id="boss")
 
-    def feed(start):                               # other threads send safely
+    def feed(start: int) -> None:                               # other threads send safely
         for n in range(start, 10_000, 2):
             engine.send("boss", n)
 

@@ -1,5 +1,6 @@
 """Shared fixtures: every behaviour test runs on every loop backend."""
 
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +25,23 @@ def _backend_params():
             marks.append(pytest.mark.skip(reason=f"backend {name!r} cannot load here: {exc}"))
         params.append(pytest.param(name, id=name, marks=marks))
     return params
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child the test will SIGINT: SIGINT at its default, as
+    when started from a terminal.  A background job of a shell without job
+    control (``make test &``, some CI runners) starts with SIGINT ignored; its
+    children inherit that, Python then leaves it ignored, and the SIGINT the
+    test sends does nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler in place for the test (see default_sigint)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session", params=_backend_params())

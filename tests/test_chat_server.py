@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, default_sigint
 
 from backstage import Engine
 
@@ -268,7 +268,8 @@ def test_start_server_rejects_a_bad_limit():
 def test_the_chat_server_runs_as_a_program_and_stops_cleanly_on_sigint(backend):
     server = subprocess.Popen([sys.executable, str(ROOT / "examples" / "chat_server.py"),
                                "--port", "0", "--backend", backend],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=default_sigint)
     try:
         banner = server.stdout.readline()          # "chat server on HOST:PORT (backend); ..."
         host, port = banner.split()[3].split(":")

@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, default_sigint
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -68,7 +68,8 @@ def demo(backend):
     proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "demo.py"),
                              "--seconds", "300", "--no-split", "--socket", path,
                              "--backend", backend],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + DEADLINE
     while not os.path.exists(path):
         assert proc.poll() is None, proc.stdout.read()

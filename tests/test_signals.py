@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, default_sigint
 
 from backstage import Engine
 
@@ -52,7 +52,7 @@ PROGRAM = textwrap.dedent("""
 def start_program(backend, hang_in_deinit=False):
     source = PROGRAM.format(root=str(ROOT), backend=backend, hang_in_deinit=hang_in_deinit)
     process = subprocess.Popen([sys.executable, "-c", source], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     line = process.stdout.readline()      # blocks until the run has begun (or the end)
     if line != "running\n":
         process.kill()
@@ -101,7 +101,7 @@ class HandlerSpy:
         self.ctx.engine.stop()
 
 
-def test_run_forever_restores_the_handler_it_replaced(backend):
+def test_run_forever_restores_the_handler_it_replaced(backend, python_sigint_handler):
     engine = Engine(backend=backend)
     spy = engine.spawn_actor(HandlerSpy, id="spy")
     before = signal.getsignal(signal.SIGINT)
