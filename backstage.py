@@ -2360,10 +2360,6 @@ class _Asking(_BackPressure):
         if ctx is None:
             reply.future.set_exception(
                 ActorNotFound(f"cannot ask {reply.target_id!r}: no actor has that id"))
-            # Queued from another thread for an actor that stopped since: the
-            # message is a dead letter, as a send's would be.
-            self._dead_letter(reply.target_id, _item_envelope(reply.asker_id, message, None),
-                              "no such actor")
             return
         self._asks.add(reply)
         if timeout is not None:

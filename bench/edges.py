@@ -4,8 +4,9 @@
 
 Fault soak: a tree of 1,001 actors gets messages of which a tenth make receive
 fail (the parents restart the failing child), 30 random poison pills, and asks
-from another thread (answered, failing in receive, or dropped unanswered).  Printed: sent, handled by receive, dead letters
-(handled + dead letters must equal sent), restarts, asks sent and settled
+from another thread (answered, failing in receive, or dropped unanswered).
+Printed: sent, handled by receive, dead letters (handled + dead letters must
+equal sent), restarts, asks sent and settled
 (must be equal), and how the asks ended.
 
 Flood: eight threads call engine.send as fast as they can for a few seconds,
