@@ -137,6 +137,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
@@ -300,6 +301,9 @@ FAILURE_LOG_EVERY = 10.0
 LOGGED_MESSAGE_CHARS = 300
 # Seconds between two snapshots of the inspector feed, by default.
 INSPECTOR_INTERVAL = 0.5
+# A receive or callback holding the engine thread longer than this is logged
+# (Engine(slow_callback_s=...); None turns it off).
+SLOW_CALLBACK_S = 1.0
 # Signals that make run_forever() close the engine cleanly (main thread only).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _get_ident = threading.get_ident
@@ -1422,6 +1426,8 @@ class _EngineState:
     dead_letters: collections.deque[DeadLetter]
     dead_letter_count: int
     _guards: _Guards
+    _inspector: _InspectorFeed | None
+    _watchdog: _Watchdog | None
 
     if TYPE_CHECKING:
         # Methods of later rooms that earlier rooms call.  A room's self is
@@ -1651,8 +1657,11 @@ class _Sending(_EngineState):
         now = self._loop.time()
         budget = TICK_BUDGET
         try:
-            while ready and budget > 0:
-                budget -= turn(ready.popleft(), now)
+            if self._inspector is None:
+                while ready and budget > 0:
+                    budget -= turn(ready.popleft(), now)
+            else:
+                self._inspector.timed_turns(ready, turn, now, budget)   # the same, timed
         finally:
             if ready:
                 self._loop.call_soon(self._tick)
@@ -1723,6 +1732,10 @@ class _Sending(_EngineState):
         if ctx._inbox.__class__ is _StandInInbox:
             return self._turn_stand_in(ctx)
         holds_bare = ctx._holds_bare
+        if self._inspector is not None:
+            # An inbox is longest when its turn begins: its high-water mark is
+            # sampled here, once per batch, never per message.
+            self._inspector.saw_inbox(ctx, len(ctx._inbox) - ctx._head)
         batch = self._take_batch(ctx)
         count = len(batch)
         ctx._count += count
@@ -2486,6 +2499,8 @@ class _DeadLetters(_PubSub):
         self.dead_letter_count += 1
         record = DeadLetter(target_id, envelope, reason, time.time())
         self.dead_letters.append(record)
+        if self._inspector is not None:
+            self._inspector.dead_letter(record)
         reply = getattr(envelope, "_reply", None)
         if reply is not None and not reply.done():
             reply.settle(None, ActorNotFound(
@@ -2830,6 +2845,8 @@ class _Lifecycle(_DeadLetters):
         """
         if ctx._state is not _RUNNING:
             return
+        if self._inspector is not None:
+            self._inspector.failed(ctx)
         reply = getattr(envelope, "_reply", None)
         if reply is not None:
             reply.settle(None, exc)
@@ -2929,6 +2946,8 @@ class _Lifecycle(_DeadLetters):
             self._stop_children(ctx, "restarted")
         self._end_timers_and_watches(ctx)
         self.restart_count += 1
+        if self._inspector is not None:
+            self._inspector.restarted(ctx)
         try:
             self._new_instance(ctx, type(ctx._actor))
         except Exception as exc:
@@ -3042,6 +3061,12 @@ class Engine(_Lifecycle):
     on a Unix socket in a per-user directory (``inspector_path`` tells where);
     ``inspector="/path.sock"`` picks the path.  ``inspector_interval`` is the
     seconds between two snapshots.
+
+    ``slow_callback_s`` (1.0 by default, None turns it off): a ``receive`` or
+    callback that holds the engine thread longer than this is logged as a
+    WARNING naming the actor, by a watchdog thread that lives as long as the
+    engine (it looks at the engine thread four times per threshold, and costs
+    nothing per message).
     """
     def __init__(self, backend: str | Loop = "selectors", *,
                  supervisor: SupervisorStrategy | None = None,
@@ -3049,12 +3074,14 @@ class Engine(_Lifecycle):
                  inspector: bool | str | os.PathLike[str] = False,
                  inspector_interval: float = INSPECTOR_INTERVAL,
                  inbound_capacity: int = INBOUND_CAPACITY,
-                 inbound_overflow: str = "block") -> None:
+                 inbound_overflow: str = "block",
+                 slow_callback_s: float | None = SLOW_CALLBACK_S) -> None:
         if supervisor is not None and not isinstance(supervisor, SupervisorStrategy):
             raise TypeError(f"supervisor must be a backstage.SupervisorStrategy such as "
                             f"OneForOne(), not {supervisor!r}")
         _check_engine_args(dead_letters_kept, inbound_capacity, inbound_overflow)
         _check_inspector_args(inspector, inspector_interval)
+        _check_slow_callback(slow_callback_s)
         # At most 30 attributes: CPython 3.11 keeps an instance's values
         # inline, and specialises attribute loads on them, only up to 30 keys;
         # 31 cost burst +1.7 % and skynet +7 % instructions (callgrind).
@@ -3088,6 +3115,7 @@ class Engine(_Lifecycle):
         self.dead_letter_count = 0                   # every dead letter ever
         self._guards = _Guards(inbound_capacity, inbound_overflow)  # see _Guards
         self.started_at = time.time()
+        self._watchdog: _Watchdog | None = None      # slow callbacks; the feed's stuck lines
         self._inspector: _InspectorFeed | None = None  # the stats feed, when asked for
         self.inspector_path: str | None = None       # its socket path
         if inspector:
@@ -3097,6 +3125,8 @@ class Engine(_Lifecycle):
                 self._loop.close()
                 raise
             self.inspector_path = self._inspector.path
+        if slow_callback_s is not None or self._inspector is not None:
+            self._watchdog = _Watchdog(self, slow_callback_s)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._running else "idle"
@@ -3317,6 +3347,8 @@ class Engine(_Lifecycle):
         # deinits it calls may still use their Context (unwatch, send, ...).
         self._thread_id = _get_ident()
         try:
+            if self._watchdog is not None:
+                self._watchdog.stop()
             if self._inspector is not None:
                 self._inspector.close()
             self._process_inbound(len(self._inbound))
@@ -3520,6 +3552,7 @@ class _InspectorFeed:
         self._loop = engine._loop
         self.interval = float(interval)
         self.program = _program_name()
+        self._made_dir: str | None = None            # a fallback directory made for us
         if where is True:
             self._sock, self.path = self._listen_default()
         else:
@@ -3536,6 +3569,27 @@ class _InspectorFeed:
         self._total = 0                              # messages total at the last sample
         self._rate_now = 0.0                         # engine msgs/s over the last interval
         self._rate_avg = 0.0                         # engine msgs/s, rolling
+        # Counted on the cold paths (a failure, a restart, a dead letter) and
+        # at the start of a batch turn, only while the feed is on.
+        self.failure_count = 0                       # exceptions raised by receive
+        self._failures: dict[Context, int] = {}      # per actor
+        self._restarts: dict[Context, int] = {}
+        self._dead_to: dict[Context, int] = {}       # dead letters to a live actor
+        self._hwm: dict[Context, int] = {}           # longest inbox since the last sample
+        self._by_reason: dict[str, int] = {}         # dead letters by reason, ever
+        self._by_target: dict[str, int] = {}         # and by target id
+        self._recent: collections.deque[DeadLetter | dict[str, Any]] = collections.deque(
+            maxlen=_DEAD_LETTERS_RECENT)             # formatted when first sent
+        self._receive_s = 0.0                        # seconds in receive, all actors
+        self._busy_share = 0.0                       # of the engine thread, last interval
+        self._timed: dict[Context, float] = {}       # seconds of the timed turns, per actor
+        self._busy = 0.0                             # seconds in ticks since the last sample
+        self._busy_timed = 0.0                       # of which in ticks whose turns were timed
+        self._busy_scaled = 0.0                      # of which timed or cheap (scaled)
+        self._time_all = True                        # time every turn of the next tick
+        self._fresh_line: bytes | None = None        # the snapshot new clients share
+        self._send_lock = threading.Lock()           # the watchdog writes too
+        self.stuck_after = max(2 * self.interval, 1.0)  # seconds held: a "stuck" line
         self._loop.add_reader(self._fd, self._accept)
         self._timer = self._loop.call_later(self.interval, self._on_timer)
         log.info("inspector feed at %s; open it with: python inspector_curses.py %s",
@@ -3543,7 +3597,15 @@ class _InspectorFeed:
 
     def _listen_default(self) -> tuple[socket.socket, str]:
         directory = inspector_dir()
-        _make_private_dir(directory)
+        try:
+            _make_private_dir(directory)
+        except PermissionError as exc:
+            # Someone else made it first (or planted a file there): a fresh
+            # private directory instead, which inspector_curses.py also finds.
+            directory = tempfile.mkdtemp(prefix=f"backstage-{os.getuid()}-")
+            self._made_dir = directory
+            log.warning("inspector: %s; using the fresh private directory %s instead",
+                        exc, directory)
         stem = f"{self.program}-{os.getpid()}"
         for n in range(1, 100):
             path = os.path.join(directory, stem + (".sock" if n == 1 else f".{n}.sock"))
@@ -3555,8 +3617,8 @@ class _InspectorFeed:
                           f"{directory}: close some")
 
     # -- snapshots -----------------------------------------------------------
-    # Sampling the counters on a timer, and the JSON snapshot.
 
+    # Sampling the counters on a timer, and the JSON snapshot.
     def _on_timer(self) -> None:
         # Re-arm first, so a slow snapshot does not drift the period.
         self._timer = self._loop.call_later(self.interval, self._on_timer)
@@ -3586,14 +3648,18 @@ class _InspectorFeed:
             if entry is None or entry[0] is not ctx:
                 if entry is not None:
                     self._retired += entry[0]._count   # a new actor under an old id
-                rates[actor_id] = [ctx, count, count / elapsed]
+                # [ctx, count then, msgs/s, receive s, receive ms/s, share, high-water]
+                rates[actor_id] = entry = [ctx, count, count / elapsed, 0.0, 0.0, 0.0,
+                                           1 if count else 0]
             else:
                 entry[2] = alpha * (count - entry[1]) / elapsed + keep * entry[2]
+                entry[6] = 1 if count != entry[1] else 0   # a turn of one message
                 entry[1] = count
                 rates[actor_id] = entry
-        for ctx, _, _ in old.values():
-            self._retired += ctx._count                 # stopped since the last sample
+        for entry in old.values():
+            self._retired += entry[0]._count            # stopped since the last sample
         self._rates = rates
+        self._sample_receive(rates, elapsed)
         total = self._retired + live
         self._rate_now = (total - self._total) / elapsed
         self._rate_avg = (self._rate_now if self.seq == 0
@@ -3607,23 +3673,28 @@ class _InspectorFeed:
         now = self._loop.time()
         wall = time.time()
         rates = self._rates
+        restarts, failures, dead_to = self._restarts, self._failures, self._dead_to
         rows: list[dict[str, Any]] = []
         # The context's fields read directly rather than through its
         # properties, the extra state once: 1.4 -> 0.8 ms at 1,000 actors.
         for actor_id, ctx in engine._registry.items():
             entry = rates.get(actor_id)
-            rate = entry[2] if entry is not None and entry[0] is ctx else 0.0
+            if entry is not None and entry[0] is not ctx:
+                entry = None
+            rate = entry[2] if entry is not None else 0.0
             count = ctx._count
             inbox = ctx._inbox
             extra = ctx._extra
             subscribers = extra.subscribers if extra is not None else None
             subscriptions = extra.subscriptions if extra is not None else None
+            hwm = entry[6] if entry is not None and entry[0] is ctx else 0
+            waiting = len(inbox) - ctx._head
             rows.append({
                 "id": actor_id,
                 "type": type(ctx._actor).__name__,
                 "parent": ctx.parent,
                 "state": ctx._state,
-                "inbox": len(inbox) - ctx._head,
+                "inbox": waiting,
                 "capacity": ctx.capacity,
                 "overflow": inbox._policy.name if inbox.__class__ is _BoundedInbox else "grow",
                 "messages_total": count,
@@ -3631,6 +3702,14 @@ class _InspectorFeed:
                 "last_message_at": round(wall - (now - ctx._last), 3) if count else None,
                 "subscribers": sum(map(len, subscribers.values())) if subscribers else 0,
                 "subscriptions": sorted(map(list, subscriptions)) if subscriptions else [],
+                "restarts": restarts.get(ctx, 0),
+                "failures": failures.get(ctx, 0),
+                "dead_letters": dead_to.get(ctx, 0),
+                "receive_s": round(entry[3], 4) if entry is not None else 0.0,
+                "receive_ms_per_s": round(entry[4], 2) if entry is not None else 0.0,
+                "busy_share": round(entry[5], 4) if entry is not None else 0.0,
+                "inbox_hwm": hwm if hwm > waiting else waiting,
+                "strategy": _strategy_repr(ctx),
             })
         return {
             "v": INSPECTOR_FORMAT,
@@ -3651,6 +3730,13 @@ class _InspectorFeed:
                 "dead_letters": engine.dead_letter_count,
                 "restarts": engine.restart_count,
                 "clients": len(self._clients),
+                "failures": self.failure_count,
+                "receive_s": round(self._receive_s, 4),
+                "busy_share": round(self._busy_share, 4),
+                "dead_letters_by_reason": self._by_reason,
+                "dead_letters_by_target": dict(sorted(
+                    self._by_target.items(), key=lambda kv: -kv[1])[:_DEAD_LETTER_TOP]),
+                "dead_letters_recent": self._recent_rows(),
             },
             "actors": rows,
         }
@@ -3663,9 +3749,147 @@ class _InspectorFeed:
         self._timer.cancel()
         self._timer = self._loop.call_later(self.interval, self._on_timer)
 
-    # -- clients -------------------------------------------------------------
-    # Connected inspectors: accepting, writing, commands, dropping.
+    def timed_turns(self, ready: collections.deque[Context],
+                    turn: Callable[[Context, float], int], now: float, budget: int) -> None:
+        """The engine's tick while the feed is on: the same turns, timed.
 
+        The tick as a whole is timed (two clock reads a tick): the engine's
+        busy share, exactly.  Each turn is timed too (one clock read a turn),
+        unless the engine is saturated with cheap messages (busy over
+        _SATURATED of the last interval or of this one so far, under _CHEAP_S a
+        message in the last tick): then one tick in _TIMED_ONE_IN at random times its turns,
+        and an actor's time is its timed turns scaled by all cheap ticks' time
+        over the timed ones', an unbiased estimate.  Timing every turn cost
+        saturated ping-pong ~20 %; this costs it ~1 % (bench/bench_inspector.py),
+        and an engine with time to spare pays a clock read per turn.
+        """
+        clock = time.perf_counter
+        start = clock()
+        handled = budget
+        # The clock's nanoseconds as the dice: random enough, and no import.
+        timed = self._time_all or not int(start * 1e9) % _TIMED_ONE_IN
+        try:
+            if not timed:
+                while ready and budget > 0:
+                    budget -= turn(ready.popleft(), now)
+            else:
+                spent = self._timed
+                began = start
+                while ready and budget > 0:
+                    ctx = ready.popleft()
+                    budget -= turn(ctx, now)
+                    ended = clock()
+                    spent[ctx] = spent.get(ctx, 0.0) + (ended - began)
+                    began = ended
+        finally:
+            seconds = clock() - start
+            handled -= budget
+            cheap = handled > 0 and seconds / handled < _CHEAP_S
+            self._busy += seconds
+            window = now - self._sampled_at
+            saturated = self._busy_share >= _SATURATED or (
+                window > _SATURATION_WINDOW_S and self._busy >= _SATURATED * window)
+            self._time_all = not (cheap and saturated)
+            if timed:
+                self._busy_timed += seconds
+                self._busy_scaled += seconds
+            elif cheap:
+                self._busy_scaled += seconds   # like the timed ones: scaled from them
+
+    def _sample_receive(self, rates: dict[str, list[Any]], elapsed: float) -> None:
+        """Time in receive over the last interval, and the high-water marks."""
+        hwm, self._hwm = self._hwm, {}
+        for entry in rates.values():
+            seen = hwm.get(entry[0])
+            if seen is not None and seen > entry[6]:
+                entry[6] = seen
+        registry = self._engine._registry
+        for counts in (self._failures, self._restarts, self._dead_to):
+            for ctx in [c for c in counts if registry.get(c.actor_id) is not c]:
+                del counts[ctx]         # gone: its row went with it
+        busy, busy_timed = self._busy, self._busy_timed
+        if self._busy_scaled > 0 and busy_timed == 0:
+            return          # no tick timed its turns yet: the busy time waits for one
+        timed, self._timed = self._timed, {}
+        scale = self._busy_scaled / busy_timed if busy_timed > 0 else 0.0
+        self._busy = self._busy_timed = self._busy_scaled = 0.0
+        for entry in rates.values():
+            seconds = timed.get(entry[0], 0.0) * scale
+            share = min(seconds / elapsed, 1.0)
+            entry[3] += seconds
+            entry[4] = share * 1000.0
+            entry[5] = share
+        self._busy_share = min(busy / elapsed, 1.0)
+        self._receive_s += busy
+
+    # -- counting, called by the engine on its cold paths ---------------------
+
+    def failed(self, ctx: Context) -> None:
+        self.failure_count += 1
+        self._failures[ctx] = self._failures.get(ctx, 0) + 1
+
+    def restarted(self, ctx: Context) -> None:
+        self._restarts[ctx] = self._restarts.get(ctx, 0) + 1
+
+    def saw_inbox(self, ctx: Context, waiting: int) -> None:
+        if waiting > self._hwm.get(ctx, 0):
+            self._hwm[ctx] = waiting
+
+    def dead_letter(self, record: DeadLetter) -> None:
+        self._recent.append(record)
+        _bump(self._by_reason, record.reason)
+        _bump(self._by_target, record.target_id)
+        ctx = self._engine._registry.get(record.target_id)
+        if ctx is not None:
+            self._dead_to[ctx] = self._dead_to.get(ctx, 0) + 1
+
+    def _recent_rows(self) -> list[dict[str, Any]]:
+        """The recent dead letters, most recent first, each formatted once."""
+        recent = self._recent
+        rows: list[dict[str, Any]] = []
+        for i, record in enumerate(recent):
+            if isinstance(record, DeadLetter):
+                envelope = record.envelope
+                message = getattr(envelope, "message", envelope)
+                recent[i] = record = {
+                    "time": round(record.time, 3), "target": record.target_id,
+                    "sender": getattr(envelope, "sender_id", None), "reason": record.reason,
+                    "type": type(message).__name__, "repr": _short_repr(message)}
+            rows.append(record)
+        rows.reverse()
+        return rows
+
+    def _line_for_new_clients(self) -> bytes:
+        """One snapshot line for every client accepted in this loop tick."""
+        if self._fresh_line is None:
+            self._fresh_line = self.snapshot_line()
+            self._loop.call_soon(self._forget_fresh_line)
+        return self._fresh_line
+
+    def _forget_fresh_line(self) -> None:
+        self._fresh_line = None
+
+    def write_from_watchdog(self, obj: dict[str, Any]) -> None:
+        """Write a line to every client now, from the watchdog's thread.
+
+        Only to clients with nothing half-written; what the socket does not
+        take at once is left for the engine thread's next flush.
+        """
+        line = _json_line(obj)
+        with self._send_lock:
+            for client in list(self._clients.values()):
+                if client.sending is not None:
+                    continue
+                try:
+                    sent = client.sock.send(line)
+                except OSError:
+                    continue
+                if sent < len(line):
+                    client.sending = memoryview(line)[sent:]
+
+    # -- clients -------------------------------------------------------------
+
+    # Connected inspectors: accepting, writing, commands, dropping.
     def _accept(self) -> None:
         for _ in range(16):
             try:
@@ -3689,7 +3913,8 @@ class _InspectorFeed:
             self._clients[client.fd] = client
             self._loop.add_reader(client.fd, self._on_readable, client)
             try:
-                self._give_snapshot(client, self.snapshot_line())   # something to show at once
+                # Something to show at once, shared by the clients of this tick.
+                self._give_snapshot(client, self._line_for_new_clients())
             except Exception:
                 log.exception("inspector: snapshot failed; the feed goes on")
 
@@ -3717,6 +3942,10 @@ class _InspectorFeed:
 
     def _flush(self, client: _InspectorClient) -> None:
         """Write what the socket takes now; watch for writability for the rest."""
+        with self._send_lock:       # the watchdog may write a stuck line meanwhile
+            self._flush_locked(client)
+
+    def _flush_locked(self, client: _InspectorClient) -> None:
         while True:
             if client.sending is None:
                 if client.replies:
@@ -3828,6 +4057,11 @@ class _InspectorFeed:
         self._sock.close()
         _unlink_socket(self.path)
         self._rates = {}
+        if self._made_dir is not None:
+            try:
+                os.rmdir(self._made_dir)
+            except OSError:
+                pass            # another engine of ours still has its socket there
 
 
 # The feed's JSON, compact.  Our own snapshots hold no cycles, so the encoder
@@ -3963,6 +4197,199 @@ def _check_engine_args(dead_letters_kept: Any, inbound_capacity: Any,
         raise ValueError(f"inbound_overflow must be 'block' or 'fail', got {inbound_overflow!r}: "
                          f"what a send from another thread does when the cross-thread "
                          f"queue is full")
+
+
+# While the feed is on, every turn is timed unless the engine is saturated
+# (busy over _SATURATED of the last interval) with cheap messages (under
+# _CHEAP_S each): then one tick in _TIMED_ONE_IN, at random, times its turns.
+_SATURATED = 0.5
+_SATURATION_WINDOW_S = 0.005  # judged on the current interval once it is this long
+_CHEAP_S = 5e-6
+_TIMED_ONE_IN = 32
+_DEAD_LETTERS_RECENT = 50     # dead letters a snapshot lists
+_DEAD_LETTER_TOP = 20         # targets a snapshot counts dead letters for
+_COUNTED_KEYS_MAX = 1000      # reasons or targets counted one by one; then "(other)"
+_REPR_MAX = 120               # characters of a dead letter's repr in the feed
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = _REPR_MAX
+_STRATEGY_REPRS: dict[int, tuple[SupervisorStrategy, str]] = {}
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    if key not in counts and len(counts) >= _COUNTED_KEYS_MAX:
+        key = "(other)"
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _short_repr(obj: Any) -> str:
+    """A repr of at most _REPR_MAX characters that never raises."""
+    try:
+        text = _SHORT.repr(obj)
+    except Exception as exc:
+        text = f"<{type(obj).__name__}: repr failed with {type(exc).__name__}>"
+    return text if len(text) <= _REPR_MAX else text[:_REPR_MAX - 3] + "..."
+
+
+def _strategy_repr(ctx: Context) -> str | None:
+    """The strategy ``ctx`` applies to its children, when it declares one or has any."""
+    strategy = getattr(ctx._actor, "supervisor", None)
+    if not isinstance(strategy, SupervisorStrategy):
+        if not ctx._children:
+            return None
+        strategy = DEFAULT_CHILD_STRATEGY
+    known = _STRATEGY_REPRS.get(id(strategy))
+    if known is None or known[0] is not strategy:
+        known = _STRATEGY_REPRS[id(strategy)] = (strategy, repr(strategy))
+    return known[1]
+
+
+class _Watchdog:
+    """Watches the engine thread from a thread of its own, from the engine's
+    creation to its close (started early, so a run begins without waiting).
+
+    Four times per slow_callback_s (or per the feed's stuck_after) it looks
+    at the engine thread's stack (sys._current_frames): which user callback
+    runs, and in which actor's turn.  The same callback seen for
+    slow_callback_s is logged; for the feed's stuck_after, a "stuck" line goes
+    to the feed's clients, and "unstuck" when it returns.  Nothing per
+    message: a thread that needs the GIL sees the engine thread only when it
+    lets go of it, which is why it finds long callbacks, not time shares (a
+    sampling profiler built this way saw the demo's 5 %-busy engine as idle).
+    """
+
+    def __init__(self, engine: Engine, slow: float | None) -> None:
+        self._engine = weakref.ref(engine)
+        self.slow = slow                          # Engine(slow_callback_s=...)
+        stuck = engine._inspector.stuck_after if engine._inspector is not None else 1.0
+        self.period = min(max(min(slow or 1.0, stuck) / 4, _WATCHDOG_MIN_S), 0.25)
+        self._held: Any = None                    # the callback frame seen last
+        self._held_ctx: Context | None = None
+        self._held_since = 0.0                    # monotonic time it was first seen
+        self._held_wall = 0.0
+        self._warned = False
+        self._stuck_sent = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="backstage-watchdog",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+        self._held = self._held_ctx = None
+
+    def _run(self) -> None:
+        while not self._done.wait(self.period):
+            engine = self._engine()
+            if engine is None or engine._closed:
+                return
+            try:
+                self._look(engine)
+            except Exception:
+                log.exception("the engine's watchdog failed; slow callbacks go unreported")
+                return
+            del engine
+
+    def _look(self, engine: Engine) -> None:
+        thread_id = engine._thread_id
+        frame = sys._current_frames().get(thread_id) \
+            if engine._running and thread_id is not None else None
+        ctx, callback = _callback_of(frame) if frame is not None else (None, None)
+        del frame
+        now = time.monotonic()
+        if callback is not self._held:
+            if self._stuck_sent and engine._inspector is not None:
+                engine._inspector.write_from_watchdog({
+                    "v": INSPECTOR_FORMAT, "type": "unstuck", "time": round(time.time(), 3),
+                    "for_s": round(now - self._held_since, 3)})
+            self._held, self._held_ctx = callback, ctx
+            self._held_since, self._held_wall = now - self.period / 2, time.time()
+            self._warned = self._stuck_sent = False
+            return
+        if callback is None:
+            return
+        held_for = now - self._held_since
+        slow = self.slow
+        what = _describe(self._held_ctx, callback)
+        if slow is not None and not self._warned and held_for >= slow:
+            self._warned = True
+            log.warning("%s has held the engine thread for %.1f s (over slow_callback_s=%s): "
+                        "no other actor, timer or I/O runs meanwhile; move blocking work to "
+                        "a thread (or raise slow_callback_s, or pass None)",
+                        what, held_for, slow)
+        feed = engine._inspector
+        if feed is not None and not self._stuck_sent and held_for >= feed.stuck_after:
+            self._stuck_sent = True
+            feed.write_from_watchdog({
+                "v": INSPECTOR_FORMAT, "type": "stuck", "time": round(time.time(), 3),
+                "since": round(self._held_wall - self.period / 2, 3),
+                "for_s": round(held_for, 3),
+                "actor": self._held_ctx.actor_id if self._held_ctx is not None else None,
+                "callback": what})
+
+
+_WATCHDOG_MIN_S = 0.01         # the watchdog looks at most this often
+_HERE = os.path.normcase(os.path.abspath(__file__))
+_BACKENDS = os.path.join(os.path.dirname(_HERE), "backends") + os.sep
+_LOOP_FILES = (os.path.dirname(os.path.abspath(selectors.__file__)) + os.sep + "asyncio" + os.sep,
+               os.path.abspath(selectors.__file__), os.path.abspath(threading.__file__))
+
+
+def _is_engine_frame(code: Any) -> bool:
+    name = os.path.normcase(code.co_filename)
+    return name == _HERE or name.startswith(_BACKENDS) or name.startswith(_LOOP_FILES) \
+        or "uvloop" in name
+
+
+def _callback_of(frame: Any) -> tuple[Context | None, Any]:
+    """(the actor whose turn it is or None, the user frame the engine called) of a stack.
+
+    The user frame is the outermost frame that is not the engine's (nor its
+    loop's) inside the engine's own frames; None when the engine thread runs
+    its own code (or waits for I/O).
+    """
+    stack: list[Any] = []
+    while frame is not None and len(stack) < 500:
+        stack.append(frame)
+        frame = frame.f_back
+    inside = False
+    outer = None
+    for frame in reversed(stack):
+        code = frame.f_code
+        if _is_engine_frame(code):
+            inside = inside or os.path.normcase(code.co_filename) == _HERE
+            outer = frame
+        elif inside:
+            found = None
+            if outer is not None:
+                names = outer.f_code.co_varnames
+                if "ctx" in names:
+                    found = outer.f_locals.get("ctx")            # a turn
+                elif "self" in names:
+                    found = getattr(outer.f_locals.get("self"), "_ctx", None)  # a Timer
+            return (found if isinstance(found, Context) else None), frame
+    return None, None
+
+
+def _describe(ctx: Context | None, frame: Any) -> str:
+    code = frame.f_code
+    name = getattr(code, "co_qualname", code.co_name)
+    if ctx is not None:
+        return f"receive of {ctx.actor_id}" if code.co_name == "receive" else \
+            f"{name} of actor {ctx.actor_id}"
+    return f"callback {name} ({os.path.basename(code.co_filename)}:{frame.f_lineno})"
+
+
+def _check_slow_callback(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"slow_callback_s needs a number of seconds or None, not {value!r}: "
+                        f"write Engine(slow_callback_s=1.0), or None to turn the warning off")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"slow_callback_s needs seconds above 0 and finite, got {value!r}; "
+                         f"pass None to turn the warning off")
 
 
 def _check_inspector_args(inspector: Any, interval: Any) -> None:

@@ -2,11 +2,14 @@
 
     python bench/bench_inspector.py [--messages 1000000] [--runs 5] [--backend selectors]
 
-1. Burst throughput: ``engine.send`` N messages to one actor, then ``run()``;
-   messages/s with the inspector off, on with no client, and on with a client
-   (another process) reading every snapshot.  The three are measured in one
-   process run, in rotating order, and the median of the runs is reported as a
-   ratio to "off" (the target: at most 5% loss, a ratio of 0.95 or more).
+1. Burst throughput (``engine.send`` N messages to one actor, then ``run()``)
+   and ping-pong (two actors bouncing N messages): messages/s with the
+   inspector off, on with no client, and on with a client (another process)
+   reading every snapshot; and "no watchdog", off with
+   ``slow_callback_s=None`` (no watchdog thread at all), to show what the
+   watchdog costs.  The modes are measured in one process run, in rotating
+   order, and the median of the runs is reported as a ratio to "off" (the
+   target: at most 5% loss, a ratio of 0.95 or more).
 2. Snapshot cost with 1,000 actors: sampling the counters, and building the
    JSON line, in milliseconds (each happens once per interval, 0.5 s by default).
 
@@ -38,6 +41,19 @@ while s.recv(1 << 16):
 """
 
 
+class Player:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.other = "pong" if ctx.actor_id == "ping" else "ping"
+        self.limit = 0
+        self.count = 0
+
+    def receive(self, envelope):
+        self.count += 1
+        if envelope.message < self.limit:
+            self.ctx.send(self.other, envelope.message + 1)
+
+
 class Sink:
     def __init__(self, ctx):
         self.ctx = ctx
@@ -48,20 +64,25 @@ class Sink:
 
 
 def burst(mode: str, messages: int, backend: str, directory: str, interval: float,
-          idle: int) -> tuple[float, int]:
+          idle: int, pattern: str = "burst") -> tuple[float, int]:
     """Messages/s of one burst, and the snapshots taken during it.
 
-    mode is "off", "no client" or "client".  ``idle`` idle actors sit beside
+    mode is "no watchdog", "off", "no client" or "client"; pattern "burst" or
+    "ping-pong".  ``idle`` idle actors sit beside
     the sink in every mode, so each snapshot has that many rows to build.
     """
     path = os.path.join(directory, "bench.sock")
-    engine = backstage.Engine(backend=backend, inspector=False if mode == "off" else path,
-                              inspector_interval=interval)
+    feed_off = mode in ("off", "no watchdog")
+    engine = backstage.Engine(backend=backend, inspector=False if feed_off else path,
+                              inspector_interval=interval,
+                              slow_callback_s=None if mode == "no watchdog" else 1.0)
     reader = None
     try:
         for n in range(idle):
             engine.spawn_actor(Sink, id=f"idle-{n:05d}", capacity=64)
         sink = engine.spawn_actor(Sink, id="sink", capacity=messages)
+        ping = engine.spawn_actor(Player, id="ping")
+        pong = engine.spawn_actor(Player, id="pong")
         if mode == "client":
             reader = subprocess.Popen([sys.executable, "-c", READER, path])
             deadline = time.monotonic() + 30
@@ -71,16 +92,25 @@ def burst(mode: str, messages: int, backend: str, directory: str, interval: floa
                 time.sleep(0.005)
                 if time.monotonic() > deadline:
                     raise RuntimeError("the reading client did not connect")
+        engine.run()            # starts the watchdog, as a long-running program has it
         before = sink.count
         seq_before = engine._inspector.seq if engine._inspector else 0
         send = engine.send
         gc.collect()
         start = time.perf_counter()
-        for i in range(messages):
-            send("sink", i)
-        engine.run()
+        if pattern == "burst":
+            for i in range(messages):
+                send("sink", i)
+            engine.run()
+        else:
+            ping.limit = pong.limit = messages
+            send("ping", 1)
+            engine.run()
         elapsed = time.perf_counter() - start
-        assert sink.count - before == messages
+        if pattern == "burst":
+            assert sink.count - before == messages
+        else:
+            assert ping.count + pong.count == messages
         snapshots = (engine._inspector.seq if engine._inspector else 0) - seq_before
         return messages / elapsed, snapshots
     finally:
@@ -116,6 +146,23 @@ def snapshot_cost(actors: int, backend: str, directory: str, reps: int = 40) -> 
         engine.close()
 
 
+def report(pattern: str, args: argparse.Namespace, modes: list[str],
+           results: dict[str, list[float]], snapshots: dict[str, list[int]]) -> None:
+    off = statistics.median(results["off"])
+    what = "bursts of" if pattern == "burst" else "ping-pong of"
+    print(f"inspector cost: backend {args.backend}, {what} {args.messages:,} messages beside "
+          f"{args.actors:,} idle actors, snapshots every {args.interval} s, "
+          f"median of {args.runs} runs, Python {sys.version.split()[0]}")
+    labels = {"no watchdog": "off, slow_callback_s=None", "off": "inspector off",
+              "no client": "on, no client", "client": "on, a client reading"}
+    for mode in modes:
+        median = statistics.median(results[mode])
+        spread = f"{min(results[mode]) / 1e6:.2f}-{max(results[mode]) / 1e6:.2f}"
+        print(f"  {labels[mode]:<26} {median / 1e6:6.2f} M msgs/s  (runs {spread})  "
+              f"ratio {median / off:.3f}  snapshots in the run {min(snapshots[mode])}"
+              f"-{max(snapshots[mode])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -125,33 +172,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.05,
                         help="seconds between snapshots during the bursts (the default is "
                              "10 times as often as the engine's, to be pessimistic)")
+    parser.add_argument("--pattern", choices=["burst", "ping-pong", "both"], default="both")
     args = parser.parse_args(argv)
 
-    modes = ["off", "no client", "client"]
-    results: dict[str, list[float]] = {m: [] for m in modes}
-    snapshots: dict[str, list[int]] = {m: [] for m in modes}
+    modes = ["no watchdog", "off", "no client", "client"]
+    patterns = ["burst", "ping-pong"] if args.pattern == "both" else [args.pattern]
     with tempfile.TemporaryDirectory(prefix="bsb-", dir="/tmp") as directory:
-        for run in range(args.runs):
-            order = modes[run % 3:] + modes[:run % 3]      # rotate, so drift hits all three
-            for mode in order:
-                rate, taken = burst(mode, args.messages, args.backend, directory,
-                                    args.interval, args.actors)
-                results[mode].append(rate)
-                snapshots[mode].append(taken)
+        for pattern in patterns:
+            results: dict[str, list[float]] = {m: [] for m in modes}
+            snapshots: dict[str, list[int]] = {m: [] for m in modes}
+            for run in range(args.runs):
+                k = run % len(modes)
+                for mode in modes[k:] + modes[:k]:   # rotate, so drift hits every mode
+                    rate, taken = burst(mode, args.messages, args.backend, directory,
+                                        args.interval, args.actors, pattern)
+                    results[mode].append(rate)
+                    snapshots[mode].append(taken)
+            report(pattern, args, modes, results, snapshots)
         snap = snapshot_cost(args.actors, args.backend, directory)
 
-    off = statistics.median(results["off"])
-    print(f"inspector cost: backend {args.backend}, bursts of {args.messages:,} messages to one "
-          f"actor beside {args.actors:,} idle ones, snapshots every {args.interval} s, "
-          f"median of {args.runs} runs, Python {sys.version.split()[0]}")
-    labels = {"off": "inspector off", "no client": "on, no client",
-              "client": "on, a client reading"}
-    for mode in modes:
-        median = statistics.median(results[mode])
-        spread = f"{min(results[mode]) / 1e6:.2f}-{max(results[mode]) / 1e6:.2f}"
-        print(f"  {labels[mode]:<22} {median / 1e6:6.2f} M msgs/s  (runs {spread})  "
-              f"ratio {median / off:.3f}  snapshots in the run {min(snapshots[mode])}"
-              f"-{max(snapshots[mode])}")
     interval_ms = backstage.INSPECTOR_INTERVAL * 1e3
     print(f"snapshot with {args.actors:,} actors: sampling {snap['sample_ms']:.2f} ms, "
           f"JSON line {snap['build_ms']:.2f} ms ({snap['bytes'] / 1024:.0f} KiB), "
