@@ -120,7 +120,7 @@ def wait_until(predicate, timeout=GUARD):
 # -- 1. cross-thread floods ----------------------------------------------------------
 
 
-def in_subprocess(scenario, backend, timeout=60):
+def in_subprocess(scenario, backend, timeout=150):
     """``scenario(backend)``'s dict, computed in a Python process of its own.
 
     For floods: a flood that a defect lets run away burns the CPU and memory
@@ -147,15 +147,15 @@ def flood_with_a_timer(backend):
     flood = Flood(engine, "sink", threads=8)
     flood.wait_sent(100_000)
     before = ticker.ticks
-    ticked = wait_until(lambda: ticker.ticks >= before + 5, 10)
+    ticked = wait_until(lambda: ticker.ticks >= before + 5, 30)
     engine.stop()
-    stopped = returns(runner, 10)
-    closed = close_in_thread(engine, 10)    # senders waiting for room get EngineClosed
+    stopped = returns(runner, 30)
+    closed = close_in_thread(engine, 30)    # senders waiting for room get EngineClosed
     flood.stop()
     return {"ticked": ticked, "stopped": stopped, "closed": closed}
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_timers_keep_firing_and_stop_returns_while_eight_threads_flood_the_engine(backend):
     result = in_subprocess(flood_with_a_timer, backend)
 
@@ -266,12 +266,12 @@ def flood_with_asks(backend):
     for a in askers:
         a.start()
     wait_until(lambda: asked[0] >= 100_000)
-    closed = close_in_thread(engine, 10)
+    closed = close_in_thread(engine, 30)
     stop.set()
-    return {"closed": closed, "run returned": returns(runner, 10)}
+    return {"closed": closed, "run returned": returns(runner, 30)}
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_close_returns_while_eight_threads_flood_the_engine_with_asks(backend):
     result = in_subprocess(flood_with_asks, backend)
 
