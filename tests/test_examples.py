@@ -46,8 +46,10 @@ def readme_programs():
     return [block for block in blocks if re.search(r"^import backstage$", block, re.M)]
 
 
-# In README order: the quick start, request/reply, the asyncio program.
-README_SAYS = ["subscriber got 'Direct message' directly", "42", "42"]
+# In README order: the quick start, request/reply, constructor arguments,
+# proxies, pools, testing your actors, the asyncio program.
+README_SAYS = ["subscriber got 'Direct message' directly", "42", "hello, says ann",
+               "refused: only 120 left", "ann has seen 3 pages", "passed", "42"]
 
 
 @pytest.mark.parametrize("index", range(len(README_SAYS)))
