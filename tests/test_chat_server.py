@@ -311,11 +311,16 @@ def test_a_server_out_of_file_descriptors_pauses_accepting_and_resumes(backend):
     server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     clients = []
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stderr), daemon=True)
+    reader.start()
     try:
         port = int(server.stdout.readline())
         for _ in range(60):             # more than the server has descriptors for
             sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
             clients.append(sock)
+        wait_until(lambda: any("accept failed" in line for line in lines),
+                   "the server runs out of file descriptors")
         time.sleep(1.0)                 # the window in which the old loop spun
         for sock in clients:
             sock.close()
@@ -327,7 +332,9 @@ def test_a_server_out_of_file_descriptors_pauses_accepting_and_resumes(backend):
         for sock in clients:
             sock.close()
         server.send_signal(signal.SIGTERM)
-        _out, err = server.communicate(timeout=TIMEOUT)
+        server.wait(timeout=TIMEOUT)
+        reader.join(TIMEOUT)
+    err = "".join(lines)
 
     failures = [line for line in err.splitlines() if "accept failed" in line]
     assert failures, "the server never ran out of file descriptors; nothing was tested"
