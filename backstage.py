@@ -4486,6 +4486,9 @@ class _InspectorFeed:
         self._fresh_line: bytes | None = None        # the snapshot new clients share
         self._send_lock = threading.Lock()           # the watchdog writes too
         self.stuck_after = max(2 * self.interval, 1.0)  # seconds held: a "stuck" line
+        self._accept_pause = 0.0                     # seconds; 0: accepting
+        self._accept_failures = 0                    # since the last accept that worked
+        self._accept_timer: Any = None               # ends the pause
         self._loop.add_reader(self._fd, self._accept)
         self._timer = self._loop.call_later(self.interval, self._on_timer)
         log.info("inspector feed at %s; open it with: python inspector_curses.py %s",
@@ -4793,8 +4796,12 @@ class _InspectorFeed:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.warning("inspector: accept failed: %s", exc)
+                self._accept_failed(exc)
                 return
+            if self._accept_pause:
+                log.warning("inspector: accepting again after %d failed accepts",
+                            self._accept_failures)
+                self._accept_pause, self._accept_failures = 0.0, 0
             try:
                 uid = _peer_uid(conn)
             except OSError:
@@ -4813,6 +4820,25 @@ class _InspectorFeed:
                 self._give_snapshot(client, self._line_for_new_clients())
             except Exception:
                 log.exception("inspector: snapshot failed; the feed goes on")
+
+    def _accept_failed(self, exc: OSError) -> None:
+        """Out of file descriptors or memory: stop accepting for a pause that doubles,
+        then resume; one log line per pause.  Unpaused, accept() failed at once
+        again and again: tens of thousands of log lines a second."""
+        self._accept_failures += 1
+        if exc.errno not in _OUT_OF_RESOURCES:
+            log.warning("inspector: accept failed: %s", exc)
+            return
+        self._accept_pause = min(_ACCEPT_PAUSE_LAST, self._accept_pause * 2 or _ACCEPT_PAUSE_FIRST)
+        if self._accept_pause < _ACCEPT_PAUSE_LAST:
+            log.warning("inspector: accept failed: %s; pausing accepts for %.2f s", exc,
+                        self._accept_pause)
+        self._loop.remove_reader(self._fd)
+        self._accept_timer = self._loop.call_later(self._accept_pause, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._accept_timer = None
+        self._loop.add_reader(self._fd, self._accept)
 
     def _give_snapshot(self, client: _InspectorClient, line: bytes) -> None:
         """Give ``client`` the newest snapshot, dropping one it has not started."""
@@ -4947,6 +4973,8 @@ class _InspectorFeed:
     def close(self) -> None:
         """Disconnect every client and remove the socket file."""
         self._timer.cancel()
+        if self._accept_timer is not None:
+            self._accept_timer.cancel()
         for client in list(self._clients.values()):
             self._drop(client)
         self._loop.remove_reader(self._fd)
@@ -4958,6 +4986,13 @@ class _InspectorFeed:
                 os.rmdir(self._made_dir)
             except OSError:
                 pass            # another engine of ours still has its socket there
+
+
+# Out of these, accept() fails at once until a descriptor is free: the feed
+# pauses accepting, from the first pause to the last, doubling.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_PAUSE_FIRST = 0.05      # seconds
+_ACCEPT_PAUSE_LAST = 2.0        # seconds
 
 
 # The feed's JSON, compact.  Our own snapshots hold no cycles, so the encoder

@@ -804,3 +804,57 @@ def test_a_send_after_the_programs_loop_closed_raises_engine_closed(aio_backend)
 
     with pytest.raises(EngineClosed, match=r"^the asyncio loop under this engine was closed"):
         engine.send("sink", "after the loop closed")
+
+
+# -- 10. the inspector feed out of file descriptors ---------------------------------------
+
+_LIMITED_FEED = """
+import logging, resource, sys
+sys.path.insert(0, {root!r})
+from backstage import Engine
+logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+engine = Engine(backend={backend!r}, inspector={path!r})
+print("ready", flush=True)
+engine.run_forever()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_inspector_feed_out_of_file_descriptors_pauses_accepting_and_resumes(
+        backend, tmp_path):
+    path = str(tmp_path / "feed.sock")
+    script = _LIMITED_FEED.format(root=str(TESTS.parent), backend=backend, path=path)
+    engine = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(engine.stderr), daemon=True)
+    reader.start()
+    clients = []
+    try:
+        assert engine.stdout.readline().strip() == "ready"
+        for _ in range(60):             # more than the engine has descriptors for
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.connect(path)
+            clients.append(client)
+        ran_out = wait_until(lambda: any("accept failed" in line for line in lines))
+        time.sleep(1.0)                 # the window in which the old loop spun
+        for client in clients:
+            client.close()
+        clients.clear()
+        late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        late.settimeout(GUARD)
+        late.connect(path)
+        snapshot = late.makefile("rb").readline()     # accepted once fds are free again
+        late.close()
+    finally:
+        for client in clients:
+            client.close()
+        engine.terminate()
+        engine.wait(GUARD)
+        reader.join(GUARD)
+
+    failures = [line for line in lines if "accept failed" in line]
+    assert ran_out, "the engine never ran out of file descriptors; nothing was tested"
+    assert len(failures) <= 30, f"{len(failures)} 'accept failed' lines (it spun: thousands)"
+    assert snapshot.startswith(b"{")
