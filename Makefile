@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-all demo lint bench bench-full clean
+.PHONY: test test-all demo lint bench bench-full bench-cluster clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ bench: $(BENCH_STAMP)
 bench-full: $(BENCH_STAMP)
 	$(BENCH_PY) bench/run.py --full --out bench/results-full.md
 	$(BENCH_PY) bench/extras.py bench/results-full.md --full
+
+# The cluster against Ray's own actors (Ray is in requirements-dev.txt, so .venv has it).
+bench-cluster: $(STAMP)
+	$(PY) bench/bench_cluster.py --quick

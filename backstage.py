@@ -159,7 +159,7 @@ __all__ = [
     "Terminated", "Directive", "SupervisorStrategy", "OneForOne", "AllForOne",
     "RestForOne", "Loop", "Handle", "SelectorLoop", "BackstageError",
     "EngineClosed", "ActorNotFound", "InboxFull", "AskFuture",
-    "Proxy", "proxy_method", "MethodCall", "Pool", "ROUTINGS", "Probe",
+    "Proxy", "proxy_method", "MethodCall", "Pool", "ROUTINGS", "Probe", "Cluster",
 ]
 
 __version__ = "0.1.0"
@@ -700,6 +700,16 @@ _PILL = (None, _POISON_PILL, _COMMAND)       # the queued poison pill, one for a
 
 _SEND = MessageType.SEND
 _PUBLISH = MessageType.PUBLISH
+# Tags only a stand-in's inbox holds (the transport seam): a subscription or
+# death watch on a remote actor, queued in order with the sender's messages.
+_SUBSCRIBE = MessageType.SUBSCRIBE
+_UNSUBSCRIBE = MessageType.UNSUBSCRIBE
+_MONITOR = "monitor"
+_DEMONITOR = "demonitor"
+
+
+def _is_remote_op(tag: Any) -> bool:
+    return tag is _SUBSCRIBE or tag is _UNSUBSCRIBE or tag is _MONITOR or tag is _DEMONITOR
 
 
 # A long inbox drops its handled items from the front once more than this
@@ -946,14 +956,18 @@ class _StandInInbox(list[Any]):
     _flush: Callable[[Context, list[Any]], Any]
 
 
-def _item_fields(item: Any) -> tuple[str | None, MessageType, Any, str | None, Any]:
+def _item_fields(item: Any) -> tuple[str | None, MessageType | str, Any, str | None, Any]:
     """(sender_id, message_type, message, topic, reply) of a queued item.
 
     For transports: every field but ``reply`` is as picklable as the message.
     ``reply`` is None, or the ask's reply channel (give it to
-    ``Engine._register_reply`` for an id the far side can answer to).
+    ``Engine._register_reply`` for an id the far side can answer to).  A
+    stand-in also holds operations for the remote actor: SUBSCRIBE and
+    UNSUBSCRIBE (with the topic), and "monitor" and "demonitor" (str tags).
     """
     sender_id, message, tag = _unpack(item)
+    if _is_remote_op(tag):
+        return sender_id, tag, None, message, None
     if tag is None:
         return sender_id, _SEND, message, None, None
     if tag is _PUBLISH:
@@ -1428,10 +1442,12 @@ class Timer:
 
 class _Transport:
     """An attached transport, and the asks that wait for answers through it."""
-    __slots__ = ("resolve", "replies", "reply_ids")
+    __slots__ = ("resolve", "spawned", "replies", "reply_ids")
 
     def __init__(self, transport: Any) -> None:
         self.resolve: Callable[[str], Context | None] = transport.resolve
+        # Told of every actor spawned here, if the transport wants to know.
+        self.spawned: Callable[[Context], Any] | None = getattr(transport, "spawned", None)
         self.replies: dict[str, _Reply] = {}     # reply id -> ask
         self.reply_ids = itertools.count(1)      # numbers of those reply ids
 
@@ -1988,6 +2004,13 @@ class _Sending(_EngineState):
     # _settle_reply(id, value, exc); the far side wraps the id in a
     # _RemoteReply.  A lost engine: _stop_stand_in(target_id, reason), and its
     # queued items become dead letters and its monitors are told.
+    # Subscribing to, unsubscribing from, monitoring or demonitoring a
+    # stand-in queues the operation in its inbox (tags _SUBSCRIBE,
+    # _UNSUBSCRIBE, _MONITOR, _DEMONITOR; _item_fields names them), so it
+    # reaches the real actor in order with the sender's messages; a monitor
+    # also stays on the stand-in, for a lost engine.  A transport with a
+    # spawned(ctx) method is told of every spawn (the Ray transport announces
+    # where actor-spawned ids live).
 
     def attach_transport(self, transport: Any) -> None:
         """For transports only: route every id this engine does not know to
@@ -2709,6 +2732,12 @@ class _PubSub(_Asking):
 
     def _subscribe_here(self, ctx: Context, target_id: str, topic: str) -> None:
         publisher = self._registry.get(target_id) or self._resolve_missing(target_id)
+        if publisher is not None and publisher._inbox.__class__ is _StandInInbox:
+            # A remote publisher: the subscription travels to it (transport seam).
+            if ctx._subscriptions is None:
+                ctx._subscriptions = set()
+            ctx._subscriptions.add((target_id, topic))
+            return self._enqueue(publisher, (ctx.actor_id, topic, _SUBSCRIBE))
         if publisher is None:
             raise ActorNotFound(f"cannot subscribe to {target_id!r}: no actor has that id; "
                                 f"spawn it first")
@@ -2731,6 +2760,10 @@ class _PubSub(_Asking):
         if ctx._subscriptions:
             ctx._subscriptions.discard((target_id, topic))
         publisher = self._registry.get(target_id)
+        if publisher is not None and publisher._inbox.__class__ is _StandInInbox:
+            if publisher._state is _RUNNING:
+                self._enqueue(publisher, (ctx.actor_id, topic, _UNSUBSCRIBE))
+            return
         if publisher is not None and publisher._subscribers:
             subscribed = publisher._subscribers.get(topic)
             if subscribed and subscribed.get(ctx.actor_id) is ctx:
@@ -2771,7 +2804,7 @@ class _DeadLetters(_PubSub):
         """Each queued item a dead letter (engine commands are dropped)."""
         for item in items:
             sender_id, message, tag = _unpack(item)
-            if tag is not _COMMAND:
+            if tag is not _COMMAND and not _is_remote_op(tag):
                 self._dead_letter(target_id, _item_envelope(sender_id, message, tag), reason)
 
     def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None:
@@ -3022,6 +3055,8 @@ class _Lifecycle(_DeadLetters):
         except BaseException:
             self._stop_actor(ctx, f"{actor_class.__name__}.__init__ failed", [], deinit=False)
             raise
+        if self._transport is not None and self._transport.spawned is not None:
+            self._transport.spawned(ctx)    # it tells the other engines where ctx lives
         return ctx._actor
 
     @staticmethod
@@ -3313,6 +3348,10 @@ class _Lifecycle(_DeadLetters):
 
     def _monitor_here(self, watcher: Context, target_id: str) -> None:
         target = self._registry.get(target_id) or self._resolve_missing(target_id)
+        if target is not None and target._inbox.__class__ is _StandInInbox:
+            # A remote actor: its engine tells when it stops; the stand-in
+            # (below) tells if that engine is lost.
+            self._enqueue(target, (watcher.actor_id, None, _MONITOR))
         if target is None:
             self._enqueue(watcher, (target_id, Terminated(target_id, "no such actor"),
                                     _TERMINATED))
@@ -3361,6 +3400,8 @@ class _Lifecycle(_DeadLetters):
         if target is not None and target._monitors \
                 and target._monitors.get(watcher.actor_id) is watcher:
             del target._monitors[watcher.actor_id]
+            if target._inbox.__class__ is _StandInInbox:
+                self._enqueue(target, (watcher.actor_id, None, _DEMONITOR))
         self._forget_monitoring(watcher, target_id)
 
     # -- file descriptors -----------------------------------------------------
@@ -5336,6 +5377,160 @@ def _check_inspector_args(inspector: Any, interval: Any) -> None:
     if not low <= interval <= high:
         raise ValueError(f"inspector_interval needs seconds between {low} and {high}, "
                          f"got {interval!r}")
+
+
+###############################################################################
+# Cluster
+# Engines in other processes or on other machines, one id space: the front.
+# The transports live in backends/ and are imported only when asked for.
+###############################################################################
+
+# Transport name -> where its cluster class lives, and how to install what it needs.
+TRANSPORTS: dict[str, tuple[str, str]] = {
+    "ray": ("backends.ray_transport:RayCluster",
+            "pip install 'ray>=2.60' (or pip install 'backstage-actors[ray]')"),
+}
+
+
+class Cluster:
+    """Several engines, each in its own process (or machine), with one id space.
+
+        with backstage.Cluster(transport="ray", engines=4) as cluster:
+            cluster.spawn_actor(Worker, "worker-17", *args, **kwargs)
+            cluster.send("worker-17", job)
+            cluster.ask("worker-17", question).result(timeout=5)
+
+    The engines run from the start; every method works from any thread of
+    the program without a run call.  An actor is placed on the engine that a
+    stable hash of its id names (``pin=k`` places it on engine k); actors on
+    any engine send, ask, publish and subscribe, monitor, poison-pill and
+    spawn across engines exactly as on one engine, and per-sender order holds.
+    Messages and actor classes travel pickled.  Without ``address=`` the
+    cluster starts its transport (Ray) on this machine, bound to loopback, and
+    ``close()`` shuts it down; with ``address=`` it joins a running one and
+    leaves it running.  ``close()`` (or leaving the ``with`` block) closes
+    every engine: every actor's ``deinit`` runs once.  See docs/cluster.md.
+    """
+
+    def __init__(self, transport: str = "ray", engines: int = 2, *,
+                 address: str | None = None, **options: Any) -> None:
+        if isinstance(engines, bool) or not isinstance(engines, int) or engines < 1:
+            raise ValueError(f"engines must be an int of at least 1, got {engines!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {transport!r}: use one of "
+                             f"{', '.join(map(repr, TRANSPORTS))}")
+        where, install = TRANSPORTS[transport]
+        module_name, _, class_name = where.partition(":")
+        package = _backends_package()       # as make_loop finds the loop backends
+        if module_name.startswith("backends."):
+            module_name = package + module_name[len("backends"):]
+        if address is None and transport == "ray":
+            # A Ray started here binds to loopback only (read when Ray is imported).
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if exc.name and exc.name.split(".")[0] == transport:
+                raise ImportError(f"Cluster(transport={transport!r}) needs {transport!r}, "
+                                  f"which is not installed: {install}") from exc
+            if exc.name and (exc.name == package or exc.name.startswith(package + ".")):
+                raise ImportError(
+                    f"transport {transport!r} lives in the 'backends' package beside "
+                    f"backstage.py, and it is not importable here: copy the backends/ folder "
+                    f"next to backstage.py") from exc
+            raise
+        self.transport = transport
+        self.engines = engines
+        self._impl = getattr(module, class_name)(engines, address, **options)
+
+    def __repr__(self) -> str:
+        return f"<Cluster {self.transport} engines={self.engines}>"
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def spawn_actor(self, actor_class: type, id: str, *args: Any, pin: int | None = None,
+                    capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                    **kwargs: Any) -> None:
+        """Create an actor on its engine; it exists when this returns.
+
+        ``args`` and ``kwargs`` go to ``actor_class(ctx, *args, **kwargs)``.
+        The engine is the one the id's stable hash names, or ``pin``.  An
+        exception from ``__init__`` propagates here.
+        """
+        _check_spawn_args(actor_class, id, capacity, overflow)
+        if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int)
+                                or not 0 <= pin < self.engines):
+            raise ValueError(f"pin must be an engine number from 0 to {self.engines - 1}, "
+                             f"got {pin!r}")
+        self._impl.spawn_actor(actor_class, id, args, kwargs, pin,
+                               {"capacity": capacity, "overflow": overflow})
+
+    def send(self, target_id: str, message: Any) -> None:
+        """Send ``message`` to ``target_id`` (sender_id None); any thread.
+
+        A message that does not pickle raises TypeError here; a message to an
+        id with no actor, or to a lost engine, is a dead letter.
+        """
+        if type(target_id) is not str:
+            raise TypeError(f"send() needs a str actor id, not {target_id!r}")
+        self._impl.send(target_id, message)
+
+    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> Future[Any]:
+        """Send ``message`` and return a future for the reply; any thread."""
+        if type(target_id) is not str:
+            raise TypeError(f"ask() needs a str actor id, not {target_id!r}")
+        if timeout is not None:
+            _check_delay("ask", "timeout", timeout, allow_zero=False)
+        future: Future[Any] = self._impl.ask(target_id, message, timeout)
+        return future
+
+    def poison_pill(self, target_id: str) -> None:
+        """Stop ``target_id`` after the messages already in its inbox; any thread."""
+        if type(target_id) is not str:
+            raise TypeError(f"poison_pill() needs a str actor id, not {target_id!r}")
+        self._impl.send(target_id, None, "pill")
+
+    def get_engine_of(self, actor_id: str) -> int:
+        """The engine number ``actor_id`` is placed on (by hash, or pinned by spawn_actor)."""
+        engine: int = self._impl.engine_of(actor_id)
+        return engine
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every engine is idle and nothing is in flight; False on timeout.
+
+        Idle means no message queued in any engine and none between engines;
+        timers and pending asks do not count.
+        """
+        idle: bool = self._impl.wait_idle(timeout)
+        return idle
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The dead letters of every live engine and of the driver's own sends."""
+        letters: list[DeadLetter] = self._impl.dead_letters()
+        return letters
+
+    def stats(self) -> list[dict[str, Any]]:
+        """One dict per live engine: pid, actors, messages, dead letters, links."""
+        stats: list[dict[str, Any]] = self._impl.stats()
+        return stats
+
+    def kill_engine(self, engine: int) -> None:
+        """Kill one engine's process, as a crash would (for tests and drills)."""
+        self._impl.kill_engine(engine)
+
+    @property
+    def lost(self) -> dict[int, str]:
+        """Engines lost so far: number -> why."""
+        lost: dict[int, str] = self._impl.lost
+        return lost
+
+    def close(self) -> None:
+        """Close every engine (every actor's deinit runs once); idempotent."""
+        self._impl.close()
 
 
 ###############################################################################

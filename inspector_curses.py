@@ -66,7 +66,7 @@ _SOCKET_NAME = re.compile(r"^(?P<program>.+)-(?P<pid>\d+)(?:\.\d+)?\.sock$")
 
 # What to do when no engine is found; said by --once, the picker and main().
 START_ONE = ("start a program with backstage.Engine(inspector=True) (try `make demo`), "
-             "or pass the socket path: python inspector_curses.py /path/to/engine.sock")
+             "or pass the socket path as the argument: /path/to/engine.sock")
 
 Snapshot = dict[str, Any]
 Row = dict[str, Any]
@@ -1718,7 +1718,6 @@ def choose_socket(args: argparse.Namespace) -> tuple[str, str | None, list[Engin
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="inspector_curses.py",
         description="Live view of a running backstage engine (Engine(inspector=True)).")
     parser.add_argument("socket", nargs="?", help="the engine's socket; found when left out")
     parser.add_argument("--once", action="store_true",

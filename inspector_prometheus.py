@@ -368,7 +368,6 @@ class Exporter:
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="inspector_prometheus.py",
         description="Serve a running backstage engine's figures to Prometheus, on loopback.")
     parser.add_argument("socket", nargs="?", help="the engine's socket; found when left out")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,

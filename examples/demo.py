@@ -204,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
             clock = engine.get_context("clock")
             assert clock is not None                # build() spawned it
             clock.run_recurring(0.1, stop_when_due)
-        engine.run()
-    except KeyboardInterrupt:
-        print("\nstopped.")
+        # run_forever, not run(): Ctrl-C and SIGTERM (what `timeout` and a
+        # service manager send) close the engine cleanly, socket included.
+        engine.run_forever()
+        if engine.closed:
+            print("\nstopped.")
     finally:
         engine.close()
     return 0

@@ -18,7 +18,8 @@ EXPECTED = {
 
 
 # Servers that run until stopped are run as programs by their own tests.
-RUN_ELSEWHERE = {"chat_server.py": "tests/test_chat_server.py"}
+RUN_ELSEWHERE = {"chat_server.py": "tests/test_chat_server.py",
+                 "wordcount_cluster.py": "tests/test_cluster_ray.py"}
 
 
 def test_every_example_has_an_expectation():

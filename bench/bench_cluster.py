@@ -1,0 +1,278 @@
+"""backstage.Cluster on Ray against Ray's own actors, in one run, as ratios.
+
+    .venv/bin/python bench/bench_cluster.py [--quick] [--out bench/results-cluster.md]
+
+- throughput between two engines, one way and both ways, at link batch limits
+  of 100, 1,000 and 10,000, against Ray's own batched actor -> actor calls
+  (a sender actor calling ``receiver.recv.remote(batch)`` fire-and-forget,
+  at most ``window`` calls in flight, batches of the same size; both ways,
+  two threaded actors that each send and receive, one process per side as
+  with two engines); CPU seconds of the processes per message beside it;
+- cross-engine ping-pong against two async Ray actors awaiting each other's
+  calls: round trips per second and p99;
+- scaling: CPU-bound work with no cross-engine traffic on 2 engines against 1;
+- failure detection: SIGKILL an engine's process, time until the other engine
+  has turned its traffic into dead letters and told its monitors.
+
+Medians of ``--repeat`` runs.  Times are taken with time.monotonic(), which is
+one clock for every process of a Linux machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import ray  # noqa: E402
+
+import backstage  # noqa: E402
+from bench.cluster_actors import (  # noqa: E402
+    Pinger,
+    Ponger,
+    RayPeer,
+    RayPinger,
+    RayPonger,
+    RayReceiver,
+    RaySender,
+    Sink,
+    Source,
+    Spinner,
+    SpinSink,
+)
+
+RAY_INIT = {"num_cpus": 2, "object_store_memory": 100 * 1024 * 1024}
+HOST = "async"      # --host: how the engines run in their Ray actors
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _id_on(cluster: backstage.Cluster, engine: int, prefix: str) -> str:
+    for i in range(10_000):
+        actor_id = f"{prefix}-{i}"
+        if cluster.get_engine_of(actor_id) == engine:
+            return actor_id
+    raise AssertionError
+
+
+def _ask(cluster: backstage.Cluster, actor_id: str, message: object, timeout: float = 300):
+    return cluster.ask(actor_id, message, timeout=timeout).result(timeout + 5)
+
+
+# -- throughput ----------------------------------------------------------------
+
+def ours_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
+    """Messages per second between two engines, and CPU seconds per million messages."""
+    with backstage.Cluster("ray", engines=2, batch_limit=limit, window=4, host=HOST) as cluster:
+        pairs = [(0, 1), (1, 0)] if both else [(0, 1)]
+        names = []
+        for a, b in pairs:
+            src, sink = _id_on(cluster, a, f"src{a}"), _id_on(cluster, b, f"sink{b}")
+            cluster.spawn_actor(Sink, sink, n)
+            cluster.spawn_actor(Source, src)
+            names.append((src, sink))
+        pids = cluster._impl.pids
+        cpu0 = sum(_cpu(p) for p in pids)
+        for src, sink in names:
+            _ask(cluster, src, ("go", sink, n, 10_000))
+        cluster.wait_idle(600)
+        cpu = sum(_cpu(p) for p in pids) - cpu0
+        spans = []
+        for src, sink in names:
+            start = _ask(cluster, src, "started")
+            end = _ask(cluster, sink, "ended")
+            spans.append((start, end))
+        wall = max(e for _, e in spans) - min(s for s, _ in spans)
+        total = n * len(names)
+        return total / wall, cpu / total * 1e6
+
+
+def ray_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
+    if both:
+        # Two processes, each sending to the other and receiving, as two engines.
+        peers = [RayPeer.remote(n), RayPeer.remote(n)]
+        receivers, senders = peers, peers[::-1]
+    else:
+        receivers, senders = [RayReceiver.remote(n)], [RaySender.remote()]
+    pids = sorted(set(ray.get([a.pid.remote() for a in receivers + senders])))
+    cpu0 = sum(_cpu(p) for p in pids)
+    starts = ray.get([s.go.remote(r, n, limit, 4) for s, r in zip(senders, receivers,
+                                                                    strict=True)])
+    ends = ray.get([r.ended.remote() for r in receivers])
+    cpu = sum(_cpu(p) for p in pids) - cpu0
+    for actor in set(receivers + senders):
+        ray.kill(actor)
+    total = n * len(receivers)
+    return total / (max(ends) - min(starts)), cpu / total * 1e6
+
+
+# -- ping-pong -----------------------------------------------------------------------
+
+def ours_ping_pong(rounds: int) -> tuple[float, float]:
+    with backstage.Cluster("ray", engines=2, host=HOST) as cluster:
+        ping, pong = _id_on(cluster, 0, "ping"), _id_on(cluster, 1, "pong")
+        cluster.spawn_actor(Ponger, pong)
+        cluster.spawn_actor(Pinger, ping)
+        times = _ask(cluster, ping, ("go", pong, rounds))
+    return _rate_and_p99(times)
+
+
+def ray_ping_pong(rounds: int) -> tuple[float, float]:
+    pong = RayPonger.remote()
+    ping = RayPinger.remote()
+    times = ray.get(ping.go.remote(pong, rounds))
+    ray.kill(ping)
+    ray.kill(pong)
+    return _rate_and_p99(times)
+
+
+def _rate_and_p99(times: list[float]) -> tuple[float, float]:
+    laps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+    return len(laps) / (times[-1] - times[0]), laps[int(len(laps) * 0.99)] * 1e6
+
+
+# -- scaling -------------------------------------------------------------------------
+
+def scaling(engines: int, jobs: int, work: int) -> float:
+    """Jobs per second of CPU-bound spinning, spread over ``engines`` engines."""
+    with backstage.Cluster("ray", engines=engines, host=HOST) as cluster:
+        spinners = []
+        for e in range(engines):
+            for k in range(2):
+                sink = _id_on(cluster, e, f"spinsink{e}{k}")
+                spinner = _id_on(cluster, e, f"spinner{e}{k}")
+                cluster.spawn_actor(SpinSink, sink)
+                cluster.spawn_actor(Spinner, spinner, sink)
+                spinners.append((spinner, sink))
+        start = time.monotonic()
+        per = jobs // len(spinners)
+        for spinner, _ in spinners:
+            _ask(cluster, spinner, ("go", per, work))
+        cluster.wait_idle(600)
+        end = max(_ask(cluster, sink, "ended") for _, sink in spinners)
+        return per * len(spinners) / (end - start)
+
+
+def machine_scaling(iterations: int = 20_000_000) -> float:
+    """What this machine gives two CPU-bound processes at once, against one:
+    the ceiling any 2-engine scaling can show here."""
+    code = f"t = 0\nfor i in range({iterations}): t += i"
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    one = time.monotonic() - start
+    start = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    for proc in procs:
+        proc.wait()
+    two = time.monotonic() - start
+    return 2 * one / two
+
+
+# -- failure detection -----------------------------------------------------------------
+
+def _lost_at(engine: backstage.Engine) -> dict:
+    from backends.ray_transport import current_host
+    host = current_host()
+    return dict(host.lost_at) if host is not None else {}
+
+
+def detection() -> float:
+    """Milliseconds from SIGKILL of engine 1 to engine 0 having handled the loss."""
+    with backstage.Cluster("ray", engines=2, host=HOST) as cluster:
+        pid = cluster._impl.pids[1]
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        while True:
+            stats = cluster._impl.call(0, _lost_at)
+            if 1 in stats:
+                return (stats[1] - t0) * 1e3
+            time.sleep(0.005)
+
+
+# -- main ----------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--host", choices=("async", "threaded"), default="async")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results-cluster.md"))
+    args = parser.parse_args()
+    global HOST
+    HOST = args.host
+    n = 100_000 if args.quick else 400_000
+    rounds = 2_000 if args.quick else 10_000
+    ray.init(include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1",
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, **RAY_INIT)
+    rows = []
+    med = statistics.median
+
+    def line(name: str, ours: float, theirs: float, unit: str, fmt: str = ",.0f") -> None:
+        ratio = ours / theirs if theirs else float("nan")
+        rows.append(f"| {name} | {ours:{fmt}} {unit} | {theirs:{fmt}} {unit} | {ratio:.2f} |")
+        print(rows[-1], flush=True)
+
+    try:
+        for both in (False, True):
+            for limit in (100, 1_000, 10_000):
+                o = [ours_throughput(limit, n, both) for _ in range(args.repeat)]
+                r = [ray_throughput(limit, n, both) for _ in range(args.repeat)]
+                way = "both ways" if both else "one way"
+                line(f"throughput {way}, batch {limit:,}", med(x[0] for x in o),
+                     med(x[0] for x in r), "msg/s")
+                line(f"CPU per message {way}, batch {limit:,} (lower is better; ratio "
+                     f"ours/Ray)", med(x[1] for x in o), med(x[1] for x in r),
+                     "CPU-us", ",.2f")
+        o = [ours_ping_pong(rounds) for _ in range(args.repeat)]
+        r = [ray_ping_pong(rounds) for _ in range(args.repeat)]
+        line("ping-pong round trips", med(x[0] for x in o), med(x[0] for x in r), "/s")
+        line("ping-pong p99 (lower is better)", med(x[1] for x in o), med(x[1] for x in r),
+             "us")
+        jobs, work = (200, 200_000) if args.quick else (400, 300_000)
+        one = med(scaling(1, jobs, work) for _ in range(args.repeat))
+        two = med(scaling(2, jobs, work) for _ in range(args.repeat))
+        line("CPU-bound work, 2 engines against 1", two, one, "jobs/s", ",.1f")
+        ceiling = med(machine_scaling() for _ in range(args.repeat))
+        rows.append(f"| the machine's own ceiling: 2 CPU-bound processes against 1 | "
+                    f"{ceiling:.2f}x | | |")
+        print(rows[-1], flush=True)
+        detect = sorted(detection() for _ in range(max(3, args.repeat)))
+        rows.append(f"| failure detection (SIGKILL to dead letters + TERMINATED) | "
+                    f"median {med(detect):.1f} ms, max {detect[-1]:.1f} ms | | |")
+        print(rows[-1], flush=True)
+    finally:
+        ray.shutdown()
+    load = os.getloadavg()
+    header = [
+        "# Cluster benchmark (bench/bench_cluster.py)", "",
+        f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}, Ray {ray.__version__}, engines in {HOST} Ray "
+        f"actors (--host); shared with other jobs "
+        f"(load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end), so "
+        f"figures move by tens of percent between runs; ratios are within one run.  "
+        f"Medians of {args.repeat} runs; {n:,} messages per throughput run.", "",
+        "| what | backstage.Cluster | Ray's own | ratio |", "| --- | --- | --- | --- |",
+    ]
+    Path(args.out).write_text("\n".join(header + rows) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

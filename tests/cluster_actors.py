@@ -1,0 +1,178 @@
+"""Actors for tests/test_cluster_ray.py, in a module of their own: the engine
+processes import it (a light import, without pytest or the test module)."""
+
+import os
+import threading
+import time
+
+
+def engine_index(ctx):
+    """The number of the engine that runs ``ctx``'s actor."""
+    from backends.ray_transport import this_engine
+    return this_engine()
+
+
+class Echo:
+    """Answers an ask with (message, engine number, constructor args)."""
+
+    def __init__(self, ctx, *args, **kwargs):
+        self.ctx = ctx
+        self.args = args
+        self.kwargs = kwargs
+        self.count = 0
+
+    def receive(self, envelope):
+        self.count += 1
+        if envelope.message == "count":
+            envelope.reply(self.count - 1)
+            return
+        try:
+            envelope.reply((envelope.message, engine_index(self.ctx), self.args, self.kwargs))
+        except RuntimeError:
+            pass        # a plain send
+
+
+class Collector:
+    """Keeps (sender_id, message type, message, topic) of everything; ask "get" for it."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.got = []
+
+    def receive(self, envelope):
+        if envelope.message == "get":
+            envelope.reply(list(self.got))
+            return
+        self.got.append((envelope.sender_id, envelope.message_type.name, envelope.message,
+                         envelope.topic))
+
+
+class Remote:
+    """Does, on its engine, what an ask tells it to; answers with the outcome."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.got = []
+
+    OPS = ("send", "ask", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
+           "where", "dead_letters", "unpicklable", "got", "boom")
+
+    def receive(self, envelope):
+        message = envelope.message
+        if type(message) is not tuple or not message or message[0] not in self.OPS:
+            self.got.append((envelope.sender_id, envelope.message_type.name, message,
+                             envelope.topic))
+            return
+        op, *args = message
+        ctx = self.ctx
+        if op == "got":
+            envelope.reply(list(self.got))
+        elif op == "boom":
+            raise ValueError("boom")
+        elif op == "send":
+            target, messages = args
+            for message in messages:
+                ctx.send(target, message)
+            envelope.reply(len(messages))
+        elif op == "ask":
+            target, message = args
+            future = ctx.ask(target, message, timeout=10)
+            future.add_done_callback(lambda f: envelope.reply(
+                ("ok", f.result()) if f.exception() is None
+                else ("err", type(f.exception()).__name__, str(f.exception()))))
+        elif op == "spawn":
+            cls, actor_id = args
+            ctx.spawn_actor(cls, actor_id)
+            envelope.reply(engine_index(ctx))
+        elif op == "subscribe":
+            ctx.subscribe_to_actor(args[0])
+            envelope.reply(True)
+        elif op == "unsubscribe":
+            ctx.unsubscribe_from_actor(args[0])
+            envelope.reply(True)
+        elif op == "publish":
+            for message in args[0]:
+                ctx.publish(message)
+            envelope.reply(True)
+        elif op == "monitor":
+            ctx.monitor(args[0])
+            envelope.reply(True)
+        elif op == "pill":
+            ctx.engine.poison_pill(args[0])
+            envelope.reply(True)
+        elif op == "where":
+            envelope.reply(engine_index(ctx))
+        elif op == "dead_letters":
+            envelope.reply([(d.target_id, d.envelope.message if isinstance(
+                d.envelope.message, (int, str, tuple)) else repr(d.envelope.message), d.reason)
+                for d in ctx.engine.dead_letters])
+        elif op == "unpicklable":
+            ctx.send(args[0], threading.Lock())
+            envelope.reply(True)
+
+
+class Deinit:
+    """Appends its id to a file when deinit runs."""
+
+    def __init__(self, ctx, path):
+        self.ctx = ctx
+        self.path = path
+
+    def receive(self, envelope):
+        envelope.reply("alive")
+
+    def deinit(self):
+        with open(self.path, "a") as f:
+            f.write(self.ctx.actor_id + "\n")
+
+
+class Writer:
+    """Writes each message (an int) to a file at once, then works a little."""
+
+    def __init__(self, ctx, path, pause=0.0):
+        self.ctx = ctx
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.pause = pause
+
+    def receive(self, envelope):
+        if not isinstance(envelope.message, int):
+            if envelope.message == "ping":
+                envelope.reply("pong")
+            return              # other asks stay unanswered
+        os.write(self.fd, b"%d\n" % envelope.message)
+        if self.pause:
+            time.sleep(self.pause)
+
+
+class Burst:
+    """On ("go", target, n) sends 0 .. n-1 to target, chunk by chunk, each chunk a tick."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        message = envelope.message
+        if message[0] == "go":
+            _, target, n, chunk = message
+            self.ctx.send(self.ctx.actor_id, ("more", target, 0, n, chunk))
+            envelope.reply(True)
+        elif message[0] == "more":
+            _, target, start, n, chunk = message
+            for i in range(start, min(n, start + chunk)):
+                self.ctx.send(target, i)
+            if start + chunk < n:
+                self.ctx.send(self.ctx.actor_id, ("more", target, start + chunk, n, chunk))
+
+
+class Spinner:
+    """CPU-bound work: ("spin", n) burns n loop iterations, then tells ``done``."""
+
+    def __init__(self, ctx, done):
+        self.ctx = ctx
+        self.done = done
+
+    def receive(self, envelope):
+        total = 0
+        for i in range(envelope.message):
+            total += i * i
+        self.ctx.send(self.done, total)

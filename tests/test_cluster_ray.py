@@ -1,0 +1,589 @@
+"""backstage.Cluster on a real Ray: engines in Ray actors, one id space.
+
+One Ray for the whole run (``ray.init`` costs 2-12 s here): the session
+cluster below starts it, most tests share that cluster's three engines, and
+the tests that must own a Ray (start and close, a multi-node cluster, no Ray
+process left) run last, in file order.  The engines run on the asyncio
+backend inside Ray's actors by design, so these tests are not parametrised
+over loop backends.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+# Before Ray is imported: loopback only, no token file in ~/.ray, no usage stats.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r "
+                                        "requirements-dev.txt runs the cluster tests")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cluster_actors import (  # noqa: E402
+    Burst,
+    Collector,
+    Deinit,
+    Echo,
+    Remote,
+    Writer,
+)
+
+import backstage  # noqa: E402
+
+RAY_INIT = {"num_cpus": 2, "object_store_memory": 80 * 1024 * 1024}
+pytestmark = pytest.mark.timeout(180)
+
+
+# How engines run in their Ray actors: "async" (the default) or "threaded".
+HOST = os.environ.get("BACKSTAGE_TEST_RAY_HOST", "async")
+
+
+def _make_cluster(engines=3, **options):
+    return backstage.Cluster("ray", engines=engines, ray_init=RAY_INIT, host=HOST, **options)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """Three engines for the whole run; small batches and window, to exercise both."""
+    c = _make_cluster(3, batch_limit=50, window=2)
+    yield c
+    c.close()
+
+
+def _id_on(cluster, engine, prefix):
+    """An id that the stable hash places on ``engine``."""
+    for i in range(1000):
+        actor_id = f"{prefix}-{i}"
+        if cluster.get_engine_of(actor_id) == engine:
+            return actor_id
+    raise AssertionError("no id found")
+
+
+def _ask(cluster, actor_id, message, timeout=30):
+    return cluster.ask(actor_id, message, timeout=timeout).result(timeout + 5)
+
+
+# -- placement and the driver's calls -----------------------------------------
+
+def test_spawn_actor_passes_constructor_arguments_and_an_ask_right_after_reaches_it(cluster):
+    cluster.spawn_actor(Echo, "echo-args", 1, "two", three=3)
+
+    assert _ask(cluster, "echo-args", "hi") == ("hi", cluster.get_engine_of("echo-args"),
+                                               (1, "two"), {"three": 3})
+
+
+def test_placement_is_a_stable_hash_of_the_id_across_processes(cluster):
+    ids = [f"placed-{i}" for i in range(12)]
+    for actor_id in ids:
+        cluster.spawn_actor(Echo, actor_id)
+
+    where = {actor_id: _ask(cluster, actor_id, "x")[1] for actor_id in ids}
+
+    assert where == {actor_id: cluster.get_engine_of(actor_id) for actor_id in ids}
+    assert len(set(where.values())) > 1
+    # Recomputed in a fresh interpreter (another hash seed): the same engines.
+    root = str(Path(backstage.__file__).parent)
+    code = (f"import sys; sys.path.insert(0, {root!r}); "
+            f"from backends.ray_transport import home_of; print([home_of(i, 3) for i in {ids!r}])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONHASHSEED": "123"}, check=True).stdout
+    assert eval(out) == [where[i] for i in ids]
+
+
+def test_pin_places_an_actor_on_the_engine_given(cluster):
+    actor_id = _id_on(cluster, 0, "pinned")
+
+    cluster.spawn_actor(Echo, actor_id, pin=2)
+
+    assert cluster.get_engine_of(actor_id) == 2
+    assert _ask(cluster, actor_id, "x")[1] == 2
+
+
+def test_a_pinned_actor_is_reached_by_actors_on_every_engine(cluster):
+    target = _id_on(cluster, 1, "pinned-target")
+    cluster.spawn_actor(Echo, target, pin=0)
+    askers = [_id_on(cluster, e, f"pin-asker{e}") for e in range(3)]
+    for asker in askers:
+        cluster.spawn_actor(Remote, asker)
+
+    answers = [_ask(cluster, asker, ("ask", target, "hello")) for asker in askers]
+
+    assert answers == [("ok", ("hello", 0, (), {}))] * 3
+
+
+def test_driver_sends_from_several_threads_arrive_in_each_threads_order(cluster):
+    cluster.spawn_actor(Collector, "driver-order")
+
+    def sender(tag):
+        for i in range(200):
+            cluster.send("driver-order", (tag, i))
+    threads = [threading.Thread(target=sender, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert cluster.wait_idle(60)
+    got = [m for _, _, m, _ in _ask(cluster, "driver-order", "get")]
+    assert len(got) == 800
+    for tag in range(4):
+        assert [i for t, i in got if t == tag] == list(range(200))
+
+
+def test_poison_pill_from_the_driver_stops_the_actor_after_its_queued_messages(
+        cluster, tmp_path):
+    path = tmp_path / "deinit.txt"
+    cluster.spawn_actor(Deinit, "pill-me", str(path))
+    for _ in range(10):
+        cluster.send("pill-me", "x")
+
+    cluster.poison_pill("pill-me")
+
+    assert cluster.wait_idle(60)
+    assert path.read_text() == "pill-me\n"
+    with pytest.raises(backstage.ActorNotFound):
+        _ask(cluster, "pill-me", "x")
+
+
+def test_ask_to_an_unknown_id_fails_with_actor_not_found(cluster):
+    with pytest.raises(backstage.ActorNotFound):
+        _ask(cluster, "nobody-here", "x")
+
+
+def test_a_send_to_an_unknown_id_is_a_dead_letter_on_its_engine(cluster):
+    cluster.send("nobody-at-all", "lost")
+
+    assert cluster.wait_idle(60)
+    assert any(d.target_id == "nobody-at-all" and d.envelope.message == "lost"
+               for d in cluster.dead_letters())
+
+
+def test_an_unpicklable_message_from_the_driver_is_a_clear_error_at_the_send(cluster):
+    cluster.spawn_actor(Echo, "pickle-target")
+
+    with pytest.raises(TypeError, match=r"cannot be pickled to travel to another engine"):
+        cluster.send("pickle-target", threading.Lock())
+    with pytest.raises(TypeError, match=r"cannot be pickled"):
+        cluster.ask("pickle-target", threading.Lock())
+
+
+def test_an_unpicklable_message_from_an_actor_is_a_dead_letter_that_says_why(cluster):
+    sender = _id_on(cluster, 0, "pickle-sender")
+    target = _id_on(cluster, 1, "pickle-receiver")
+    cluster.spawn_actor(Remote, sender)
+    cluster.spawn_actor(Collector, target)
+
+    _ask(cluster, sender, ("unpicklable", target))
+    _ask(cluster, sender, ("send", target, ["after"]))
+
+    assert cluster.wait_idle(60)
+    letters = _ask(cluster, sender, ("dead_letters",))
+    assert any(t == target and "cannot be pickled" in reason for t, _, reason in letters)
+    assert [m for _, _, m, _ in _ask(cluster, target, "get")] == ["after"]
+
+
+def test_spawn_actor_with_bad_arguments_raises_at_the_call(cluster):
+    with pytest.raises(TypeError, match="receive"):
+        cluster.spawn_actor(object, "bad")
+    with pytest.raises(ValueError, match="pin must be an engine number"):
+        cluster.spawn_actor(Echo, "bad", pin=7)
+    with pytest.raises(TypeError, match="str actor id"):
+        cluster.send(3, "x")
+
+
+def test_an_exception_in_the_constructor_propagates_to_spawn_actor(cluster):
+    with pytest.raises(TypeError):
+        cluster.spawn_actor(Deinit, "no-path")      # Deinit needs a path
+
+    with pytest.raises(backstage.ActorNotFound):
+        _ask(cluster, "no-path", "x")
+
+
+# -- actors across engines --------------------------------------------------------
+
+def test_actors_send_and_ask_across_engines(cluster):
+    a = _id_on(cluster, 0, "cross-a")
+    b = _id_on(cluster, 1, "cross-b")
+    cluster.spawn_actor(Remote, a)
+    cluster.spawn_actor(Collector, b)
+    cluster.spawn_actor(Echo, "cross-echo", pin=2)
+
+    _ask(cluster, a, ("send", b, ["one", "two"]))
+    answer = _ask(cluster, a, ("ask", "cross-echo", "q"))
+
+    assert answer == ("ok", ("q", 2, (), {}))
+    assert _ask(cluster, b, "get") == [(a, "SEND", "one", None), (a, "SEND", "two", None)]
+
+
+def test_an_ask_across_engines_fails_with_the_targets_exception(cluster):
+    a = _id_on(cluster, 0, "fail-asker")
+    cluster.spawn_actor(Remote, a)
+    target = _id_on(cluster, 1, "fail-target")
+    cluster.spawn_actor(Remote, target)
+
+    answer = _ask(cluster, a, ("ask", target, ("boom",)))
+
+    assert answer == ("err", "ValueError", "boom")
+
+
+def test_per_sender_order_holds_from_several_senders_on_several_engines(cluster):
+    collector = _id_on(cluster, 2, "order-collector")
+    cluster.spawn_actor(Collector, collector)
+    senders = [_id_on(cluster, e, f"order-sender{e}") for e in (0, 1, 0, 1)]
+    senders = list(dict.fromkeys(senders))
+    senders += [_id_on(cluster, e, f"order-sender-b{e}") for e in (0, 1)]
+    for s in senders:
+        cluster.spawn_actor(Burst, s)
+
+    for s in senders:
+        _ask(cluster, s, ("go", collector, 2000, 300))
+
+    assert cluster.wait_idle(120)
+    got = _ask(cluster, collector, "get")
+    assert len(got) == 2000 * len(senders)
+    for s in senders:
+        assert [m for sender, _, m, _ in got if sender == s] == list(range(2000))
+
+
+def test_publish_and_subscribe_across_engines(cluster):
+    publisher = _id_on(cluster, 0, "pub")
+    subscriber = _id_on(cluster, 1, "sub")
+    cluster.spawn_actor(Remote, publisher)
+    cluster.spawn_actor(Remote, subscriber)
+
+    _ask(cluster, subscriber, ("subscribe", publisher))
+    _ask(cluster, publisher, ("publish", ["news-1", "news-2"]))
+    assert cluster.wait_idle(60)
+    _ask(cluster, subscriber, ("unsubscribe", publisher))
+    _ask(cluster, publisher, ("publish", ["news-3"]))
+    assert cluster.wait_idle(60)
+
+    assert _ask(cluster, subscriber, ("got",)) == [
+        (publisher, "PUBLISH", "news-1", "default"), (publisher, "PUBLISH", "news-2", "default")]
+
+
+def test_monitor_across_engines_tells_terminated_when_the_remote_actor_stops(cluster, tmp_path):
+    watcher = _id_on(cluster, 0, "mon-watcher")
+    watched = _id_on(cluster, 1, "mon-watched")
+    cluster.spawn_actor(Remote, watcher)
+    cluster.spawn_actor(Deinit, watched, str(tmp_path / "d.txt"))
+
+    _ask(cluster, watcher, ("monitor", watched))
+    _ask(cluster, watcher, ("pill", watched))
+    assert cluster.wait_idle(60)
+
+    assert _ask(cluster, watcher, ("got",)) == [
+        (watched, "TERMINATED", backstage.Terminated(watched, "stopped by poison pill"), None)]
+
+
+def test_an_actor_spawns_an_actor_whose_id_every_engine_then_reaches(cluster):
+    spawner = _id_on(cluster, 0, "spawner")
+    child = _id_on(cluster, 1, "spawned-elsewhere")     # its hash says engine 1
+    cluster.spawn_actor(Remote, spawner)
+    asker = _id_on(cluster, 2, "spawn-asker")
+    cluster.spawn_actor(Remote, asker)
+
+    assert _ask(cluster, spawner, ("spawn", Echo, child)) == 0
+    assert cluster.wait_idle(60)
+    answer = _ask(cluster, asker, ("ask", child, "where"))   # engine 2, told by engine 0
+    via_home = _ask(cluster, child, "x")                      # the driver: via engine 1
+
+    assert answer == ("ok", ("where", 0, (), {}))
+    assert via_home == ("x", 0, (), {})
+
+
+def test_wait_idle_returns_when_every_message_is_handled(cluster):
+    collector = _id_on(cluster, 1, "idle-collector")
+    cluster.spawn_actor(Collector, collector)
+    burst = _id_on(cluster, 0, "idle-burst")
+    cluster.spawn_actor(Burst, burst)
+
+    _ask(cluster, burst, ("go", collector, 5000, 500))
+
+    assert cluster.wait_idle(120)
+    assert len(_ask(cluster, collector, "get")) == 5000
+
+
+def test_nothing_ray_started_listens_beyond_loopback(cluster):
+    listening = _listening_sockets_of(_descendants(os.getpid()))
+
+    assert listening, "expected Ray's own listening sockets"
+    assert all(_is_loopback(addr) for addr, _ in listening), listening
+
+
+# -- lost engines ---------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["async", "threaded"])
+def test_an_engine_killed_mid_traffic_leaves_every_message_delivered_or_dead_lettered(
+        cluster, tmp_path, host):
+    # A cluster of its own on the same Ray: killing one of its engines spares the others.
+    path = tmp_path / "delivered.txt"
+    with backstage.Cluster("ray", engines=2, batch_limit=20, window=2, dead_letters_kept=10000,
+                           host=host) as doomed:
+        sender = _id_on(doomed, 0, "kill-sender")
+        receiver = _id_on(doomed, 1, "kill-receiver")
+        watcher = _id_on(doomed, 0, "kill-watcher")
+        doomed.spawn_actor(Burst, sender)
+        doomed.spawn_actor(Writer, receiver, str(path), 0.001)
+        doomed.spawn_actor(Remote, watcher)
+        _ask(doomed, watcher, ("monitor", receiver))
+        pending = doomed.ask(watcher, ("ask", receiver, "never answered"), timeout=60)
+        total = 3000
+
+        _ask(doomed, sender, ("go", receiver, total, 100))
+        while not path.exists() or path.stat().st_size < 200:
+            time.sleep(0.01)
+        doomed.kill_engine(1)
+        assert doomed.wait_idle(60)
+
+        delivered = {int(line) for line in path.read_text().split()}
+        letters = [(d.envelope.message, d.reason) for d in doomed.dead_letters()
+                   if d.target_id == receiver and isinstance(d.envelope.message, int)]
+        dead = {m for m, _ in letters}
+        possibly = {m for m, reason in letters if "possibly delivered" in reason}
+        assert delivered | dead == set(range(total))
+        assert delivered & dead <= possibly
+        assert 0 < len(delivered) < total
+        told = [m for _, kind, m, _ in _ask(doomed, watcher, ("got",)) if kind == "TERMINATED"]
+        assert [t.actor_id for t in told] == [receiver]
+        assert "engine 1 lost" in told[0].reason
+        assert pending.result(30)[0] == "err"
+        doomed.send(receiver, 1)                       # later sends: dead letters
+        assert any(d.target_id == receiver for d in doomed.dead_letters())
+
+
+@pytest.mark.parametrize("host", ["async", "threaded"])
+def test_an_ask_from_the_driver_fails_when_the_engine_is_lost(cluster, host):
+    with backstage.Cluster("ray", engines=2, host=host) as doomed:
+        target = _id_on(doomed, 1, "lost-target")
+        doomed.spawn_actor(Writer, target, os.devnull)
+        _ask(doomed, target, "ping")
+
+        doomed.kill_engine(1)
+        while 1 not in doomed.lost:
+            time.sleep(0.01)
+
+        with pytest.raises(backstage.ActorNotFound, match="engine 1 lost"):
+            _ask(doomed, target, "ping")
+
+
+def test_closing_a_cluster_runs_every_deinit_once(cluster, tmp_path):
+    path = tmp_path / "deinit.txt"
+    with _make_cluster(2) as two:
+        for i in range(6):
+            two.spawn_actor(Deinit, f"closing-{i}", str(path))
+
+    assert sorted(path.read_text().split()) == [f"closing-{i}" for i in range(6)]
+
+
+def test_with_the_inspector_on_every_engine_of_the_cluster_is_found_with_its_actors(cluster):
+    import inspector_curses
+    with _make_cluster(2, inspector=True) as watched:
+        for i in range(3):
+            watched.spawn_actor(Echo, f"inspected-{i}", pin=i % 2)
+
+        paths = [s["inspector"] for s in watched.stats()]
+        found = {e.path for e in inspector_curses.find_engines()}
+        assert set(paths) <= found and len(set(paths)) == 2
+        counts = []
+        for path in paths:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(path)
+                sock.settimeout(30)
+                lines = sock.makefile()
+                snapshot = json.loads(lines.readline())
+                while snapshot.get("type") != "snapshot":
+                    snapshot = json.loads(lines.readline())
+            counts.append(snapshot["engine"]["actors"])
+        assert counts == [2, 1]
+
+
+def test_without_ray_installed_cluster_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.delitem(sys.modules, "backends.ray_transport", raising=False)
+
+    with pytest.raises(ImportError, match=r"needs 'ray', which is not installed: pip install"):
+        backstage.Cluster(transport="ray", engines=2)
+
+
+def test_an_unknown_transport_is_refused_with_the_names_to_use():
+    with pytest.raises(ValueError, match=r"unknown transport 'zmq': use one of 'ray'"):
+        backstage.Cluster(transport="zmq")
+
+
+def test_per_sender_order_and_asks_hold_with_engines_in_threaded_ray_actors(cluster):
+    with backstage.Cluster("ray", engines=2, host="threaded", batch_limit=50) as threaded:
+        collector = _id_on(threaded, 1, "thr-collector")
+        sender = _id_on(threaded, 0, "thr-sender")
+        threaded.spawn_actor(Collector, collector)
+        threaded.spawn_actor(Burst, sender)
+
+        _ask(threaded, sender, ("go", collector, 3000, 500))
+
+        assert threaded.wait_idle(60)
+        got = _ask(threaded, collector, "get")
+        assert [m for s, _, m, _ in got if s == sender] == list(range(3000))
+
+
+def test_an_unknown_host_kind_is_refused_with_the_kinds_to_use():
+    with pytest.raises(ValueError, match=r"host must be one of 'async', 'threaded', not 'x'"):
+        backstage.Cluster(transport="ray", engines=2, host="x")
+
+
+def test_a_cluster_of_no_engines_is_refused_at_the_call():
+    with pytest.raises(ValueError, match=r"^engines must be an int of at least 1, got 0$"):
+        backstage.Cluster(transport="ray", engines=0)
+
+
+# -- tests that own a Ray: last, in this order ---------------------------------------
+
+def test_close_shuts_down_the_ray_it_started_and_a_second_cluster_then_works(cluster):
+    cluster.close()                       # the session cluster started this Ray
+    assert not ray.is_initialized()
+
+    with _make_cluster(2) as second:
+        assert second._impl.started_ray
+        second.spawn_actor(Echo, "second")
+        assert _ask(second, "second", "x")[0] == "x"
+    assert not ray.is_initialized()
+
+
+def test_a_multi_node_cluster_loses_a_node_mid_traffic_and_accounts_for_every_message(
+        tmp_path):
+    from ray.cluster_utils import Cluster as RayTestCluster
+    nodes = RayTestCluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": 80 * 1024 * 1024, "resources": {"n0": 1}})
+    try:
+        doomed_node = nodes.add_node(num_cpus=1, object_store_memory=80 * 1024 * 1024,
+                                     resources={"n1": 1})
+        options = [{"resources": {"n0": 0.01}}, {"resources": {"n1": 0.01}}]
+        path = tmp_path / "delivered.txt"
+        with backstage.Cluster("ray", engines=2, address=nodes.address,
+                               engine_options=options, batch_limit=20, window=2,
+                               dead_letters_kept=10000) as c:
+            stats = c.stats()
+            assert stats[0]["node"] != stats[1]["node"]
+            sender = _id_on(c, 0, "node-sender")
+            receiver = _id_on(c, 1, "node-receiver")
+            c.spawn_actor(Burst, sender)
+            c.spawn_actor(Writer, receiver, str(path), 0.001)
+            total = 3000
+
+            _ask(c, sender, ("go", receiver, total, 100))
+            while not path.exists() or path.stat().st_size < 200:
+                time.sleep(0.01)
+            nodes.remove_node(doomed_node, allow_graceful=False)
+            while 1 not in c.lost:
+                time.sleep(0.05)
+            assert c.wait_idle(60)
+
+            delivered = {int(line) for line in path.read_text().split()}
+            letters = [(d.envelope.message, d.reason) for d in c.dead_letters()
+                       if d.target_id == receiver and isinstance(d.envelope.message, int)]
+            dead = {m for m, _ in letters}
+            possibly = {m for m, reason in letters if "possibly delivered" in reason}
+            assert delivered | dead == set(range(total))
+            assert delivered & dead <= possibly
+        # Joined, not started: the Ray cluster is still there after close.
+        assert nodes.head_node.any_processes_alive()
+        ray.init(address=nodes.address)         # and it takes a new driver
+        assert ray.cluster_resources().get("n0") == 1
+    finally:
+        ray.shutdown()
+        nodes.shutdown()
+
+
+def test_the_word_count_example_counts_as_one_process_would():
+    root = Path(backstage.__file__).parent
+
+    out = subprocess.run([sys.executable, str(root / "examples" / "wordcount_cluster.py"),
+                          "--copies", "20"], cwd=root, capture_output=True, text=True,
+                         timeout=170)
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "counts match a count made in one process" in out.stdout.splitlines()
+
+
+def test_no_ray_process_is_left_after_the_clusters_close():
+    deadline = time.monotonic() + 30
+    while _descendants(os.getpid()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    assert _descendants(os.getpid()) == []
+
+
+# -- helpers --------------------------------------------------------------------------
+
+def _descendants(root):
+    """Pids of the live processes under ``root`` (zombies excluded)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _listening_sockets_of(pids):
+    """(local address, pid) of every listening TCP or UDP socket of ``pids``."""
+    inodes = {}
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = pid
+        except OSError:
+            continue
+    found = []
+    for table, v6 in (("tcp", False), ("tcp6", True), ("udp", False), ("udp6", True)):
+        try:
+            lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            local, state, inode = cols[1], cols[3], cols[9]
+            listening = state == "0A" if table.startswith("tcp") else state == "07"
+            if listening and inode in inodes:
+                found.append((_address(local, v6), inodes[inode]))
+    return found
+
+
+def _address(hex_addr, v6):
+    import ipaddress
+    host = hex_addr.split(":")[0]
+    raw = bytes.fromhex(host)
+    if not v6:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    return str(ipaddress.IPv6Address(words))
+
+
+def _is_loopback(addr):
+    import ipaddress
+    ip = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
