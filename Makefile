@@ -30,24 +30,36 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .nox build dist *.egg-info
 
-# Benchmarks: the peers (Pykka, Thespian, uvloop) go into bench/.venv only.
-BENCH_VENV  := bench/.venv
-BENCH_PY    := $(BENCH_VENV)/bin/python
-BENCH_STAMP := $(BENCH_VENV)/.installed
+# Benchmarks: the peers (Pykka, Thespian, uvloop) go into a bench venv per
+# Python version (bench/.venv-3.11, ...), never into .venv.  `make bench` and
+# `make bench-full` write to the untracked bench/out/; the -record targets
+# update the tracked bench/results*.md.  Another Python:
+#   make bench PYTHON=/root/.pyenv/versions/3.12.1/bin/python3
+PYVER        = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+BENCH_VENV   = bench/.venv-$(PYVER)
+BENCH_PY     = $(BENCH_VENV)/bin/python
+BENCH_STAMP  = $(BENCH_VENV)/.installed
 
-$(BENCH_STAMP): bench/requirements.txt
-	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_PY) -m pip install --quiet --upgrade pip
-	$(BENCH_PY) -m pip install --quiet -r bench/requirements.txt
-	touch $(BENCH_STAMP)
+.PHONY: bench-venv bench-record bench-full-record
 
-bench: $(BENCH_STAMP)
+bench-venv: bench/requirements.txt
+	@test -f $(BENCH_STAMP) -a $(BENCH_STAMP) -nt bench/requirements.txt || { \
+	  $(PYTHON) -m venv $(BENCH_VENV) && \
+	  $(BENCH_PY) -m pip install --quiet --upgrade pip && \
+	  $(BENCH_PY) -m pip install --quiet -r bench/requirements.txt && \
+	  touch $(BENCH_STAMP); }
+
+bench: bench-venv
 	$(BENCH_PY) bench/run.py
-	$(BENCH_PY) bench/extras.py bench/results.md
 
-bench-full: $(BENCH_STAMP)
-	$(BENCH_PY) bench/run.py --full --out bench/results-full.md
-	$(BENCH_PY) bench/extras.py bench/results-full.md --full
+bench-record: bench-venv
+	$(BENCH_PY) bench/run.py --record
+
+bench-full: bench-venv
+	$(BENCH_PY) bench/run.py --full
+
+bench-full-record: bench-venv
+	$(BENCH_PY) bench/run.py --full --record
 
 # The cluster against Ray's own actors (Ray is in requirements-dev.txt, so .venv has it).
 bench-cluster: $(STAMP)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
 import subprocess
@@ -163,6 +164,19 @@ def report(pattern: str, args: argparse.Namespace, modes: list[str],
               f"-{max(snapshots[mode])}")
 
 
+def write_cell(args: argparse.Namespace, pattern: str, results: dict[str, list[float]]) -> None:
+    """Append the runs as a bench/run.py cell, so the targets table can judge them."""
+    scenario = "inspector" if pattern == "burst" else "inspector_ping_pong"
+    cell = {"impl": f"backstage/{args.backend}", "scenario": scenario,
+            "sizes": {"messages": args.messages, "idle_actors": args.actors},
+            "interval_s": args.interval,
+            "runs": [{"no_watchdog": results["no watchdog"][i], "off": results["off"][i],
+                      "no_client": results["no client"][i], "client": results["client"][i]}
+                     for i in range(args.runs)]}
+    with open(args.cells, "a") as f:
+        f.write(json.dumps(cell) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -173,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between snapshots during the bursts (the default is "
                              "10 times as often as the engine's, to be pessimistic)")
     parser.add_argument("--pattern", choices=["burst", "ping-pong", "both"], default="both")
+    parser.add_argument("--cells", default=None,
+                        help="also write each pattern's runs as a bench/run.py cell (a JSON "
+                             "line) here: scenario inspector (burst), inspector_ping_pong")
     args = parser.parse_args(argv)
 
     modes = ["no watchdog", "off", "no client", "client"]
@@ -189,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[mode].append(rate)
                     snapshots[mode].append(taken)
             report(pattern, args, modes, results, snapshots)
+            if args.cells:
+                write_cell(args, pattern, results)
         snap = snapshot_cost(args.actors, args.backend, directory)
 
     interval_ms = backstage.INSPECTOR_INTERVAL * 1e3

@@ -50,7 +50,79 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
         "full-peers": {"threads": 4, "per_thread": 25_000},
         "quick-peers": {"threads": 4, "per_thread": 5_000},
     },
+    # Issue 16 (round two): work the actors do themselves, creation at scale,
+    # one other thread.
+    "actor_burst": {
+        "full": {"n": 1_000_000}, "quick": {"n": 200_000},
+        "full-peers": {"n": 100_000}, "quick-peers": {"n": 20_000},
+    },
+    "many_to_one": {
+        "full": {"producers": 60, "per_producer": 10_000},
+        "quick": {"producers": 60, "per_producer": 2_000},
+        "full-peers": {"producers": 60, "per_producer": 1_000},
+        "quick-peers": {"producers": 60, "per_producer": 200},
+    },
+    "many_to_many": {
+        "full": {"producers": 60, "per_producer": 10_000},
+        "quick": {"producers": 60, "per_producer": 2_000},
+        "full-peers": {"producers": 60, "per_producer": 1_000},
+        "quick-peers": {"producers": 60, "per_producer": 200},
+    },
+    "create_stop_25k": {
+        "full": {"n": 25_000}, "quick": {"n": 25_000},
+        "full-peers": {"n": 2_000}, "quick-peers": {"n": 500},
+    },
+    "create_stop_200k": {
+        "full": {"n": 200_000}, "quick": {"n": 200_000},
+        "full-peers": {"n": 2_000}, "quick-peers": {"n": 500},
+    },
+    "create_child_25k": {
+        "full": {"n": 25_000}, "quick": {"n": 25_000},
+        "full-peers": {"n": 2_000}, "quick-peers": {"n": 500},
+    },
+    "create_child_200k": {
+        "full": {"n": 200_000}, "quick": {"n": 200_000},
+        "full-peers": {"n": 2_000}, "quick-peers": {"n": 500},
+    },
+    "cross_thread_send": {
+        "full": {"n": 1_000_000}, "quick": {"n": 200_000},
+        "full-peers": {"n": 100_000}, "quick-peers": {"n": 20_000},
+    },
+    "cross_thread_ask": {
+        "full": {"n": 20_000}, "quick": {"n": 3_000},
+        "full-peers": {"n": 5_000}, "quick-peers": {"n": 1_000},
+    },
+    # Issue 13's figures: ours against ours (or a bare executor), in one run.
+    "proxy_call": {"full": {"n": 100_000}, "quick": {"n": 10_000}},
+    "pool_8": {"full": {"n": 1_000_000}, "quick": {"n": 200_000}},
+    "async_receive": {"full": {"n": 1_000_000}, "quick": {"n": 200_000}},
+    "run_in_thread": {"full": {"n": 20_000}, "quick": {"n": 3_000}},
 }
+
+# Scenarios run by a function of another name, with fixed arguments that are
+# not sizes: the four create-and-stop cells share one function.
+FUNCTIONS: dict[str, tuple[str, dict[str, bool]]] = {
+    "create_stop_25k": ("create_stop", {"children": False}),
+    "create_stop_200k": ("create_stop", {"children": False}),
+    "create_child_25k": ("create_stop", {"children": True}),
+    "create_child_200k": ("create_stop", {"children": True}),
+}
+
+# Scenarios that compare two ways of doing one thing with backstage itself
+# (issue 13's figures): only ours runs them.  Each run returns the figures of
+# both ways, "seconds" for the new API and "base_seconds" for the baseline.
+OURS_ONLY = {"proxy_call", "pool_8", "async_receive", "run_in_thread"}
+
+
+def function_for(scenario: str) -> tuple[str, dict[str, bool]]:
+    """The impl_* function name that runs ``scenario``, and its fixed arguments."""
+    return FUNCTIONS.get(scenario, (scenario, {}))
+
+
+def work(message: int) -> int:
+    """The small computation per message of the drain scenarios (written out inline
+    in every implementation's consumer; this is the reference for the checks)."""
+    return message * message % 7
 
 # Tiny sizes for tests/test_bench.py: every scenario, every implementation, in seconds.
 TINY: dict[str, dict[str, int]] = {
@@ -62,6 +134,19 @@ TINY: dict[str, dict[str, int]] = {
     "spawn_stop": {"n": 50},
     "idle_memory": {"n": 50},
     "cross_thread": {"threads": 4, "per_thread": 100},
+    "actor_burst": {"n": 300},
+    "many_to_one": {"producers": 6, "per_producer": 20},
+    "many_to_many": {"producers": 6, "per_producer": 20},
+    "create_stop_25k": {"n": 30},
+    "create_stop_200k": {"n": 60},
+    "create_child_25k": {"n": 30},
+    "create_child_200k": {"n": 60},
+    "cross_thread_send": {"n": 300},
+    "cross_thread_ask": {"n": 20},
+    "proxy_call": {"n": 50},
+    "pool_8": {"n": 80},
+    "async_receive": {"n": 50},
+    "run_in_thread": {"n": 20},
 }
 
 SCENARIOS = list(SIZES)
@@ -69,8 +154,13 @@ SCENARIOS = list(SIZES)
 
 def expected(scenario: str, sizes: dict[str, int]) -> int:
     """The ``value`` a correct run of ``scenario`` returns."""
-    if scenario in ("burst", "ping_pong", "spawn_stop", "idle_memory"):
+    if scenario in ("burst", "ping_pong", "spawn_stop", "idle_memory", "actor_burst",
+                    "cross_thread_send", "cross_thread_ask") or scenario in FUNCTIONS \
+            or scenario in OURS_ONLY:
         return sizes["n"]
+    if scenario in ("many_to_one", "many_to_many"):
+        # Every producer sends 0 .. per_producer-1; consumers sum work(message).
+        return sizes["producers"] * sum(work(i) for i in range(sizes["per_producer"]))
     if scenario == "fan_out":
         return sizes["messages"] * sizes["subscribers"]
     if scenario == "ring":

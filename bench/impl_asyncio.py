@@ -251,3 +251,181 @@ def cross_thread(loop: str, threads: int, per_thread: int) -> dict:
         return {"seconds": seconds, "ops": total, "value": seen.count if seen.ordered else -1}
 
     return _run(loop, main)
+
+
+###############################################################################
+# Round two (issue 16)
+###############################################################################
+
+def actor_burst(loop: str, n: int) -> dict:
+    # A producer task puts n messages into the counter task's queue.
+    async def main():
+        inbox = asyncio.Queue()
+        count = 0
+
+        async def counter():
+            nonlocal count
+            get = inbox.get
+            for _ in range(n):
+                await get()
+                count += 1
+
+        async def producer():
+            put = inbox.put_nowait
+            for i in range(n):
+                put(i)
+
+        t0 = clock()
+        await asyncio.gather(asyncio.create_task(counter()), asyncio.create_task(producer()))
+        return {"seconds": clock() - t0, "ops": n, "value": count}
+
+    return _run(loop, main)
+
+
+def _drain(loop: str, producers: int, per_producer: int, consumers: int) -> dict:
+    # Producer tasks put into consumer tasks' queues (round robin when there
+    # are several); each consumer awaits its messages one by one.
+    async def main():
+        inboxes = [asyncio.Queue() for _ in range(consumers)]
+        totals = [0] * consumers
+        total = producers * per_producer
+        # How many messages consumer k gets: i = k - p (mod consumers), per producer.
+        quota = [sum(len(range((k - p) % consumers, per_producer, consumers))
+                     for p in range(producers)) for k in range(consumers)]
+
+        async def consumer(k):
+            get = inboxes[k].get
+            acc = 0
+            for _ in range(quota[k]):
+                m = await get()
+                acc += m * m % 7
+            totals[k] = acc
+
+        async def producer(p):
+            puts = [q.put_nowait for q in inboxes]
+            if consumers == 1:
+                put = puts[0]
+                for i in range(per_producer):
+                    put(i)
+            else:
+                for i in range(per_producer):
+                    puts[(i + p) % consumers](i)
+
+        t0 = clock()
+        tasks = [asyncio.create_task(consumer(k)) for k in range(consumers)]
+        tasks += [asyncio.create_task(producer(p)) for p in range(producers)]
+        await asyncio.gather(*tasks)
+        return {"seconds": clock() - t0, "ops": total, "value": sum(totals)}
+
+    return _run(loop, main)
+
+
+def many_to_one(loop: str, producers: int, per_producer: int) -> dict:
+    return _drain(loop, producers, per_producer, 1)
+
+
+def many_to_many(loop: str, producers: int, per_producer: int) -> dict:
+    return _drain(loop, producers, per_producer, producers)
+
+
+def create_stop(loop: str, n: int, children: bool) -> dict:
+    # An actor is a task with a queue; it takes one message and returns.
+    # Children: one parent task makes them in an asyncio.TaskGroup.
+    async def main():
+        stopped = 0
+
+        async def actor(inbox):
+            nonlocal stopped
+            await inbox.get()
+            stopped += 1
+
+        def spawn_all(create):
+            for _ in range(n):
+                inbox = asyncio.Queue()
+                create(actor(inbox))
+                inbox.put_nowait(0)
+
+        t0 = clock()
+        if children:
+            async def parent():
+                async with asyncio.TaskGroup() as group:
+                    spawn_all(group.create_task)
+            await parent()
+        else:
+            tasks = []
+            append, create = tasks.append, asyncio.create_task
+            spawn_all(lambda coro: append(create(coro)))
+            await asyncio.gather(*tasks)
+        return {"seconds": clock() - t0, "ops": n, "value": stopped}
+
+    return _run(loop, main)
+
+
+def cross_thread_send(loop: str, n: int) -> dict:
+    async def main():
+        aio = asyncio.get_running_loop()
+        inbox = asyncio.Queue()
+        start = threading.Event()
+
+        def feed():
+            call = aio.call_soon_threadsafe
+            put = inbox.put_nowait
+            start.wait()
+            for i in range(n):
+                call(put, i)
+
+        worker = threading.Thread(target=feed)
+        worker.start()
+        t0 = clock()
+        start.set()
+        get = inbox.get
+        ordered = True
+        for i in range(n):
+            if await get() != i:
+                ordered = False
+        seconds = clock() - t0
+        worker.join()
+        return {"seconds": seconds, "ops": n, "value": n if ordered else -1}
+
+    return _run(loop, main)
+
+
+def cross_thread_ask(loop: str, n: int) -> dict:
+    # The asker puts (message, concurrent future) with call_soon_threadsafe;
+    # the actor task sets the result; the asker waits on the future.
+    from concurrent.futures import Future
+
+    if loop == "uvloop":
+        import uvloop
+        aio = uvloop.new_event_loop()
+    else:
+        aio = asyncio.new_event_loop()
+    ready = threading.Event()
+    inbox: list = []
+
+    async def actor():
+        queue = asyncio.Queue()
+        inbox.append(queue)
+        ready.set()
+        while (item := await queue.get()) is not None:
+            message, future = item
+            future.set_result(message)
+
+    runner = threading.Thread(target=aio.run_until_complete, args=(actor(),))
+    runner.start()
+    ready.wait()
+    put = inbox[0].put_nowait
+    call = aio.call_soon_threadsafe
+    ok = 0
+    try:
+        t0 = clock()
+        for i in range(n):
+            future = Future()
+            call(put, (i, future))
+            ok += future.result(10) == i
+        seconds = clock() - t0
+    finally:
+        call(put, None)
+        runner.join()
+        aio.close()
+    return {"seconds": seconds, "ops": n, "value": ok}

@@ -219,3 +219,168 @@ def cross_thread(threads: int, per_thread: int) -> dict:
     for w in workers:
         w.join()
     return {"seconds": seconds, "ops": total, "value": seen.count if seen.ordered else -1}
+
+
+###############################################################################
+# Round two (issue 16)
+###############################################################################
+
+def actor_burst(n: int) -> dict:
+    # The producer's loop appends straight into the counter's deque.
+    return burst(n)
+
+
+class Worker:
+    __slots__ = ("total",)
+
+    def __init__(self):
+        self.total = 0
+
+    def receive(self, m):
+        self.total += m * m % 7
+
+
+def _drain(producers: int, per_producer: int, consumers: int) -> dict:
+    workers = [Worker() for _ in range(consumers)]
+    queues = [deque() for _ in workers]
+    appends = [q.append for q in queues]
+    t0 = clock()
+    for p in range(producers):
+        if consumers == 1:
+            append = appends[0]
+            for i in range(per_producer):
+                append(i)
+        else:
+            for i in range(per_producer):
+                appends[(i + p) % consumers](i)
+    for worker, queue in zip(workers, queues, strict=True):
+        receive = worker.receive
+        popleft = queue.popleft
+        while queue:
+            receive(popleft())
+    return {"seconds": clock() - t0, "ops": producers * per_producer,
+            "value": sum(w.total for w in workers)}
+
+
+def many_to_one(producers: int, per_producer: int) -> dict:
+    return _drain(producers, per_producer, 1)
+
+
+def many_to_many(producers: int, per_producer: int) -> dict:
+    return _drain(producers, per_producer, producers)
+
+
+class OneShot:
+    __slots__ = ("inbox", "home", "id")
+    done = 0
+
+    def __init__(self, home, actor_id):
+        self.inbox = deque()
+        self.home = home
+        self.id = actor_id
+
+    def receive(self, message):
+        OneShot.done += 1
+        del self.home[self.id]
+
+
+def create_stop(n: int, children: bool) -> dict:
+    # A registry dict (and a parent's dict of children); a ready deque.
+    OneShot.done = 0
+    ids = [f"one{i}" for i in range(n)]
+    registry = {}
+    kids = {} if children else registry
+    ready = deque()
+    t0 = clock()
+    for actor_id in ids:
+        actor = OneShot(kids, actor_id)
+        registry[actor_id] = actor
+        if children:
+            kids[actor_id] = actor
+        actor.inbox.append(0)
+        ready.append(actor)
+    popleft = ready.popleft
+    while ready:
+        actor = popleft()
+        actor.receive(actor.inbox.popleft())
+        if children:
+            del registry[actor.id]
+    seconds = clock() - t0
+    left = len(registry) + len(kids)
+    return {"seconds": seconds, "ops": n, "value": OneShot.done if left == 0 else -left}
+
+
+def cross_thread_send(n: int) -> dict:
+    """The bare two-thread hand-off: a deque, and a wake-up byte on a
+    socketpair when the consumer sleeps (the self-pipe asyncio uses)."""
+    import select
+    import socket
+
+    queue = deque()
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    state = {"sleeping": False}
+    start = threading.Event()
+
+    def feed():
+        append = queue.append
+        wake = writer.send
+        start.wait()
+        for i in range(n):
+            append(i)
+            if state["sleeping"]:
+                state["sleeping"] = False
+                wake(b"\0")
+
+    worker = threading.Thread(target=feed)
+    worker.start()
+    popleft = queue.popleft
+    count, ordered = 0, True
+    t0 = clock()
+    start.set()
+    while True:
+        while queue:
+            if popleft() != count:
+                ordered = False
+            count += 1
+        if count >= n:
+            break
+        state["sleeping"] = True
+        if queue:                               # appended before the flag was seen
+            state["sleeping"] = False
+            continue
+        select.select([reader], [], [])
+        try:
+            reader.recv(4096)
+        except BlockingIOError:
+            pass
+        state["sleeping"] = False
+    seconds = clock() - t0
+    worker.join()
+    reader.close()
+    writer.close()
+    return {"seconds": seconds, "ops": n, "value": count if ordered else -1}
+
+
+def cross_thread_ask(n: int) -> dict:
+    """The bare round trip: two threads, two queue.Queue objects."""
+    import queue as queue_module
+
+    requests, replies = queue_module.Queue(), queue_module.Queue()
+
+    def echo():
+        while (item := requests.get()) is not None:
+            replies.put(item)
+
+    server = threading.Thread(target=echo)
+    server.start()
+    put, get = requests.put, replies.get
+    ok = 0
+    t0 = clock()
+    for i in range(n):
+        put(i)
+        ok += get() == i
+    seconds = clock() - t0
+    requests.put(None)
+    server.join()
+    return {"seconds": seconds, "ops": n, "value": ok}

@@ -200,3 +200,186 @@ def cross_thread(threads: int, per_thread: int) -> dict:
     finally:
         ref.stop()
     return {"seconds": seconds, "ops": threads * per_thread, "value": value}
+
+
+###############################################################################
+# Round two (issue 16)
+###############################################################################
+
+class Producer(pykka.ThreadingActor):
+    """On (targets, offset, n): tells 0 .. n-1 to its targets, round robin."""
+
+    def on_receive(self, message):
+        targets, offset, n = message
+        if len(targets) == 1:
+            tell = targets[0].tell
+            for i in range(n):
+                tell(i)
+        else:
+            k = len(targets)
+            for i in range(n):
+                targets[(i + offset) % k].tell(i)
+
+
+def actor_burst(n: int) -> dict:
+    ref = Counter.start()
+    producer = Producer.start()
+    try:
+        t0 = clock()
+        producer.ask(((ref,), 0, n))     # returns once every tell is queued
+        count = ref.ask("count?")        # answered after every earlier tell
+        seconds = clock() - t0
+    finally:
+        pykka.ActorRegistry.stop_all()
+    return {"seconds": seconds, "ops": n, "value": count}
+
+
+class Worker(pykka.ThreadingActor):
+    def __init__(self, quota, done):
+        super().__init__()
+        self.total = 0
+        self.left = quota
+        self.done = done
+
+    def on_receive(self, message):
+        if message == "total?":
+            return self.total
+        self.total += message * message % 7
+        self.left -= 1
+        if self.left == 0:
+            self.done.release()
+
+
+def _drain(producers: int, per_producer: int, consumers: int) -> dict:
+    quota = [sum(len(range((k - p) % consumers, per_producer, consumers))
+                 for p in range(producers)) for k in range(consumers)]
+    done = threading.Semaphore(0)
+    workers = [Worker.start(quota[k], done) for k in range(consumers)]
+    feeders = [Producer.start() for _ in range(producers)]
+    try:
+        t0 = clock()
+        for p, feeder in enumerate(feeders):
+            feeder.tell((workers, p, per_producer))
+        for _ in range(consumers):
+            done.acquire()
+        seconds = clock() - t0
+        value = sum(w.ask("total?") for w in workers)
+    finally:
+        pykka.ActorRegistry.stop_all()
+    return {"seconds": seconds, "ops": producers * per_producer, "value": value}
+
+
+def many_to_one(producers: int, per_producer: int) -> dict:
+    return _drain(producers, per_producer, 1)
+
+
+def many_to_many(producers: int, per_producer: int) -> dict:
+    return _drain(producers, per_producer, producers)
+
+
+class OneShot(pykka.ThreadingActor):
+    def __init__(self, done, parent=None):
+        super().__init__()
+        self.done = done
+        self.parent = parent
+
+    def on_receive(self, message):
+        self.stop()
+
+    def on_stop(self):
+        if self.parent is not None:
+            self.parent.tell(self.actor_ref)
+        self.done.release()
+
+
+class Parent(pykka.ThreadingActor):
+    """Pykka has no children: the parent starts the actors and keeps their refs."""
+
+    def __init__(self, done):
+        super().__init__()
+        self.done = done
+        self.kids = set()
+
+    def on_receive(self, message):
+        if isinstance(message, int):
+            for _ in range(message):
+                ref = OneShot.start(self.done, self.actor_ref)
+                self.kids.add(ref)
+                ref.tell(0)
+        elif message == "kids?":
+            return len(self.kids)
+        else:
+            self.kids.discard(message)
+
+
+def create_stop(n: int, children: bool) -> dict:
+    done = threading.Semaphore(0)
+    try:
+        t0 = clock()
+        if children:
+            parent = Parent.start(done)
+            parent.tell(n)
+        else:
+            for _ in range(n):
+                OneShot.start(done).tell(0)
+        for _ in range(n):
+            done.acquire()
+        seconds = clock() - t0
+        left = parent.ask("kids?") if children else 0
+    finally:
+        pykka.ActorRegistry.stop_all()
+    return {"seconds": seconds, "ops": n, "value": n if left == 0 else -left}
+
+
+class Tally(pykka.ThreadingActor):
+    def __init__(self, total, event):
+        super().__init__()
+        self.count = 0
+        self.ordered = True
+        self.total = total
+        self.event = event
+
+    def on_receive(self, message):
+        if message == "count?":
+            return self.count if self.ordered else -1
+        if message != self.count:
+            self.ordered = False
+        self.count += 1
+        if self.count == self.total:
+            self.event.set()
+
+
+def cross_thread_send(n: int) -> dict:
+    # Every Pykka tell crosses threads: the actor has its own.
+    event = threading.Event()
+    ref = Tally.start(n, event)
+    try:
+        tell = ref.tell
+        t0 = clock()
+        for i in range(n):
+            tell(i)
+        event.wait()
+        seconds = clock() - t0
+        value = ref.ask("count?")
+    finally:
+        ref.stop()
+    return {"seconds": seconds, "ops": n, "value": value}
+
+
+class Echo(pykka.ThreadingActor):
+    def on_receive(self, message):
+        return message
+
+
+def cross_thread_ask(n: int) -> dict:
+    ref = Echo.start()
+    try:
+        ask = ref.ask
+        ok = 0
+        t0 = clock()
+        for i in range(n):
+            ok += ask(i) == i
+        seconds = clock() - t0
+    finally:
+        ref.stop()
+    return {"seconds": seconds, "ops": n, "value": ok}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-from thespian.actors import Actor, ActorExitRequest, ActorSystem
+from thespian.actors import Actor, ActorExitRequest, ActorSystem, ChildActorExited
 
 from bench.common import clock, rss_bytes, skynet_check
 
@@ -222,3 +222,109 @@ def idle_memory(n: int) -> dict:
     finally:
         asys.shutdown()
     return {"tm_bytes": traced, "rss_bytes": rss, "ops": n, "value": alive}
+
+
+###############################################################################
+# Round two (issue 16).  Cross-thread sends and asks are left out, as above.
+###############################################################################
+
+class Producer(Actor):
+    """On (targets, offset, n): sends 0 .. n-1 to its targets, round robin."""
+
+    def receiveMessage(self, message, sender):
+        if isinstance(message, tuple):
+            targets, offset, n = message
+            k = len(targets)
+            send = self.send
+            for i in range(n):
+                send(targets[(i + offset) % k], i)
+
+
+class Worker(Actor):
+    def receiveMessage(self, message, sender):
+        if message == "total?":
+            self.send(sender, getattr(self, "total", 0))
+        elif isinstance(message, int):
+            self.total = getattr(self, "total", 0) + message * message % 7
+
+
+def actor_burst(n: int) -> dict:
+    asys = _system()
+    try:
+        sink = asys.createActor(Counter)
+        producer = asys.createActor(Producer)
+        t0 = clock()
+        asys.tell(producer, ((sink,), 0, n))     # runs to completion in this call
+        count = asys.ask(sink, "count?", 10)
+        seconds = clock() - t0
+    finally:
+        asys.shutdown()
+    return {"seconds": seconds, "ops": n, "value": count}
+
+
+def _drain(producers: int, per_producer: int, consumers: int) -> dict:
+    asys = _system()
+    try:
+        workers = [asys.createActor(Worker) for _ in range(consumers)]
+        feeders = [asys.createActor(Producer) for _ in range(producers)]
+        t0 = clock()
+        for p, feeder in enumerate(feeders):
+            asys.tell(feeder, (workers, p, per_producer))
+        value = sum(asys.ask(w, "total?", 10) for w in workers)
+        seconds = clock() - t0
+    finally:
+        asys.shutdown()
+    return {"seconds": seconds, "ops": producers * per_producer, "value": value}
+
+
+def many_to_one(producers: int, per_producer: int) -> dict:
+    return _drain(producers, per_producer, 1)
+
+
+def many_to_many(producers: int, per_producer: int) -> dict:
+    return _drain(producers, per_producer, producers)
+
+
+class OneShot(Actor):
+    done = 0
+
+    def receiveMessage(self, message, sender):
+        if isinstance(message, ActorExitRequest):
+            OneShot.done += 1
+        elif isinstance(message, int):
+            self.send(self.myAddress, ActorExitRequest())
+
+
+class Parent(Actor):
+    """Thespian actors are children of their creator; the parent is told of each exit."""
+
+    def receiveMessage(self, message, sender):
+        # Addresses are not hashable: the parent counts its live children.
+        if isinstance(message, int):
+            self.kids = 0
+            for _ in range(message):
+                self.kids += 1
+                self.send(self.createActor(OneShot), 0)
+        elif isinstance(message, ChildActorExited):
+            self.kids -= 1
+        elif message == "kids?":
+            self.send(sender, self.kids)
+
+
+def create_stop(n: int, children: bool) -> dict:
+    OneShot.done = 0
+    asys = _system()
+    try:
+        t0 = clock()
+        if children:
+            parent = asys.createActor(Parent)
+            asys.tell(parent, n)
+            left = asys.ask(parent, "kids?", 10)
+        else:
+            for _ in range(n):
+                asys.tell(asys.createActor(OneShot), 0)
+            left = 0
+        seconds = clock() - t0
+    finally:
+        asys.shutdown()
+    return {"seconds": seconds, "ops": n, "value": OneShot.done if left == 0 else -left}

@@ -6,7 +6,8 @@ one scenario of one backstage.py under callgrind and read the total Ir::
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         python bench/instructions.py SCENARIO [PATH/TO/backstage.py]
 
-SCENARIO is one of: none, burst, ping_pong, fan_out, ring, skynet.  "none"
+SCENARIO is one of: none, burst, ping_pong, fan_out, ring, skynet, actor_burst,
+many_to_one, many_to_many, create_stop, create_child (25k actors).  "none"
 imports and does nothing: subtract its count from the others, and divide by
 the operations the scenario prints, for instructions per operation.
 """
@@ -27,6 +28,12 @@ SCENARIOS = {
     "fan_out": ("fan_out", (2_000, 50)),
     "ring": ("ring", (100, 1_000)),
     "skynet": ("skynet", (10_000,)),
+    # Round two (issue 16).
+    "actor_burst": ("actor_burst", (200_000,)),
+    "many_to_one": ("many_to_one", (60, 2_000)),
+    "many_to_many": ("many_to_many", (60, 2_000)),
+    "create_stop": ("create_stop", (25_000, False)),
+    "create_child": ("create_stop", (25_000, True)),
 }
 
 

@@ -294,6 +294,18 @@ TABLE = [
     E("attach_transport", lambda e, c: e.attach_transport(3), TypeError,
       r"^attach_transport\(\) needs an object with a resolve\(target_id\) method, not 3"),
 
+    # -- stash, become, forward, blocking work, sleep ---------------------------------------
+    C("become", lambda e, c: c.become(3), TypeError,
+      r"^become\(\) needs a function that takes the envelope, such as self\.closed, not 3"),
+    C("forward", lambda e, c: c.forward(3, None), TypeError,
+      r"^forward\(\) needs a str actor id, not 3"),
+    C("run_in_thread", lambda e, c: c.run_in_thread(3), TypeError,
+      r"^run_in_thread\(\) needs a function to call, not 3"),
+    C("sleep", lambda e, c: c.sleep(-1), ValueError,
+      r"^sleep\(\) needs a finite number of seconds, zero or more, not -1"),
+    C("stash", lambda e, c: c.stash(3), TypeError,
+      r"^stash\(\) needs the Envelope that receive got, not 3"),
+
     # -- supervision strategies -----------------------------------------------------------
     Row("OneForOne", lambda e, c: OneForOne(max_restarts=-1), ValueError,
         r"^OneForOne\(\) needs max_restarts, an int of 0 or more, got -1"),
@@ -310,6 +322,7 @@ NO_ARGUMENTS = {
     "Context.__init__",         # made by the engine, never by a user
     "Engine.stop", "Engine.close", "Context.publish", "Context.shutdown",
     "Context.subscribe_to_dead_letters", "Context.unsubscribe_from_dead_letters",
+    "Context.unbecome", "Context.unstash_all",
 }
 
 

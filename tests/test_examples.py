@@ -14,6 +14,7 @@ EXPECTED = {
     "demo.py": (["--seconds", "1", "--no-split"], "stopping after 1 s."),
     "quickstart.py": ([], "subscriber got 'Direct message' directly"),
     "workers.py": ([], "10000 results, sum of squares so far 333283335000"),
+    "crawler.py": ([], "crawled 40 pages and 118 links, 0 failed"),
 }
 
 
@@ -48,9 +49,11 @@ def readme_programs():
 
 
 # In README order: the quick start, request/reply, constructor arguments,
-# proxies, pools, testing your actors, the asyncio program.
+# proxies, pools, blocking work, a coroutine handler, stash and become,
+# testing your actors, the asyncio program.
 README_SAYS = ["subscriber got 'Direct message' directly", "42", "hello, says ann",
-               "refused: only 120 left", "ann has seen 3 pages", "passed", "42"]
+               "refused: only 120 left", "ann has seen 3 pages", "2cf24dba5fb0", "12",
+               "sending c", "passed", "42"]
 
 
 @pytest.mark.parametrize("index", range(len(README_SAYS)))
