@@ -18,18 +18,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from backstage import Loop
+    from backstage import EngineClosed, Loop
 else:
     try:        # vendored: pkg/_vendor/backstage.py beside pkg/_vendor/backends/
-        from ..backstage import Loop
+        from ..backstage import EngineClosed, Loop
     except ImportError:     # backends/ at the top level, or installed as backstage.backends
-        from backstage import Loop
+        from backstage import EngineClosed, Loop
 
 __all__ = ["AsyncioLoop", "set_result_threadsafe", "set_exception_threadsafe"]
 
 # Said by every error about running an engine that shares a running loop.
 _SHARED_ADVICE = ("inside a coroutine, make the engine there (Engine(backend='asyncio') picks up "
                   "the running loop) and use `await engine.run_async()`")
+# Said when the loop under a live engine was closed by its owner.
+_LOOP_CLOSED = ("the asyncio loop under this engine was closed (asyncio.run() closes its loop "
+                "when main() returns); close the engine before the loop ends, and make a new "
+                "Engine inside the next loop to go on")
 
 
 class AsyncioLoop(Loop):
@@ -57,6 +61,18 @@ class AsyncioLoop(Loop):
         # registration left behind would shadow the next socket given that number.
         self._readers: dict[int, Any] = {}
         self._writers: dict[int, Any] = {}
+        # On a loop the program runs (shared), the engine's callbacks, timers
+        # and fd callbacks run only while run_async() is awaited, as they run
+        # only inside run() on a loop of its own: callbacks due in between
+        # wait in _deferred and fds are unregistered (_paused).  Without it, a
+        # cancelled run_async() task left its actors running on the program's
+        # loop.  Costs one Python call per loop callback (a tick, a timer),
+        # never one per message.
+        self._shared = not self._owned
+        self._deferred: list[tuple[list[Any], Callable[..., Any], tuple[Any, ...]]] = []
+        self._paused = self._shared
+        self._callbacks: dict[tuple[int, bool],
+                              tuple[Callable[..., Any], tuple[Any, ...]]] = {}
 
     @staticmethod
     def _new_event_loop() -> asyncio.AbstractEventLoop:
@@ -73,37 +89,109 @@ class AsyncioLoop(Loop):
         return self.aio.time()
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> asyncio.Handle:
-        return self.aio.call_soon(callback, *args)
+        try:
+            if self._shared:
+                return self._gated(self.aio.call_soon, callback, args)  # type: ignore[no-any-return]
+            return self.aio.call_soon(callback, *args)
+        except RuntimeError as exc:
+            raise self._closed_error(exc) from exc
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> asyncio.Handle:
-        return self.aio.call_soon_threadsafe(callback, *args)
+        try:
+            if self._shared:
+                return self._gated(  # type: ignore[no-any-return]
+                    self.aio.call_soon_threadsafe, callback, args)
+            return self.aio.call_soon_threadsafe(callback, *args)
+        except RuntimeError as exc:
+            raise self._closed_error(exc) from exc
 
     def call_later(self, delay: float, callback: Callable[..., Any],
                    *args: Any) -> asyncio.TimerHandle:
-        return self.aio.call_later(delay, callback, *args)
+        try:
+            if self._shared:
+                return self._gated(  # type: ignore[no-any-return]
+                    self.aio.call_later, callback, args, delay)
+            return self.aio.call_later(delay, callback, *args)
+        except RuntimeError as exc:
+            raise self._closed_error(exc) from exc
+
+    def _closed_error(self, exc: RuntimeError) -> BaseException:
+        return EngineClosed(_LOOP_CLOSED) if self.aio.is_closed() else exc
+
+    def _gated(self, schedule: Callable[..., Any], callback: Callable[..., Any],
+               args: tuple[Any, ...], *when: float) -> Any:
+        """Schedule ``callback(*args)`` to run only while the engine runs (shared loops)."""
+        cell: list[Any] = []
+        handle = schedule(*when, self._run_gated, cell, callback, args)
+        cell.append(handle)
+        return handle
+
+    def _run_gated(self, cell: list[Any], callback: Callable[..., Any],
+                   args: tuple[Any, ...]) -> None:
+        if self._paused:
+            self._deferred.append((cell, callback, args))
+        else:
+            callback(*args)
+
+    def _pause(self) -> None:
+        """The run ended on a shared loop: hold the engine's callbacks until the next."""
+        self._paused = True
+        for number in self._readers:
+            self.aio.remove_reader(number)
+        for number in self._writers:
+            self.aio.remove_writer(number)
+
+    def _resume(self) -> None:
+        self._paused = False
+        for number in self._readers:
+            self.aio.add_reader(number, *self._callback_of(number, True))
+        for number in self._writers:
+            self.aio.add_writer(number, *self._callback_of(number, False))
+        deferred, self._deferred = self._deferred, []
+        for cell, callback, args in deferred:
+            if not cell[0].cancelled():
+                self.aio.call_soon(self._run_gated, cell, callback, args)
+
+    def _callback_of(self, number: int, reading: bool) -> tuple[Any, ...]:
+        callback, args = self._callbacks[number, reading]
+        return (callback, *args)
 
     def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
-        self.aio.add_reader(fd, callback, *args)
-        self._readers[_fileno(fd)] = fd
+        self._watch(fd, callback, args, True)
 
     def remove_reader(self, fd: Any) -> bool:
-        number = _watched_number(self._readers, fd)
-        if number is None:
-            return False
-        del self._readers[number]
-        self.aio.remove_reader(number)
-        return True
+        return self._unwatch(fd, True)
 
     def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
-        self.aio.add_writer(fd, callback, *args)
-        self._writers[_fileno(fd)] = fd
+        self._watch(fd, callback, args, False)
 
     def remove_writer(self, fd: Any) -> bool:
-        number = _watched_number(self._writers, fd)
+        return self._unwatch(fd, False)
+
+    def _watch(self, fd: Any, callback: Callable[..., Any], args: tuple[Any, ...],
+               reading: bool) -> None:
+        watched = self._readers if reading else self._writers
+        number = _fileno(fd)
+        stale = watched.get(number)
+        if stale is not None and stale is not fd and _fileno(stale) != number:
+            # The fd number of a file closed while watched, given to a new one:
+            # asyncio's selector still holds the old registration and would
+            # never report the new file ready.  Drop the old one first.
+            self._unwatch(stale, reading)
+        if not self._paused:
+            (self.aio.add_reader if reading else self.aio.add_writer)(fd, callback, *args)
+        watched[number] = fd
+        self._callbacks[number, reading] = (callback, args)
+
+    def _unwatch(self, fd: Any, reading: bool) -> bool:
+        watched = self._readers if reading else self._writers
+        number = _watched_number(watched, fd)
         if number is None:
             return False
-        del self._writers[number]
-        self.aio.remove_writer(number)
+        del watched[number]
+        del self._callbacks[number, reading]
+        if not self._paused:
+            (self.aio.remove_reader if reading else self.aio.remove_writer)(number)
         return True
 
     def run(self) -> None:
@@ -128,10 +216,14 @@ class AsyncioLoop(Loop):
         # The waiter is set before the flag is read, and stop() sets the flag
         # before it reads the waiter: a stop from another thread is never missed.
         self._waiter = waiter = self.aio.create_future()
+        if self._shared:
+            self._resume()
         try:
             if not self._stop_flag:
                 await waiter
         finally:
+            if self._shared:
+                self._pause()
             self._waiter = None
             self._thread = None
             self._stop_flag = False

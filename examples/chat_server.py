@@ -33,6 +33,7 @@ bound address; run the engine as usual.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import re
 import socket
@@ -54,6 +55,13 @@ MAX_LINE = 4096             # bytes in a line, newline not counted
 MAX_BUFFER = 1 << 20        # bytes waiting for a client before it counts as too slow
 RECV_SIZE = 65536
 ACCEPT_BATCH = 64           # connections accepted per wake-up, so other actors get turns
+# Out of file descriptors (or kernel memory), accept() fails at once again and
+# again: the listener stops watching its socket for a pause that doubles from
+# the first to the last, then resumes, as servers do.  Unpaused, it logged tens
+# of thousands of "accept failed" lines per second and starved every client.
+ACCEPT_PAUSE_FIRST = 0.05   # seconds
+ACCEPT_PAUSE_LAST = 2.0     # seconds
+OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class Listen(NamedTuple):
@@ -74,6 +82,8 @@ class Attach(NamedTuple):
 # line published before your LEAVING is in your inbox, ahead of this CLOSE.
 LEAVING = "leaving"
 CLOSE = "close"
+# listener -> itself: the pause after running out of file descriptors is over.
+RESUME_ACCEPTING = "resume accepting"
 
 
 class Listener:
@@ -84,6 +94,8 @@ class Listener:
         self.sock: socket.socket | None = None
         self.limits: tuple[int, int] = (MAX_LINE, MAX_BUFFER)
         self.accepted = 0
+        self.pause = 0.0            # seconds of the current accept pause; 0: accepting
+        self.failed = 0             # accepts that failed since the last one that worked
 
     def receive(self, envelope: Envelope) -> None:
         message = envelope.message
@@ -92,6 +104,9 @@ class Listener:
         elif message == LEAVING:
             assert envelope.sender_id is not None   # a Connection sent it
             self.ctx.send(envelope.sender_id, CLOSE)
+        elif message == RESUME_ACCEPTING:
+            if self.sock is not None and self.sock.fileno() != -1:
+                self.ctx.watch_readable(self.sock, self.on_acceptable)
         elif isinstance(message, Listen):
             self.sock = message.sock
             self.limits = (message.max_line, message.max_buffer)
@@ -104,15 +119,32 @@ class Listener:
                 sock, _address = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:              # e.g. out of file descriptors
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:
+                self.accept_failed(exc)
                 return
+            if self.pause:
+                log.warning("accepting again after %d failed accepts", self.failed)
+                self.pause, self.failed = 0.0, 0
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.accepted += 1
             conn_id = f"{self.ctx.actor_id}/{self.accepted}"
             self.ctx.spawn_child_actor(Connection, id=conn_id)
             self.ctx.send(conn_id, Attach(sock, *self.limits))
+
+    def accept_failed(self, exc: OSError) -> None:
+        """Out of file descriptors or memory: pause accepting, log once per pause."""
+        self.failed += 1
+        if exc.errno not in OUT_OF_RESOURCES:
+            log.warning("accept failed: %s", exc)
+            return
+        first = self.pause == 0.0
+        self.pause = min(ACCEPT_PAUSE_LAST, self.pause * 2 or ACCEPT_PAUSE_FIRST)
+        if first or self.pause < ACCEPT_PAUSE_LAST:
+            log.warning("accept failed: %s; pausing accepts for %.2f s (%d failed so far)",
+                        exc, self.pause, self.failed)
+        self.ctx.unwatch(self.sock)
+        self.ctx.send_after(self.pause, self.ctx.actor_id, RESUME_ACCEPTING)
 
     def deinit(self) -> None:
         if self.sock is not None:

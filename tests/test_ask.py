@@ -16,6 +16,7 @@ class Doubler:
         if envelope.message == "fail":
             raise ValueError("cannot double that")
         if envelope.message == "silent":
+            self.kept = envelope    # to answer later (never): the ask stays open
             return
         envelope.reply(envelope.message * 2)
 

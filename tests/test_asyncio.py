@@ -227,6 +227,8 @@ def test_stop_before_run_async_leaves_the_programs_loop_running(aio_backend):
         await asyncio.wait_for(engine.run_async(), TIMEOUT)
         engine.send("counter", ("add", 5))
 
+        # The stop ends the next run at once; the engine's work waits for a run.
+        await asyncio.wait_for(engine.run_async(until_idle=True), TIMEOUT)
         await asyncio.wait_for(engine.run_async(until_idle=True), TIMEOUT)
 
         engine.close()

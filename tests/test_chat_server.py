@@ -287,3 +287,57 @@ def test_the_chat_server_runs_as_a_program_and_stops_cleanly_on_sigint(backend):
     assert out == "chat server stopped\n"
     assert client.read_to_end() == b""              # its connection was closed
     client.close()
+
+
+# The server in a process of its own, limited to a few file descriptors; it
+# logs to stderr and prints its port.
+_LIMITED_SERVER = """
+import logging, resource, sys
+sys.path.insert(0, {examples!r}); sys.path.insert(0, {root!r})
+import chat_server
+from backstage import Engine
+logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+engine = Engine(backend={backend!r})
+host, port = chat_server.start_server(engine, "127.0.0.1", 0)
+print(port, flush=True)
+engine.run_forever()
+"""
+
+
+def test_a_server_out_of_file_descriptors_pauses_accepting_and_resumes(backend):
+    script = _LIMITED_SERVER.format(examples=str(ROOT / "examples"), root=str(ROOT),
+                                    backend=backend)
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    clients = []
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stderr), daemon=True)
+    reader.start()
+    try:
+        port = int(server.stdout.readline())
+        for _ in range(60):             # more than the server has descriptors for
+            sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            clients.append(sock)
+        wait_until(lambda: any("accept failed" in line for line in lines),
+                   "the server runs out of file descriptors")
+        time.sleep(1.0)                 # the window in which the old loop spun
+        for sock in clients:
+            sock.close()
+        clients.clear()
+
+        late = Client(("127.0.0.1", port))   # accepted once descriptors are free again
+        late.sock.close()
+    finally:
+        for sock in clients:
+            sock.close()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=TIMEOUT)
+        reader.join(TIMEOUT)
+    err = "".join(lines)
+
+    failures = [line for line in err.splitlines() if "accept failed" in line]
+    assert failures, "the server never ran out of file descriptors; nothing was tested"
+    assert len(failures) <= 8, f"{len(failures)} 'accept failed' lines:\n" + \
+        "\n".join(failures[:5])
+    assert "accepting again after" in err

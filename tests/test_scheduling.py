@@ -67,8 +67,9 @@ def test_an_exception_in_receive_is_logged_and_the_actor_goes_on(engine, caplog)
     engine.run()
 
     assert fragile.messages == ["a", "b", "c"]
+    # The first failure with its traceback; the second is counted (see test_noise.py).
     failures = [r for r in caplog.records if "actor 'f' failed" in r.getMessage()]
-    assert len(failures) == 2
+    assert len(failures) == 1
     assert failures[0].exc_info[0] is ValueError
 
 
