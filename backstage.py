@@ -1240,6 +1240,9 @@ class Context:
         """Publish ``message`` to every subscriber of this actor's ``topic``."""
         if type(topic) is not str:
             raise TypeError(f"publish_to_topic() needs a str topic, not {type(topic).__name__}")
+        if not topic:
+            raise ValueError('publish_to_topic() got an empty topic: pass a name such as '
+                             '"news", or use publish(message) for the "default" topic')
         self.engine._publish(self, topic, message)
 
     def subscribe_to_actor(self, target_id: str) -> None:
@@ -1680,8 +1683,8 @@ class _Sending(_EngineState):
                       tag: Any) -> None:
         """A post to an id that is not in the registry: a transport's stand-in, if
         one takes it (see the transport seam), else a dead letter."""
-        if type(target_id) is not str:
-            raise TypeError(f"send() needs a str actor id, not {target_id!r}")
+        if type(target_id) is not str or not target_id:
+            _check_id("send", target_id)
         ctx = self._resolve_missing(target_id)
         if ctx is None:
             self._dead_letter(target_id, _item_envelope(sender_id, message, tag),
@@ -1695,8 +1698,8 @@ class _Sending(_EngineState):
         # engine thread queues the message, so each thread's order is kept.
         if self._closed:
             raise EngineClosed(f"cannot send to {target_id!r}: {_CLOSED}")
-        if type(target_id) is not str:
-            raise TypeError(f"send() needs a str actor id, not {target_id!r}")
+        if type(target_id) is not str or not target_id:
+            _check_id("send", target_id)
         target = self._registry.get(target_id)
         if target is not None and target._inbox.__class__ is _BoundedInbox \
                 and target._inbox._policy.verdict_across_threads:
@@ -2776,7 +2779,9 @@ class _Asking(_BackPressure):
         actor_class = cls
         if cls is not None and issubclass(cls, Proxy):
             proxy_class, actor_class = cls, _proxied_class(cls)
-        if actor_class is None:
+        if actor_class is not None:
+            _check_proxied_class(target_id, actor_class, self.get_actor(target_id))
+        else:
             actor = self.get_actor(target_id)
             if actor is None and cls is None:
                 raise ActorNotFound(
@@ -4254,6 +4259,9 @@ class Engine(_Lifecycle):
         """
         ctx = self.get_context(actor_id, "get_actor")
         actor = ctx._actor if ctx is not None else None
+        if actor_class is not None and not isinstance(actor_class, type):
+            raise TypeError(f"get_actor() needs the actor's class as actor_class, such as "
+                            f"get_actor({actor_id!r}, Counter), not {actor_class!r}")
         if actor_class is not None and actor is not None and not isinstance(actor, actor_class):
             raise TypeError(f"actor {actor_id!r} is of class {type(actor).__name__}, not "
                             f"{actor_class.__name__}: pass the class it was spawned with, "
@@ -4262,7 +4270,7 @@ class Engine(_Lifecycle):
 
     def get_context(self, actor_id: str, _call: str = "get_context") -> Context | None:
         """The Context of ``actor_id``, or None; any thread."""
-        if type(actor_id) is not str:
+        if type(actor_id) is not str or not actor_id:
             _check_id(_call, actor_id)
         return self._registry.get(actor_id)
 
@@ -5112,6 +5120,11 @@ def _listen_unix(path: str) -> socket.socket:
         try:
             sock.bind(path)
         except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise FileNotFoundError(
+                    exc.errno, f"cannot make the inspector socket {path}: its directory "
+                    f"{os.path.dirname(path) or '.'!r} does not exist: create it first, or "
+                    f"pass inspector=True for the per-user directory") from None
             if exc.errno != errno.EADDRINUSE:
                 raise
             if _socket_is_live(path):
@@ -5850,9 +5863,23 @@ def _check_unwatchable(call: str, fileobj: Any) -> None:
                         f"not {fileobj!r}")
 
 
+def _check_proxied_class(target_id: str, actor_class: type, actor: Any) -> None:
+    """proxy(id, cls) for a live actor of another class fails at the call, not per call."""
+    if actor is None:
+        return
+    live_class = actor.routee_class if isinstance(actor, Pool) else type(actor)
+    if not issubclass(live_class, actor_class):
+        raise TypeError(f"proxy() for {target_id!r} was given {actor_class.__name__}, but "
+                        f"that actor's class is {live_class.__name__}: pass its own class, or "
+                        f"leave the class out")
+
+
 def _check_id(call: str, actor_id: Any) -> None:
     if type(actor_id) is not str:
         raise TypeError(f"{call}() needs a str actor id, not {actor_id!r}")
+    if not actor_id:
+        raise ValueError(f"{call}() got an empty actor id: pass the id the actor was "
+                         f"spawned with")
 
 
 def _check_engine_args(dead_letters_kept: Any, inbound_capacity: Any,

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import math
 import tempfile
+import threading
 
 import pytest
 from conftest import Recorder
@@ -66,6 +67,23 @@ def run_async_on(engine):
     asyncio.run(engine.run_async())
 
 
+def send_from_another_thread(engine, target_id):
+    """engine.send(target_id, 1) on a thread of its own; what it raised, raised here."""
+    raised = []
+
+    def send():
+        try:
+            engine.send(target_id, 1)
+        except BaseException as exc:      # handed back to the test's thread
+            raised.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    sender.join(10)
+    if raised:
+        raise raised[0]
+
+
 def regular_file():
     handle = tempfile.TemporaryFile()
     _open_files.append(handle)
@@ -94,6 +112,9 @@ TABLE = [
       r"^inspector must be False, True or a socket path, not 3"),
     E("__init__", lambda e, c: Engine(inspector=""), ValueError,
       r"^inspector path may not be empty"),
+    E("__init__", lambda e, c: Engine(inspector="/nonexistent-dir/x.sock"), FileNotFoundError,
+      r"^\[Errno 2\] cannot make the inspector socket /nonexistent-dir/x\.sock: its directory "
+      r"'/nonexistent-dir' does not exist: create it first", new=True),
     E("__init__", lambda e, c: Engine(inspector_interval="1"), TypeError,
       r"^inspector_interval needs a number of seconds, not '1'"),
     E("__init__", lambda e, c: Engine(inspector_interval=0), ValueError,
@@ -160,6 +181,10 @@ TABLE = [
       r"^send\(\) needs a finite timeout in seconds, got inf", new=True),
     E("send", lambda e, c: closed(e).send("a", 1), EngineClosed,
       r"^cannot send to 'a': the engine is closed"),
+    E("send", lambda e, c: e.send("", 1), ValueError,
+      r"^send\(\) got an empty actor id: pass the id the actor was spawned with", new=True),
+    E("send", lambda e, c: send_from_another_thread(e, ""), ValueError,
+      r"^send\(\) got an empty actor id", new=True),
 
     # -- Engine.ask ------------------------------------------------------------------
     E("ask", lambda e, c: e.ask([], 1), TypeError, r"^ask\(\) needs a str actor id, not \[\]"),
@@ -181,10 +206,17 @@ TABLE = [
       r"^poison_pill\(\) needs a str actor id, not \[\]", new=True),
     E("poison_pill", lambda e, c: e.poison_pill(3), TypeError,
       r"^poison_pill\(\) needs a str actor id, not 3", new=True),
+    E("poison_pill", lambda e, c: e.poison_pill(""), ValueError,
+      r"^poison_pill\(\) got an empty actor id", new=True),
     E("get_actor", lambda e, c: e.get_actor([]), TypeError,
       r"^get_actor\(\) needs a str actor id, not \[\]", new=True),
     E("get_actor", lambda e, c: e.get_actor(3), TypeError,
       r"^get_actor\(\) needs a str actor id, not 3", new=True),
+    E("get_actor", lambda e, c: e.get_actor(""), ValueError,
+      r"^get_actor\(\) got an empty actor id", new=True),
+    E("get_actor", lambda e, c: e.get_actor("a", "Recorder"), TypeError,
+      r"^get_actor\(\) needs the actor's class as actor_class, such as "
+      r"get_actor\('a', Counter\), not 'Recorder'", new=True),
     E("get_context", lambda e, c: e.get_context({}), TypeError,
       r"^get_context\(\) needs a str actor id, not \{\}", new=True),
     E("run", lambda e, c: closed(e).run(), EngineClosed, r"^cannot run: the engine is closed"),
@@ -197,6 +229,11 @@ TABLE = [
     C("send", lambda e, c: c.send([], 1), TypeError, r"^send\(\) needs a str actor id, not \[\]"),
     C("send", lambda e, c: c.send(b"a", 1), TypeError,
       r"^send\(\) needs a str actor id, not b'a'"),
+    C("send", lambda e, c: c.send("", 1), ValueError,
+      r"^send\(\) got an empty actor id", new=True),
+    C("publish_to_topic", lambda e, c: c.publish_to_topic("", "x"), ValueError,
+      r'^publish_to_topic\(\) got an empty topic: pass a name such as "news", or use '
+      r'publish\(message\)', new=True),
     C("publish_to_topic", lambda e, c: c.publish_to_topic(3, "x"), TypeError,
       r"^publish_to_topic\(\) needs a str topic, not int"),
     C("subscribe_to_actor", lambda e, c: c.subscribe_to_actor(3), TypeError,
@@ -278,6 +315,9 @@ TABLE = [
 
     # -- proxies, pools and transports --------------------------------------------------
     E("proxy", lambda e, c: e.proxy(3), TypeError, r"^proxy\(\) needs a str actor id, not 3"),
+    E("proxy", lambda e, c: e.proxy("a", OtherRecorder), TypeError,
+      r"^proxy\(\) for 'a' was given OtherRecorder, but that actor's class is Recorder: "
+      r"pass its own class, or leave the class out", new=True),
     E("proxy", lambda e, c: e.proxy("a", timeout=-1), ValueError,
       r"^proxy\(\) needs timeout more than zero seconds, got -1"),
     E("proxy", lambda e, c: e.proxy("a", timeout=INF), ValueError,
