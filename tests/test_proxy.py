@@ -325,9 +325,17 @@ def test_proxy_call_takes_the_method_itself(engine):
     assert state.result() == 9
 
 
-def test_a_proxy_made_with_a_class_that_is_not_the_actors_fails_the_call_clearly(engine):
+def test_a_proxy_made_with_a_class_that_is_not_the_live_actors_is_refused_at_the_call(engine):
     engine.spawn_actor(Recorder, "r")
+
+    with pytest.raises(TypeError, match=r"^proxy\(\) for 'r' was given Counter, but that "
+                                        r"actor's class is Recorder"):
+        engine.proxy("r", Counter)
+
+
+def test_a_proxy_made_before_an_actor_of_another_class_exists_fails_the_call_clearly(engine):
     proxy = engine.proxy("r", Counter)
+    engine.spawn_actor(Recorder, "r")
 
     future = proxy.add(1)
     engine.run()
