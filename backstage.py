@@ -696,8 +696,13 @@ def make_loop(backend: str | Loop) -> Loop:
 # channel (a _Reply, or a transport's _RemoteReply) for an asked message;
 # _COMMAND for an engine command (the poison pill).  A small tuple queued
 # costs far less than a queued object the cyclic GC must scan (see Envelope).
-# A message sent with no sender and no tag (Engine.send) is queued bare,
-# without the tuple, unless it is itself a tuple: see _unpack.
+# A plain send (tag None) whose message is not itself a tuple may be queued
+# bare, without the tuple: in a plain list inbox a bare message's sender is
+# that of the nearest plain send before it (see _explicit); in any other
+# inbox (bounded ones hold none, a stand-in's, a stopped actor's, a router's)
+# it is None, as _unpack says.  The writer state Context._tail_sender says
+# which sender a message appended now may be queued bare for, the reader state
+# Context._head_sender the sender in effect before the next item to deliver.
 _COMMAND = object()
 _TERMINATED = MessageType.TERMINATED
 _POISON_PILL = MessageType.POISON_PILL
@@ -723,9 +728,52 @@ def _is_remote_op(tag: Any) -> bool:
 _COMPACT_AFTER = 4096
 
 
+# Context._tail_sender when no sender may queue its next message bare: it
+# matches no sender id, not even None, so the next plain send is a tuple.
+_NO_TAIL = object()
+
+
 def _unpack(item: Any) -> tuple[Any, Any, Any]:
-    """(sender_id, message, tag) of a queued item, bare or not."""
+    """(sender_id, message, tag) of an item of an inbox that is not a plain list
+    (there a bare message was sent with no sender; in a plain list see _explicit)."""
     return item if item.__class__ is tuple else (None, item, None)
+
+
+def _explicit(items: list[Any], sender_id: str | None) -> list[Any]:
+    """``items`` taken from a plain inbox whose reader state was ``sender_id``
+    (Context._head_sender), with every bare message made a tuple again."""
+    out = []
+    for item in items:
+        if item.__class__ is not tuple:
+            item = (sender_id, item, None)
+        elif item[2] is None:
+            sender_id = item[0]
+        out.append(item)
+    return out
+
+
+def _put_back(ctx: Context, rest: list[Any]) -> None:
+    """Put the rest of a turn's batch back in front of ``ctx``'s inbox."""
+    # ctx._head_sender is the sender in effect before it (the batch loop keeps
+    # it), so its bare messages keep their senders; the first is made a tuple,
+    # as it may end up alone (see _turn).
+    if rest and rest[0].__class__ is not tuple:
+        rest[0] = (ctx._head_sender, rest[0], None)
+    ctx._inbox[ctx._head:ctx._head] = rest
+
+
+def _append_item(ctx: Context, item: Any) -> None:
+    """Queue ``item`` (a tuple, or a bare message sent with no sender, as a
+    router's or another inbox held it) in ``ctx``'s inbox, keeping its writer
+    state right.  For the paths that are not hot; the sends write it out."""
+    if item.__class__ is not tuple:
+        if ctx._tail_sender is None:
+            ctx._inbox.append(item)     # None: a plain list's _holds_bare is set
+            return
+        item = (None, item, None)
+    ctx._inbox.append(item)
+    if item[2] is None and ctx._tail_sender is not item[0]:
+        ctx._tail_sender = _NO_TAIL
 
 
 def _item_envelope(sender_id: str | None, message: Any, tag: Any) -> Envelope:
@@ -940,6 +988,11 @@ class _BoundedInbox(list[Any]):
             (ctx._extra is None or not ctx._extra.waiting)
 
     def append(self, item: Any) -> None:
+        if item.__class__ is not tuple:
+            # Only tuples here: a drop_oldest, a waiting sender and a dead
+            # letter take each item alone.  A bare message is the writer's
+            # (its sender is the writer state, see _explicit).
+            item = (self._ctx._tail_sender, item, None)
         if self.has_room():
             list.append(self, item)
         else:
@@ -1116,8 +1169,12 @@ class Context:
         "_actor",       # the actor instance
         "_receive",     # type(actor).receive, called as _receive(actor, envelope)
         "_inbox",       # list of queued (sender_id, message, tag) tuples, and
-                        # of bare messages from Engine.send (see _unpack)
-        "_holds_bare",        # True while _inbox may hold bare messages
+                        # of bare messages (plain sends, see _explicit)
+        "_holds_bare",  # True while _inbox may hold bare messages
+        "_tail_sender",  # the sender a message appended now may go bare for
+                        # (the plain sender in effect at the inbox's end), or _NO_TAIL
+        "_head_sender",  # the plain sender in effect before the next item a
+                        # turn delivers (the rest of its batch, then _inbox[_head:])
         "_head",        # index of the next message in _inbox
         "_scheduled",   # True while the context is in the engine's ready queue
         "_state",       # _RUNNING, _STOPPING or _STOPPED
@@ -1152,6 +1209,8 @@ class Context:
         self._receive: Any = None
         self._inbox: Any = []       # a list, or a list subclass chosen per policy
         self._holds_bare = False
+        self._tail_sender: Any = _NO_TAIL
+        self._head_sender: str | None = None
         self._head = 0
         self._scheduled: bool | str = _IDLE
         self._state = _RUNNING
@@ -1224,7 +1283,17 @@ class Context:
             ctx = engine._registry[target_id]     # a subscript, as in Engine.send
         except (KeyError, TypeError):
             return engine._post_missing(target_id, self.actor_id, message, None)
-        ctx._inbox.append((self.actor_id, message, None))
+        sender_id = self.actor_id
+        if ctx._tail_sender is sender_id and message.__class__ is not tuple:
+            # Queued bare: the plain send before it in this inbox is this
+            # sender's too (see _explicit).  No tuple to make, track and take
+            # apart: actor burst FIXME
+            ctx._inbox.append(message)
+        else:
+            # The writer state before the append: a bounded inbox reads it.
+            ctx._tail_sender = sender_id
+            ctx._holds_bare = True
+            ctx._inbox.append((sender_id, message, None))
         if not ctx._scheduled:
             ctx._scheduled = True
             engine._ready.append(ctx)
@@ -1631,13 +1700,14 @@ class _Sending(_EngineState):
             ctx = self._registry[target_id]
         except (KeyError, TypeError):
             return self._post_missing(target_id, None, message, None)
-        # Queued bare, not as (None, message, None): no tuple to allocate,
-        # track and free per message; burst 3.46 -> 4.46 M/s.  _holds_bare marks
-        # the inboxes whose turns must tell the two forms apart.
-        if message.__class__ is not tuple:
+        # Queued bare, not as (None, message, None), when the item before it is
+        # a plain send with no sender too (or there is none): no tuple to
+        # allocate, track and free per message; burst 3.46 -> 4.46 M/s.
+        if ctx._tail_sender is None and message.__class__ is not tuple:
             ctx._inbox.append(message)
-            ctx._holds_bare = True
         else:
+            ctx._tail_sender = None         # before the append, as in Context.send
+            ctx._holds_bare = True
             ctx._inbox.append((None, message, None))
         if not ctx._scheduled:
             ctx._scheduled = True
@@ -1676,6 +1746,8 @@ class _Sending(_EngineState):
 
     def _enqueue(self, ctx: Context, item: tuple[Any, ...]) -> None:
         ctx._inbox.append(item)
+        if item[2] is None and ctx._tail_sender is not item[0]:
+            ctx._tail_sender = _NO_TAIL     # a plain send: no bare one may follow it
         if not ctx._scheduled:
             self._schedule(ctx)
 
@@ -1790,10 +1862,13 @@ class _Sending(_EngineState):
                 if ctx is None:
                     self._post_missing(target_id, sender_id, message, tag)
                     continue
-                if tag is None and sender_id is None and message.__class__ is not tuple:
-                    ctx._inbox.append(message)
-                    ctx._holds_bare = True
+                if tag is None and ctx._tail_sender is sender_id \
+                        and message.__class__ is not tuple:
+                    ctx._inbox.append(message)      # bare: see Context.send
                 else:
+                    if tag is None:         # before the append, as in Context.send
+                        ctx._tail_sender = sender_id
+                        ctx._holds_bare = True
                     ctx._inbox.append((sender_id, message, tag))
                 if not ctx._scheduled:
                     self._schedule(ctx)
@@ -1878,14 +1953,13 @@ class _Sending(_EngineState):
         # One queued message (ping-pong, ring, request/reply, a poison pill):
         # handled without the batch's fresh list, iterator and loop; ping-pong
         # 1.59 -> 2.11 M/s, 100,000 poison pills 320k -> 358k stops/s.
-        if ctx._holds_bare:
-            ctx._holds_bare = False
-            sender_id, message, tag = _unpack(inbox[0])
-        else:
-            # Unpacked straight from the list: a local holding the item
-            # through receive() cost ping-pong 2.46 -> 2.32 M/s.
-            sender_id, message, tag = inbox[0]
+        # Unpacked straight from the list: a local holding the item through
+        # receive() cost ping-pong 2.46 -> 2.32 M/s.  A plain list of one item
+        # holds a tuple: a bare message goes only after another item (an empty
+        # inbox has _tail_sender _NO_TAIL) and none is left alone at the front.
+        sender_id, message, tag = inbox[0]
         inbox.clear()
+        ctx._tail_sender = _NO_TAIL     # empty: the next send is a tuple again
         ctx._count += 1
         ctx._last = now
         envelope: Any = None
@@ -1958,7 +2032,7 @@ class _Sending(_EngineState):
         except BaseException:
             # KeyboardInterrupt or SystemExit: put back what this turn has not
             # handled, so nothing is lost, and let it propagate.
-            ctx._inbox[ctx._head:ctx._head] = list(items)
+            _put_back(ctx, list(items))
             ctx._holds_bare = ctx._holds_bare or holds_bare
             self._after_turn(ctx)
             raise
@@ -1977,14 +2051,19 @@ class _Sending(_EngineState):
             # beats deque.popleft per message (ping-pong 5.0 against 2.8 M/s,
             # bursts equal), and an empty list is 56 bytes against a deque's 760.
             ctx._head = 0
-            ctx._holds_bare = False
             if inbox.__class__ is list:
+                # The fresh list starts with a tuple (the batch keeps
+                # _head_sender in step while it is delivered).
+                ctx._holds_bare = False
+                ctx._tail_sender = _NO_TAIL
                 ctx._inbox = []
             else:
                 inbox._fresh()  # type: ignore[attr-defined]  # a bounded inbox: let waiting senders in
             return inbox if head == 0 else inbox[head:]
         batch = inbox[head:end]
-        if end > _COMPACT_AFTER and end * 2 > len(inbox):
+        # Two or more left: a plain list of one item never holds a bare
+        # message, so the one-message turn takes it apart without a check.
+        if end > _COMPACT_AFTER and end * 2 > len(inbox) > end + 1:
             del inbox[:end]             # let handled messages go; amortised O(1)
             ctx._head = 0
         else:
@@ -2032,26 +2111,30 @@ class _Sending(_EngineState):
                 actor = ctx._actor      # a new instance if it was restarted
 
     def _deliver_mixed(self, ctx: Context, items: Iterator[Any]) -> None:
-        """``_deliver_tuples`` for a batch that may hold bare messages (Engine.send)."""
+        """``_deliver_tuples`` for a batch that may hold bare messages."""
         actor = ctx._actor
         receive = ctx._receive
         envelope: Any = None
+        # The sender of a bare message: that of the plain send before it.
+        # Kept in ctx._head_sender too, as each plain send is taken, for what
+        # takes the rest of the batch (a stop, a pause, an interrupt).
+        sender = ctx._head_sender
         while True:
             try:
                 for item in items:
                     if item.__class__ is not tuple:
-                        # A bare message: a direct send with no sender,
-                        # delivered at once; burst 3,450 -> 3,320 instructions
-                        # per message (callgrind).
+                        # A bare message: a direct send, delivered at once;
+                        # burst 3,450 -> 3,320 instructions per message.
                         if envelope.__class__ is not _SentEnvelope \
                                 or _refcount(envelope) != _SOLE_REFERENCE:
                             envelope = _SentEnvelope()
-                        envelope.sender_id = None
+                        envelope.sender_id = sender
                         envelope.message = item
                         receive(actor, envelope)
                         continue
                     sender_id, message, tag = item
                     if tag is None:
+                        sender = ctx._head_sender = sender_id
                         if envelope.__class__ is not _SentEnvelope \
                                 or _refcount(envelope) != _SOLE_REFERENCE:
                             envelope = _SentEnvelope()
@@ -2081,7 +2164,7 @@ class _Sending(_EngineState):
         self._handle_failure(ctx, exc, envelope, items)
         if ctx._state is not _STOPPED:
             return False
-        self._dead_letter_all(ctx.actor_id, list(items),
+        self._dead_letter_all(ctx.actor_id, _explicit(list(items), ctx._head_sender),
                               "actor stopped before handling it (it failed)")
         return True
 
@@ -2183,7 +2266,12 @@ class _Sending(_EngineState):
         fresh._flush = flush = inbox._flush
         items = inbox[ctx._head:] if ctx._head else inbox
         ctx._head = 0
+        if ctx._holds_bare:
+            # The transport takes each item alone: bare messages as tuples.
+            # Each stand-in list starts with a tuple (_NO_TAIL below).
+            items = _explicit(items, None)
         ctx._holds_bare = False
+        ctx._tail_sender = _NO_TAIL
         ctx._count += len(items)
         try:
             flush(ctx, items)
@@ -2207,6 +2295,7 @@ class _Sending(_EngineState):
         inbox = ctx._inbox
         if inbox.__class__ is list:
             inbox.extend(items)
+            ctx._tail_sender = _NO_TAIL     # tuples: no bare message may follow them
         else:
             for item in items:
                 try:
@@ -2305,7 +2394,7 @@ class _BackPressure(_Sending):
         rest = batch[position:]
         if rest:
             ctx._items.__setstate__(len(batch))
-            ctx._inbox[ctx._head:ctx._head] = rest
+            _put_back(ctx, rest)
             ctx._holds_bare = True            # may be among them
             ctx._count -= len(rest)
 
@@ -3314,7 +3403,14 @@ class _Waiting(_Asking):
             return
         ctx._stash = None
         self._pause_turn(ctx)           # the rest of this turn's batch goes back first
-        ctx._inbox[ctx._head:ctx._head] = stash
+        inbox, head = ctx._inbox, ctx._head
+        if len(inbox) > head and inbox[head].__class__ is not tuple and inbox.__class__ is list:
+            # A bare message now first in line would take the sender of the
+            # last stashed plain send: it gets its own back, as a tuple.
+            inbox[head] = (ctx._head_sender, inbox[head], None)
+        if inbox.__class__ is list:
+            ctx._tail_sender = _NO_TAIL     # the stash may end the inbox now
+        inbox[head:head] = stash
         if not ctx._scheduled:
             self._schedule(ctx)
 
@@ -3830,6 +3926,7 @@ class _Lifecycle(_DeadLetters):
         ctx._inbox = stopped = _StoppedInbox()      # list's own C __init__
         stopped._engine = self  # type: ignore[assignment]
         stopped._actor_id = ctx.actor_id
+        ctx._tail_sender = None     # a bare message to it now was sent with no sender
         ctx._head = 0
         if leftover or len(inbox) > head or extra is not None:
             self._dead_letter_queued(ctx, leftover + inbox[head:], reason)
@@ -3854,6 +3951,7 @@ class _Lifecycle(_DeadLetters):
 
     def _dead_letter_queued(self, ctx: Context, items: list[Any], reason: str) -> None:
         """What the stopped ``ctx`` never handled, waiting senders' messages last."""
+        items = _explicit(items, ctx._head_sender)      # what the inbox held, bare or not
         if ctx._extra is not None and ctx._extra.stash:
             items = ctx._extra.stash + items    # set aside earlier, so first
             ctx._extra.stash = None
@@ -4526,6 +4624,8 @@ class _RouterInbox(list[Any]):
             tag = item[2]
             if tag is _COMMAND or tag is _TERMINATED:
                 return self._pool._command(item)
+        elif self._pool.ctx._tail_sender is not None:
+            item = (self._pool.ctx._tail_sender, item, None)    # see _explicit
         self._route(item)
 
 
@@ -4540,6 +4640,8 @@ class _RoundRobinInbox(_RouterInbox):
             tag = item[2]
             if tag is _COMMAND or tag is _TERMINATED:
                 return self._pool._command(item)
+        elif self._pool.ctx._tail_sender is not None:
+            item = (self._pool.ctx._tail_sender, item, None)    # see _explicit
         pool = self._pool
         live = pool._live
         if not live:
@@ -4550,9 +4652,7 @@ class _RoundRobinInbox(_RouterInbox):
         inbox = routee._inbox
         if inbox.__class__ is not list:
             return pool._deliver(routee, item)      # bounded: its policy decides
-        inbox.append(item)
-        if item.__class__ is not tuple:
-            routee._holds_bare = True
+        _append_item(routee, item)
         if not routee._scheduled:
             routee.engine._schedule(routee)
 
@@ -4738,15 +4838,13 @@ class Pool(Generic[_A]):
 
     def _deliver(self, routee: Context, item: Any) -> None:
         try:
-            routee._inbox.append(item)
+            _append_item(routee, item)
         except InboxFull:
             if _unpack(item)[0] is not None:
                 raise               # an actor's send: it gets InboxFull, as if sent direct
             self.ctx.engine._dead_letter(routee.actor_id, _item_envelope(*_unpack(item)),
                                          "inbox full")
             return
-        if item.__class__ is not tuple:
-            routee._holds_bare = True
         if not routee._scheduled:
             self.ctx.engine._schedule(routee)
 
