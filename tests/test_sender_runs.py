@@ -245,9 +245,9 @@ class Stasher:
 def test_unstashed_messages_and_the_bare_runs_after_them_keep_their_senders(engine):
     rng = random.Random(8)
     ops = []
-    for run in range(40):
+    for _ in range(40):
         sender = rng.choice(PRODUCERS + [None])
-        for _ in range(rng.choice(RUNS[:4] + [40])):
+        for _k in range(rng.choice(RUNS[:4] + [40])):
             kind = rng.randrange(12)
             ops.append((sender, ("s", len(ops)) if kind == 0 else ("u",) if kind == 1
                         else len(ops)))
@@ -311,7 +311,7 @@ def test_a_bounded_inbox_keeps_the_sender_of_each_message_it_takes_or_drops(back
     engine.spawn_actor(Probe, "bounded", log, capacity=8, overflow=overflow)
     ops = [op for op in _ops(11, runs=10, long_runs=0) if op[0] in ("send", "engine_send")]
 
-    for entry, sender, message in ops:
+    for _, sender, message in ops:
         if sender is None:
             engine.send("bounded", message)
         else:
