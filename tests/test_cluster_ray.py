@@ -401,10 +401,14 @@ def test_wait_idle_returns_when_every_message_is_handled(cluster):
 
 
 def test_nothing_ray_started_listens_beyond_loopback(cluster):
-    listening = _listening_sockets_of(_descendants(os.getpid()))
+    pids = _descendants(os.getpid())
 
+    listening = _listening_sockets_of(pids)
     assert listening, "expected Ray's own listening sockets"
     assert all(_is_loopback(addr) for addr, _ in listening), listening
+    if shutil.which("ss"):                  # the same, as ss(8) reports it
+        seen = _ss_listening(pids)
+        assert seen and all(_is_loopback(addr) for addr, _ in seen), seen
 
 
 # -- lost engines ---------------------------------------------------------------
@@ -650,6 +654,8 @@ def test_a_multi_node_cluster_loses_a_node_mid_traffic_and_accounts_for_every_me
     try:
         doomed_node = nodes.add_node(num_cpus=1, object_store_memory=80 * 1024 * 1024,
                                      resources={"n1": 1})
+        listening = _listening_sockets_of(_descendants(os.getpid()))
+        assert listening and all(_is_loopback(addr) for addr, _ in listening), listening
         options = [{"resources": {"n0": 0.01}}, {"resources": {"n1": 0.01}}]
         path = tmp_path / "delivered.txt"
         with backstage.Cluster("ray", engines=2, address=nodes.address,
@@ -760,6 +766,20 @@ def _listening_sockets_of(pids):
             listening = state == "0A" if table.startswith("tcp") else state == "07"
             if listening and inode in inodes:
                 found.append((_address(local, v6), inodes[inode]))
+    return found
+
+
+def _ss_listening(pids):
+    """(local address, pid) of the listening TCP and UDP sockets ss(8) shows for ``pids``."""
+    import re
+    out = subprocess.run(["ss", "-Hltunp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        cols = line.split()
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)} & set(pids)
+        if len(cols) >= 5 and owners:
+            host = cols[4].rsplit(":", 1)[0].split("%")[0].strip("[]")
+            found.append(("0.0.0.0" if host == "*" else host, owners.pop()))
     return found
 
 
