@@ -711,10 +711,14 @@ _SUBSCRIBE = MessageType.SUBSCRIBE
 _UNSUBSCRIBE = MessageType.UNSUBSCRIBE
 _MONITOR = "monitor"
 _DEMONITOR = "demonitor"
+# Queued by a publisher that stops, for each remote subscriber: "sender no
+# longer publishes to you on this topic" (the far engine drops the subscription).
+_DROPPED = "dropped"
 
 
 def _is_remote_op(tag: Any) -> bool:
-    return tag is _SUBSCRIBE or tag is _UNSUBSCRIBE or tag is _MONITOR or tag is _DEMONITOR
+    return (tag is _SUBSCRIBE or tag is _UNSUBSCRIBE or tag is _MONITOR or tag is _DEMONITOR
+            or tag is _DROPPED)
 
 
 # A long inbox drops its handled items from the front once more than this
@@ -968,7 +972,8 @@ def _item_fields(item: Any) -> tuple[str | None, MessageType | str, Any, str | N
     ``reply`` is None, or the ask's reply channel (give it to
     ``Engine._register_reply`` for an id the far side can answer to).  A
     stand-in also holds operations for the remote actor: SUBSCRIBE and
-    UNSUBSCRIBE (with the topic), and "monitor" and "demonitor" (str tags).
+    UNSUBSCRIBE (with the topic), "monitor" and "demonitor" (str tags), and
+    "dropped" (with the topic: the sender, a publisher, stopped).
     """
     sender_id, message, tag = _unpack(item)
     if _is_remote_op(tag):
@@ -3467,6 +3472,9 @@ class _PubSub(_Waiting):
         for topic, subscribed in (extra.subscribers or {}).items():
             for sub in subscribed.values():
                 sub._extra.subscriptions.discard((ctx.actor_id, topic))
+                if sub._inbox.__class__ is _StandInInbox and sub._state is _RUNNING:
+                    # A subscriber on another engine: told there (transport seam).
+                    self._enqueue(sub, (ctx.actor_id, topic, _DROPPED))
         extra.subscribers = None
 
 

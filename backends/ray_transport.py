@@ -73,10 +73,11 @@ DEFAULT_WINDOW = 4
 
 # Wire codes of queued items that are not plain sends.  A plain send crosses
 # as the engine's own (sender_id, message, None) tuple, untouched.
-_PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON = range(1, 9)
+_PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON, _DROPPED = range(1, 10)
 _MT = backstage.MessageType
 _CODES = {_MT.PUBLISH: _PUBLISH, _MT.TERMINATED: _TERMINATED, _MT.POISON_PILL: _PILL,
-          _MT.SUBSCRIBE: _SUB, _MT.UNSUBSCRIBE: _UNSUB, "monitor": _MON, "demonitor": _DEMON}
+          _MT.SUBSCRIBE: _SUB, _MT.UNSUBSCRIBE: _UNSUB, "monitor": _MON, "demonitor": _DEMON,
+          "dropped": _DROPPED}
 
 
 _TUPLE = {tuple}
@@ -318,7 +319,7 @@ class _Link:
             return (sender_id, message, None)
         if code == _PUBLISH:
             return (sender_id, (topic, message), code)
-        if code in (_SUB, _UNSUB):
+        if code in (_SUB, _UNSUB, _DROPPED):
             return (sender_id, topic, code)
         return (sender_id, message, code)
 
@@ -559,6 +560,9 @@ class _Host:
         """Subscribe, unsubscribe, monitor or demonitor on behalf of a remote actor."""
         sender_id, topic, code = item
         engine = self.engine
+        if code == _DROPPED:
+            _publisher_stopped(engine, sender_id, target_id, topic)
+            return
         remote = engine._registry.get(sender_id)
         if remote is None:
             link = self.links.get(src)
@@ -772,6 +776,20 @@ def _place(engine: Engine, actor_id: str, where: int) -> None:
         return
     link = host.links[where]
     ctx._inbox._flush = lambda ctx, items: link.add(ctx.actor_id, items)
+
+
+def _publisher_stopped(engine: Engine, publisher_id: str, subscriber_id: str,
+                       topic: str) -> None:
+    """A publisher on another engine stopped: its subscriber here drops the
+    subscription, as it would for a local publisher."""
+    sub = engine._registry.get(subscriber_id)
+    if sub is not None and sub._subscriptions:
+        sub._subscriptions.discard((publisher_id, topic))
+    stand_in = engine._registry.get(publisher_id)
+    if stand_in is not None and stand_in._subscribers:
+        subscribed = stand_in._subscribers.get(topic)
+        if subscribed is not None and subscribed.get(subscriber_id) is sub:
+            del subscribed[subscriber_id]
 
 
 def _answer(value: Any) -> tuple[str, Any]:

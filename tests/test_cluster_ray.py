@@ -275,6 +275,23 @@ def test_publish_and_subscribe_across_engines(cluster):
         (publisher, "PUBLISH", "news-1", "default"), (publisher, "PUBLISH", "news-2", "default")]
 
 
+def test_subscribers_on_other_engines_lose_the_subscription_when_the_publisher_stops(cluster):
+    publisher = _id_on(cluster, 1, "stopping-pub")
+    subscribers = [_id_on(cluster, e, f"stopping-sub{e}") for e in (0, 2)]
+    cluster.spawn_actor(Remote, publisher)
+    for sub in subscribers:
+        cluster.spawn_actor(Remote, sub)
+        _ask(cluster, sub, ("subscribe", publisher))
+    _ask(cluster, publisher, ("publish", ["last"]))
+
+    cluster.poison_pill(publisher)
+
+    assert cluster.wait_idle(60)
+    for sub in subscribers:
+        assert _ask(cluster, sub, ("subscriptions",)) == []
+        assert _ask(cluster, sub, ("got",)) == [(publisher, "PUBLISH", "last", "default")]
+
+
 def test_monitor_across_engines_tells_terminated_when_the_remote_actor_stops(cluster, tmp_path):
     watcher = _id_on(cluster, 0, "mon-watcher")
     watched = _id_on(cluster, 1, "mon-watched")

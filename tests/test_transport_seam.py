@@ -264,3 +264,34 @@ def test_unsubscribing_from_a_remote_publisher_forgets_the_subscriber_on_the_sta
 
     assert not left
     assert not client.ctx._subscriptions
+
+
+class Recording:
+    """A transport whose stand-ins keep what they hand over, as _item_fields reads it."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.handed = []
+
+    def resolve(self, target_id):
+        return self.engine._install_stand_in(target_id, lambda ctx, items: self.handed.extend(
+            (ctx.actor_id, backstage._item_fields(item)) for item in items))
+
+
+def test_a_publisher_that_stops_tells_each_remote_subscriber_after_its_publications(engine):
+    transport = Recording(engine)
+    engine.attach_transport(transport)
+    publisher = engine.spawn_actor(Echo, id="pub").ctx
+
+    def subscribe_remote_and_publish():
+        far = engine._resolve_missing("far-sub")           # a subscriber on another engine
+        engine._subscribe_here(far, "pub", "news")
+        publisher.publish_to_topic("news", "last")
+    engine._call_on_loop(subscribe_remote_and_publish)
+    engine.poison_pill("pub")
+    engine.run()
+
+    assert [(target, kind, message, topic) for target, (_, kind, message, topic, _)
+            in transport.handed] == [("far-sub", MessageType.PUBLISH, "last", "news"),
+                                     ("far-sub", "dropped", None, "news")]
+    assert all(sender == "pub" for _, (sender, *_) in transport.handed)
