@@ -11,6 +11,7 @@ over loop backends.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -467,6 +468,30 @@ def test_an_engine_killed_mid_traffic_leaves_every_message_delivered_or_dead_let
         assert pending.result(30)[0] == "err"
         doomed.send(receiver, 1)                       # later sends: dead letters
         assert any(d.target_id == receiver for d in doomed.dead_letters())
+
+
+@pytest.mark.parametrize("host", ["async", "threaded"])
+def test_an_engine_whose_process_is_killed_tells_monitors_and_fails_asks(cluster, host):
+    with backstage.Cluster("ray", engines=2, host=host) as doomed:
+        target = _id_on(doomed, 1, "sigkill-target")
+        watcher = _id_on(doomed, 0, "sigkill-watcher")
+        doomed.spawn_actor(Writer, target, os.devnull)
+        doomed.spawn_actor(Remote, watcher)
+        _ask(doomed, watcher, ("monitor", target))
+        pending = doomed.ask(watcher, ("ask", target, "never answered"), timeout=60)
+        pid = next(s["pid"] for s in doomed.stats() if s["engine"] == 1)
+
+        os.kill(pid, signal.SIGKILL)            # as a crash would: no Ray call involved
+        while 1 not in doomed.lost:
+            time.sleep(0.01)
+        assert doomed.wait_idle(60)
+
+        told = [m for _, kind, m, _ in _ask(doomed, watcher, ("got",)) if kind == "TERMINATED"]
+        assert [t.actor_id for t in told] == [target]
+        assert "engine 1 lost" in told[0].reason
+        assert pending.result(30)[0] == "err"
+        with pytest.raises(backstage.ActorNotFound, match="engine 1 lost"):
+            _ask(doomed, target, "ping")
 
 
 @pytest.mark.parametrize("host", ["async", "threaded"])
