@@ -1891,6 +1891,12 @@ class UserError(Exception):
 Entry = EngineSocket | ClusterEntry
 
 
+def socket_paths(entries: Sequence[Entry]) -> list[str]:
+    """Every engine socket of ``entries``: a cluster's, each of its engines'."""
+    return [e.path for entry in entries
+            for e in (entry.engines if isinstance(entry, ClusterEntry) else [entry])]
+
+
 def choose_socket(args: argparse.Namespace) -> tuple[str, str | None, list[Entry]]:
     """The socket to open and the program name to follow; or, when several engines
     run or those found are a cluster's, the entries to pick from (a cluster's
@@ -1938,7 +1944,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             if several:
                 raise UserError("several engines are running; pass one socket:\n  " +
-                                "\n  ".join(safe(e.label()) for e in several))
+                                "\n  ".join(map(safe, socket_paths(several))))
             try:
                 print(format_once(read_one_snapshot(path, max_line=max_line), args.sort))
             except OSError as exc:
