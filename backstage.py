@@ -849,8 +849,9 @@ class _SentEnvelope(_Envelope):
 
     A turn that handles a batch refills the envelope of its previous direct send
     when the reference count says that nothing but the turn holds it: a delivery
-    then allocates nothing (burst, 1,000,000 deliveries: 3.00 -> 3.38 M/s).  An
-    envelope that the actor kept, or that anything else holds, is never touched.
+    then allocates nothing (burst, 1,000,000 deliveries: 3.00 -> 3.38 M/s); the
+    one-message turn refills ``_spare`` the same way.  An envelope that the
+    actor kept, or that anything else holds, is never touched.
     """
     __slots__ = ()
     message_type = MessageType.SEND
@@ -1306,7 +1307,9 @@ class Context:
             # Queued bare: the plain send before it in this inbox is this
             # sender's too (see _explicit).  No tuple to make, GC-track and
             # take apart: instructions per message (callgrind, 3.11) actor
-            # burst 3,987 -> 3,564, many-to-one 4,474 -> 4,009; wall WALL
+            # burst 3,987 -> 3,564, many-to-one 4,474 -> 4,009; with the
+            # refill changes, actor burst 0.94 -> 1.29 M/s (3.11, loaded
+            # machine; docs/performance.md).
             ctx._inbox.append(message)
         else:
             # The writer state before the append: a bounded inbox reads it.
@@ -1986,7 +1989,8 @@ class _Sending(_EngineState):
             if tag is None:
                 # The spare envelope, refilled when only the spare and this
                 # local hold it, as a batch refills its own: ping-pong 7,246
-                # -> 6,744 instructions per message (callgrind, 3.11); WALLPP
+                # -> 6,744 instructions per message (callgrind, 3.11); 0.63 ->
+                # 0.71 M/s against the start of the round (loaded machine).
                 envelope = _spare[0]
                 if _refcount(envelope) != _SPARE_SOLE:
                     envelope = _spare[0] = _SentEnvelope()
