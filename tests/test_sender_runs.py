@@ -409,3 +409,40 @@ def test_a_batch_cut_short_by_a_parent_stopping_leaves_dead_letters_with_their_s
             [(op[1], op[2]) for op in ops[at + 1:]]
     finally:
         engine.close()
+
+
+def test_a_message_alone_in_an_inbox_after_a_drained_batch_keeps_its_sender(engine):
+    # p0's third send finds the inbox of the first two drained: it must not
+    # be queued as a continuation of them.
+    log = []
+    _spawn(engine, log)
+    p0 = engine.get_actor("p0").ctx
+
+    p0.send("probe", 1)
+    p0.send("probe", 2)
+    engine.run()
+    p0.send("probe", 3)
+    engine.run()
+    engine.send("probe", 4)
+    engine.send("probe", 5)
+    engine.run()
+    engine.send("probe", 6)
+    engine.run()
+
+    assert [(s, m) for s, _, m, _ in log] == \
+        [("p0", 1), ("p0", 2), ("p0", 3), (None, 4), (None, 5), (None, 6)]
+
+
+def test_the_last_message_of_a_long_run_left_alone_by_compaction_keeps_its_sender(engine):
+    # The first batch end past _COMPACT_AFTER, plus one: compacting there
+    # would leave one message of the run alone at the front of the inbox.
+    end = (backstage._COMPACT_AFTER // ACTOR_BATCH + 1) * ACTOR_BATCH
+    log = []
+    _spawn(engine, log)
+    p1 = engine.get_actor("p1").ctx
+
+    for i in range(end + 1):
+        p1.send("probe", i)
+    engine.run()
+
+    assert [(s, m) for s, _, m, _ in log] == [("p1", i) for i in range(end + 1)]
