@@ -146,7 +146,7 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -2469,17 +2469,21 @@ class _Reply:
             self._settle_here(value, exc)
 
     def _settle_here(self, value: Any, exc: BaseException | None) -> None:
+        # Set, and told by InvalidStateError that it was done already, rather
+        # than asked done() first: one pass through the future's lock, not
+        # two (3 Python calls less per ask, sys.setprofile count).
         future = self.future
-        if future.done():
+        try:
+            if exc is None:
+                future.set_result(value)
+            else:
+                future.set_exception(exc)
+        except InvalidStateError:       # answered, timed out or cancelled already
             if exc is None:
                 self.engine._dead_letter(
                     self.asker_id or "(ask)", Envelope(self.target_id, _SEND, value),
                     "reply came after the ask was answered or timed out")
             return
-        if exc is None:
-            future.set_result(value)
-        else:
-            future.set_exception(exc)
         self._finish()
 
     def unanswered(self) -> None:
@@ -2549,8 +2553,10 @@ class AskFuture(Future[_R]):
         self._engine = engine
 
     def _refuse_to_deadlock(self) -> None:
-        engine = self._engine
-        if not self.done() and _get_ident() == engine._thread_id:
+        # The thread first: from another thread (every result() that may
+        # wait) done() and its lock are not needed; 3 Python calls less per
+        # cross-thread ask round trip (sys.setprofile count).
+        if _get_ident() == self._engine._thread_id and not self.done():
             raise RuntimeError(
                 "waiting for an ask on the engine's own thread would block the loop that "
                 "delivers the reply: in an actor use future.add_done_callback(fn); "

@@ -168,3 +168,58 @@ def test_each_ask_from_another_thread_wakes_a_loop_that_sleeps(engine):
     runner.join(10)
 
     assert answers == list(range(200))
+
+
+class Holder:
+    """Keeps an ask's envelope; replies with it when told to."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.held = None
+        self.got = threading.Event()
+
+    def receive(self, envelope):
+        if envelope.message == "reply now":
+            self.held.reply("late answer")
+        else:
+            self.held = envelope
+            self.got.set()
+
+
+def test_a_reply_to_an_ask_cancelled_by_another_thread_is_a_dead_letter(engine):
+    holder = engine.spawn_actor(Holder, id="holder")
+    runner = _run_in_thread(engine)
+    future = engine.ask("holder", "question", timeout=None)
+    assert holder.got.wait(10)
+
+    assert future.cancel()
+    engine.send("holder", "reply now")
+    for _ in range(1000):
+        if engine.dead_letter_count:
+            break
+        threading.Event().wait(0.01)
+    engine.stop()
+    runner.join(10)
+
+    (letter,) = engine.dead_letters
+    assert (letter.target_id, letter.envelope.message, letter.reason) == \
+        ("(ask)", "late answer", "reply came after the ask was answered or timed out")
+
+
+class ResultReader(Recorder):
+    """Calls result() of the future it is sent, inside its receive."""
+
+    def receive(self, envelope):
+        self.envelopes.append(envelope.message.result())
+
+
+def test_result_of_an_answered_ask_returns_on_the_engine_thread_too(engine):
+    engine.spawn_actor(Mixed, id="mixed")
+    reader = engine.spawn_actor(ResultReader, id="reader")
+    future = engine.ask("mixed", "question")
+    engine.run()
+
+    engine.send("reader", future)
+    engine.run()
+
+    assert reader.envelopes == ["question"]
