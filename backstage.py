@@ -1647,7 +1647,10 @@ class _Sending(_EngineState):
                 except (KeyError, TypeError):
                     plain = False
                 if plain:
-                    inbound.append((target_id, None, message, None))
+                    entry = (target_id, None, message, None)
+                    inbound.append(entry)
+                    if self._closed:
+                        return self._take_back_if_closed(entry, target_id)
                     if not self._inbound_scheduled:
                         self._inbound_scheduled = True
                         self._loop.call_soon_threadsafe(self._process_inbound)
@@ -1747,7 +1750,10 @@ class _Sending(_EngineState):
         inbound = self._inbound
         if len(inbound) < self._guards.inbound_slow_at:
             # _hand_over's usual case written out: a call less per message.
-            inbound.append((target_id, sender_id, message, tag))
+            entry = (target_id, sender_id, message, tag)
+            inbound.append(entry)
+            if self._closed:
+                return self._take_back_if_closed(entry, target_id)
             if not self._inbound_scheduled:
                 self._inbound_scheduled = True
                 self._loop.call_soon_threadsafe(self._process_inbound)
@@ -1778,9 +1784,26 @@ class _Sending(_EngineState):
                 # 62 of 300 without, see bench/edges.py for with.
                 time.sleep(0)
         inbound.append(entry)
+        if self._closed:
+            return self._take_back_if_closed(entry, None)
         if not self._inbound_scheduled:
             self._inbound_scheduled = True
             self._loop.call_soon_threadsafe(self._process_inbound)
+
+    def _take_back_if_closed(self, entry: tuple[Any, ...], target_id: str | None) -> None:
+        """``entry`` went into the cross-thread queue after its sender found the
+        engine open, and the engine is closed now.  If close() made its last
+        drain before the entry landed, nothing will ever take it: take it back
+        and raise EngineClosed (a send would be lost, an ask never end).  If
+        the drain took it, close() handled it (a dead letter, a failed ask)."""
+        with self._lock:                # held by _close from start to end
+            for index, queued in enumerate(list(self._inbound)):
+                if queued is entry:
+                    # Only appends happen once closed, and takers-back hold the
+                    # lock: the index is still this entry's.
+                    del self._inbound[index]
+                    what = "call" if target_id is None else f"send to {target_id!r}"
+                    raise EngineClosed(f"cannot {what}: {_CLOSED}")
 
     def _wait_for_inbound_room(self, timeout: float | None) -> None:
         guards = self._guards

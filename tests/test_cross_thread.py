@@ -1,6 +1,7 @@
 """Sends and asks from other threads: the short path Engine.send takes for a
 live actor with a plain inbox, and every case that must still take the long one."""
 
+import collections
 import threading
 
 import pytest
@@ -223,3 +224,60 @@ def test_result_of_an_answered_ask_returns_on_the_engine_thread_too(engine):
     engine.run()
 
     assert reader.envelopes == ["question"]
+
+
+class CloseBeforeAppend(collections.deque):
+    """A cross-thread queue whose next append first closes the engine: the
+    sender has found the engine open, and close() ends before its entry lands."""
+
+    def __init__(self, engine):
+        super().__init__()
+        self.engine = engine
+        self.armed = False
+
+    def append(self, entry):
+        if self.armed:
+            self.armed = False
+            self.engine.close()
+        super().append(entry)
+
+
+def _arm_close_before_append(engine):
+    inbound = CloseBeforeAppend(engine)
+    engine._inbound = inbound
+    inbound.armed = True
+    return inbound
+
+
+def test_a_send_from_another_thread_that_lands_after_close_raises_engine_closed(backend):
+    engine = Engine(backend=backend)
+    engine.spawn_actor(Recorder, id="rec")
+    inbound = _arm_close_before_append(engine)
+
+    outcome = _in_thread(lambda: engine.send("rec", "hello"))
+
+    assert isinstance(outcome.get("raised"), EngineClosed)
+    assert str(outcome["raised"]).startswith("cannot send to 'rec': the engine is closed")
+    assert not inbound
+
+
+def test_a_timed_send_from_another_thread_that_lands_after_close_raises_engine_closed(backend):
+    engine = Engine(backend=backend)
+    engine.spawn_actor(Recorder, id="rec")
+    inbound = _arm_close_before_append(engine)
+
+    outcome = _in_thread(lambda: engine.send("rec", "hello", timeout=1.0))
+
+    assert isinstance(outcome.get("raised"), EngineClosed)
+    assert not inbound
+
+
+def test_an_ask_from_another_thread_that_lands_after_close_raises_engine_closed(backend):
+    engine = Engine(backend=backend)
+    engine.spawn_actor(Mixed, id="mixed")
+    inbound = _arm_close_before_append(engine)
+
+    outcome = _in_thread(lambda: engine.ask("mixed", "question", timeout=None))
+
+    assert isinstance(outcome.get("raised"), EngineClosed)
+    assert not inbound
