@@ -453,7 +453,7 @@ class _Host:
             expect += 1
         self.expect[src] = expect
 
-    def apply(self, src: int, payload: bytes, handled: Future[Any] | None = None) -> None:
+    def apply(self, src: int, payload: bytes, handled: asyncio.Future[None] | None = None) -> None:
         """One batch from ``src``: messages into inboxes, in order, controls applied.
 
         ``handled`` is set once every actor the batch went to has taken all
@@ -503,7 +503,7 @@ class _Host:
             # Handled once the actor's count of messages taken reaches this.
             self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head))
 
-    def when_handled(self, marks: list[Any], handled: Future[Any]) -> None:
+    def when_handled(self, marks: list[Any], handled: asyncio.Future[None]) -> None:
         self.unhandled.append((marks, handled))
         if not self.check_scheduled:
             self.check_scheduled = True
@@ -646,10 +646,13 @@ class EngineHost:
     @ray.method(enable_task_events=False)
     async def deliver(self, src: int, seq: int, payload: bytes) -> None:
         """Returns once the batch is handled (not merely queued): the sender's ack."""
+        # An asyncio future of this loop, set on the engine's (this) thread: a
+        # concurrent Future behind asyncio.wrap_future cost a thread-safe
+        # wake-up (a self-pipe write and one more loop pass) per batch.
         host = self.host
-        handled: Future[Any] = Future()
+        handled = asyncio.get_running_loop().create_future()
         host.arrive(src, seq, lambda: host.apply(src, payload, handled))
-        await asyncio.wrap_future(handled)
+        await handled
 
     @ray.method(enable_task_events=False)
     async def watch(self) -> None:
@@ -771,133 +774,6 @@ def _make_engine(settings: dict[str, Any], backend: str) -> Engine:
                   dead_letters_kept=settings.get("dead_letters_kept", 1000))
 
 
-@ray.remote(num_cpus=0, max_restarts=0,  # type: ignore[call-overload]
-            concurrency_groups={"deliver": 64, "control": 64, "watch": 1000})
-class ThreadedEngineHost:
-    """One backstage engine on a thread of its own, in a threaded Ray actor.
-
-    ``Cluster(..., host="threaded")``.  Ray's calls run on Ray's threads and
-    hand their work to the engine's thread (``Engine._submit``); a call to a
-    threaded actor costs Ray less than one to an async actor (1.1 against
-    1.5 CPU-ms here).  Calls in the "deliver" group run concurrently and the
-    reorder buffer puts them in order; a batch's call returns once it is handled.
-    """
-    host: _Host             # set by start()
-
-    def __init__(self, index: int, count: int, settings: dict[str, Any]) -> None:
-        self.index = index
-        self.count = count
-        self.settings = settings
-        self.thread: threading.Thread | None = None
-        logging.basicConfig(level=settings.get("log_level", logging.WARNING))
-
-    @ray.method(concurrency_group="control")
-    def start(self, handles: list[Any]) -> int:
-        ready = threading.Event()
-
-        def run() -> None:
-            engine = _make_engine(self.settings, "selectors")
-            self.host = _Host(self.index, self.count, handles, self.settings, engine)
-            ready.set()
-            engine.run_forever()
-        self.thread = threading.Thread(target=run, name="backstage-engine", daemon=True)
-        self.thread.start()
-        ready.wait()
-        for peer, handle in enumerate(handles):
-            if peer != self.index:
-                self.host.watch(peer, handle)
-        return os.getpid()
-
-    def _on_engine(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self.host.engine._call_on_loop(fn, *args)
-
-    @ray.method(concurrency_group="deliver", enable_task_events=False)
-    def deliver(self, src: int, seq: int, payload: bytes) -> None:
-        host = self.host
-        handled: Future[Any] = Future()
-        host.engine._submit(host.arrive, src, seq, lambda: host.apply(src, payload, handled))
-        handled.result()
-
-    @ray.method(concurrency_group="watch", enable_task_events=False)
-    def watch(self) -> None:
-        threading.Event().wait()            # never set: fails when we die
-
-    @ray.method(concurrency_group="control")
-    def spawn(self, src: int, seq: int, actor_class: type, actor_id: str,
-              args: tuple[Any, ...], kwargs: dict[str, Any],
-              options: dict[str, Any]) -> tuple[Any, ...]:
-        host = self.host
-        result: Future[Any] = Future()
-
-        def spawn() -> None:
-            try:
-                host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
-                result.set_result(("ok", None))
-            except BaseException as exc:
-                result.set_result(("err", _portable_exception(exc)))
-        host.engine._submit(host.arrive, src, seq, spawn)
-        outcome: tuple[Any, ...] = result.result()
-        return outcome
-
-    @ray.method(concurrency_group="control")
-    def pin(self, actor_id: str, where: int) -> None:
-        self._on_engine(self.host.pins.__setitem__, actor_id, where)
-
-    @ray.method(concurrency_group="control", enable_task_events=False)
-    def ask(self, src: int, seq: int, target_id: str, payload: bytes,
-            timeout: float | None) -> tuple[Any, ...]:
-        host = self.host
-        asked: Future[Any] = Future()
-
-        def ask() -> None:
-            try:
-                asked.set_result(host.engine.ask(target_id, pickle.loads(payload), timeout))
-            except BaseException as exc:
-                asked.set_exception(exc)
-        host.engine._submit(host.arrive, src, seq, ask)
-        try:
-            value = asked.result().result()
-        except BaseException as exc:
-            return ("err", _portable_exception(exc))
-        why = _picklable(value)
-        if why is not None:
-            return ("err", TypeError(_unpicklable_reason("the reply", why)))
-        return ("ok", value)
-
-    @ray.method(concurrency_group="control")
-    def wait_idle(self) -> dict[str, Any]:
-        host = self.host
-        while self._on_engine(host.busy):
-            time.sleep(0.002)
-        counters: dict[str, Any] = self._on_engine(_counters, host)
-        return counters
-
-    @ray.method(concurrency_group="control")
-    def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self._on_engine(_stats, self.host)
-        return stats
-
-    @ray.method(concurrency_group="control")
-    def dead_letters(self) -> list[Any]:
-        letters: list[Any] = self._on_engine(_dead_letters, self.host)
-        return letters
-
-    @ray.method(concurrency_group="control")
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self._on_engine(fn, self.host.engine, *args)
-
-    @ray.method(concurrency_group="control")
-    def closing(self) -> None:
-        self.host.closing = True
-
-    @ray.method(concurrency_group="control")
-    def stop(self) -> None:
-        self.host.closing = True
-        self.host.engine.close()
-        if self.thread is not None:
-            self.thread.join(5)
-
-
 ###############################################################################
 # The driver side
 ###############################################################################
@@ -910,11 +786,7 @@ class RayCluster:
                  ray_init: dict[str, Any] | None = None,
                  engine_options: list[dict[str, Any]] | None = None,
                  inspector: bool = False, dead_letters_kept: int = 1000,
-                 host: str = "async",
                  start_timeout: float = 60.0) -> None:
-        if host not in _HOSTS:
-            raise ValueError(f"host must be one of {', '.join(map(repr, _HOSTS))}, "
-                             f"not {host!r}")
         self.count = engines
         self.started_ray = False
         self._lock = threading.RLock()      # the driver's links; any thread
@@ -934,8 +806,8 @@ class RayCluster:
                     "dead_letters_kept": dead_letters_kept}
         options = engine_options or [{}] * engines
         try:
-            host_class: Any = _HOSTS[host]
-            self.hosts = [host_class.options(**options[i]).remote(i, engines, settings)
+            host: Any = EngineHost          # .options(): added by ray.remote
+            self.hosts = [host.options(**options[i]).remote(i, engines, settings)
                           for i in range(engines)]
             self.pids = ray.get([h.start.remote(self.hosts) for h in self.hosts],
                                 timeout=start_timeout)
@@ -1193,7 +1065,3 @@ class RayCluster:
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
-
-
-# Cluster(host=...): how each engine runs inside its Ray actor.
-_HOSTS = {"async": EngineHost, "threaded": ThreadedEngineHost}

@@ -54,7 +54,6 @@ from bench.cluster_actors import (  # noqa: E402
 )
 
 RAY_INIT = {"num_cpus": 2, "object_store_memory": 100 * 1024 * 1024}
-HOST = "async"      # --host: how the engines run in their Ray actors
 
 
 def _cpu(pid: int) -> float:
@@ -80,7 +79,7 @@ def _ask(cluster: backstage.Cluster, actor_id: str, message: object, timeout: fl
 
 def ours_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
     """Messages per second between two engines, and CPU seconds per million messages."""
-    with backstage.Cluster("ray", engines=2, batch_limit=limit, window=4, host=HOST) as cluster:
+    with backstage.Cluster("ray", engines=2, batch_limit=limit, window=4) as cluster:
         pairs = [(0, 1), (1, 0)] if both else [(0, 1)]
         names = []
         for a, b in pairs:
@@ -126,7 +125,7 @@ def ray_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
 # -- ping-pong -----------------------------------------------------------------------
 
 def ours_ping_pong(rounds: int) -> tuple[float, float]:
-    with backstage.Cluster("ray", engines=2, host=HOST) as cluster:
+    with backstage.Cluster("ray", engines=2) as cluster:
         ping, pong = _id_on(cluster, 0, "ping"), _id_on(cluster, 1, "pong")
         cluster.spawn_actor(Ponger, pong)
         cluster.spawn_actor(Pinger, ping)
@@ -152,7 +151,7 @@ def _rate_and_p99(times: list[float]) -> tuple[float, float]:
 
 def scaling(engines: int, jobs: int, work: int) -> float:
     """Jobs per second of CPU-bound spinning, spread over ``engines`` engines."""
-    with backstage.Cluster("ray", engines=engines, host=HOST) as cluster:
+    with backstage.Cluster("ray", engines=engines) as cluster:
         spinners = []
         for e in range(engines):
             for k in range(2):
@@ -195,7 +194,7 @@ def _lost_at(engine: backstage.Engine) -> dict:
 
 def detection() -> float:
     """Milliseconds from SIGKILL of engine 1 to engine 0 having handled the loss."""
-    with backstage.Cluster("ray", engines=2, host=HOST) as cluster:
+    with backstage.Cluster("ray", engines=2) as cluster:
         pid = cluster._impl.pids[1]
         t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
@@ -212,11 +211,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--host", choices=("async", "threaded"), default="async")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results-cluster.md"))
     args = parser.parse_args()
-    global HOST
-    HOST = args.host
     n = 100_000 if args.quick else 400_000
     rounds = 2_000 if args.quick else 10_000
     ray.init(include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1",
@@ -263,8 +259,7 @@ def main() -> None:
     header = [
         "# Cluster benchmark (bench/bench_cluster.py)", "",
         f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
-        f"{platform.python_version()}, Ray {ray.__version__}, engines in {HOST} Ray "
-        f"actors (--host); shared with other jobs "
+        f"{platform.python_version()}, Ray {ray.__version__}; shared with other jobs "
         f"(load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end), so "
         f"figures move by tens of percent between runs; ratios are within one run.  "
         f"Medians of {args.repeat} runs; {n:,} messages per throughput run.", "",

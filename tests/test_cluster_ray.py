@@ -44,12 +44,8 @@ RAY_INIT = {"num_cpus": 2, "object_store_memory": 80 * 1024 * 1024}
 pytestmark = pytest.mark.timeout(180)
 
 
-# How engines run in their Ray actors: "async" (the default) or "threaded".
-HOST = os.environ.get("BACKSTAGE_TEST_RAY_HOST", "async")
-
-
 def _make_cluster(engines=3, **options):
-    return backstage.Cluster("ray", engines=engines, ray_init=RAY_INIT, host=HOST, **options)
+    return backstage.Cluster("ray", engines=engines, ray_init=RAY_INIT, **options)
 
 
 @pytest.fixture(scope="session")
@@ -323,13 +319,12 @@ def test_nothing_ray_started_listens_beyond_loopback(cluster):
 
 # -- lost engines ---------------------------------------------------------------
 
-@pytest.mark.parametrize("host", ["async", "threaded"])
 def test_an_engine_killed_mid_traffic_leaves_every_message_delivered_or_dead_lettered(
-        cluster, tmp_path, host):
+        cluster, tmp_path):
     # A cluster of its own on the same Ray: killing one of its engines spares the others.
     path = tmp_path / "delivered.txt"
-    with backstage.Cluster("ray", engines=2, batch_limit=20, window=2, dead_letters_kept=10000,
-                           host=host) as doomed:
+    with backstage.Cluster("ray", engines=2, batch_limit=20, window=2,
+                           dead_letters_kept=10000) as doomed:
         sender = _id_on(doomed, 0, "kill-sender")
         receiver = _id_on(doomed, 1, "kill-receiver")
         watcher = _id_on(doomed, 0, "kill-watcher")
@@ -362,9 +357,8 @@ def test_an_engine_killed_mid_traffic_leaves_every_message_delivered_or_dead_let
         assert any(d.target_id == receiver for d in doomed.dead_letters())
 
 
-@pytest.mark.parametrize("host", ["async", "threaded"])
-def test_an_ask_from_the_driver_fails_when_the_engine_is_lost(cluster, host):
-    with backstage.Cluster("ray", engines=2, host=host) as doomed:
+def test_an_ask_from_the_driver_fails_when_the_engine_is_lost(cluster):
+    with backstage.Cluster("ray", engines=2) as doomed:
         target = _id_on(doomed, 1, "lost-target")
         doomed.spawn_actor(Writer, target, os.devnull)
         _ask(doomed, target, "ping")
@@ -419,25 +413,6 @@ def test_without_ray_installed_cluster_says_how_to_install_it(monkeypatch):
 def test_an_unknown_transport_is_refused_with_the_names_to_use():
     with pytest.raises(ValueError, match=r"unknown transport 'zmq': use one of 'ray'"):
         backstage.Cluster(transport="zmq")
-
-
-def test_per_sender_order_and_asks_hold_with_engines_in_threaded_ray_actors(cluster):
-    with backstage.Cluster("ray", engines=2, host="threaded", batch_limit=50) as threaded:
-        collector = _id_on(threaded, 1, "thr-collector")
-        sender = _id_on(threaded, 0, "thr-sender")
-        threaded.spawn_actor(Collector, collector)
-        threaded.spawn_actor(Burst, sender)
-
-        _ask(threaded, sender, ("go", collector, 3000, 500))
-
-        assert threaded.wait_idle(60)
-        got = _ask(threaded, collector, "get")
-        assert [m for s, _, m, _ in got if s == sender] == list(range(3000))
-
-
-def test_an_unknown_host_kind_is_refused_with_the_kinds_to_use():
-    with pytest.raises(ValueError, match=r"host must be one of 'async', 'threaded', not 'x'"):
-        backstage.Cluster(transport="ray", engines=2, host="x")
 
 
 def test_a_cluster_of_no_engines_is_refused_at_the_call():
