@@ -11,6 +11,10 @@
 - cross-engine ping-pong against two async Ray actors awaiting each other's
   calls: round trips per second and p99;
 - scaling: CPU-bound work with no cross-engine traffic on 2 engines against 1;
+- a Ray call alone (batches of 100, window 4, nothing else done), CPU per call:
+  async actors observing completions by callbacks, as the engines' links do,
+  against threaded actors with ray.wait, as Ray's own comparison does; the
+  part of the gap per batch that is Ray's price for an async actor;
 - failure detection: SIGKILL an engine's process, time until the other engine
   has turned its traffic into dead letters and told its monitors.
 
@@ -21,6 +25,7 @@ one clock for every process of a Linux machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import signal
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -205,6 +211,88 @@ def detection() -> float:
             time.sleep(0.005)
 
 
+# -- the cost of one Ray call, by kind of actor ------------------------------------------
+# Why the engines' links cost more per batch than Ray's own comparison: each
+# engine is an async Ray actor (its event loop runs the engine), and a link
+# observes completions by callbacks; Ray's comparison is two threaded actors
+# and ray.wait.  Same batches, same window, nothing else done.
+
+@ray.remote(num_cpus=0)
+class _SyncReceiver:
+    def pid(self) -> int:
+        return os.getpid()
+
+    @ray.method(enable_task_events=False)
+    def recv(self, batch: list) -> None:
+        return None
+
+
+@ray.remote(num_cpus=0)
+class _AsyncReceiver:
+    async def pid(self) -> int:
+        return os.getpid()
+
+    @ray.method(enable_task_events=False)
+    async def recv(self, batch: list) -> None:
+        return None
+
+
+@ray.remote(num_cpus=0)
+class _WaitingSender:
+    """Ray's comparison's way: a threaded actor, at most ``window`` in flight by ray.wait."""
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def go(self, receiver: Any, calls: int, batch: int, window: int) -> None:
+        inflight: list = []
+        for _ in range(calls):
+            if len(inflight) >= window:
+                _, inflight = ray.wait(inflight, num_returns=1)
+            inflight.append(receiver.recv.remote(list(range(batch))))
+        ray.wait(inflight, num_returns=len(inflight))
+
+
+@ray.remote(num_cpus=0)
+class _CallbackSender:
+    """The links' way: an async actor, completions by callbacks back to its loop."""
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def go(self, receiver: Any, calls: int, batch: int, window: int) -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        state = {"sent": 0, "acked": 0}
+
+        def acked() -> None:
+            state["acked"] += 1
+            if state["acked"] == calls:
+                done.set_result(None)
+            pump()
+
+        def pump() -> None:
+            while state["sent"] - state["acked"] < window and state["sent"] < calls:
+                state["sent"] += 1
+                receiver.recv.remote(list(range(batch))).future().add_done_callback(
+                    lambda _: loop.call_soon_threadsafe(acked))
+        pump()
+        await done
+
+
+def ray_call_cost(sender_class: Any, receiver_class: Any, calls: int = 2000,
+                  batch: int = 100) -> float:
+    """CPU-us per call of both processes, ``calls`` calls of ``batch`` ints, window 4."""
+    sender, receiver = sender_class.remote(), receiver_class.remote()
+    pids = ray.get([sender.pid.remote(), receiver.pid.remote()])
+    cpu0 = sum(_cpu(p) for p in pids)
+    ray.get(sender.go.remote(receiver, calls, batch, 4))
+    cpu = sum(_cpu(p) for p in pids) - cpu0
+    ray.kill(sender)
+    ray.kill(receiver)
+    return cpu / calls * 1e6
+
+
 # -- main ----------------------------------------------------------------------------
 
 def main() -> None:
@@ -249,6 +337,14 @@ def main() -> None:
         rows.append(f"| the machine's own ceiling: 2 CPU-bound processes against 1 | "
                     f"{ceiling:.2f}x | | |")
         print(rows[-1], flush=True)
+        calls = 1_000 if args.quick else 2_000
+        theirs = med(ray_call_cost(_WaitingSender, _SyncReceiver, calls)
+                     for _ in range(args.repeat))
+        ours = med(ray_call_cost(_CallbackSender, _AsyncReceiver, calls)
+                   for _ in range(args.repeat))
+        line("a Ray call alone, batch 100: async actors with callbacks (as the engines) "
+             "against threaded actors with ray.wait (as Ray's own above)", ours, theirs,
+             "CPU-us", ",.0f")
         detect = sorted(detection() for _ in range(max(3, args.repeat)))
         rows.append(f"| failure detection (SIGKILL to dead letters + TERMINATED) | "
                     f"median {med(detect):.1f} ms, max {detect[-1]:.1f} ms | | |")
