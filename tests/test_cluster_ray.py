@@ -562,3 +562,45 @@ def _is_loopback(addr):
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback
+
+
+def test_a_long_burst_is_split_in_order_and_what_was_not_sent_is_dead_lettered_on_loss():
+    # The link alone, on an engine of this process: its calls are recorded, never completed,
+    # so what it sent stays in flight when the peer is lost.
+    import concurrent.futures
+    import pickle
+
+    from backends import ray_transport
+
+    sent = []
+
+    class Call:
+        def future(self):
+            return concurrent.futures.Future()
+
+    class Peer:
+        class deliver:
+            @staticmethod
+            def remote(src, seq, payload):
+                sent.append((seq, pickle.loads(payload)))
+                return Call()
+
+    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
+    try:
+        host = ray_transport._Host(0, 2, [None, Peer()], {"batch_limit": 7, "window": 2}, engine)
+        link = host.links[1]
+        link.add("far", [("near", i, None) for i in range(30)])
+        link.flush()
+        assert [seq for seq, _ in sent] == [1, 2]           # the window: 2 calls in flight
+        assert [wire for _, wire in sent] == [
+            [("far", ("near", tuple(range(0, 7))), ray_transport._ONE_SENDER)],
+            [("far", ("near", tuple(range(7, 14))), ray_transport._ONE_SENDER)]]
+
+        link.lose("engine 1 lost")
+
+        letters = [(d.envelope.message, d.reason) for d in engine.dead_letters]
+        assert [m for m, _ in letters] == list(range(30))
+        assert all(r.endswith("possibly delivered") for m, r in letters if m < 14)
+        assert all(r == "engine 1 lost" for m, r in letters if m >= 14)
+    finally:
+        engine.close()
