@@ -593,8 +593,8 @@ def test_a_long_burst_is_split_in_order_and_what_was_not_sent_is_dead_lettered_o
         link.flush()
         assert [seq for seq, _ in sent] == [1, 2]           # the window: 2 calls in flight
         assert [wire for _, wire in sent] == [
-            [("far", ("near", tuple(range(0, 7))), ray_transport._ONE_SENDER)],
-            [("far", ("near", tuple(range(7, 14))), ray_transport._ONE_SENDER)]]
+            [("far", ("near", list(range(0, 7))), ray_transport._ONE_SENDER)],
+            [("far", ("near", list(range(7, 14))), ray_transport._ONE_SENDER)]]
 
         link.lose("engine 1 lost")
 
