@@ -483,8 +483,7 @@ class _Host:
         self.marks = marks
         for target_id, items, form in pickle.loads(payload):
             if form == _ONE_SENDER:
-                sender_id, messages = items
-                self._deliver(target_id, list(zip(repeat(sender_id), messages, repeat(None))))
+                self._deliver_from_one(target_id, *items)
                 continue
             if form == _PLAIN:
                 self._deliver(target_id, items)
@@ -509,6 +508,12 @@ class _Host:
                 self._deliver(target_id, run)
         if handled is not None:
             self.when_handled(marks, handled)
+
+    def _deliver_from_one(self, target_id: str, sender_id: str | None,
+                          messages: list[Any]) -> None:
+        """Plain sends of one sender, as they crossed: the one place that turns
+        them back into the engine's queued items (adapt it to the inbox format)."""
+        self._deliver(target_id, list(zip(repeat(sender_id), messages, repeat(None))))
 
     def _deliver(self, target_id: str, items: list[Any]) -> None:
         self.received += len(items)
