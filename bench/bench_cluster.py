@@ -11,6 +11,10 @@
 - cross-engine ping-pong against two async Ray actors awaiting each other's
   calls: round trips per second and p99;
 - scaling: CPU-bound work with no cross-engine traffic on 2 engines against 1;
+- a Ray call alone (batches of 100, window 4, nothing else done), CPU per call:
+  async actors observing completions by callbacks, as the engines' links do,
+  against threaded actors with ray.wait, as Ray's own comparison does; the
+  part of the gap per batch that is Ray's price for an async actor;
 - failure detection: SIGKILL an engine's process, time until the other engine
   has turned its traffic into dead letters and told its monitors.
 
@@ -21,6 +25,7 @@ one clock for every process of a Linux machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import signal
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,7 +60,6 @@ from bench.cluster_actors import (  # noqa: E402
 )
 
 RAY_INIT = {"num_cpus": 2, "object_store_memory": 100 * 1024 * 1024}
-HOST = "async"      # --host: how the engines run in their Ray actors
 
 
 def _cpu(pid: int) -> float:
@@ -80,7 +85,7 @@ def _ask(cluster: backstage.Cluster, actor_id: str, message: object, timeout: fl
 
 def ours_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
     """Messages per second between two engines, and CPU seconds per million messages."""
-    with backstage.Cluster("ray", engines=2, batch_limit=limit, window=4, host=HOST) as cluster:
+    with backstage.Cluster("ray", engines=2, batch_limit=limit, window=4) as cluster:
         pairs = [(0, 1), (1, 0)] if both else [(0, 1)]
         names = []
         for a, b in pairs:
@@ -126,7 +131,7 @@ def ray_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
 # -- ping-pong -----------------------------------------------------------------------
 
 def ours_ping_pong(rounds: int) -> tuple[float, float]:
-    with backstage.Cluster("ray", engines=2, host=HOST) as cluster:
+    with backstage.Cluster("ray", engines=2) as cluster:
         ping, pong = _id_on(cluster, 0, "ping"), _id_on(cluster, 1, "pong")
         cluster.spawn_actor(Ponger, pong)
         cluster.spawn_actor(Pinger, ping)
@@ -152,7 +157,7 @@ def _rate_and_p99(times: list[float]) -> tuple[float, float]:
 
 def scaling(engines: int, jobs: int, work: int) -> float:
     """Jobs per second of CPU-bound spinning, spread over ``engines`` engines."""
-    with backstage.Cluster("ray", engines=engines, host=HOST) as cluster:
+    with backstage.Cluster("ray", engines=engines) as cluster:
         spinners = []
         for e in range(engines):
             for k in range(2):
@@ -195,7 +200,7 @@ def _lost_at(engine: backstage.Engine) -> dict:
 
 def detection() -> float:
     """Milliseconds from SIGKILL of engine 1 to engine 0 having handled the loss."""
-    with backstage.Cluster("ray", engines=2, host=HOST) as cluster:
+    with backstage.Cluster("ray", engines=2) as cluster:
         pid = cluster._impl.pids[1]
         t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
@@ -206,17 +211,96 @@ def detection() -> float:
             time.sleep(0.005)
 
 
+# -- the cost of one Ray call, by kind of actor ------------------------------------------
+# Why the engines' links cost more per batch than Ray's own comparison: each
+# engine is an async Ray actor (its event loop runs the engine), and a link
+# observes completions by callbacks; Ray's comparison is two threaded actors
+# and ray.wait.  Same batches, same window, nothing else done.
+
+@ray.remote(num_cpus=0)
+class _SyncReceiver:
+    def pid(self) -> int:
+        return os.getpid()
+
+    @ray.method(enable_task_events=False)
+    def recv(self, batch: list) -> None:
+        return None
+
+
+@ray.remote(num_cpus=0)
+class _AsyncReceiver:
+    async def pid(self) -> int:
+        return os.getpid()
+
+    @ray.method(enable_task_events=False)
+    async def recv(self, batch: list) -> None:
+        return None
+
+
+@ray.remote(num_cpus=0)
+class _WaitingSender:
+    """Ray's comparison's way: a threaded actor, at most ``window`` in flight by ray.wait."""
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def go(self, receiver: Any, calls: int, batch: int, window: int) -> None:
+        inflight: list = []
+        for _ in range(calls):
+            if len(inflight) >= window:
+                _, inflight = ray.wait(inflight, num_returns=1)
+            inflight.append(receiver.recv.remote(list(range(batch))))
+        ray.wait(inflight, num_returns=len(inflight))
+
+
+@ray.remote(num_cpus=0)
+class _CallbackSender:
+    """The links' way: an async actor, completions by callbacks back to its loop."""
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def go(self, receiver: Any, calls: int, batch: int, window: int) -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        state = {"sent": 0, "acked": 0}
+
+        def acked() -> None:
+            state["acked"] += 1
+            if state["acked"] == calls:
+                done.set_result(None)
+            pump()
+
+        def pump() -> None:
+            while state["sent"] - state["acked"] < window and state["sent"] < calls:
+                state["sent"] += 1
+                receiver.recv.remote(list(range(batch))).future().add_done_callback(
+                    lambda _: loop.call_soon_threadsafe(acked))
+        pump()
+        await done
+
+
+def ray_call_cost(sender_class: Any, receiver_class: Any, calls: int = 2000,
+                  batch: int = 100) -> float:
+    """CPU-us per call of both processes, ``calls`` calls of ``batch`` ints, window 4."""
+    sender, receiver = sender_class.remote(), receiver_class.remote()
+    pids = ray.get([sender.pid.remote(), receiver.pid.remote()])
+    cpu0 = sum(_cpu(p) for p in pids)
+    ray.get(sender.go.remote(receiver, calls, batch, 4))
+    cpu = sum(_cpu(p) for p in pids) - cpu0
+    ray.kill(sender)
+    ray.kill(receiver)
+    return cpu / calls * 1e6
+
+
 # -- main ----------------------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--host", choices=("async", "threaded"), default="async")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results-cluster.md"))
     args = parser.parse_args()
-    global HOST
-    HOST = args.host
     n = 100_000 if args.quick else 400_000
     rounds = 2_000 if args.quick else 10_000
     ray.init(include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1",
@@ -253,6 +337,14 @@ def main() -> None:
         rows.append(f"| the machine's own ceiling: 2 CPU-bound processes against 1 | "
                     f"{ceiling:.2f}x | | |")
         print(rows[-1], flush=True)
+        calls = 1_000 if args.quick else 2_000
+        theirs = med(ray_call_cost(_WaitingSender, _SyncReceiver, calls)
+                     for _ in range(args.repeat))
+        ours = med(ray_call_cost(_CallbackSender, _AsyncReceiver, calls)
+                   for _ in range(args.repeat))
+        line("a Ray call alone, batch 100: async actors with callbacks (as the engines) "
+             "against threaded actors with ray.wait (as Ray's own above)", ours, theirs,
+             "CPU-us", ",.0f")
         detect = sorted(detection() for _ in range(max(3, args.repeat)))
         rows.append(f"| failure detection (SIGKILL to dead letters + TERMINATED) | "
                     f"median {med(detect):.1f} ms, max {detect[-1]:.1f} ms | | |")
@@ -263,8 +355,7 @@ def main() -> None:
     header = [
         "# Cluster benchmark (bench/bench_cluster.py)", "",
         f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
-        f"{platform.python_version()}, Ray {ray.__version__}, engines in {HOST} Ray "
-        f"actors (--host); shared with other jobs "
+        f"{platform.python_version()}, Ray {ray.__version__}; shared with other jobs "
         f"(load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end), so "
         f"figures move by tens of percent between runs; ratios are within one run.  "
         f"Medians of {args.repeat} runs; {n:,} messages per throughput run.", "",
