@@ -2,7 +2,7 @@
 
 import threading
 
-from conftest import Recorder
+from conftest import Recorder, wait_for
 
 from backstage import Engine
 
@@ -132,10 +132,7 @@ def test_a_poison_pill_from_another_thread_comes_after_that_threads_sends(engine
     producer = threading.Thread(target=produce)
     producer.start()
     producer.join()
-    for _ in range(1000):
-        if engine.get_actor("rec") is None:
-            break
-        threading.Event().wait(0.01)
+    wait_for(lambda: engine.get_actor("rec") is None, "the pill to stop rec")
     engine.stop()
     runner.join(10)
 
@@ -211,10 +208,7 @@ def test_a_publish_from_another_thread_keeps_its_place_among_that_threads_sends(
     producer = threading.Thread(target=produce)
     producer.start()
     producer.join()
-    for _ in range(1000):
-        if engine.get_actor("rec") is None:
-            break
-        threading.Event().wait(0.01)
+    wait_for(lambda: engine.get_actor("rec") is None, "the pill to stop rec")
     engine.stop()
     runner.join(10)
 
