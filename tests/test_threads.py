@@ -33,6 +33,17 @@ def _run_in_thread(engine):
     return runner
 
 
+def _produce_until_rec_stops(engine, runner, produce):
+    """Runs ``produce`` (which ends with a poison pill for "rec") on a thread of its
+    own, waits for the pill to stop rec, then stops the engine ``runner`` runs."""
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join()
+    wait_for(lambda: engine.get_actor("rec") is None, "the pill to stop rec")
+    engine.stop()
+    runner.join(10)
+
+
 def test_concurrent_senders_lose_nothing_and_keep_each_senders_order(engine):
     sink = engine.spawn_actor(PerSender, id="sink")
     per_thread = 30_000
@@ -129,12 +140,7 @@ def test_a_poison_pill_from_another_thread_comes_after_that_threads_sends(engine
             engine.send("rec", i)
         engine.poison_pill("rec")
 
-    producer = threading.Thread(target=produce)
-    producer.start()
-    producer.join()
-    wait_for(lambda: engine.get_actor("rec") is None, "the pill to stop rec")
-    engine.stop()
-    runner.join(10)
+    _produce_until_rec_stops(engine, runner, produce)
 
     assert rec.messages == list(range(1000))
     assert engine.get_actor("rec") is None
@@ -205,12 +211,7 @@ def test_a_publish_from_another_thread_keeps_its_place_among_that_threads_sends(
             rec.ctx.send("rec", ("from rec", i))
         engine.poison_pill("rec")
 
-    producer = threading.Thread(target=produce)
-    producer.start()
-    producer.join()
-    wait_for(lambda: engine.get_actor("rec") is None, "the pill to stop rec")
-    engine.stop()
-    runner.join(10)
+    _produce_until_rec_stops(engine, runner, produce)
 
     expected = []
     for i in range(300):
