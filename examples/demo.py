@@ -1,6 +1,6 @@
 """A small actor system to watch in the inspector: `make demo`.
 
-    python3 examples/demo.py [--seconds N] [--socket PATH] [--no-split]
+    python3 examples/demo.py [--seconds N] [--socket PATH] [--no-split] [--backend NAME]
 
 What runs (about 10,000 messages a second, on one thread):
 
@@ -177,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="selectors", choices=list(backstage.BACKENDS))
     args = parser.parse_args(argv)
 
-    engine = backstage.Engine(backend=args.backend, inspector=args.socket or True)
+    try:
+        engine = backstage.Engine(backend=args.backend, inspector=args.socket or True)
+    except ImportError as exc:              # --backend uvloop without uvloop installed
+        sys.exit(str(exc))
     try:
         build(engine)
         path = engine.inspector_path
