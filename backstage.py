@@ -4698,6 +4698,46 @@ class Engine(_Lifecycle):
             raise self._guards.interrupted.pop(0)
 
 
+class _Required:
+    """The run-time default of a spawn's required ``id`` (and a pool's ``size``): a
+    call without it reaches the spawn's checks, which raise ``error()``, saying what
+    to pass.  Type checkers read the signatures as written, where it has no default."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: str) -> None:
+        self.call = call
+
+    def __repr__(self) -> str:
+        return "<required>"             # as help() shows the signature
+
+    def error(self, actor_class: Any = None) -> TypeError:
+        name = getattr(actor_class, "__name__", "Worker")
+        if self.call == "spawn_pool":
+            return TypeError(f"spawn_pool() missing the pool's id or size: pass "
+                             f"spawn_pool({name}, \"some-id\", 4, ...)")
+        return TypeError(f"{self.call}() missing the actor id: pass "
+                         f"{self.call}({name}, \"some-id\", ...)")
+
+
+def _name_the_public_calls() -> None:
+    """Python's own TypeError for a missing or an extra argument names the method
+    by its ``__qualname__``, and the Engine's calls are written in its rooms
+    (``_Sending.send``), which a user never wrote: each is named
+    ``Engine.<call>`` instead.  The spawns get ``_Required`` defaults."""
+    for room in Engine.__mro__[1:]:
+        for name, member in vars(room).items():
+            if not name.startswith("_") and isinstance(member, types.FunctionType):
+                member.__qualname__ = f"Engine.{name}"
+    for cls, call in ((Engine, "spawn_actor"), (Context, "spawn_actor"),
+                      (Context, "spawn_child_actor")):
+        getattr(cls, call).__defaults__ = (_Required(call),)
+    for cls in (Engine, Context):
+        cls.spawn_pool.__defaults__ = (_Required("spawn_pool"), _Required("spawn_pool"))
+
+
+_name_the_public_calls()
+
 
 ###############################################################################
 # Pools and routing
@@ -5055,6 +5095,8 @@ def _gather(reply: _Reply, answers: list[Any], waiting: list[int], index: int,
 
 def _check_pool_args(size: Any, routing: Any, hash_key: Any, supervisor: Any) -> None:
     if isinstance(size, bool) or not isinstance(size, int):
+        if type(size) is _Required:
+            raise size.error()
         raise TypeError(f"spawn_pool() needs an int size, not {size!r}")
     if size < 1:
         raise ValueError(f"spawn_pool() needs a size of at least 1, got {size}")
@@ -6499,6 +6541,8 @@ def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: 
         raise TypeError(f"spawn_actor() needs a class with a receive(self, envelope) method; "
                         f"{actor_class.__name__} has none")
     if type(actor_id) is not str:
+        if type(actor_id) is _Required:
+            raise actor_id.error(actor_class)
         raise TypeError(f"actor ids are strings, not {type(actor_id).__name__}: got {actor_id!r}")
     if not actor_id:
         raise ValueError("actor ids may not be empty: pass id='some-name'")

@@ -29,60 +29,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import backstage  # noqa: E402
-from backstage import Engine, EngineClosed, InboxFull, OneForOne  # noqa: E402
-
-FOREVER = OneForOne(max_restarts=10**9, within_s=1)
-
+from backstage import Engine, EngineClosed, InboxFull  # noqa: E402
+from bench.soak_actors import FOREVER, LEAVES, Leaf, Root  # noqa: E402
 
 # -- fault soak ----------------------------------------------------------------------
 
-class Leaf:
-    delivered = 0
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    def receive(self, envelope):
-        message = envelope.message
-        if message == "ask":
-            envelope.reply("answer")
-        elif message == "ask-fail":
-            raise ValueError("fails on the ask")   # a dead letter, and the ask fails
-        elif message == "ask-drop":
-            pass                            # handled, never answered: the ask fails
-        elif message % 10 == 7:
-            raise ValueError(f"fault on {message}")
-        type(self).delivered += 1
-
-
-class Branch:
-    supervisor = FOREVER
-
-    def __init__(self, ctx):
-        for i in range(99):
-            ctx.spawn_child_actor(Leaf, id=f"{ctx.actor_id}/{i}")
-
-    def receive(self, envelope):
-        pass
-
-
-class Root:
-    supervisor = FOREVER
-
-    def __init__(self, ctx):
-        for i in range(10):
-            ctx.spawn_child_actor(Branch, id=f"b{i}")
-
-    def receive(self, envelope):
-        pass
-
-
 def soak(backend: str, messages: int) -> dict:
-    Leaf.delivered = 0
+    Leaf.delivered = Leaf.faults = 0
     rng = random.Random(1234)
     engine = Engine(backend=backend, supervisor=FOREVER, dead_letters_kept=10**6)
     engine.spawn_actor(Root, id="root")
-    leaves = [f"b{b}/{i}" for b in range(10) for i in range(99)]
+    leaves = LEAVES
     runner = threading.Thread(target=engine.run_forever)
     runner.start()
     pills = set(rng.sample(range(messages), 30))

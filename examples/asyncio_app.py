@@ -77,7 +77,12 @@ if __name__ == "__main__":
     parser.add_argument("--backend", choices=["asyncio", "uvloop"], default="asyncio")
     backend = parser.parse_args().backend
     if backend == "uvloop":
-        import uvloop
+        try:
+            import uvloop
+        except ImportError:
+            sys.exit("--backend uvloop needs the uvloop package: pip install uvloop "
+                     "(make test installs it in .venv: .venv/bin/python examples/asyncio_app.py "
+                     "--backend uvloop)")
         uvloop.run(main(backend))
     else:
         asyncio.run(main(backend))

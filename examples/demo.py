@@ -1,14 +1,17 @@
 """A small actor system to watch in the inspector: `make demo`.
 
-    python3 examples/demo.py [--seconds N] [--socket PATH] [--no-split]
+    python3 examples/demo.py [--seconds N] [--socket PATH] [--no-split] [--backend NAME]
 
 What runs (about 10,000 messages a second, on one thread):
 
 - ``clock`` publishes a tick on its topic "tick" ten times a second;
-- ``dispatcher`` follows the ticks and hands out jobs to the pool, at a rate
-  that rises and falls over a minute;
-- ``pool`` is the parent of four ``worker-N`` children; each publishes what it
-  did on its "done" topic;
+- ``dispatcher`` follows the ticks and hands out jobs for ten customers to the
+  pool, at a rate that rises and falls over a minute; a few customers send
+  most of the jobs;
+- ``pool`` is a pool (``spawn_pool``) of four workers ``pool/0`` .. ``pool/3``
+  that routes each job by its customer (``consistent_hash``), so one worker
+  keeps each customer's running total, and the workers that hold the busiest
+  customers are the busiest; each publishes what it did on its "done" topic;
 - ``stats`` subscribes to the clock's ticks and to every worker's "done";
 - ``audit`` gets a burst of messages now and then, so its inbox fills and drains;
 - ``session-1`` .. ``session-8`` are mostly idle, and hear from the dispatcher
@@ -37,6 +40,7 @@ import backstage  # noqa: E402
 
 SESSIONS = 8
 WORKERS = 4
+CUSTOMERS = 10
 
 
 class Clock:
@@ -56,20 +60,19 @@ class Clock:
 
 
 class Dispatcher:
-    """On each tick, sends a wave-shaped number of jobs to the workers."""
+    """On each tick, sends a wave-shaped number of jobs to the pool."""
 
     def __init__(self, ctx: backstage.Context) -> None:
         self.ctx = ctx
-        self.next_worker = 0
         ctx.subscribe_to_actor_topic("clock", "tick")
 
     def receive(self, envelope: backstage.Envelope) -> None:
         tick = envelope.message
         jobs = int(600 + 500 * math.sin(tick / 100))          # a one-minute wave
         for job in range(jobs):
-            # Uneven on purpose: worker-4 gets the most, worker-1 the least.
-            worker = 1 + min(int((job % 10) ** 0.5 * 1.4), WORKERS - 1)
-            self.ctx.send(f"pool/worker-{worker}", job)
+            # Uneven on purpose: customer 0 sends the most jobs, customer 9 the least.
+            customer = int(CUSTOMERS * (job % 100 / 100) ** 2)
+            self.ctx.send("pool", (customer, job))
         if tick % 7 == 0:
             self.ctx.send(f"session-{1 + tick // 7 % SESSIONS}", "ping")
         if tick % 30 == 0:
@@ -77,28 +80,22 @@ class Dispatcher:
                 self.ctx.send("audit", n)
 
 
-class Pool:
-    """The parent of the workers."""
-
-    def __init__(self, ctx: backstage.Context) -> None:
-        self.ctx = ctx
-        for n in range(1, WORKERS + 1):
-            ctx.spawn_child_actor(Worker, id=f"pool/worker-{n}")
-
-    def receive(self, envelope: backstage.Envelope) -> None:
-        pass
+def customer_of(job: tuple[int, int]) -> int:
+    """The pool's hash_key: a customer's jobs all go to the same worker."""
+    return job[0]
 
 
 class Worker:
-    """Does a little arithmetic per job; publishes a summary every 100 jobs."""
+    """Keeps a running checksum per customer; publishes a summary every 100 jobs."""
 
     def __init__(self, ctx: backstage.Context) -> None:
         self.ctx = ctx
         self.done = 0
-        self.checksum = 0
+        self.checksums: dict[int, int] = {}
 
     def receive(self, envelope: backstage.Envelope) -> None:
-        self.checksum = (self.checksum * 31 + envelope.message) % 1_000_003
+        customer, job = envelope.message
+        self.checksums[customer] = (self.checksums.get(customer, 0) * 31 + job) % 1_000_003
         self.done += 1
         if self.done % 100 == 0:
             self.ctx.publish_to_topic("done", (self.ctx.actor_id, self.done))
@@ -111,8 +108,8 @@ class Stats:
         self.ctx = ctx
         self.done: dict[str, int] = {}
         ctx.subscribe_to_actor_topic("clock", "tick")
-        for n in range(1, WORKERS + 1):
-            ctx.subscribe_to_actor_topic(f"pool/worker-{n}", "done")
+        for worker in range(WORKERS):
+            ctx.subscribe_to_actor_topic(f"pool/{worker}", "done")
 
     def receive(self, envelope: backstage.Envelope) -> None:
         if envelope.topic == "done":
@@ -143,7 +140,7 @@ class Session:
 
 def build(engine: backstage.Engine) -> None:
     engine.spawn_actor(Clock, id="clock")
-    engine.spawn_actor(Pool, id="pool")
+    engine.spawn_pool(Worker, "pool", WORKERS, routing="consistent_hash", hash_key=customer_of)
     engine.spawn_actor(Stats, id="stats")
     engine.spawn_actor(Audit, id="audit", capacity=4096)
     for n in range(1, SESSIONS + 1):
@@ -180,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="selectors", choices=list(backstage.BACKENDS))
     args = parser.parse_args(argv)
 
-    engine = backstage.Engine(backend=args.backend, inspector=args.socket or True)
+    try:
+        engine = backstage.Engine(backend=args.backend, inspector=args.socket or True)
+    except ImportError as exc:              # --backend uvloop without uvloop installed
+        sys.exit(str(exc))
     try:
         build(engine)
         path = engine.inspector_path

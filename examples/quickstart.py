@@ -1,4 +1,4 @@
-"""The seed's quick start: two actors, a subscription, publications and a send."""
+"""The README's quick start: two actors, a subscription, publications and a send."""
 
 import os
 import sys

@@ -2,6 +2,8 @@
 
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -73,8 +75,10 @@ class Recorder:
         return [e.message for e in self.envelopes]
 
 
-def parent_of(child_class, child_id, supervisor=None):
-    """A parent actor class that spawns one child of ``child_class`` at start."""
+def parent_of(child_class, child_id, supervisor=None, stops_on_a_message=False):
+    """A parent actor class that spawns one child of ``child_class`` at start;
+    with ``stops_on_a_message``, it shuts down (and its child with it) on any
+    message it gets."""
 
     class Parent:
         def __init__(self, ctx):
@@ -82,8 +86,60 @@ def parent_of(child_class, child_id, supervisor=None):
             ctx.spawn_child_actor(child_class, id=child_id)
 
         def receive(self, envelope):
-            pass
+            if stops_on_a_message:
+                self.ctx.shutdown()
 
     if supervisor is not None:
         Parent.supervisor = supervisor
     return Parent
+
+
+def raised_in_receive(engine, call):
+    """What ``call(ctx)`` raises when an actor makes it inside its ``receive`` (some
+    calls may only be made there), or None; the engine runs until it is idle."""
+    raised = []
+
+    class Caller:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def receive(self, envelope):
+            try:
+                call(self.ctx)
+            except Exception as exc:        # handed back to the test
+                raised.append(exc)
+
+    engine.spawn_actor(Caller, id="caller")
+    engine.send("caller", "go")
+    engine.run()
+    return raised[0] if raised else None
+
+
+DEADLINE = 30.0     # seconds; generous for a loaded machine, never reached when all is well
+
+
+def wait_for(predicate, what, timeout=DEADLINE):
+    """Polls ``predicate()`` until it is true; AssertionError naming ``what`` if it
+    is still false after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+class Running:
+    """The engine runs on a thread (run_forever) inside the block; closed after it."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.engine.run_forever, daemon=True)
+        self.thread.start()
+        return self.engine
+
+    def __exit__(self, *exc):
+        self.engine.close()
+        self.thread.join(DEADLINE)
+        assert not self.thread.is_alive()

@@ -1,6 +1,7 @@
 """An engine inside an asyncio program, on the program's running loop."""
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
@@ -20,6 +21,19 @@ def aio_backend(backend):
     if backend == "selectors":
         pytest.skip("the selectors backend has no asyncio loop to share")
     return backend
+
+
+@contextlib.asynccontextmanager
+async def running_async(engine):
+    """``engine.run_async()`` as a task beside the program's coroutines inside the
+    block; the engine stopped, its task awaited and the engine closed after it."""
+    runner = asyncio.create_task(engine.run_async())
+    try:
+        yield runner
+    finally:
+        engine.stop()
+        await asyncio.wait_for(runner, TIMEOUT)
+        engine.close()
 
 
 def run_program(backend, main):
@@ -71,17 +85,13 @@ def test_a_coroutine_sends_to_an_actor_and_awaits_its_reply(aio_backend):
     async def main():
         engine = Engine(backend=aio_backend)
         engine.spawn_actor(Counter, id="counter")
-        runner = asyncio.create_task(engine.run_async())
-        for n in range(1, 101):
-            engine.send("counter", ("add", n))
-        reply = asyncio.get_running_loop().create_future()
+        async with running_async(engine):
+            for n in range(1, 101):
+                engine.send("counter", ("add", n))
+            reply = asyncio.get_running_loop().create_future()
 
-        engine.send("counter", ("get", reply))
-        total = await asyncio.wait_for(reply, TIMEOUT)
-
-        engine.stop()
-        await asyncio.wait_for(runner, TIMEOUT)
-        engine.close()
+            engine.send("counter", ("get", reply))
+            total = await asyncio.wait_for(reply, TIMEOUT)
         return total
 
     assert run_program(aio_backend, main) == 5050
@@ -93,21 +103,18 @@ def test_awaiting_a_reply_leaves_the_loop_free_for_the_programs_other_coroutines
     async def main():
         engine = Engine(backend=aio_backend)
         engine.spawn_actor(Gate, id="gate")
-        runner = asyncio.create_task(engine.run_async())
-        reply = asyncio.get_running_loop().create_future()
+        async with running_async(engine):
+            reply = asyncio.get_running_loop().create_future()
 
-        async def opener():
-            await asyncio.sleep(0)
-            engine.send("gate", "open")
+            async def opener():
+                await asyncio.sleep(0)
+                engine.send("gate", "open")
 
-        engine.send("gate", ("wait", reply))
-        opening = asyncio.create_task(opener())
-        answer = await asyncio.wait_for(reply, TIMEOUT)
+            engine.send("gate", ("wait", reply))
+            opening = asyncio.create_task(opener())
+            answer = await asyncio.wait_for(reply, TIMEOUT)
 
-        await opening
-        engine.stop()
-        await asyncio.wait_for(runner, TIMEOUT)
-        engine.close()
+            await opening
         return answer
 
     assert run_program(aio_backend, main) == "opened"
@@ -117,16 +124,12 @@ def test_an_actor_can_fail_a_reply_future(aio_backend):
     async def main():
         engine = Engine(backend=aio_backend)
         engine.spawn_actor(Counter, id="counter")
-        runner = asyncio.create_task(engine.run_async())
-        reply = asyncio.get_running_loop().create_future()
+        async with running_async(engine):
+            reply = asyncio.get_running_loop().create_future()
 
-        engine.send("counter", ("fail", reply))
-        with pytest.raises(ValueError, match=r"^no such sum$"):
-            await asyncio.wait_for(reply, TIMEOUT)
-
-        engine.stop()
-        await asyncio.wait_for(runner, TIMEOUT)
-        engine.close()
+            engine.send("counter", ("fail", reply))
+            with pytest.raises(ValueError, match=r"^no such sum$"):
+                await asyncio.wait_for(reply, TIMEOUT)
 
     run_program(aio_backend, main)
 
@@ -135,19 +138,15 @@ def test_a_reply_to_a_cancelled_future_is_dropped_quietly(aio_backend):
     async def main():
         engine = Engine(backend=aio_backend)
         counter = engine.spawn_actor(Counter, id="counter")
-        runner = asyncio.create_task(engine.run_async())
-        abandoned = asyncio.get_running_loop().create_future()
-        abandoned.cancel()
-        reply = asyncio.get_running_loop().create_future()
+        async with running_async(engine):
+            abandoned = asyncio.get_running_loop().create_future()
+            abandoned.cancel()
+            reply = asyncio.get_running_loop().create_future()
 
-        engine.send("counter", ("get", abandoned))
-        engine.send("counter", ("add", 7))
-        engine.send("counter", ("get", reply))
-        total = await asyncio.wait_for(reply, TIMEOUT)
-
-        engine.stop()
-        await asyncio.wait_for(runner, TIMEOUT)
-        engine.close()
+            engine.send("counter", ("get", abandoned))
+            engine.send("counter", ("add", 7))
+            engine.send("counter", ("get", reply))
+            total = await asyncio.wait_for(reply, TIMEOUT)
         return total, counter.deinit_ran
 
     assert run_program(aio_backend, main) == (7, True)
@@ -157,19 +156,16 @@ def test_a_send_from_another_thread_reaches_an_actor_on_the_programs_loop(aio_ba
     async def main():
         engine = Engine(backend=aio_backend)
         engine.spawn_actor(Counter, id="counter")
-        runner = asyncio.create_task(engine.run_async())
-        reply = asyncio.get_running_loop().create_future()
-        await asyncio.sleep(0)           # the run has begun: other threads may send
+        async with running_async(engine):
+            reply = asyncio.get_running_loop().create_future()
+            await asyncio.sleep(0)           # the run has begun: other threads may send
 
-        sender = threading.Thread(target=lambda: (engine.send("counter", ("add", 41)),
-                                                  engine.send("counter", ("get", reply))))
-        sender.start()
-        total = await asyncio.wait_for(reply, TIMEOUT)
+            sender = threading.Thread(target=lambda: (engine.send("counter", ("add", 41)),
+                                                      engine.send("counter", ("get", reply))))
+            sender.start()
+            total = await asyncio.wait_for(reply, TIMEOUT)
 
-        sender.join(TIMEOUT)
-        engine.stop()
-        await asyncio.wait_for(runner, TIMEOUT)
-        engine.close()
+            sender.join(TIMEOUT)
         return total
 
     assert run_program(aio_backend, main) == 41
@@ -179,17 +175,14 @@ def test_run_async_goes_on_while_idle_until_stop(aio_backend):
     async def main():
         engine = Engine(backend=aio_backend)
         engine.spawn_actor(Counter, id="counter")
-        runner = asyncio.create_task(engine.run_async())
-        reply = asyncio.get_running_loop().create_future()
-        engine.send("counter", ("get", reply))
-        await asyncio.wait_for(reply, TIMEOUT)
-        for _ in range(10):
-            await asyncio.sleep(0)      # the loop turns with nothing for the actors to do
+        async with running_async(engine) as runner:
+            reply = asyncio.get_running_loop().create_future()
+            engine.send("counter", ("get", reply))
+            await asyncio.wait_for(reply, TIMEOUT)
+            for _ in range(10):
+                await asyncio.sleep(0)      # the loop turns with nothing for the actors to do
 
-        still_running = not runner.done()
-        engine.stop()
-        await asyncio.wait_for(runner, TIMEOUT)
-        engine.close()
+            still_running = not runner.done()
         return still_running
 
     assert run_program(aio_backend, main) is True

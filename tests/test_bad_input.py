@@ -327,6 +327,23 @@ TABLE = [
       r"^spawn_pool\(\) needs a size of at least 1, got 0"),
     E("spawn_pool", lambda e, c: e.spawn_pool(Recorder, "p", 2, routing="nope"), ValueError,
       r"^unknown routing 'nope': use one of 'round_robin', 'least_loaded'"),
+    E("spawn_actor", lambda e, c: e.spawn_actor(Recorder), TypeError,
+      r'^spawn_actor\(\) missing the actor id: pass spawn_actor\(Recorder, "some-id", \.\.\.\)$',
+      new=True),
+    E("spawn_actor", lambda e, c: e.spawn_actor(Recorder, capacity=8), TypeError,
+      r'^spawn_actor\(\) missing the actor id: pass spawn_actor\(Recorder, "some-id"', new=True),
+    C("spawn_actor", lambda e, c: c.spawn_actor(Recorder), TypeError,
+      r'^spawn_actor\(\) missing the actor id: pass spawn_actor\(Recorder, "some-id", \.\.\.\)$',
+      new=True),
+    C("spawn_child_actor", lambda e, c: c.spawn_child_actor(Recorder), TypeError,
+      r'^spawn_child_actor\(\) missing the actor id: pass spawn_child_actor\(Recorder, '
+      r'"some-id", \.\.\.\)$', new=True),
+    E("spawn_pool", lambda e, c: e.spawn_pool(Recorder, "p"), TypeError,
+      r'^spawn_pool\(\) missing the pool\'s id or size: pass spawn_pool\(Worker, "some-id", 4, '
+      r'\.\.\.\)$', new=True),
+    C("spawn_pool", lambda e, c: c.spawn_pool(Recorder, size=2), TypeError,
+      r'^spawn_pool\(\) missing the pool\'s id or size: pass spawn_pool\(Recorder, "some-id", 4, '
+      r'\.\.\.\)$', new=True),
     E("spawn_pool", lambda e, c: e.spawn_pool(Recorder, "p", 2, routing="consistent_hash"),
       TypeError, r"^routing='consistent_hash' needs hash_key=, a function from a message"),
     C("spawn_pool", lambda e, c: c.spawn_pool(Recorder, "p", "2"), TypeError,
@@ -392,6 +409,37 @@ def _public_calls():
                 continue
             calls.add(f"{cls.__name__}.{name}")
     return calls
+
+
+def _required_and_most_positional(call):
+    """How many positional arguments ``call`` needs, and how many it takes at most
+    (None: any number, it has ``*args``)."""
+    parameters = list(inspect.signature(call).parameters.values())
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    needed = [p for p in positional if p.default is p.empty]
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return len(needed), None
+    return len(needed), len(positional)
+
+
+@pytest.mark.parametrize("name", sorted(_public_calls() - {"Context.__init__"}))
+def test_a_call_missing_an_argument_or_given_one_too_many_names_the_public_call(engine, name):
+    # Python's own TypeError names the method by its __qualname__: it must be the
+    # public Engine.send, not _Sending.send, the engine room it is written in.
+    ctx = engine.spawn_actor(Recorder, "a").ctx
+    cls_name, call_name = name.split(".")
+    call = getattr(engine if cls_name == "Engine" else ctx, call_name)
+    needed, most = _required_and_most_positional(call)
+    calls = ([()] if needed else []) + ([(None,) * (most + 1)] if most is not None else [])
+    if call_name == "__init__":
+        calls = [(None,) * 30]          # Engine(...) with far too many arguments
+
+    for args in calls:
+        with pytest.raises(TypeError) as raised:
+            (Engine if call_name == "__init__" else call)(*args)
+        message = str(raised.value)
+        assert message.startswith((f"{name}()", f"{call_name}()")), message
+        assert "_" not in message.split("(")[0].replace(call_name, ""), message
 
 
 def test_every_public_call_has_rows_in_the_table():

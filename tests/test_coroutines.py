@@ -7,7 +7,7 @@ import sys
 import threading
 
 import pytest
-from conftest import Recorder, parent_of
+from conftest import Recorder, Running, parent_of
 
 from backstage import Engine, OneForOne
 
@@ -276,15 +276,7 @@ def test_a_stopping_actors_suspended_coroutine_is_cancelled_and_deinit_runs_once
         def deinit(self):
             log.append("deinit")
 
-    class Parent:
-        def __init__(self, ctx):
-            self.ctx = ctx
-            ctx.spawn_child_actor(Child, id="child")
-
-        def receive(self, envelope):
-            self.ctx.shutdown()
-
-    engine.spawn_actor(Parent, id="parent")
+    engine.spawn_actor(parent_of(Child, "child", stops_on_a_message=True), id="parent")
 
     engine.send("child", "work")
     future = engine.ask("child", "queued behind it")
@@ -319,13 +311,8 @@ def test_closing_the_engine_cancels_a_suspended_coroutine_and_runs_deinit_once(b
     engine = Engine(backend=backend)
     engine.spawn_actor(Waiter, id="waiter")
     engine.send("waiter", "wait")
-    runner = threading.Thread(target=engine.run_forever)
-    runner.start()
-    try:
+    with Running(engine):
         assert started.wait(10)
-    finally:
-        engine.close()
-        runner.join(10)
 
     assert log == ["cleaned up", "deinit"]
 
@@ -522,16 +509,8 @@ def test_an_ask_awaited_by_a_cancelled_coroutine_no_longer_counts_as_work(engine
             self.ctx.send("parent", "stop now")
             await self.ctx.ask("silent", "never answered", timeout=None)
 
-    class Parent:
-        def __init__(self, ctx):
-            self.ctx = ctx
-            ctx.spawn_child_actor(Child, id="child")
-
-        def receive(self, envelope):
-            self.ctx.shutdown()
-
     engine.spawn_actor(Recorder, id="silent")
-    engine.spawn_actor(Parent, id="parent")
+    engine.spawn_actor(parent_of(Child, "child", stops_on_a_message=True), id="parent")
 
     engine.send("child", "work")
     engine.run()

@@ -71,3 +71,28 @@ def test_each_whole_program_in_the_readme_runs_as_printed(index, tmp_path):
 
 def test_every_whole_program_in_the_readme_has_an_expectation():
     assert len(readme_programs()) == len(README_SAYS)
+
+
+def test_the_quick_start_and_examples_quickstart_print_exactly_what_the_readme_shows(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    shown = re.search(r"^## Quick start\n.*?^prints\n\n```\n(.*?)```", text, re.S | re.M)
+    assert shown, "the README's quick start shows what it prints"
+    program = tmp_path / "quick_start.py"
+    program.write_text(readme_programs()[0])
+
+    outputs = [subprocess.run([sys.executable, str(path)], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+               for path in (program, ROOT / "examples" / "quickstart.py")]
+
+    assert [out.stdout for out in outputs] == [shown.group(1)] * 2
+
+
+def test_every_python_block_in_the_readme_is_valid_python():
+    # The fragments too (a supervisor declaration, a typed proxy, a logging setup):
+    # they are not run, but a newcomer copies them.
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+
+    for block in blocks:
+        compile(block, "README.md", "exec")
+    assert len(blocks) > len(README_SAYS)

@@ -1,7 +1,7 @@
 """Forwarding, stash and become: ctx.forward, ctx.stash, ctx.unstash_all, ctx.become."""
 
 import pytest
-from conftest import Recorder
+from conftest import Recorder, raised_in_receive
 
 from backstage import ActorNotFound, Envelope, MessageType
 
@@ -111,24 +111,11 @@ def test_forwarding_to_an_unknown_actor_is_a_dead_letter_and_fails_the_ask(engin
 
 
 def test_forward_needs_an_envelope(engine):
-    class Bad:
-        def __init__(self, ctx):
-            self.ctx = ctx
-            self.error = None
+    error = raised_in_receive(engine, lambda ctx: ctx.forward("worker", "a bare message"))
 
-        def receive(self, envelope):
-            try:
-                self.ctx.forward("worker", envelope.message)
-            except TypeError as exc:
-                self.error = exc
-
-    bad = engine.spawn_actor(Bad, id="bad")
-
-    engine.send("bad", "a bare message")
-    engine.run()
-
-    assert str(bad.error).startswith("forward() needs the Envelope that receive got, "
-                                     "not 'a bare message'")
+    assert isinstance(error, TypeError)
+    assert str(error).startswith("forward() needs the Envelope that receive got, "
+                                 "not 'a bare message'")
 
 
 # -- stash -------------------------------------------------------------------
@@ -203,23 +190,10 @@ def test_stashed_messages_left_when_the_actor_stops_are_dead_letters(engine):
 
 
 def test_stash_needs_an_envelope(engine):
-    class Bad:
-        def __init__(self, ctx):
-            self.ctx = ctx
-            self.error = None
+    error = raised_in_receive(engine, lambda ctx: ctx.stash(Envelope))
 
-        def receive(self, envelope):
-            try:
-                self.ctx.stash(Envelope)
-            except TypeError as exc:
-                self.error = exc
-
-    bad = engine.spawn_actor(Bad, id="bad")
-
-    engine.send("bad", "go")
-    engine.run()
-
-    assert str(bad.error).startswith("stash() needs the Envelope that receive got")
+    assert isinstance(error, TypeError)
+    assert str(error).startswith("stash() needs the Envelope that receive got")
 
 
 # -- become ------------------------------------------------------------------
@@ -345,24 +319,11 @@ def test_a_restarted_actor_starts_with_its_class_receive_again(engine):
 
 
 def test_become_needs_a_callable(engine):
-    class Bad:
-        def __init__(self, ctx):
-            self.ctx = ctx
-            self.error = None
+    error = raised_in_receive(engine, lambda ctx: ctx.become("closed"))
 
-        def receive(self, envelope):
-            try:
-                self.ctx.become("closed")
-            except TypeError as exc:
-                self.error = exc
-
-    bad = engine.spawn_actor(Bad, id="bad")
-
-    engine.send("bad", "go")
-    engine.run()
-
-    assert str(bad.error).startswith("become() needs a function that takes the envelope, "
-                                     "such as self.closed, not 'closed'")
+    assert isinstance(error, TypeError)
+    assert str(error).startswith("become() needs a function that takes the envelope, "
+                                 "such as self.closed, not 'closed'")
 
 
 def test_a_stashed_publication_comes_back_as_that_publication(engine):

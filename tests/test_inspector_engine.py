@@ -12,8 +12,8 @@ import tempfile
 import time
 
 import pytest
-from conftest import Recorder
-from test_inspector_feed import Client, Running, by_id, wait_for
+from conftest import Recorder, Running, wait_for
+from test_inspector_feed import Client, by_id
 
 import inspector_curses
 from backstage import Engine, OneForOne

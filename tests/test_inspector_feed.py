@@ -9,15 +9,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 import pytest
-from conftest import ROOT, Recorder
+from conftest import DEADLINE, ROOT, Recorder, Running, wait_for
 
 import backstage
 from backstage import BackstageError, Engine
-
-DEADLINE = 30.0          # seconds; generous for a loaded machine, never reached when all is well
 
 ENGINE_KEYS = {"pid", "program", "backend", "started_at", "uptime", "actors", "messages_total",
                "messages_per_s", "messages_per_s_avg", "dead_letters", "restarts", "clients",
@@ -35,14 +32,6 @@ def sockdir():
     path = tempfile.mkdtemp(prefix="bsi-", dir="/tmp")
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def wait_for(predicate, what, timeout=DEADLINE):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 class Client:
@@ -79,23 +68,6 @@ class Client:
     def close(self):
         self.file.close()
         self.sock.close()
-
-
-class Running:
-    """The engine runs on a thread (run_forever) inside the block; closed after it."""
-
-    def __init__(self, engine):
-        self.engine = engine
-
-    def __enter__(self):
-        self.thread = threading.Thread(target=self.engine.run_forever, daemon=True)
-        self.thread.start()
-        return self.engine
-
-    def __exit__(self, *exc):
-        self.engine.close()
-        self.thread.join(DEADLINE)
-        assert not self.thread.is_alive()
 
 
 class Parent:

@@ -173,7 +173,7 @@ def test_the_inspector_shows_sorts_filters_stops_an_actor_and_quits(tmux, demo):
     tmux.inspect(path)
 
     # The actor ids appear.
-    screen = tmux.wait(lambda s: "pool/worker-1" in s and "session-3" in s, "the actor table")
+    screen = tmux.wait(lambda s: "pool/1" in s and "session-3" in s, "the actor table")
     assert "demo  pid" in screen and "sort: msgs/s" in screen
 
     # S: sorted by id (the column before msgs/s is type, the one before it id).
@@ -186,7 +186,7 @@ def test_the_inspector_shows_sorts_filters_stops_an_actor_and_quits(tmux, demo):
     tmux.type("session")
     tmux.keys("Enter")
     screen = tmux.wait(lambda s: "filter: session" in s, "the filter")
-    assert "pool/worker-1" not in screen
+    assert "pool/1" not in screen
     assert set(table(screen)) == {f"session-{n}" for n in range(1, 9)}
 
     # k then y: session-3 gets a poison pill and leaves the table.

@@ -481,7 +481,11 @@ def test_once_prints_the_actors_of_a_running_engine(backend, sockdir):
 
 def test_discovery_finds_live_engines_and_skips_stale_sockets(backend, sockdir, monkeypatch):
     import socket
+    import tempfile
+    # Only this test's directories: the user's own engines (a `make demo` in
+    # another terminal) live in the temp dir's backstage-<uid>.
     monkeypatch.setenv("XDG_RUNTIME_DIR", sockdir)
+    monkeypatch.setattr(tempfile, "tempdir", sockdir)
     engine = Engine(backend=backend, inspector=True)
     stale = os.path.join(os.path.dirname(engine.inspector_path), "gone-999999.sock")
     dead = socket.socket(socket.AF_UNIX)

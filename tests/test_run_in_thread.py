@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from conftest import Recorder
+from conftest import Recorder, Running, raised_in_receive
 
 from backstage import AskFuture, Engine, EngineClosed
 
@@ -183,13 +183,10 @@ def test_a_job_still_running_when_the_engine_closes_fails_its_future(backend):
     engine = Engine(backend=backend)
     starter = engine.spawn_actor(Starter, id="starter")
     engine.send("starter", "go")
-    runner = threading.Thread(target=engine.run_forever)
-    runner.start()
     try:
-        assert started.wait(10)
+        with Running(engine):
+            assert started.wait(10)
     finally:
-        engine.close()
-        runner.join(10)
         release.set()
 
     with pytest.raises(EngineClosed, match=r"^the job did not finish before the engine closed"):
@@ -197,23 +194,10 @@ def test_a_job_still_running_when_the_engine_closes_fails_its_future(backend):
 
 
 def test_run_in_thread_needs_a_callable(engine):
-    class Bad:
-        def __init__(self, ctx):
-            self.ctx = ctx
-            self.error = None
+    error = raised_in_receive(engine, lambda ctx: ctx.run_in_thread("not a function"))
 
-        def receive(self, envelope):
-            try:
-                self.ctx.run_in_thread("not a function")
-            except TypeError as exc:
-                self.error = exc
-
-    bad = engine.spawn_actor(Bad, id="bad")
-
-    engine.send("bad", "go")
-    engine.run()
-
-    assert str(bad.error).startswith("run_in_thread() needs a function to call")
+    assert isinstance(error, TypeError)
+    assert str(error).startswith("run_in_thread() needs a function to call")
 
 
 @pytest.mark.parametrize("size", [0, -1, 2.5, True, "4"])

@@ -2,7 +2,7 @@
 
 import threading
 
-from conftest import Recorder
+from conftest import Recorder, wait_for
 
 from backstage import Engine
 
@@ -31,6 +31,17 @@ def _run_in_thread(engine):
     runner = threading.Thread(target=engine.run_forever)
     runner.start()
     return runner
+
+
+def _produce_until_rec_stops(engine, runner, produce):
+    """Runs ``produce`` (which ends with a poison pill for "rec") on a thread of its
+    own, waits for the pill to stop rec, then stops the engine ``runner`` runs."""
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join()
+    wait_for(lambda: engine.get_actor("rec") is None, "the pill to stop rec")
+    engine.stop()
+    runner.join(10)
 
 
 def test_concurrent_senders_lose_nothing_and_keep_each_senders_order(engine):
@@ -129,15 +140,7 @@ def test_a_poison_pill_from_another_thread_comes_after_that_threads_sends(engine
             engine.send("rec", i)
         engine.poison_pill("rec")
 
-    producer = threading.Thread(target=produce)
-    producer.start()
-    producer.join()
-    for _ in range(1000):
-        if engine.get_actor("rec") is None:
-            break
-        threading.Event().wait(0.01)
-    engine.stop()
-    runner.join(10)
+    _produce_until_rec_stops(engine, runner, produce)
 
     assert rec.messages == list(range(1000))
     assert engine.get_actor("rec") is None
@@ -208,15 +211,7 @@ def test_a_publish_from_another_thread_keeps_its_place_among_that_threads_sends(
             rec.ctx.send("rec", ("from rec", i))
         engine.poison_pill("rec")
 
-    producer = threading.Thread(target=produce)
-    producer.start()
-    producer.join()
-    for _ in range(1000):
-        if engine.get_actor("rec") is None:
-            break
-        threading.Event().wait(0.01)
-    engine.stop()
-    runner.join(10)
+    _produce_until_rec_stops(engine, runner, produce)
 
     expected = []
     for i in range(300):
