@@ -127,8 +127,8 @@ def ring(backend: str, actors: int, rounds: int) -> dict:
 class Skynet:
     """A node of the tree: (num, size) spawns ten children; a number is a child's sum."""
     # Slots, as a Python program making a million of one class would write it
-    # (the work is unchanged): 104 -> 56 bytes per node, skynet 1M peak RSS
-    # FIGURE_S.
+    # (the work is unchanged): 104 -> 56 bytes per node; skynet 1M peak RSS
+    # 693 -> 642 MiB (3.11).
     __slots__ = ("ctx", "total", "pending")
 
     def __init__(self, ctx):
