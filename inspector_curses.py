@@ -230,10 +230,50 @@ class EngineSocket:
         match = _SOCKET_NAME.match(os.path.basename(path))
         self.program = match["program"] if match else os.path.basename(path)
         self.pid = int(match["pid"]) if match else None
+        self.cluster: dict[str, Any] | None = None    # its feed's cluster fields, once probed
 
     def label(self) -> str:
         pid = f"pid {self.pid}" if self.pid is not None else "pid ?"
         return f"{self.program:<24} {pid:<12} {self.path}"
+
+
+class ClusterEntry:
+    """The engines of one backstage.Cluster found on this machine, by engine number."""
+
+    def __init__(self, name: str, engines: list[EngineSocket]) -> None:
+        self.name = name
+        self.engines = sorted(engines, key=lambda e: (e.cluster or {}).get("engine", 0))
+        self.size = max((e.cluster or {}).get("engines", 0) for e in engines)
+
+    def label(self) -> str:
+        here = f"{len(self.engines)} of {self.size} engines"
+        return f"cluster {self.name:<16} {here:<16} {os.path.dirname(self.engines[0].path)}"
+
+
+def probe_clusters(engines: list[EngineSocket], timeout: float = 2.0) -> None:
+    """Read one snapshot of each engine: the cluster it says it is part of, if any."""
+    for engine in engines:
+        try:
+            engine.cluster = clean_snapshot(read_one_snapshot(engine.path, timeout))[
+                "engine"]["cluster"]
+        except (OSError, ValueError):
+            engine.cluster = None
+
+
+def group_clusters(engines: list[EngineSocket]) -> list[EngineSocket | ClusterEntry]:
+    """The engines, those of one cluster as one entry (in the place of its newest)."""
+    order: list[EngineSocket | str] = []
+    members: dict[str, list[EngineSocket]] = {}
+    for engine in engines:
+        if engine.cluster is None:
+            order.append(engine)
+            continue
+        name = engine.cluster["name"]
+        if name not in members:
+            members[name] = []
+            order.append(name)
+        members[name].append(engine)
+    return [ClusterEntry(e, members[e]) if isinstance(e, str) else e for e in order]
 
 
 def find_engines(dirs: Iterable[str] | None = None,
@@ -466,6 +506,7 @@ def clean_snapshot(raw: dict[str, Any]) -> Snapshot:
     for name, (read, default) in _ENGINE_FIELDS.items():
         value = read(engine_raw.get(name))
         engine[name] = default if value is None else value
+    engine["cluster"] = _clean_cluster(engine_raw.get("cluster"))
     engine["dead_letters_by_reason"] = _counts(engine_raw.get("dead_letters_by_reason"))
     engine["dead_letters_by_target"] = _counts(engine_raw.get("dead_letters_by_target"))
     recent = engine_raw.get("dead_letters_recent")
@@ -478,6 +519,17 @@ def clean_snapshot(raw: dict[str, Any]) -> Snapshot:
     return {"v": raw.get("v"), "type": "snapshot", "seq": _int(raw.get("seq")) or 0,
             "time": _float(raw.get("time")) or 0.0,
             "interval": _float(raw.get("interval")) or 0.5, "engine": engine, "actors": rows}
+
+
+def _clean_cluster(raw: Any) -> dict[str, Any] | None:
+    """The cluster an engine is part of: name, engine number, engines, sent to others."""
+    if not isinstance(raw, dict) or _str(raw.get("name")) is None:
+        return None
+    index, size = _int(raw.get("engine")), _int(raw.get("engines"))
+    if index is None or size is None:
+        return None
+    return {"name": raw["name"], "engine": index, "engines": size,
+            "sent": _int(raw.get("sent_to_other_engines")) or 0}
 
 
 def _counts(raw: Any) -> list[tuple[str, int]] | None:
@@ -1593,11 +1645,11 @@ def run_inspector(stdscr: Any, connection: Connection, sort: str) -> None:
 class Picker:
     """The built-in engine picker: a list, arrows, Enter, q."""
 
-    def __init__(self, engines: list[EngineSocket], theme: Theme | None = None) -> None:
+    def __init__(self, engines: list[Entry], theme: Theme | None = None) -> None:
         self.engines = engines
         self.cursor = 0
         self.theme = theme or Theme()
-        self.chosen: EngineSocket | None = None
+        self.chosen: Entry | None = None
 
     def tick(self, now: float) -> None:
         pass
@@ -1628,13 +1680,13 @@ class Picker:
         paint.line(paint.height - 1, " arrows move  Enter opens  q quits", theme.dim)
 
 
-def run_picker(stdscr: Any, engines: list[EngineSocket]) -> EngineSocket | None:
+def run_picker(stdscr: Any, engines: list[Entry]) -> Entry | None:
     picker = Picker(engines, Theme.from_curses())
     run_frames(stdscr, picker)
     return picker.chosen
 
 
-def pick_with_curses_menu(engines: list[EngineSocket]) -> EngineSocket | None | bool:
+def pick_with_curses_menu(engines: list[Entry]) -> Entry | None | bool:
     """curses-menu's picker; True when curses-menu is not installed."""
     try:
         import cursesmenu  # type: ignore[import-not-found, unused-ignore]
@@ -1657,6 +1709,146 @@ def _setup_screen(stdscr: Any) -> None:
         pass
     stdscr.timeout(FRAME_MS)
     stdscr.keypad(True)
+
+
+###############################################################################
+# A cluster: every engine of one backstage.Cluster on this machine
+# One row per engine and the cluster's totals; Enter opens an engine.
+###############################################################################
+
+CLUSTER_TITLES = ["ENGINE", "PID", "STATE", "ACTORS", "MSGS/S", "TOTAL", "TO OTHERS",
+                  "DEAD", "BUSY"]
+
+
+class Member:
+    """One engine of the cluster: its feed and its model."""
+
+    def __init__(self, engine: EngineSocket, max_line: int = MAX_LINE) -> None:
+        self.index = (engine.cluster or {}).get("engine", 0)
+        self.connection = Connection(engine.path, None, max_line)
+        self.model = Model()
+        self.next_attempt = 0.0
+
+
+def cluster_table(members: Sequence[Member]) -> tuple[list[list[str]], list[str]]:
+    """One row of cells per engine, and the cluster's totals row."""
+    rows = []
+    total: dict[str, int] = {"actors": 0, "messages": 0, "sent": 0, "dead": 0}
+    total_rate = 0.0
+    for m in members:
+        snap = m.model.latest
+        if snap is None:
+            rows.append([f"engine {m.index}", "-", "waiting" if m.model.connected
+                         else "gone"] + ["-"] * 6)
+            continue
+        eng = snap["engine"]
+        live = m.model.connected
+        sent = (eng["cluster"] or {}).get("sent", 0)
+        rate = eng["messages_per_s_avg"] if live else 0.0
+        total["actors"] += eng["actors"] if live else 0
+        total_rate += rate
+        total["messages"] += eng["messages_total"]
+        total["sent"] += sent
+        total["dead"] += eng["dead_letters"]
+        rows.append([f"engine {m.index}", str(eng["pid"]), "live" if live else "gone",
+                     str(eng["actors"]), fmt_rate(rate), fmt_count(eng["messages_total"]),
+                     fmt_count(sent), fmt_count(eng["dead_letters"]),
+                     fmt_share(eng["busy_share"])])
+    totals = ["cluster", "", f"{sum(m.model.connected for m in members)} live",
+              str(total["actors"]), fmt_rate(total_rate), fmt_count(total["messages"]),
+              fmt_count(total["sent"]), fmt_count(total["dead"]), ""]
+    return rows, totals
+
+
+def format_table(rows: Sequence[Sequence[str]], width: int | None = None) -> list[str]:
+    """Rows of cells as aligned lines: the first column left, the others right."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+    return lines if width is None else [line[:width] for line in lines]
+
+
+class ClusterApp:
+    """The cluster screen: every engine's feed read each frame; Enter opens one
+    engine's usual view (its q comes back here); q here quits."""
+
+    def __init__(self, entry: ClusterEntry, sort: str = "msgs/s",
+                 theme: Theme | None = None, max_line: int = MAX_LINE) -> None:
+        self.entry = entry
+        self.members = [Member(e, max_line) for e in entry.engines]
+        self.sort = sort
+        self.theme = theme or Theme()
+        self.cursor = 0
+        self.inner: App | None = None
+
+    def tick(self, now: float) -> None:
+        for m in self.members:
+            if self.inner is not None and m.connection is self.inner.connection:
+                continue                    # the open engine's view reads it
+            conn = m.connection
+            if not conn.connected and conn.path and now >= m.next_attempt \
+                    and os.path.exists(conn.path):
+                m.next_attempt = now + RECONNECT_EVERY
+                conn.connect()
+            for line in conn.poll():
+                m.model.receive(line, now)
+            m.model.connected = conn.connected
+        if self.inner is not None:
+            self.inner.tick(now)
+
+    def render(self, window: Window) -> None:
+        if self.inner is not None:
+            self.inner.render(window)
+            return
+        paint = Painter(window)
+        theme = self.theme
+        entry = self.entry
+        paint.line(0, f" backstage inspector: cluster {entry.name}, {len(self.members)} of "
+                      f"{entry.size} engines on this machine", theme.header)
+        rows, totals = cluster_table(self.members)
+        lines = format_table([CLUSTER_TITLES, *rows, totals], paint.width - 2)
+        paint.line(2, " " + lines[0], theme.title)
+        for i, line in enumerate(lines[1:-1]):
+            paint.line(3 + i, " " + line, theme.selected if i == self.cursor else 0)
+        paint.line(3 + len(rows), " " + lines[-1], theme.title)
+        paint.line(paint.height - 1, " Up Down move  Enter opens the engine (q there comes "
+                                     "back)  q quits", theme.dim)
+
+    def press(self, key: int) -> bool:
+        if self.inner is not None:
+            if not self.inner.press(key):
+                self.inner = None
+            return True
+        if key == curses.KEY_UP:
+            self.cursor = max(self.cursor - 1, 0)
+        elif key == curses.KEY_DOWN:
+            self.cursor = min(self.cursor + 1, len(self.members) - 1)
+        elif key in ENTER_KEYS:
+            m = self.members[self.cursor]
+            m.model.sort = self.sort
+            self.inner = App(m.model, m.connection, View(self.theme))
+        elif key in (ord("q"), ord("Q"), ESC):
+            return False
+        return True
+
+
+def run_cluster(stdscr: Any, entry: ClusterEntry, sort: str, max_line: int) -> None:
+    run_frames(stdscr, ClusterApp(entry, sort, Theme.from_curses(), max_line))
+
+
+def format_cluster_once(entry: ClusterEntry, max_line: int = MAX_LINE) -> str:
+    """The cluster table, from one snapshot of each engine."""
+    members = [Member(e, max_line) for e in entry.engines]
+    for m in members:
+        try:
+            m.model.receive(read_one_snapshot(m.connection.path, max_line=max_line))
+            m.model.connected = True
+        except OSError:
+            m.model.connected = False
+    rows, totals = cluster_table(members)
+    head = (f"cluster {entry.name}: {len(members)} of {entry.size} engines on this machine")
+    return "\n".join(safe(line) for line in [head, *format_table([CLUSTER_TITLES, *rows,
+                                                                    totals])])
 
 
 ###############################################################################
@@ -1696,24 +1888,40 @@ class UserError(Exception):
     """Something the user can fix; main() prints it without a traceback."""
 
 
-def choose_socket(args: argparse.Namespace) -> tuple[str, str | None, list[EngineSocket]]:
-    """The socket to open, the program name to follow, and the engines when several."""
+Entry = EngineSocket | ClusterEntry
+
+
+def socket_paths(entries: Sequence[Entry]) -> list[str]:
+    """Every engine socket of ``entries``: a cluster's, each of its engines'."""
+    return [e.path for entry in entries
+            for e in (entry.engines if isinstance(entry, ClusterEntry) else [entry])]
+
+
+def choose_socket(args: argparse.Namespace) -> tuple[str, str | None, list[Entry]]:
+    """The socket to open and the program name to follow; or, when several engines
+    run or those found are a cluster's, the entries to pick from (a cluster's
+    engines are one entry)."""
+    dirs = None
     if args.socket:
         path = os.path.abspath(args.socket)
         if not os.path.exists(path):
             raise UserError(f"no socket at {path}: is the engine running with "
                             f"Engine(inspector={args.socket!r})? Or leave the path out to "
                             f"find running engines")
-        return path, None, []
+        if not os.path.isdir(path):
+            return path, None, []
+        dirs = [path]               # a cluster's inspector=DIR: the engines in it
     problems: list[str] = []
-    engines = find_engines(problems=problems)
+    engines = find_engines(dirs, problems=problems)
     if not engines:
         skipped = "".join(f"\n  skipped: {safe(p)}" for p in problems)
-        raise UserError(f"no running engine found in {' or '.join(socket_dirs())}: "
+        raise UserError(f"no running engine found in {' or '.join(dirs or socket_dirs())}: "
                         f"{START_ONE}{skipped}")
-    if len(engines) == 1:
+    probe_clusters(engines)
+    entries = group_clusters(engines)
+    if len(entries) == 1 and isinstance(entries[0], EngineSocket):
         return engines[0].path, engines[0].program, []
-    return "", None, engines
+    return "", None, entries
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1729,10 +1937,14 @@ def main(argv: list[str] | None = None) -> int:
     max_line = max(args.max_line_mb, 1) << 20
     try:
         path, program, several = choose_socket(args)
+        chosen: Entry | bool | None = several[0] if len(several) == 1 else None
         if args.once:
+            if isinstance(chosen, ClusterEntry):
+                print(format_cluster_once(chosen, max_line))
+                return 0
             if several:
                 raise UserError("several engines are running; pass one socket:\n  " +
-                                "\n  ".join(safe(e.path) for e in several))
+                                "\n  ".join(map(safe, socket_paths(several))))
             try:
                 print(format_once(read_one_snapshot(path, max_line=max_line), args.sort))
             except OSError as exc:
@@ -1741,10 +1953,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         locale.setlocale(locale.LC_ALL, "")
         os.environ.setdefault("ESCDELAY", "25")      # Esc answers at once
-        if several:
+        if len(several) > 1:
             chosen = pick_with_curses_menu(several)
             if chosen is True:
                 chosen = curses.wrapper(run_picker, several)
+        if isinstance(chosen, ClusterEntry):
+            curses.wrapper(run_cluster, chosen, args.sort, max_line)
+            return 0
+        if several:
             if not isinstance(chosen, EngineSocket):
                 return 0
             path, program = chosen.path, chosen.program

@@ -389,7 +389,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         path, program, several = feed.choose_socket(args)
         if several:
             raise feed.UserError("several engines are running; pass one socket:\n  " +
-                                 "\n  ".join(feed.safe(e.path) for e in several))
+                                 "\n  ".join(map(feed.safe, feed.socket_paths(several))))
         exporter = Exporter(path, args.port, args.top, args.max_types, program,
                             max(args.max_line_mb, 1) << 20)
     except feed.UserError as exc:

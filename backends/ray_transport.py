@@ -73,10 +73,11 @@ DEFAULT_WINDOW = 4
 
 # Wire codes of queued items that are not plain sends.  A plain send crosses
 # as the engine's own (sender_id, message, None) tuple, untouched.
-_PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON = range(1, 9)
+_PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON, _DROPPED = range(1, 10)
 _MT = backstage.MessageType
 _CODES = {_MT.PUBLISH: _PUBLISH, _MT.TERMINATED: _TERMINATED, _MT.POISON_PILL: _PILL,
-          _MT.SUBSCRIBE: _SUB, _MT.UNSUBSCRIBE: _UNSUB, "monitor": _MON, "demonitor": _DEMON}
+          _MT.SUBSCRIBE: _SUB, _MT.UNSUBSCRIBE: _UNSUB, "monitor": _MON, "demonitor": _DEMON,
+          "dropped": _DROPPED}
 
 
 _TUPLE = {tuple}
@@ -318,7 +319,7 @@ class _Link:
             return (sender_id, message, None)
         if code == _PUBLISH:
             return (sender_id, (topic, message), code)
-        if code in (_SUB, _UNSUB):
+        if code in (_SUB, _UNSUB, _DROPPED):
             return (sender_id, topic, code)
         return (sender_id, message, code)
 
@@ -410,6 +411,7 @@ class _Host:
         self.unhandled: list[Any] = []                  # (marks, future) not yet handled
         self.check_scheduled = False
         self.engine.attach_transport(self)
+        self.engine._call_on_loop(_label_feed, self, settings)
         global _current
         _current = self
 
@@ -433,6 +435,12 @@ class _Host:
             self.pins[actor_id] = self.index
             for link in self.links.values():
                 link.add_control(("pin", actor_id, self.index))
+
+    def placing(self, actor_id: str) -> None:
+        """Before an actor spawns here: refuse an id placed on another engine."""
+        where = self.pins.get(actor_id)
+        if where is not None and where != self.index:
+            raise ValueError(_placed_elsewhere(actor_id, self.index, where))
 
     # -- inbound ---------------------------------------------------------------
 
@@ -552,6 +560,9 @@ class _Host:
         """Subscribe, unsubscribe, monitor or demonitor on behalf of a remote actor."""
         sender_id, topic, code = item
         engine = self.engine
+        if code == _DROPPED:
+            _publisher_stopped(engine, sender_id, target_id, topic)
+            return
         remote = engine._registry.get(sender_id)
         if remote is None:
             link = self.links.get(src)
@@ -660,18 +671,9 @@ class EngineHost:
                     options: dict[str, Any]) -> tuple[Any, ...]:
         host = self.host
         result: Future[Any] = Future()
-
-        def spawn() -> None:
-            try:
-                host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
-                result.set_result(("ok", None))
-            except BaseException as exc:
-                result.set_result(("err", _portable_exception(exc)))
-        host.arrive(src, seq, spawn)
+        host.arrive(src, seq, lambda: _spawn_into(result, host, actor_class, actor_id, args,
+                                                  kwargs, options))
         return await asyncio.wrap_future(result)
-
-    async def pin(self, actor_id: str, where: int) -> None:
-        self.host.pins[actor_id] = where
 
     @ray.method(enable_task_events=False)
     async def ask(self, src: int, seq: int, target_id: str, payload: bytes,
@@ -694,10 +696,7 @@ class EngineHost:
             value = await asyncio.wrap_future(holder[0])
         except BaseException as exc:
             return ("err", _portable_exception(exc))
-        why = _picklable(value)
-        if why is not None:
-            return ("err", TypeError(_unpicklable_reason("the reply", why)))
-        return ("ok", value)
+        return _answer(value)
 
     async def wait_idle(self) -> dict[str, Any]:
         """Wait until nothing is queued here; then this engine's counters."""
@@ -734,6 +733,73 @@ class EngineHost:
             pass
 
 
+###############################################################################
+# Placement: one id, one engine
+###############################################################################
+
+def _placed_elsewhere(actor_id: str, here: int, where: int) -> str:
+    return (f"cannot spawn {actor_id!r} on engine {here}: the cluster places it on engine "
+            f"{where}; spawn it from the driver with cluster.spawn_actor(cls, {actor_id!r}, "
+            f"pin={here}) to move it (once no actor is live under that id), or pick "
+            f"another id")
+
+
+def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: str,
+                args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> None:
+    """The driver's spawn, on the engine's thread: ("ok", None) or ("err", exc)."""
+    try:
+        host.placing(actor_id)
+        host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
+        result.set_result(("ok", None))
+    except BaseException as exc:
+        result.set_result(("err", _portable_exception(exc)))
+
+
+def _live_here(engine: Engine, actor_id: str) -> bool:
+    """Whether a live actor (not a stand-in) has ``actor_id`` on this engine."""
+    ctx = engine._registry.get(actor_id)
+    return ctx is not None and not _is_stand_in(ctx) and ctx._state is _RUNNING
+
+
+def _place(engine: Engine, actor_id: str, where: int) -> None:
+    """From now on ``actor_id`` lives on engine ``where``: the pin, and a stand-in
+    for it re-routed there (or stopped, when it is this engine or a lost one; what
+    it held becomes dead letters: no actor had the id when they were sent)."""
+    host = _current
+    assert host is not None
+    host.pins[actor_id] = where
+    ctx = engine._registry.get(actor_id)
+    if ctx is None or not _is_stand_in(ctx) or ctx._state is not _RUNNING:
+        return
+    if where == host.index or where in host.lost:
+        engine._stop_stand_in(actor_id, f"{actor_id!r} is placed on engine {where} now")
+        return
+    link = host.links[where]
+    ctx._inbox._flush = lambda ctx, items: link.add(ctx.actor_id, items)
+
+
+def _publisher_stopped(engine: Engine, publisher_id: str, subscriber_id: str,
+                       topic: str) -> None:
+    """A publisher on another engine stopped: its subscriber here drops the
+    subscription, as it would for a local publisher."""
+    sub = engine._registry.get(subscriber_id)
+    if sub is not None and sub._subscriptions:
+        sub._subscriptions.discard((publisher_id, topic))
+    stand_in = engine._registry.get(publisher_id)
+    if stand_in is not None and stand_in._subscribers:
+        subscribed = stand_in._subscribers.get(topic)
+        if subscribed is not None and subscribed.get(subscriber_id) is sub:
+            del subscribed[subscriber_id]
+
+
+def _answer(value: Any) -> tuple[str, Any]:
+    """An ask's outcome for the driver: ("ok", value), or ("err", why) if it does not pickle."""
+    why = _picklable(value)
+    if why is not None:
+        return ("err", TypeError(_unpicklable_reason("the reply", why)))
+    return ("ok", value)
+
+
 def _counters(host: _Host) -> dict[str, Any]:
     return {"sent": {peer: link.seq for peer, link in host.links.items()},
             "expect": dict(host.expect), "busy": host.busy()}
@@ -767,8 +833,30 @@ def _dead_letters(host: _Host) -> list[Any]:
 
 
 def _make_engine(settings: dict[str, Any], backend: str) -> Engine:
-    return Engine(backend=backend, inspector=settings.get("inspector", False),
+    return Engine(backend=backend, inspector=_feed_path(settings),
                   dead_letters_kept=settings.get("dead_letters_kept", 1000))
+
+
+###############################################################################
+# The inspector: each engine's feed says which cluster it is part of
+###############################################################################
+
+def _feed_path(settings: dict[str, Any]) -> bool | str:
+    """``inspector=True``: the usual place; a directory: ``DIR/<cluster>-<pid>.sock``."""
+    where = settings.get("inspector", False)
+    if not isinstance(where, str):
+        return bool(where)
+    backstage._make_private_dir(where)
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in settings["name"])[:40]
+    return os.path.join(where, f"{name}-{os.getpid()}.sock")
+
+
+def _label_feed(host: _Host, settings: dict[str, Any]) -> None:
+    """Tell the engine's inspector feed its cluster and number (on the engine's thread)."""
+    feed = host.engine._inspector
+    if feed is not None:
+        feed.cluster = {"name": settings.get("name", "?"), "engine": host.index,
+                        "engines": host.count}
 
 
 @ray.remote(num_cpus=0, max_restarts=0,  # type: ignore[call-overload]
@@ -828,20 +916,10 @@ class ThreadedEngineHost:
               options: dict[str, Any]) -> tuple[Any, ...]:
         host = self.host
         result: Future[Any] = Future()
-
-        def spawn() -> None:
-            try:
-                host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
-                result.set_result(("ok", None))
-            except BaseException as exc:
-                result.set_result(("err", _portable_exception(exc)))
-        host.engine._submit(host.arrive, src, seq, spawn)
+        host.engine._submit(host.arrive, src, seq, lambda: _spawn_into(
+            result, host, actor_class, actor_id, args, kwargs, options))
         outcome: tuple[Any, ...] = result.result()
         return outcome
-
-    @ray.method(concurrency_group="control")
-    def pin(self, actor_id: str, where: int) -> None:
-        self._on_engine(self.host.pins.__setitem__, actor_id, where)
 
     @ray.method(concurrency_group="control", enable_task_events=False)
     def ask(self, src: int, seq: int, target_id: str, payload: bytes,
@@ -859,10 +937,7 @@ class ThreadedEngineHost:
             value = asked.result().result()
         except BaseException as exc:
             return ("err", _portable_exception(exc))
-        why = _picklable(value)
-        if why is not None:
-            return ("err", TypeError(_unpicklable_reason("the reply", why)))
-        return ("ok", value)
+        return _answer(value)
 
     @ray.method(concurrency_group="control")
     def wait_idle(self) -> dict[str, Any]:
@@ -909,8 +984,8 @@ class RayCluster:
                  batch_limit: int = DEFAULT_BATCH_LIMIT, window: int = DEFAULT_WINDOW,
                  ray_init: dict[str, Any] | None = None,
                  engine_options: list[dict[str, Any]] | None = None,
-                 inspector: bool = False, dead_letters_kept: int = 1000,
-                 host: str = "async",
+                 inspector: bool | str = False, dead_letters_kept: int = 1000,
+                 host: str = "async", name: str | None = None,
                  start_timeout: float = 60.0) -> None:
         if host not in _HOSTS:
             raise ValueError(f"host must be one of {', '.join(map(repr, _HOSTS))}, "
@@ -930,8 +1005,11 @@ class RayCluster:
         self._closed = False
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})
+        if inspector is not False and not isinstance(inspector, (bool, str)):
+            raise TypeError(f"inspector must be True or a directory (str), not {inspector!r}")
+        self.name = name if name is not None else f"{backstage._program_name()}-{os.getpid()}"
         settings = {"batch_limit": batch_limit, "window": window, "inspector": inspector,
-                    "dead_letters_kept": dead_letters_kept}
+                    "dead_letters_kept": dead_letters_kept, "name": self.name}
         options = engine_options or [{}] * engines
         try:
             host_class: Any = _HOSTS[host]
@@ -996,17 +1074,16 @@ class RayCluster:
                     kwargs: dict[str, Any],
                     pin: int | None, options: dict[str, Any]) -> None:
         self._check_open(f"spawn {actor_id!r}")
-        where = home_of(actor_id, self.count) if pin is None else pin
+        placed = self.engine_of(actor_id)
+        where = placed if pin is None else pin
         if where in self._lost:
             raise backstage.BackstageError(f"cannot spawn {actor_id!r} on engine {where}: "
                                            f"{self._lost[where]}")
         why = _picklable((actor_class, args, kwargs))
         if why is not None:
             raise TypeError(_unpicklable_reason(f"spawn_actor({actor_class.__name__}, ...)", why))
-        if pin is not None and pin != home_of(actor_id, self.count):
-            ray.get([h.pin.remote(actor_id, pin) for i, h in enumerate(self.hosts)
-                     if i not in self._lost])
-            self._pins[actor_id] = pin
+        if where != placed:
+            self._move(actor_id, where)
         with self._lock:
             self._flush(where, force=True)
             ref = self.hosts[where].spawn.remote(DRIVER, self._next_seq(where), actor_class,
@@ -1014,6 +1091,23 @@ class RayCluster:
         status, exc = ray.get(ref)
         if status == "err":
             raise exc
+
+    def _move(self, actor_id: str, where: int) -> None:
+        """Place ``actor_id`` on engine ``where`` on every engine, before its spawn.
+
+        Refused while an actor is live under that id on another engine: two
+        actors under one id would split its messages between them.
+        """
+        live = [i for i in range(self.count) if i not in self._lost]
+        found = ray.get([self.hosts[i].call.remote(_live_here, actor_id) for i in live])
+        elsewhere = [i for i, here in zip(live, found, strict=True) if here and i != where]
+        if elsewhere:
+            raise ValueError(f"cannot pin {actor_id!r} to engine {where}: an actor with that "
+                             f"id is live on engine {elsewhere[0]}; stop it first "
+                             f"(cluster.poison_pill({actor_id!r}), then wait until it is "
+                             f"gone) or pick another id")
+        ray.get([self.hosts[i].call.remote(_place, actor_id, where) for i in live])
+        self._pins[actor_id] = where
 
     def send(self, target_id: str, message: Any, kind: str = "send") -> None:
         """Queue a send on the driver's link to the id's engine; sent at once while

@@ -120,8 +120,9 @@ class SpinSink:
 
 # -- Ray's own, for comparison ----------------------------------------------------------
 
-@ray.remote(num_cpus=0)
-class RayReceiver:
+class _Counter:
+    """Ray's side of a throughput run: counts messages, notes when the n-th came."""
+
     def __init__(self, n: int) -> None:
         self.n = n
         self.count = 0
@@ -145,6 +146,11 @@ class RayReceiver:
 
     def ended(self) -> float:
         return self.end
+
+
+@ray.remote(num_cpus=0)
+class RayReceiver(_Counter):
+    """Receives batches (one way)."""
 
 
 @ray.remote(num_cpus=0)
@@ -174,31 +180,9 @@ def _ray_send(receiver: Any, n: int, batch: int, window: int) -> float:
 
 
 @ray.remote(num_cpus=0, max_concurrency=2)
-class RayPeer:
+class RayPeer(_Counter):
     """Sends and receives in one process, as an engine does: the both-ways
     comparison (one process per side, as with two engines)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.count = 0
-        self.end = 0.0
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    @ray.method(enable_task_events=False)
-    def recv(self, batch: list) -> None:
-        on_message = self.on_message
-        for message in batch:
-            on_message(message)
-
-    def on_message(self, message: Any) -> None:
-        self.count += 1
-        if self.count == self.n:
-            self.end = time.monotonic()
-
-    def ended(self) -> float:
-        return self.end
 
     def go(self, receiver: Any, n: int, batch: int, window: int) -> float:
         return _ray_send(receiver, n, batch, window)

@@ -55,7 +55,7 @@ class Remote:
         self.got = []
 
     OPS = ("send", "ask", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
-           "where", "dead_letters", "unpicklable", "got", "boom")
+           "where", "dead_letters", "unpicklable", "got", "boom", "subscriptions")
 
     def receive(self, envelope):
         message = envelope.message
@@ -102,6 +102,8 @@ class Remote:
             envelope.reply(True)
         elif op == "where":
             envelope.reply(engine_index(ctx))
+        elif op == "subscriptions":     # what the inspector shows as this actor's
+            envelope.reply(sorted(ctx._subscriptions or ()))
         elif op == "dead_letters":
             envelope.reply([(d.target_id, d.envelope.message if isinstance(
                 d.envelope.message, (int, str, tuple)) else repr(d.envelope.message), d.reason)

@@ -10,9 +10,12 @@ over loop backends.
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,6 +43,7 @@ from cluster_actors import (  # noqa: E402
 
 import backstage  # noqa: E402
 
+ROOT = Path(backstage.__file__).resolve().parent
 RAY_INIT = {"num_cpus": 2, "object_store_memory": 80 * 1024 * 1024}
 pytestmark = pytest.mark.timeout(180)
 
@@ -272,6 +276,23 @@ def test_publish_and_subscribe_across_engines(cluster):
         (publisher, "PUBLISH", "news-1", "default"), (publisher, "PUBLISH", "news-2", "default")]
 
 
+def test_subscribers_on_other_engines_lose_the_subscription_when_the_publisher_stops(cluster):
+    publisher = _id_on(cluster, 1, "stopping-pub")
+    subscribers = [_id_on(cluster, e, f"stopping-sub{e}") for e in (0, 2)]
+    cluster.spawn_actor(Remote, publisher)
+    for sub in subscribers:
+        cluster.spawn_actor(Remote, sub)
+        _ask(cluster, sub, ("subscribe", publisher))
+    _ask(cluster, publisher, ("publish", ["last"]))
+
+    cluster.poison_pill(publisher)
+
+    assert cluster.wait_idle(60)
+    for sub in subscribers:
+        assert _ask(cluster, sub, ("subscriptions",)) == []
+        assert _ask(cluster, sub, ("got",)) == [(publisher, "PUBLISH", "last", "default")]
+
+
 def test_monitor_across_engines_tells_terminated_when_the_remote_actor_stops(cluster, tmp_path):
     watcher = _id_on(cluster, 0, "mon-watcher")
     watched = _id_on(cluster, 1, "mon-watched")
@@ -302,6 +323,89 @@ def test_an_actor_spawns_an_actor_whose_id_every_engine_then_reaches(cluster):
     assert via_home == ("x", 0, (), {})
 
 
+# -- placement: one id, one engine -----------------------------------------------
+
+def test_pinning_an_id_that_is_live_on_another_engine_is_refused_at_the_call(cluster):
+    actor_id = _id_on(cluster, 1, "live-elsewhere")
+    cluster.spawn_actor(Echo, actor_id)
+
+    with pytest.raises(ValueError, match=rf"^cannot pin '{actor_id}' to engine 2: an actor "
+                                         r"with that id is live on engine 1; stop it first"):
+        cluster.spawn_actor(Echo, actor_id, pin=2)
+
+    assert cluster.get_engine_of(actor_id) == 1
+    assert _ask(cluster, actor_id, "x")[1] == 1
+
+
+def test_a_pin_reroutes_the_stand_ins_that_other_engines_made_for_the_id(cluster):
+    sender = _id_on(cluster, 0, "reroute-sender")
+    target = _id_on(cluster, 1, "reroute-target")        # its hash says engine 1
+    cluster.spawn_actor(Remote, sender)
+    _ask(cluster, sender, ("send", target, ["before"]))  # a stand-in on 0, pointing at 1
+    assert cluster.wait_idle(60)
+
+    cluster.spawn_actor(Collector, target, pin=2)
+    _ask(cluster, sender, ("send", target, ["after"]))
+
+    assert cluster.wait_idle(60)
+    assert _ask(cluster, target, "get") == [(sender, "SEND", "after", None)]
+    assert cluster.get_engine_of(target) == 2
+
+
+def test_a_pin_onto_the_engine_that_held_a_stand_in_for_the_id_places_the_actor_there(cluster):
+    sender = _id_on(cluster, 0, "home-sender")
+    target = _id_on(cluster, 1, "home-target")
+    cluster.spawn_actor(Remote, sender)
+    _ask(cluster, sender, ("send", target, ["before"]))  # a stand-in on 0
+    assert cluster.wait_idle(60)
+
+    cluster.spawn_actor(Collector, target, pin=0)
+    _ask(cluster, sender, ("send", target, ["after"]))
+
+    assert _ask(cluster, target, "get") == [(sender, "SEND", "after", None)]
+    assert _ask(cluster, sender, ("where",)) == 0
+
+
+def test_an_actor_cannot_spawn_an_id_the_cluster_places_on_another_engine(cluster):
+    pinned = _id_on(cluster, 1, "placed-on-2")
+    cluster.spawn_actor(Echo, pinned, pin=2)
+    spawner = _id_on(cluster, 0, "would-split")
+    cluster.spawn_actor(Remote, spawner)
+
+    with pytest.raises(ValueError, match=rf"^cannot spawn '{pinned}' on engine 0: the cluster "
+                                         r"places it on engine 2; spawn it from the driver"):
+        _ask(cluster, spawner, ("spawn", Echo, pinned))
+
+    assert _ask(cluster, pinned, "x")[1] == 2
+
+
+def test_an_actor_cannot_spawn_an_id_its_engine_sends_to_another_engine(cluster):
+    spawner = _id_on(cluster, 0, "standin-spawner")
+    target = _id_on(cluster, 1, "standin-target")
+    cluster.spawn_actor(Remote, spawner)
+    _ask(cluster, spawner, ("send", target, ["x"]))      # a stand-in on 0
+
+    with pytest.raises(ValueError, match=rf"^cannot spawn '{target}' here: this engine sends"):
+        _ask(cluster, spawner, ("spawn", Echo, target))
+
+    with pytest.raises(backstage.ActorNotFound):
+        _ask(cluster, target, "x")
+
+
+def test_the_driver_cannot_spawn_again_an_id_an_actor_placed_on_another_engine(cluster):
+    spawner = _id_on(cluster, 0, "first-spawner")
+    child = _id_on(cluster, 1, "first-child")
+    cluster.spawn_actor(Remote, spawner)
+    assert _ask(cluster, spawner, ("spawn", Echo, child)) == 0
+    assert cluster.wait_idle(60)             # every engine has heard where it lives
+
+    with pytest.raises(ValueError, match=rf"^cannot spawn '{child}' on engine 1: the cluster "
+                                         r"places it on engine 0"):
+        cluster.spawn_actor(Echo, child)
+
+    assert _ask(cluster, spawner, ("ask", child, "x")) == ("ok", ("x", 0, (), {}))
+
+
 def test_wait_idle_returns_when_every_message_is_handled(cluster):
     collector = _id_on(cluster, 1, "idle-collector")
     cluster.spawn_actor(Collector, collector)
@@ -315,10 +419,14 @@ def test_wait_idle_returns_when_every_message_is_handled(cluster):
 
 
 def test_nothing_ray_started_listens_beyond_loopback(cluster):
-    listening = _listening_sockets_of(_descendants(os.getpid()))
+    pids = _descendants(os.getpid())
 
+    listening = _listening_sockets_of(pids)
     assert listening, "expected Ray's own listening sockets"
     assert all(_is_loopback(addr) for addr, _ in listening), listening
+    if shutil.which("ss"):                  # the same, as ss(8) reports it
+        seen = _ss_listening(pids)
+        assert seen and all(_is_loopback(addr) for addr, _ in seen), seen
 
 
 # -- lost engines ---------------------------------------------------------------
@@ -360,6 +468,52 @@ def test_an_engine_killed_mid_traffic_leaves_every_message_delivered_or_dead_let
         assert pending.result(30)[0] == "err"
         doomed.send(receiver, 1)                       # later sends: dead letters
         assert any(d.target_id == receiver for d in doomed.dead_letters())
+
+
+@pytest.mark.parametrize("host", ["async", "threaded"])
+def test_an_engine_whose_process_is_killed_tells_monitors_and_fails_asks(cluster, host):
+    with backstage.Cluster("ray", engines=2, host=host) as doomed:
+        target = _id_on(doomed, 1, "sigkill-target")
+        watcher = _id_on(doomed, 0, "sigkill-watcher")
+        doomed.spawn_actor(Writer, target, os.devnull)
+        doomed.spawn_actor(Remote, watcher)
+        _ask(doomed, watcher, ("monitor", target))
+        pending = doomed.ask(watcher, ("ask", target, "never answered"), timeout=60)
+        pid = next(s["pid"] for s in doomed.stats() if s["engine"] == 1)
+
+        os.kill(pid, signal.SIGKILL)            # as a crash would: no Ray call involved
+        while 1 not in doomed.lost:
+            time.sleep(0.01)
+        assert doomed.wait_idle(60)
+
+        told = [m for _, kind, m, _ in _ask(doomed, watcher, ("got",)) if kind == "TERMINATED"]
+        assert [t.actor_id for t in told] == [target]
+        assert "engine 1 lost" in told[0].reason
+        assert pending.result(30)[0] == "err"
+        with pytest.raises(backstage.ActorNotFound, match="engine 1 lost"):
+            _ask(doomed, target, "ping")
+
+
+@pytest.mark.parametrize("host", ["async", "threaded"])
+def test_subscribers_to_a_publisher_on_a_lost_engine_lose_the_subscription(cluster, host):
+    with backstage.Cluster("ray", engines=2, host=host) as doomed:
+        publisher = _id_on(doomed, 1, "lost-publisher")
+        subscriber = _id_on(doomed, 0, "lost-subscriber")
+        doomed.spawn_actor(Remote, publisher)
+        doomed.spawn_actor(Remote, subscriber)
+        _ask(doomed, subscriber, ("subscribe", publisher))
+        _ask(doomed, subscriber, ("monitor", publisher))
+        assert _ask(doomed, subscriber, ("subscriptions",)) == [(publisher, "default")]
+
+        doomed.kill_engine(1)
+        while 1 not in doomed.lost:
+            time.sleep(0.01)
+        assert doomed.wait_idle(60)
+
+        assert _ask(doomed, subscriber, ("subscriptions",)) == []
+        told = [m for _, kind, m, _ in _ask(doomed, subscriber, ("got",))
+                if kind == "TERMINATED"]
+        assert [t.actor_id for t in told] == [publisher]
 
 
 @pytest.mark.parametrize("host", ["async", "threaded"])
@@ -406,6 +560,82 @@ def test_with_the_inspector_on_every_engine_of_the_cluster_is_found_with_its_act
                     snapshot = json.loads(lines.readline())
             counts.append(snapshot["engine"]["actors"])
         assert counts == [2, 1]
+
+
+def _inspected_cluster(feeds):
+    """Two engines serving their feeds in ``feeds``: on engine 0 a sender and an echo,
+    on engine 1 a collector and an echo; five messages crossed from 0 to 1."""
+    c = _make_cluster(2, inspector=str(feeds), name="inspected")
+    c.spawn_actor(Remote, "insp-sender", pin=0)
+    c.spawn_actor(Echo, "insp-echo-0", pin=0)
+    c.spawn_actor(Collector, "insp-collector", pin=1)
+    c.spawn_actor(Echo, "insp-echo-1", pin=1)
+    _ask(c, "insp-sender", ("send", "insp-collector", list(range(5))))
+    assert c.wait_idle(60)
+    return c
+
+
+def _cells(line):
+    """An engine or cluster row of the inspector's cluster table, as its cells."""
+    words = line.split()
+    head = " ".join(words[:2]) if words[0] == "engine" else words[0]
+    return [head] + words[2 if words[0] == "engine" else 1:]
+
+
+def test_inspector_once_prints_every_engine_of_a_cluster_with_the_clusters_totals(cluster):
+    feeds = Path(tempfile.mkdtemp(prefix="bsc-", dir="/tmp"))
+    try:
+        with _inspected_cluster(feeds) as c:
+            pids = sorted(s["pid"] for s in c.stats())
+
+            out = subprocess.run([sys.executable, str(ROOT / "inspector_curses.py"), str(feeds),
+                                  "--once"], capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(feeds, ignore_errors=True)
+
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "cluster inspected: 2 of 2 engines on this machine"
+    assert lines[1].split() == ["ENGINE", "PID", "STATE", "ACTORS", "MSGS/S", "TOTAL", "TO",
+                                "OTHERS", "DEAD", "BUSY"]
+    e0, e1, total = (_cells(line) for line in lines[2:5])
+    assert (e0[0], e0[2], e0[3], e0[6]) == ("engine 0", "live", "2", "5")
+    assert (e1[0], e1[2], e1[3], e1[6]) == ("engine 1", "live", "2", "0")
+    assert sorted([int(e0[1]), int(e1[1])]) == pids
+    assert total[:3] == ["cluster", "2", "live"]
+    assert int(total[3]) == 4 and int(total[6]) == 5       # actors, sent to other engines
+    assert int(total[5]) == int(e0[5]) + int(e1[5])         # messages handled
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_inspector_lists_every_engine_of_a_cluster_and_opens_each(cluster):
+    from test_inspector_tmux import Tmux
+    feeds = Path(tempfile.mkdtemp(prefix="bsc-", dir="/tmp"))
+    tmux = Tmux()
+    try:
+        with _inspected_cluster(feeds):
+            tmux.start(f"{sys.executable} {ROOT / 'inspector_curses.py'} {feeds}; "
+                       f"echo INSPECTOR-EXIT=$?; sleep 600")
+
+            screen = tmux.wait(lambda s: "cluster inspected, 2 of 2 engines" in s
+                               and s.count(" live ") >= 2 and "2 live" in s, "the cluster")
+            rows = {c[0]: c for c in map(_cells, (line for line in screen.splitlines()
+                    if line.split()[:1] in (["engine"], ["cluster"]) and "live" in line))}
+            assert rows["engine 0"][3] == "2" and rows["engine 1"][3] == "2"
+            assert rows["cluster"][3] == "4"
+            tmux.keys("Enter")                              # engine 0's own view
+            tmux.wait(lambda s: "insp-sender" in s and "insp-collector" not in s, "engine 0")
+            tmux.keys("q")                                  # back to the cluster
+            tmux.wait(lambda s: "cluster inspected" in s, "the cluster again")
+            tmux.keys("Down", "Enter")                      # engine 1's own view
+            tmux.wait(lambda s: "insp-collector" in s and "insp-sender" not in s, "engine 1")
+            tmux.keys("q")
+            tmux.wait(lambda s: "cluster inspected" in s, "the cluster again")
+            tmux.keys("q")
+            tmux.wait(lambda s: "INSPECTOR-EXIT=0" in s, "the inspector to quit")
+    finally:
+        tmux.kill()
+        shutil.rmtree(feeds, ignore_errors=True)
 
 
 def test_without_ray_installed_cluster_says_how_to_install_it(monkeypatch):
@@ -466,6 +696,8 @@ def test_a_multi_node_cluster_loses_a_node_mid_traffic_and_accounts_for_every_me
     try:
         doomed_node = nodes.add_node(num_cpus=1, object_store_memory=80 * 1024 * 1024,
                                      resources={"n1": 1})
+        listening = _listening_sockets_of(_descendants(os.getpid()))
+        assert listening and all(_is_loopback(addr) for addr, _ in listening), listening
         options = [{"resources": {"n0": 0.01}}, {"resources": {"n1": 0.01}}]
         path = tmp_path / "delivered.txt"
         with backstage.Cluster("ray", engines=2, address=nodes.address,
@@ -475,8 +707,12 @@ def test_a_multi_node_cluster_loses_a_node_mid_traffic_and_accounts_for_every_me
             assert stats[0]["node"] != stats[1]["node"]
             sender = _id_on(c, 0, "node-sender")
             receiver = _id_on(c, 1, "node-receiver")
+            watcher = _id_on(c, 0, "node-watcher")
             c.spawn_actor(Burst, sender)
             c.spawn_actor(Writer, receiver, str(path), 0.001)
+            c.spawn_actor(Remote, watcher)
+            _ask(c, watcher, ("monitor", receiver))
+            pending = c.ask(watcher, ("ask", receiver, "never answered"), timeout=60)
             total = 3000
 
             _ask(c, sender, ("go", receiver, total, 100))
@@ -494,6 +730,10 @@ def test_a_multi_node_cluster_loses_a_node_mid_traffic_and_accounts_for_every_me
             possibly = {m for m, reason in letters if "possibly delivered" in reason}
             assert delivered | dead == set(range(total))
             assert delivered & dead <= possibly
+            told = [m for _, kind, m, _ in _ask(c, watcher, ("got",)) if kind == "TERMINATED"]
+            assert [t.actor_id for t in told] == [receiver]
+            assert "engine 1 lost" in told[0].reason
+            assert pending.result(30)[0] == "err"
         # Joined, not started: the Ray cluster is still there after close.
         assert nodes.head_node.any_processes_alive()
         ray.init(address=nodes.address)         # and it takes a new driver
@@ -568,6 +808,20 @@ def _listening_sockets_of(pids):
             listening = state == "0A" if table.startswith("tcp") else state == "07"
             if listening and inode in inodes:
                 found.append((_address(local, v6), inodes[inode]))
+    return found
+
+
+def _ss_listening(pids):
+    """(local address, pid) of the listening TCP and UDP sockets ss(8) shows for ``pids``."""
+    import re
+    out = subprocess.run(["ss", "-Hltunp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        cols = line.split()
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)} & set(pids)
+        if len(cols) >= 5 and owners:
+            host = cols[4].rsplit(":", 1)[0].split("%")[0].strip("[]")
+            found.append(("0.0.0.0" if host == "*" else host, owners.pop()))
     return found
 
 

@@ -467,3 +467,39 @@ def test_the_feed_does_not_keep_run_going(backend, sockdir):
     assert rec.messages == ["only message"]
     client.close()
     engine.close()
+
+
+class _StandIns:
+    """A transport whose stand-ins keep what they would send to another engine."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.sent = []
+
+    def resolve(self, target_id):
+        return self.engine._install_stand_in(target_id, lambda ctx, items: self.sent.extend(items))
+
+
+def test_stand_ins_are_not_actor_rows_and_a_cluster_engine_counts_what_they_forward(
+        backend, sockdir):
+    engine = Engine(backend=backend, inspector=os.path.join(sockdir, "s.sock"))
+    transport = _StandIns(engine)
+    engine.attach_transport(transport)
+    engine.spawn_actor(Recorder, id="here")
+    for i in range(3):
+        engine.send("elsewhere", i)
+    engine.send("here", "x")
+    engine.run()
+    feed = engine._inspector
+    feed._sample()
+    alone = feed.snapshot()
+    feed.cluster = {"name": "c", "engine": 1, "engines": 2}
+    in_cluster = feed.snapshot()
+    engine.close()
+
+    assert len(transport.sent) == 3
+    assert [r["id"] for r in alone["actors"]] == ["here"]
+    assert alone["engine"]["actors"] == 1 and alone["engine"]["messages_total"] == 1
+    assert "cluster" not in alone["engine"]
+    assert in_cluster["engine"]["cluster"] == {"name": "c", "engine": 1, "engines": 2,
+                                               "sent_to_other_engines": 3}

@@ -191,3 +191,107 @@ def test_a_transport_must_have_a_resolve_method(engine):
     with pytest.raises(TypeError, match=r"^attach_transport\(\) needs an object with a "
                                         r"resolve\(target_id\) method"):
         engine.attach_transport(object())
+
+
+# -- placement: one id, one place ----------------------------------------------------
+
+def test_spawning_an_id_that_has_a_stand_in_here_is_refused_at_the_call(pair):
+    a, b, ta, tb, client, echo = pair
+    a.send("echo", "installs the stand-in")
+    assert wait_for(lambda: len(echo.seen) == 1)
+
+    with pytest.raises(ValueError, match=r"^cannot spawn 'echo' here: this engine sends 'echo' "
+                                         r"to another engine of the cluster"):
+        a.spawn_actor(Echo, id="echo")
+
+    assert a.get_actor("echo") is None                   # still the stand-in
+    a.send("echo", "after")
+    assert wait_for(lambda: len(echo.seen) == 2)
+
+
+class Placing:
+    """A transport that places every id starting with "far-" on another engine."""
+
+    def resolve(self, target_id):
+        return None
+
+    def placing(self, actor_id):
+        if actor_id.startswith("far-"):
+            raise ValueError(f"{actor_id!r} is placed on another engine")
+
+
+def test_a_transport_can_refuse_a_spawn_before_the_actor_is_made(engine):
+    engine.attach_transport(Placing())
+    made = []
+
+    class Made:
+        def __init__(self, ctx):
+            made.append(ctx.actor_id)
+
+        def receive(self, envelope):
+            pass
+
+    with pytest.raises(ValueError, match=r"^'far-1' is placed on another engine$"):
+        engine.spawn_actor(Made, id="far-1")
+    engine.spawn_actor(Made, id="near-1")
+
+    assert made == ["near-1"]
+    assert engine.get_context("far-1") is None
+
+
+def test_subscribers_of_a_remote_publisher_lose_the_subscription_when_its_engine_is_lost(pair):
+    a, b, ta, tb, client, echo = pair
+
+    def subscribe_then_lose():
+        a._subscribe_here(client.ctx, "echo", backstage.DEFAULT_TOPIC)
+        subscribed = set(client.ctx._subscriptions)
+        a._stop_stand_in("echo", "engine b lost")
+        return subscribed
+    subscribed = a._call_on_loop(subscribe_then_lose)
+
+    assert subscribed == {("echo", backstage.DEFAULT_TOPIC)}
+    assert not client.ctx._subscriptions
+
+
+def test_unsubscribing_from_a_remote_publisher_forgets_the_subscriber_on_the_stand_in(pair):
+    a, b, ta, tb, client, echo = pair
+
+    def subscribe_then_unsubscribe():
+        a._subscribe_here(client.ctx, "echo", backstage.DEFAULT_TOPIC)
+        a._unsubscribe_here(client.ctx, "echo", backstage.DEFAULT_TOPIC)
+        return a._registry["echo"]._subscribers
+    left = a._call_on_loop(subscribe_then_unsubscribe)
+
+    assert not left
+    assert not client.ctx._subscriptions
+
+
+class Recording:
+    """A transport whose stand-ins keep what they hand over, as _item_fields reads it."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.handed = []
+
+    def resolve(self, target_id):
+        return self.engine._install_stand_in(target_id, lambda ctx, items: self.handed.extend(
+            (ctx.actor_id, backstage._item_fields(item)) for item in items))
+
+
+def test_a_publisher_that_stops_tells_each_remote_subscriber_after_its_publications(engine):
+    transport = Recording(engine)
+    engine.attach_transport(transport)
+    publisher = engine.spawn_actor(Echo, id="pub").ctx
+
+    def subscribe_remote_and_publish():
+        far = engine._resolve_missing("far-sub")           # a subscriber on another engine
+        engine._subscribe_here(far, "pub", "news")
+        publisher.publish_to_topic("news", "last")
+    engine._call_on_loop(subscribe_remote_and_publish)
+    engine.poison_pill("pub")
+    engine.run()
+
+    assert [(target, kind, message, topic) for target, (_, kind, message, topic, _)
+            in transport.handed] == [("far-sub", MessageType.PUBLISH, "last", "news"),
+                                     ("far-sub", "dropped", None, "news")]
+    assert all(sender == "pub" for _, (sender, *_) in transport.handed)
