@@ -100,7 +100,8 @@ every entry point and checks what ``receive`` sees against one reference:
 - ``Context.send`` carries the posting body written out (``_post``,
   ``_post_here``, ``_enqueue``, ``_schedule``): ping-pong +27 % without.
 - ``Engine.send`` carries it too, and queues a bare message: burst +61 %
-  without.
+  without.  Both queue a plain send bare after the same sender's plain send
+  (see ``_explicit``; tests/test_sender_runs.py pins the senders).
 - ``_turn`` handles one queued message inline, with the after-turn step
   written out: ping-pong +9 % with a call to ``_after_turn`` instead.
 - The batch loop exists twice (``_deliver_tuples`` and ``_deliver_mixed``),
@@ -111,7 +112,7 @@ every entry point and checks what ``receive`` sees against one reference:
   1.60-1.74 against 0.95-1.01 M msgs/s with ``_submit``'s call per message.
 - The envelope-reuse check (``_SentEnvelope`` refilled when its reference
   count says nobody holds it) is written in each delivery loop, inside the
-  copies above.
+  copies above, and in ``_turn`` (the process's spare envelope).
 
 The batch-end after-turn step is no longer a copy (it calls ``_after_turn``:
 inside the noise).
@@ -696,8 +697,13 @@ def make_loop(backend: str | Loop) -> Loop:
 # channel (a _Reply, or a transport's _RemoteReply) for an asked message;
 # _COMMAND for an engine command (the poison pill).  A small tuple queued
 # costs far less than a queued object the cyclic GC must scan (see Envelope).
-# A message sent with no sender and no tag (Engine.send) is queued bare,
-# without the tuple, unless it is itself a tuple: see _unpack.
+# A plain send (tag None) whose message is not itself a tuple may be queued
+# bare, without the tuple: in a plain list inbox a bare message's sender is
+# that of the nearest plain send before it (see _explicit); in any other
+# inbox (bounded ones hold none, a stand-in's, a stopped actor's, a router's)
+# it is None, as _unpack says.  The writer state Context._tail_sender says
+# which sender a message appended now may be queued bare for, the reader state
+# Context._head_sender the sender in effect before the next item to deliver.
 _COMMAND = object()
 _TERMINATED = MessageType.TERMINATED
 _POISON_PILL = MessageType.POISON_PILL
@@ -727,9 +733,56 @@ def _is_remote_op(tag: Any) -> bool:
 _COMPACT_AFTER = 4096
 
 
+# Context._tail_sender when no sender may queue its next message bare (it
+# matches no sender id, not even None): _NO_TAIL also says that the inbox
+# holds no bare message, so its turns need not look for one; _MIXED that it may.
+_NO_TAIL = object()
+_MIXED = object()
+
+
 def _unpack(item: Any) -> tuple[Any, Any, Any]:
-    """(sender_id, message, tag) of a queued item, bare or not."""
+    """(sender_id, message, tag) of an item of an inbox that is not a plain list
+    (there a bare message was sent with no sender; in a plain list see _explicit)."""
     return item if item.__class__ is tuple else (None, item, None)
+
+
+def _explicit(items: list[Any], sender_id: str | None) -> list[Any]:
+    """``items`` taken from a plain inbox whose reader state was ``sender_id``
+    (Context._head_sender), with every bare message made a tuple again."""
+    out = []
+    for item in items:
+        if item.__class__ is not tuple:
+            item = (sender_id, item, None)
+        elif item[2] is None:
+            sender_id = item[0]
+        out.append(item)
+    return out
+
+
+def _put_back(ctx: Context, rest: list[Any]) -> None:
+    """Put the rest of a turn's batch back in front of ``ctx``'s inbox."""
+    # ctx._head_sender is the sender in effect before it (the batch loop keeps
+    # it), so its bare messages keep their senders; the first is made a tuple,
+    # as it may end up alone (see _turn).
+    if rest and rest[0].__class__ is not tuple:
+        rest[0] = (ctx._head_sender, rest[0], None)
+    ctx._inbox[ctx._head:ctx._head] = rest
+    if ctx._tail_sender is _NO_TAIL:
+        ctx._tail_sender = _MIXED      # bare messages may be among them
+
+
+def _append_item(ctx: Context, item: Any) -> None:
+    """Queue ``item`` (a tuple, or a bare message sent with no sender, as a
+    router's or another inbox held it) in ``ctx``'s inbox, keeping its writer
+    state right.  For the paths that are not hot; the sends write it out."""
+    if item.__class__ is not tuple:
+        if ctx._tail_sender is None:
+            ctx._inbox.append(item)
+            return
+        item = (None, item, None)
+    ctx._inbox.append(item)
+    if item[2] is None and ctx._tail_sender is not item[0] and ctx._tail_sender is not _NO_TAIL:
+        ctx._tail_sender = _MIXED
 
 
 def _item_envelope(sender_id: str | None, message: Any, tag: Any) -> Envelope:
@@ -746,6 +799,14 @@ def _item_envelope(sender_id: str | None, message: Any, tag: Any) -> Envelope:
     envelope = Envelope(sender_id, _SEND, message)
     envelope._reply = tag
     return envelope
+
+
+# The one-message turn's envelope for a plain send, refilled while nothing but
+# this list holds it (see _SentEnvelope).  One for every engine in the
+# process: a turn takes it only when its reference count says that no other
+# turn, in this thread or another, holds it, so engines in two threads never
+# share it.  It keeps the last such message alive until the next.
+_spare: list[Any] = [None]
 
 
 class _Envelope(Envelope):
@@ -788,8 +849,9 @@ class _SentEnvelope(_Envelope):
 
     A turn that handles a batch refills the envelope of its previous direct send
     when the reference count says that nothing but the turn holds it: a delivery
-    then allocates nothing (burst, 1,000,000 deliveries: 3.00 -> 3.38 M/s).  An
-    envelope that the actor kept, or that anything else holds, is never touched.
+    then allocates nothing (burst, 1,000,000 deliveries: 3.00 -> 3.38 M/s); the
+    one-message turn refills ``_spare`` the same way.  An envelope that the
+    actor kept, or that anything else holds, is never touched.
     """
     __slots__ = ()
     message_type = MessageType.SEND
@@ -831,6 +893,7 @@ def _exact_refcounts() -> bool:
 # local, and the call's argument).  Where counts are not exact, _refcount
 # never says it, so nothing is refilled.
 _SOLE_REFERENCE = 2
+_SPARE_SOLE = _SOLE_REFERENCE + 1       # and _spare
 _refcount: Callable[[Any], int] = (
     sys.getrefcount if _exact_refcounts() else lambda obj: 0)
 if _refcount is not sys.getrefcount:
@@ -944,6 +1007,11 @@ class _BoundedInbox(list[Any]):
             (ctx._extra is None or not ctx._extra.waiting)
 
     def append(self, item: Any) -> None:
+        if item.__class__ is not tuple:
+            # Only tuples here: a drop_oldest, a waiting sender and a dead
+            # letter take each item alone.  A bare message is the writer's
+            # (its sender is the writer state, see _explicit).
+            item = (self._ctx._tail_sender, item, None)
         if self.has_room():
             list.append(self, item)
         else:
@@ -1121,8 +1189,12 @@ class Context:
         "_actor",       # the actor instance
         "_receive",     # type(actor).receive, called as _receive(actor, envelope)
         "_inbox",       # list of queued (sender_id, message, tag) tuples, and
-                        # of bare messages from Engine.send (see _unpack)
-        "_holds_bare",        # True while _inbox may hold bare messages
+                        # of bare messages (plain sends, see _explicit)
+        "_tail_sender",  # the sender a message appended now may go bare for
+                        # (the plain sender in effect at the inbox's end), or
+                        # _NO_TAIL (no bare message queued) or _MIXED
+        "_head_sender",  # the plain sender in effect before the next item a
+                        # turn delivers (the rest of its batch, then _inbox[_head:])
         "_head",        # index of the next message in _inbox
         "_scheduled",   # True while the context is in the engine's ready queue
         "_state",       # _RUNNING, _STOPPING or _STOPPED
@@ -1156,7 +1228,8 @@ class Context:
         self._actor: Any = None
         self._receive: Any = None
         self._inbox: Any = []       # a list, or a list subclass chosen per policy
-        self._holds_bare = False
+        self._tail_sender: Any = _NO_TAIL
+        self._head_sender: str | None = None
         self._head = 0
         self._scheduled: bool | str = _IDLE
         self._state = _RUNNING
@@ -1229,7 +1302,19 @@ class Context:
             ctx = engine._registry[target_id]     # a subscript, as in Engine.send
         except (KeyError, TypeError):
             return engine._post_missing(target_id, self.actor_id, message, None)
-        ctx._inbox.append((self.actor_id, message, None))
+        sender_id = self.actor_id
+        if ctx._tail_sender is sender_id and message.__class__ is not tuple:
+            # Queued bare: the plain send before it in this inbox is this
+            # sender's too (see _explicit).  No tuple to make, GC-track and
+            # take apart: instructions per message (callgrind, 3.11) actor
+            # burst 3,987 -> 3,564, many-to-one 4,474 -> 4,009; with the
+            # refill changes, actor burst 0.94 -> 1.29 M/s (3.11, loaded
+            # machine; docs/performance.md).
+            ctx._inbox.append(message)
+        else:
+            # The writer state before the append: a bounded inbox reads it.
+            ctx._tail_sender = sender_id
+            ctx._inbox.append((sender_id, message, None))
         if not ctx._scheduled:
             ctx._scheduled = True
             engine._ready.append(ctx)
@@ -1645,13 +1730,13 @@ class _Sending(_EngineState):
             ctx = self._registry[target_id]
         except (KeyError, TypeError):
             return self._post_missing(target_id, None, message, None)
-        # Queued bare, not as (None, message, None): no tuple to allocate,
-        # track and free per message; burst 3.46 -> 4.46 M/s.  _holds_bare marks
-        # the inboxes whose turns must tell the two forms apart.
-        if message.__class__ is not tuple:
+        # Queued bare, not as (None, message, None), when the item before it is
+        # a plain send with no sender too (or there is none): no tuple to
+        # allocate, track and free per message; burst 3.46 -> 4.46 M/s.
+        if ctx._tail_sender is None and message.__class__ is not tuple:
             ctx._inbox.append(message)
-            ctx._holds_bare = True
         else:
+            ctx._tail_sender = None         # before the append, as in Context.send
             ctx._inbox.append((None, message, None))
         if not ctx._scheduled:
             ctx._scheduled = True
@@ -1690,6 +1775,9 @@ class _Sending(_EngineState):
 
     def _enqueue(self, ctx: Context, item: tuple[Any, ...]) -> None:
         ctx._inbox.append(item)
+        if item[2] is None and ctx._tail_sender is not item[0] \
+                and ctx._tail_sender is not _NO_TAIL:
+            ctx._tail_sender = _MIXED       # a plain send: no bare one may follow it
         if not ctx._scheduled:
             self._schedule(ctx)
 
@@ -1804,10 +1892,12 @@ class _Sending(_EngineState):
                 if ctx is None:
                     self._post_missing(target_id, sender_id, message, tag)
                     continue
-                if tag is None and sender_id is None and message.__class__ is not tuple:
-                    ctx._inbox.append(message)
-                    ctx._holds_bare = True
+                if tag is None and ctx._tail_sender is sender_id \
+                        and message.__class__ is not tuple:
+                    ctx._inbox.append(message)      # bare: see Context.send
                 else:
+                    if tag is None:         # before the append, as in Context.send
+                        ctx._tail_sender = sender_id
                     ctx._inbox.append((sender_id, message, tag))
                 if not ctx._scheduled:
                     self._schedule(ctx)
@@ -1892,20 +1982,25 @@ class _Sending(_EngineState):
         # One queued message (ping-pong, ring, request/reply, a poison pill):
         # handled without the batch's fresh list, iterator and loop; ping-pong
         # 1.59 -> 2.11 M/s, 100,000 poison pills 320k -> 358k stops/s.
-        if ctx._holds_bare:
-            ctx._holds_bare = False
-            sender_id, message, tag = _unpack(inbox[0])
-        else:
-            # Unpacked straight from the list: a local holding the item
-            # through receive() cost ping-pong 2.46 -> 2.32 M/s.
-            sender_id, message, tag = inbox[0]
+        # Unpacked straight from the list: a local holding the item through
+        # receive() cost ping-pong 2.46 -> 2.32 M/s.  A plain list of one item
+        # holds a tuple: a bare message goes only after another item (an empty
+        # inbox has _tail_sender _NO_TAIL) and none is left alone at the front.
+        sender_id, message, tag = inbox[0]
         inbox.clear()
+        ctx._tail_sender = _NO_TAIL     # empty: the next send is a tuple again
         ctx._count += 1
         ctx._last = now
         envelope: Any = None
         try:
             if tag is None:
-                envelope = _SentEnvelope()
+                # The spare envelope, refilled when only the spare and this
+                # local hold it, as a batch refills its own: ping-pong 7,246
+                # -> 6,744 instructions per message (callgrind, 3.11); 0.63 ->
+                # 0.71 M/s against the start of the round (loaded machine).
+                envelope = _spare[0]
+                if _refcount(envelope) != _SPARE_SOLE:
+                    envelope = _spare[0] = _SentEnvelope()
                 envelope.sender_id = sender_id
                 envelope.message = message
             elif tag is _PUBLISH:
@@ -1953,7 +2048,7 @@ class _Sending(_EngineState):
         """A turn over up to ACTOR_BATCH queued items: takes them, delivers them."""
         if ctx._inbox.__class__ is _StandInInbox:
             return self._turn_stand_in(ctx)
-        holds_bare = ctx._holds_bare
+        holds_bare = ctx._tail_sender is not _NO_TAIL
         if self._inspector is not None:
             # An inbox is longest when its turn begins: its high-water mark is
             # sampled here, once per batch, never per message.
@@ -1978,8 +2073,7 @@ class _Sending(_EngineState):
         except BaseException:
             # KeyboardInterrupt or SystemExit: put back what this turn has not
             # handled, so nothing is lost, and let it propagate.
-            ctx._inbox[ctx._head:ctx._head] = list(items)
-            ctx._holds_bare = ctx._holds_bare or holds_bare
+            _put_back(ctx, list(items))
             self._after_turn(ctx)
             raise
         ctx._items = None
@@ -1997,14 +2091,18 @@ class _Sending(_EngineState):
             # beats deque.popleft per message (ping-pong 5.0 against 2.8 M/s,
             # bursts equal), and an empty list is 56 bytes against a deque's 760.
             ctx._head = 0
-            ctx._holds_bare = False
             if inbox.__class__ is list:
+                # The fresh list starts with a tuple (the batch keeps
+                # _head_sender in step while it is delivered).
+                ctx._tail_sender = _NO_TAIL
                 ctx._inbox = []
             else:
                 inbox._fresh()  # type: ignore[attr-defined]  # a bounded inbox: let waiting senders in
             return inbox if head == 0 else inbox[head:]
         batch = inbox[head:end]
-        if end > _COMPACT_AFTER and end * 2 > len(inbox):
+        # Two or more left: a plain list of one item never holds a bare
+        # message, so the one-message turn takes it apart without a check.
+        if end > _COMPACT_AFTER and end * 2 > len(inbox) > end + 1:
             del inbox[:end]             # let handled messages go; amortised O(1)
             ctx._head = 0
         else:
@@ -2020,7 +2118,13 @@ class _Sending(_EngineState):
         """Deliver a batch of (sender_id, message, tag) items, none bare."""
         actor = ctx._actor
         receive = ctx._receive
+        # A plain send's envelope is ``sent``, refilled; any other's is
+        # ``envelope`` (None while a plain send is delivered): ``sent`` holds
+        # only _SentEnvelopes, so the refill needs no class check (a class
+        # check is ~120 instructions): actor burst 3,564 -> 3,478, burst
+        # (Engine.send) 3,441 -> 3,355 instructions per message (callgrind, 3.11).
         envelope: Any = None
+        sent: Any = None
         while True:
             # One try around the whole batch; after a failure the same iterator
             # goes on with the next message.
@@ -2029,12 +2133,14 @@ class _Sending(_EngineState):
                     if tag is None:
                         # Refill the envelope of the previous send when only this
                         # loop holds it: burst 3.00 -> 3.38 M/s (see _SentEnvelope).
-                        if envelope.__class__ is not _SentEnvelope \
-                                or _refcount(envelope) != _SOLE_REFERENCE:
-                            envelope = _SentEnvelope()
-                        envelope.sender_id = sender_id
-                        envelope.message = message
-                    elif tag is _PUBLISH:
+                        if _refcount(sent) != _SOLE_REFERENCE:
+                            sent = _SentEnvelope()
+                        sent.sender_id = sender_id
+                        sent.message = message
+                        envelope = None
+                        receive(actor, sent)
+                        continue
+                    if tag is _PUBLISH:
                         envelope = message
                     else:
                         envelope = _Envelope()
@@ -2047,37 +2153,45 @@ class _Sending(_EngineState):
                     receive(actor, envelope)
                 return
             except Exception as exc:
-                if self._failed_in_batch(ctx, exc, envelope, items):
+                if self._failed_in_batch(ctx, exc, sent if envelope is None else envelope,
+                                         items):
                     return
                 actor = ctx._actor      # a new instance if it was restarted
 
     def _deliver_mixed(self, ctx: Context, items: Iterator[Any]) -> None:
-        """``_deliver_tuples`` for a batch that may hold bare messages (Engine.send)."""
+        """``_deliver_tuples`` for a batch that may hold bare messages."""
         actor = ctx._actor
         receive = ctx._receive
         envelope: Any = None
+        sent: Any = None
+        # The sender of a bare message: that of the plain send before it.
+        # Kept in ctx._head_sender too, as each plain send is taken, for what
+        # takes the rest of the batch (a stop, a pause, an interrupt).
+        sender = ctx._head_sender
         while True:
             try:
                 for item in items:
                     if item.__class__ is not tuple:
-                        # A bare message: a direct send with no sender,
-                        # delivered at once; burst 3,450 -> 3,320 instructions
-                        # per message (callgrind).
-                        if envelope.__class__ is not _SentEnvelope \
-                                or _refcount(envelope) != _SOLE_REFERENCE:
-                            envelope = _SentEnvelope()
-                        envelope.sender_id = None
-                        envelope.message = item
-                        receive(actor, envelope)
+                        # A bare message: a direct send, delivered at once;
+                        # burst 3,450 -> 3,320 instructions per message.
+                        if _refcount(sent) != _SOLE_REFERENCE:
+                            sent = _SentEnvelope()
+                        sent.sender_id = sender
+                        sent.message = item
+                        envelope = None
+                        receive(actor, sent)
                         continue
                     sender_id, message, tag = item
                     if tag is None:
-                        if envelope.__class__ is not _SentEnvelope \
-                                or _refcount(envelope) != _SOLE_REFERENCE:
-                            envelope = _SentEnvelope()
-                        envelope.sender_id = sender_id
-                        envelope.message = message
-                    elif tag is _PUBLISH:
+                        sender = ctx._head_sender = sender_id
+                        if _refcount(sent) != _SOLE_REFERENCE:
+                            sent = _SentEnvelope()
+                        sent.sender_id = sender_id
+                        sent.message = message
+                        envelope = None
+                        receive(actor, sent)
+                        continue
+                    if tag is _PUBLISH:
                         envelope = message
                     else:
                         envelope = _Envelope()
@@ -2090,7 +2204,8 @@ class _Sending(_EngineState):
                     receive(actor, envelope)
                 return
             except Exception as exc:
-                if self._failed_in_batch(ctx, exc, envelope, items):
+                if self._failed_in_batch(ctx, exc, sent if envelope is None else envelope,
+                                         items):
                     return
                 actor = ctx._actor      # a new instance if it was restarted
 
@@ -2101,7 +2216,7 @@ class _Sending(_EngineState):
         self._handle_failure(ctx, exc, envelope, items)
         if ctx._state is not _STOPPED:
             return False
-        self._dead_letter_all(ctx.actor_id, list(items),
+        self._dead_letter_all(ctx.actor_id, _explicit(list(items), ctx._head_sender),
                               "actor stopped before handling it (it failed)")
         return True
 
@@ -2205,7 +2320,11 @@ class _Sending(_EngineState):
         fresh._flush = flush = inbox._flush
         items = inbox[ctx._head:] if ctx._head else inbox
         ctx._head = 0
-        ctx._holds_bare = False
+        if ctx._tail_sender is not _NO_TAIL:
+            # The transport takes each item alone: bare messages as tuples.
+            # Each stand-in list starts with a tuple (_NO_TAIL below).
+            items = _explicit(items, None)
+        ctx._tail_sender = _NO_TAIL
         ctx._count += len(items)
         try:
             flush(ctx, items)
@@ -2229,6 +2348,8 @@ class _Sending(_EngineState):
         inbox = ctx._inbox
         if inbox.__class__ is list:
             inbox.extend(items)
+            if ctx._tail_sender is not _NO_TAIL:
+                ctx._tail_sender = _MIXED   # tuples: no bare message may follow them
         else:
             for item in items:
                 try:
@@ -2327,8 +2448,7 @@ class _BackPressure(_Sending):
         rest = batch[position:]
         if rest:
             ctx._items.__setstate__(len(batch))
-            ctx._inbox[ctx._head:ctx._head] = rest
-            ctx._holds_bare = True            # may be among them
+            _put_back(ctx, rest)
             ctx._count -= len(rest)
 
     @staticmethod
@@ -3336,7 +3456,14 @@ class _Waiting(_Asking):
             return
         ctx._stash = None
         self._pause_turn(ctx)           # the rest of this turn's batch goes back first
-        ctx._inbox[ctx._head:ctx._head] = stash
+        inbox, head = ctx._inbox, ctx._head
+        if len(inbox) > head and inbox[head].__class__ is not tuple and inbox.__class__ is list:
+            # A bare message now first in line would take the sender of the
+            # last stashed plain send: it gets its own back, as a tuple.
+            inbox[head] = (ctx._head_sender, inbox[head], None)
+        if ctx._tail_sender is not _NO_TAIL:
+            ctx._tail_sender = _MIXED       # the stash may end the inbox now
+        inbox[head:head] = stash
         if not ctx._scheduled:
             self._schedule(ctx)
 
@@ -3872,6 +3999,7 @@ class _Lifecycle(_DeadLetters):
         ctx._inbox = stopped = _StoppedInbox()      # list's own C __init__
         stopped._engine = self  # type: ignore[assignment]
         stopped._actor_id = ctx.actor_id
+        ctx._tail_sender = None     # a bare message to it now was sent with no sender
         ctx._head = 0
         if leftover or len(inbox) > head or extra is not None:
             self._dead_letter_queued(ctx, leftover + inbox[head:], reason)
@@ -3916,6 +4044,7 @@ class _Lifecycle(_DeadLetters):
 
     def _dead_letter_queued(self, ctx: Context, items: list[Any], reason: str) -> None:
         """What the stopped ``ctx`` never handled, waiting senders' messages last."""
+        items = _explicit(items, ctx._head_sender)      # what the inbox held, bare or not
         if ctx._extra is not None and ctx._extra.stash:
             items = ctx._extra.stash + items    # set aside earlier, so first
             ctx._extra.stash = None
@@ -4591,6 +4720,8 @@ class _RouterInbox(list[Any]):
             tag = item[2]
             if tag is _COMMAND or tag is _TERMINATED:
                 return self._pool._command(item)
+        elif self._pool.ctx._tail_sender is not None:
+            item = (self._pool.ctx._tail_sender, item, None)    # see _explicit
         self._route(item)
 
 
@@ -4605,6 +4736,8 @@ class _RoundRobinInbox(_RouterInbox):
             tag = item[2]
             if tag is _COMMAND or tag is _TERMINATED:
                 return self._pool._command(item)
+        elif self._pool.ctx._tail_sender is not None:
+            item = (self._pool.ctx._tail_sender, item, None)    # see _explicit
         pool = self._pool
         live = pool._live
         if not live:
@@ -4615,9 +4748,7 @@ class _RoundRobinInbox(_RouterInbox):
         inbox = routee._inbox
         if inbox.__class__ is not list:
             return pool._deliver(routee, item)      # bounded: its policy decides
-        inbox.append(item)
-        if item.__class__ is not tuple:
-            routee._holds_bare = True
+        _append_item(routee, item)
         if not routee._scheduled:
             routee.engine._schedule(routee)
 
@@ -4803,15 +4934,13 @@ class Pool(Generic[_A]):
 
     def _deliver(self, routee: Context, item: Any) -> None:
         try:
-            routee._inbox.append(item)
+            _append_item(routee, item)
         except InboxFull:
             if _unpack(item)[0] is not None:
                 raise               # an actor's send: it gets InboxFull, as if sent direct
             self.ctx.engine._dead_letter(routee.actor_id, _item_envelope(*_unpack(item)),
                                          "inbox full")
             return
-        if item.__class__ is not tuple:
-            routee._holds_bare = True
         if not routee._scheduled:
             self.ctx.engine._schedule(routee)
 
