@@ -1386,7 +1386,12 @@ class Context:
         """Stop this actor once the messages already in its inbox are handled."""
         engine = self.engine
         if self._state is _RUNNING and _get_ident() == engine._thread_id:
-            engine._enqueue(self, _PILL)        # its own inbox: no registry lookup
+            # Its own inbox: no registry lookup; _enqueue written out, a call
+            # less per stop: create-and-stop (25k, callgrind, 3.11) 41,608 ->
+            # 40,963 instructions per actor.
+            self._inbox.append(_PILL)
+            if not self._scheduled:
+                engine._schedule(self)
         else:
             engine.poison_pill(self.actor_id)
 
@@ -1667,6 +1672,7 @@ class _EngineState:
     _inbound_scheduled: bool
     _thread_id: int | None
     _running: bool
+    _until_idle: bool
     _closed: bool
     _lock: threading.RLock
     _user_timers: int
@@ -1690,7 +1696,8 @@ class _EngineState:
         def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None: ...
         def _dead_letter_all(self, target_id: str, items: list[Any], reason: str) -> None: ...
         def _stop_actor(self, ctx: Context, reason: str, leftover: list[Any],
-                        deinit: bool = True) -> None: ...
+                        deinit: bool = True, *, interrupt: bool = True) -> None: ...
+        def _stop_after_turn(self, ctx: Context) -> int: ...
         def _handle_failure(self, ctx: Context, exc: BaseException, envelope: Envelope | None,
                             rest: Iterator[Any] | None) -> None: ...
         def _post_and_wait(self, target: Context, item: tuple[Any, ...],
@@ -2082,6 +2089,12 @@ class _Sending(_EngineState):
         if ctx._extra is not None and ctx._extra.waiting_on:
             ctx._scheduled = _PARKED
         elif ctx._inbox:
+            if ctx._inbox[0] is _PILL and len(ctx._inbox) == 1:
+                # [issue 16, "create" helper: this branch only] The turn queued
+                # nothing but its own poison pill (ctx.shutdown() at its last
+                # message): stopped now, as the next message of a longer turn
+                # would be, not after a second trip round the ready queue.
+                return self._stop_after_turn(ctx)
             self._ready.append(ctx)
         else:
             ctx._scheduled = False
@@ -3923,7 +3936,7 @@ class _Lifecycle(_DeadLetters):
             raise RuntimeError(f"actor {parent.actor_id!r} is stopping; it cannot spawn children")
         if self._transport is not None and self._transport.placing is not None:
             self._transport.placing(actor_id)
-        if not OVERFLOW_POLICIES[overflow].bounded:
+        if overflow == "grow" or not OVERFLOW_POLICIES[overflow].bounded:
             # Rounded up to a power of two; the default's int object is shared
             # rather than one made per actor: 414 -> 382 bytes per idle actor.
             size = 1 << (capacity - 1).bit_length()
@@ -3980,54 +3993,59 @@ class _Lifecycle(_DeadLetters):
     # timers; then what is left becomes dead letters and watchers are told.
 
     def _stop_actor(self, ctx: Context, reason: str, leftover: list[Any],
-                    deinit: bool = True) -> None:
+                    deinit: bool = True, *, interrupt: bool = True) -> None:
         """Stop ``ctx`` now, in the order the README promises.
 
         Children first (deepest first), then subscriptions both ways, then it
         leaves its parent and the registry, ``deinit`` runs, timers and watches
         end; what is still queued for it becomes dead letters, and its
         monitors are told.  A KeyboardInterrupt or SystemExit from a deinit
-        is raised once the whole stop is done (during close(), once closed).
+        is raised once the whole stop is done (during close(), once closed),
+        unless ``interrupt`` is False (a descendant's stop: the whole tree's
+        stop finishes first).
         """
-        if ctx._state is not _RUNNING:
-            return
-        self._stop_one(ctx, reason, leftover, deinit)
-        if self._guards.interrupted and not self._closed:
-            raise self._guards.interrupted.pop(0)
-
-    def _stop_one(self, ctx: Context, reason: str, leftover: list[Any],
-                  deinit: bool = True) -> None:
+        # One function, not a wrapper around the stop of one actor: a Python
+        # call less per stop.  With the three guards below (deinit, dead-letter
+        # subscribers, _check_idle): create-and-stop (25k, callgrind, 3.11)
+        # 44,236 -> 41,608 instructions per actor.
         if ctx._state is not _RUNNING:
             return
         ctx._state = _STOPPING
-        if ctx._extra is not None and ctx._extra.suspended is not None:
+        extra = ctx._extra
+        if extra is not None and extra.suspended is not None:
             self._cancel_coroutine(ctx, reason)
         # Each step is guarded here, so stopping an actor that has no children,
         # subscriptions, timers, watches, waiters or monitors (most of them)
         # calls and allocates nothing but its stopped inbox: 327k -> 437k stops/s.
         if ctx._children:
             self._stop_children(ctx, "stopped")
-        extra = ctx._extra
+            extra = ctx._extra
         if extra is not None:
             self._drop_subscriptions(ctx)
             if extra.monitoring:
                 self._drop_monitoring(ctx)
         if self._guards.failures:
             self._log_failures_left(ctx.actor_id)
-        if self._dead_letter_subscribers.get(ctx.actor_id) is ctx:
+        if self._dead_letter_subscribers and \
+                self._dead_letter_subscribers.get(ctx.actor_id) is ctx:
             del self._dead_letter_subscribers[ctx.actor_id]
+        registry = self._registry
         if ctx.parent is not None:
             # Written out, not a call: skynet -0.8 % instructions.
-            parent = self._registry.get(ctx.parent)
+            parent = registry.get(ctx.parent)
             # A dict: removal O(1); a list's remove() made stopping 100k
             # children of one parent take 109 s.
             if parent is not None and parent._children \
                     and parent._children.get(ctx.actor_id) is ctx:
                 del parent._children[ctx.actor_id]
-        if self._registry.get(ctx.actor_id) is ctx:
-            del self._registry[ctx.actor_id]
+        if registry.get(ctx.actor_id) is ctx:
+            del registry[ctx.actor_id]
         if deinit:
-            self._deinit(ctx)
+            # The lookup written out, and _deinit called only for an actor
+            # that has one (see the figure at the top of this function).
+            actor_deinit = getattr(ctx._actor, "deinit", None)
+            if actor_deinit is not None:
+                self._deinit(ctx, actor_deinit)
         extra = ctx._extra        # deinit may have started a timer or a watch
         if extra is not None:
             self._end_timers_and_watches(ctx)
@@ -4049,7 +4067,26 @@ class _Lifecycle(_DeadLetters):
             self._dead_letter_queued(ctx, leftover + inbox[head:], reason)
         if extra is not None:
             self._tell_monitors(ctx, reason)
-        self._check_idle()
+        if self._until_idle and not self._ready:    # else _check_idle finds work left
+            self._check_idle()
+        if interrupt and self._guards.interrupted and not self._closed:
+            raise self._guards.interrupted.pop(0)
+
+    def _stop_after_turn(self, ctx: Context) -> int:
+        """``ctx``'s one-message turn left only its own poison pill queued: the
+        pill is handled now, in the same turn.  Returns the turn's count (2).
+
+        As a batch of [message, pill] would be: the actor stops while its
+        record is still in the cache, and skips a second trip round the ready
+        queue.  Create-and-stop (25k, callgrind, 3.11) 46,418 -> 45,297
+        instructions per actor.
+        """
+        ctx._inbox.clear()
+        ctx._count += 1
+        self._stop_actor(ctx, "stopped by poison pill", [])
+        if ctx._state is not _STOPPED:
+            self._after_turn(ctx)
+        return 2
 
     def _stop_children(self, ctx: Context, why: str) -> None:
         """Stop every descendant of ``ctx``, the youngest child first, each child's
@@ -4062,7 +4099,8 @@ class _Lifecycle(_DeadLetters):
             if child is None:
                 stack.pop()
                 if node is not ctx:
-                    self._stop_one(node, f"parent {node.parent!r} {why}", [])
+                    self._stop_actor(node, f"parent {node.parent!r} {why}", [],
+                                     interrupt=False)
             elif child._state is _RUNNING:
                 stack.append((child, iter(list(reversed((child._children or {}).values())))))
 
@@ -4078,17 +4116,20 @@ class _Lifecycle(_DeadLetters):
             self._dead_letter_all(ctx.actor_id, items,
                                   f"actor stopped before handling it ({reason})")
 
-    def _deinit(self, ctx: Context) -> None:
-        deinit = getattr(ctx._actor, "deinit", None)
-        if deinit is not None:
-            try:
-                deinit()
-            except Exception:
-                log.exception("deinit of actor %r failed", ctx.actor_id,
-                              extra={"actor_id": ctx.actor_id})
-            except (KeyboardInterrupt, SystemExit) as exc:
-                # Raised once the stop (or the close) is done, not half-way.
-                self._guards.interrupted.append(exc)
+    def _deinit(self, ctx: Context, deinit: Any = None) -> None:
+        """Call the actor's ``deinit`` (looked up here unless given), if it has one."""
+        if deinit is None:
+            deinit = getattr(ctx._actor, "deinit", None)
+            if deinit is None:
+                return
+        try:
+            deinit()
+        except Exception:
+            log.exception("deinit of actor %r failed", ctx.actor_id,
+                          extra={"actor_id": ctx.actor_id})
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Raised once the stop (or the close) is done, not half-way.
+            self._guards.interrupted.append(exc)
 
     def _end_timers_and_watches(self, ctx: Context) -> None:
         for timer in list(ctx._timers or ()):
@@ -6546,13 +6587,18 @@ def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: 
         raise TypeError(f"actor ids are strings, not {type(actor_id).__name__}: got {actor_id!r}")
     if not actor_id:
         raise ValueError("actor ids may not be empty: pass id='some-name'")
-    try:
-        actor_id.encode()
-    except UnicodeEncodeError:
-        raise ValueError(f"actor ids must be valid Unicode text (encodable as UTF-8), got "
-                         f"{actor_id!r}: a lone surrogate cannot be logged, shown or sent "
-                         f"elsewhere") from None
-    if isinstance(capacity, bool) or not isinstance(capacity, int):
+    # ASCII always encodes: no bytes object made per spawn.  With the class
+    # check of capacity below and the "grow" check in _spawn_here:
+    # create-and-stop (25k, callgrind, 3.11) 45,297 -> 44,236 instructions per actor.
+    if not actor_id.isascii():
+        try:
+            actor_id.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"actor ids must be valid Unicode text (encodable as UTF-8), "
+                             f"got {actor_id!r}: a lone surrogate cannot be logged, shown or "
+                             f"sent elsewhere") from None
+    if capacity.__class__ is not int and (isinstance(capacity, bool)
+                                          or not isinstance(capacity, int)):
         raise TypeError(f"capacity must be an int, not {capacity!r}")
     if capacity < 1:
         raise ValueError(f"capacity must be at least 1, got {capacity}")
