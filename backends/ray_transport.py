@@ -45,7 +45,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -519,19 +518,28 @@ class _Host:
 
     def _deliver_from_one(self, target_id: str, sender_id: str | None,
                           messages: list[Any]) -> None:
-        """Plain sends of one sender, as they crossed: the one place that turns
-        them back into the engine's queued items (adapt it to the inbox format)."""
-        self._deliver(target_id, list(zip(repeat(sender_id), messages, repeat(None))))
+        """Plain sends of one sender, as they crossed: queued as a run, the way
+        the sender's own engine queues them (Engine._deliver_remote_run)."""
+        self._arriving(target_id, len(messages))
+        self.engine._deliver_remote_run(target_id, sender_id, messages)
+        self._mark(target_id)
 
     def _deliver(self, target_id: str, items: list[Any]) -> None:
-        self.received += len(items)
+        self._arriving(target_id, len(items))
+        self.engine._deliver_remote(target_id, items)
+        self._mark(target_id)
+
+    def _arriving(self, target_id: str, count: int) -> None:
+        """Count what arrives; an id pinned elsewhere gets its stand-in first."""
+        self.received += count
         engine = self.engine
         if target_id not in engine._registry:
             where = self.pins.get(target_id)
             if where is not None and where != self.index:
                 engine._resolve_missing(target_id)     # forward to where it lives
-        engine._deliver_remote(target_id, items)
-        ctx = engine._registry.get(target_id)
+
+    def _mark(self, target_id: str) -> None:
+        ctx = self.engine._registry.get(target_id)
         if ctx is not None and not _is_stand_in(ctx):
             # Handled once the actor's count of messages taken reaches this.
             self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head))

@@ -7,7 +7,9 @@ one scenario of one backstage.py under callgrind and read the total Ir::
         python bench/instructions.py SCENARIO [PATH/TO/backstage.py]
 
 SCENARIO is one of: none, burst, ping_pong, fan_out, ring, skynet, actor_burst,
-many_to_one, many_to_many, create_stop, create_child (25k actors).  "none"
+many_to_one, many_to_many, create_stop, create_child (25k actors), and
+remote_run (batches of plain sends of one sender arriving from another
+engine, as the Ray transport hands them over, queued and handled).  "none"
 imports and does nothing: subtract its count from the others, and divide by
 the operations the scenario prints, for instructions per operation.
 """
@@ -34,7 +36,29 @@ SCENARIOS = {
     "many_to_many": ("many_to_many", (60, 2_000)),
     "create_stop": ("create_stop", (25_000, False)),
     "create_child": ("create_stop", (25_000, True)),
+    # Issue 15: the receiving engine's part of a cluster's batch.
+    "remote_run": ("remote_run", (20, 10_000)),
 }
+
+
+def remote_run(backstage: object, batches: int, size: int) -> dict:
+    """``batches`` lists of ``size`` plain sends from one remote sender, each
+    queued as the Ray transport's receiver queues it, then handled."""
+    from bench.impl_backstage import Counter
+
+    engine = backstage.Engine()  # type: ignore[attr-defined]
+    counter = engine.spawn_actor(Counter, "counter")
+    run = getattr(engine, "_deliver_remote_run", None)
+    for _ in range(batches):
+        messages = list(range(size))
+        if run is not None:
+            run("counter", "far/producer", messages)
+        else:       # the receiving side before runs: a tuple per message
+            engine._deliver_remote(
+                "counter", [("far/producer", message, None) for message in messages])
+        engine.run()
+    engine.close()
+    return {"ops": batches * size, "value": counter.count}
 
 
 def main() -> None:
@@ -51,7 +75,10 @@ def main() -> None:
         print(scenario, "ops=0")
         return
     name, args = SCENARIOS[scenario]
-    result = getattr(impl_backstage, name)("selectors", *args)
+    if name == "remote_run":
+        result = remote_run(module, *args)
+    else:
+        result = getattr(impl_backstage, name)("selectors", *args)
     print(scenario, f"ops={result['ops']}", f"value={result['value']}")
 
 

@@ -446,3 +446,50 @@ def test_the_last_message_of_a_long_run_left_alone_by_compaction_keeps_its_sende
     engine.run()
 
     assert [(s, m) for s, _, m, _ in log] == [("p1", i) for i in range(end + 1)]
+
+
+class RemoteRuns:
+    """On a message from p1: p0 sends, a run of p2's arrives from another engine
+    (one with a tuple message in it), p0 sends again, another run of p2's."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        p0 = self.ctx.engine.get_actor("p0").ctx
+        p0.send("probe", 1)
+        self.ctx.engine._deliver_remote_run("probe", "p2", [2, 3, 4])
+        p0.send("probe", 5)
+        p0.send("probe", 6)
+        self.ctx.engine._deliver_remote_run("probe", "p2", [7, (8, "t"), 9])
+        p0.send("probe", 10)
+
+
+def test_a_run_from_another_engine_keeps_its_sender_between_local_sends(engine):
+    log = []
+    _spawn(engine, log)
+    engine.spawn_actor(RemoteRuns, id="remote")
+
+    engine.get_actor("p1").ctx.send("remote", "go")
+    engine.run()
+
+    assert [(s, m) for s, _, m, _ in log] == \
+        [("p0", 1), ("p2", 2), ("p2", 3), ("p2", 4), ("p0", 5), ("p0", 6),
+         ("p2", 7), ("p2", (8, "t")), ("p2", 9), ("p0", 10)]
+
+
+def test_a_run_from_another_engine_to_a_bounded_inbox_keeps_its_sender(engine):
+    log = []
+    _spawn(engine, log, capacity=8, overflow="drop")
+    engine._deliver_remote_run("probe", "far", [1, 2, 3])
+    engine.run()
+
+    assert [(s, m) for s, _, m, _ in log] == [("far", 1), ("far", 2), ("far", 3)]
+
+
+def test_a_run_from_another_engine_to_an_unknown_id_is_dead_letters_with_its_sender(engine):
+    engine._deliver_remote_run("nobody", "far", [1, 2])
+    engine.run()
+
+    assert [(d.envelope.sender_id, d.envelope.message) for d in engine.dead_letters] == \
+        [("far", 1), ("far", 2)]
