@@ -126,10 +126,6 @@ def ring(backend: str, actors: int, rounds: int) -> dict:
 
 class Skynet:
     """A node of the tree: (num, size) spawns ten children; a number is a child's sum."""
-    # Slots, as a Python program making a million of one class would write it
-    # (the work is unchanged): 104 -> 56 bytes per node; skynet 1M peak RSS
-    # 693 -> 642 MiB (3.11).
-    __slots__ = ("ctx", "total", "pending")
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -169,15 +165,10 @@ class Skynet:
         ctx.shutdown()
 
 
-class SkynetRoot(Skynet):
-    """The root node, which keeps the result."""
-    __slots__ = ("result",)
-
-
 def skynet(backend: str, leaves: int) -> dict:
     skynet_check(leaves)
     with backstage.Engine(backend=backend) as engine:
-        root = engine.spawn_actor(SkynetRoot, id="skynet")
+        root = engine.spawn_actor(Skynet, id="skynet")
         root.result = None
         t0 = clock()
         engine.send("skynet", (0, leaves))
