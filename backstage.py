@@ -770,7 +770,16 @@ def _put_back(ctx: Context, rest: list[Any]) -> None:
     # as it may end up alone (see _turn).
     if rest and rest[0].__class__ is not tuple:
         rest[0] = (ctx._head_sender, rest[0], None)
-    ctx._inbox[ctx._head:ctx._head] = rest
+    head = ctx._head
+    if head >= len(rest):
+        # Into the handled slots in front of the head, not inserted before it:
+        # an insertion moves the whole inbox behind it, once per paused turn
+        # (an async def receive on asyncio pauses at every message: a burst
+        # of 1M to it took minutes, quadratic in the inbox's length).
+        ctx._inbox[head - len(rest):head] = rest
+        ctx._head = head - len(rest)
+    else:
+        ctx._inbox[head:head] = rest
     if ctx._tail_sender is _NO_TAIL:
         ctx._tail_sender = _MIXED      # bare messages may be among them
 

@@ -9,6 +9,7 @@ import threading
 import pytest
 from conftest import Recorder, Running, parent_of
 
+import backstage
 from backstage import Engine, OneForOne
 
 # What the actors of one test did, in the order they did it.
@@ -641,3 +642,28 @@ def test_with_raise_failures_a_coroutine_failing_after_an_await_raises_out_of_ru
 
         with pytest.raises(KeyError, match="failed after an await"):
             engine.run()
+
+
+class InboxWatcher:
+    """An async receive that notes the length of its own inbox list each time."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.lengths = []
+
+    async def receive(self, envelope):
+        self.lengths.append(len(self.ctx._inbox))
+
+
+def test_a_long_inbox_handled_one_coroutine_at_a_time_does_not_grow_as_turns_pause(engine):
+    # Each message of an async receive may end its turn early; the rest of the
+    # batch goes back in front of the inbox.  Put back by insertion, the list
+    # grew by a batch per message (and each insertion moved the whole inbox).
+    n = 3 * backstage.ACTOR_BATCH * 10
+    watcher = engine.spawn_actor(InboxWatcher, "watcher")
+    for i in range(n):
+        engine.send("watcher", i)
+    engine.run()
+
+    assert len(watcher.lengths) == n
+    assert max(watcher.lengths) <= n
