@@ -1814,10 +1814,7 @@ class _Sending(_EngineState):
         self._enqueue(ctx, (sender_id, message, tag))
 
     def _enqueue(self, ctx: Context, item: tuple[Any, ...]) -> None:
-        ctx._inbox.append(item)
-        if item[2] is None and ctx._tail_sender is not item[0] \
-                and ctx._tail_sender is not _NO_TAIL:
-            ctx._tail_sender = _MIXED       # a plain send: no bare one may follow it
+        _append_item(ctx, item)
         if not ctx._scheduled:
             self._schedule(ctx)
 
