@@ -178,3 +178,28 @@ class Spinner:
         for i in range(envelope.message):
             total += i * i
         self.ctx.send(self.done, total)
+
+
+class Rally:
+    """Ping-pong: ask ("go", peer, n) to play n rounds with another Rally, which
+    returns every ball to its sender; answers "done" after the n-th return."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.left = 0
+        self.asker = None
+
+    def receive(self, envelope):
+        message = envelope.message
+        if type(message) is tuple:
+            _, peer, self.left = message
+            self.asker = envelope
+            self.ctx.send(peer, "ball")
+        elif self.asker is None:
+            self.ctx.send(envelope.sender_id, "ball")
+        else:
+            self.left -= 1
+            if self.left:
+                self.ctx.send(envelope.sender_id, "ball")
+            else:
+                self.asker.reply("done")

@@ -37,6 +37,7 @@ from cluster_actors import (  # noqa: E402
     Collector,
     Deinit,
     Echo,
+    Rally,
     Remote,
     Writer,
 )
@@ -223,6 +224,27 @@ def test_actors_send_and_ask_across_engines(cluster):
 
     assert answer == ("ok", ("q", 2, (), {}))
     assert _ask(cluster, b, "get") == [(a, "SEND", "one", None), (a, "SEND", "two", None)]
+
+
+def _link(cluster, src, dst):
+    stats = {s["engine"]: s for s in cluster.stats()}
+    return stats[src]["links"][dst]
+
+
+def test_an_answer_to_a_message_from_another_engine_rides_back_on_that_calls_return(cluster):
+    a = _id_on(cluster, 0, "rally-a")
+    b = _id_on(cluster, 1, "rally-b")
+    cluster.spawn_actor(Rally, a)
+    cluster.spawn_actor(Rally, b)
+    before = _link(cluster, 1, 0)
+
+    assert _ask(cluster, a, ("go", b, 200)) == "done"
+
+    after = _link(cluster, 1, 0)
+    batches = after["batches"] - before["batches"]
+    calls = after["calls"] - before["calls"]
+    assert after["messages"] - before["messages"] >= 200
+    assert calls <= batches // 10, (calls, batches)     # nearly every ball rode back
 
 
 def test_an_ask_across_engines_fails_with_the_targets_exception(cluster):
@@ -822,15 +844,13 @@ def _is_loopback(addr):
     return ip.is_loopback
 
 
-def test_a_long_burst_is_split_in_order_and_what_was_not_sent_is_dead_lettered_on_loss():
-    # The link alone, on an engine of this process: its calls are recorded, never completed,
-    # so what it sent stays in flight when the peer is lost.
+def _lone_link(engine, sent):
+    """A host on ``engine`` (of this process) whose link to engine 1 records its calls
+    in ``sent`` and never sees them completed."""
     import concurrent.futures
     import pickle
 
     from backends import ray_transport
-
-    sent = []
 
     class Call:
         def future(self):
@@ -839,14 +859,41 @@ def test_a_long_burst_is_split_in_order_and_what_was_not_sent_is_dead_lettered_o
     class Peer:
         class deliver:
             @staticmethod
-            def remote(src, seq, payload):
+            def remote(src, seq, payload, acked=0):
                 sent.append((seq, pickle.loads(payload)))
                 return Call()
 
+    host = ray_transport._Host(0, 2, [None, Peer()], {"batch_limit": 7, "window": 2}, engine)
+    return host.links[1]
+
+
+def test_a_batch_that_rode_back_is_possibly_delivered_until_the_peer_says_it_arrived():
     engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
     try:
-        host = ray_transport._Host(0, 2, [None, Peer()], {"batch_limit": 7, "window": 2}, engine)
-        link = host.links[1]
+        link = _lone_link(engine, [])
+        link.add("far", [("near", i, None) for i in range(10)])
+        first, _ = link.ride()
+        second, _ = link.ride()
+
+        link.release(first)             # the peer's next call: "applied up to first"
+        link.lose("engine 1 lost")
+
+        letters = [(d.envelope.message, d.reason) for d in engine.dead_letters]
+        assert (first, second) == (1, 2)
+        assert letters == [(i, "engine 1 lost; possibly delivered") for i in range(7, 10)]
+    finally:
+        engine.close()
+
+
+def test_a_long_burst_is_split_in_order_and_what_was_not_sent_is_dead_lettered_on_loss():
+    # The link alone, on an engine of this process: its calls are recorded, never completed,
+    # so what it sent stays in flight when the peer is lost.
+    from backends import ray_transport
+
+    sent = []
+    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
+    try:
+        link = _lone_link(engine, sent)
         link.add("far", [("near", i, None) for i in range(30)])
         link.flush()
         assert [seq for seq, _ in sent] == [1, 2]           # the window: 2 calls in flight
