@@ -87,6 +87,8 @@ _CODED, _PLAIN, _ONE_SENDER = range(3)
 
 
 _RUNNING = backstage._RUNNING
+# The sender of an entry of a link whose items are tuples (see _Link.pending).
+_EXPLICIT = object()
 
 
 def _is_stand_in(ctx: Any) -> bool:
@@ -195,7 +197,9 @@ class _Link:
         self.host = host
         self.peer = peer
         self.handle = handle
-        self.pending: deque[tuple[str | None, Any]] = deque()  # (target id, items) or control
+        # (target id, items, _EXPLICIT), (target id, messages, their sender) for
+        # one sender's plain sends, or (None, control, _EXPLICIT)
+        self.pending: deque[tuple[str | None, Any, Any]] = deque()
         self.head = 0               # items of pending[0] already taken (see _take)
         self.pending_count = 0
         self.inflight: dict[int, list[Any]] = {}              # seq -> entries sent, until acked
@@ -210,18 +214,26 @@ class _Link:
 
     # -- filling ------------------------------------------------------------
 
-    def add(self, target_id: str, items: list[Any]) -> None:
-        """A stand-in's batch for ``target_id``; sent at the end of this tick."""
+    def hand(self, ctx: Any, items: list[Any]) -> None:
+        """A stand-in's turn (its flush): its items, sent at the end of this tick."""
+        self.add(ctx.actor_id, items, _EXPLICIT)
+
+    def hand_run(self, ctx: Any, sender_id: str | None, messages: list[Any]) -> None:
+        """A stand-in's turn of one sender's plain sends (its flush_run)."""
+        self.add(ctx.actor_id, messages, sender_id)
+
+    def add(self, target_id: str, items: list[Any], sender: Any = _EXPLICIT) -> None:
+        """Items for ``target_id`` (or one sender's messages); sent at the end of this tick."""
         if self.lost is not None:
-            self.host.engine._dead_letter_all(target_id, items, self.lost)
+            self.host.engine._dead_letter_all(target_id, _items(items, sender), self.lost)
             return
-        self.pending.append((target_id, items))
+        self.pending.append((target_id, items, sender))
         self.pending_count += len(items)
         self._schedule()
 
     def add_control(self, control: tuple[Any, ...]) -> None:
         if self.lost is None:
-            self.pending.append((None, control))
+            self.pending.append((None, control, _EXPLICIT))
             self.pending_count += 1
             self._schedule()
 
@@ -312,7 +324,7 @@ class _Link:
         taken: list[Any] = []
         count = 0
         while pending and count < limit:
-            target_id, items = pending[0]
+            target_id, items, sender = pending[0]
             if target_id is None:
                 taken.append(pending.popleft())
                 count += 1
@@ -321,11 +333,11 @@ class _Link:
             room = limit - count
             if len(items) - head <= room:
                 pending.popleft()
-                taken.append((target_id, items[head:] if head else items))
+                taken.append((target_id, items[head:] if head else items, sender))
                 count += len(items) - head
                 self.head = 0
             else:
-                taken.append((target_id, items[head:head + room]))
+                taken.append((target_id, items[head:head + room], sender))
                 self.head = head + room
                 count += room
         self.pending_count -= count
@@ -347,9 +359,12 @@ class _Link:
         at batch 10,000); timeit, a loaded machine.
         """
         wire = []
-        for target_id, items in entries:
+        for target_id, items, sender in entries:
             if target_id is None:
                 wire.append((None, items, _CODED))
+                continue
+            if sender is not _EXPLICIT:         # a stand-in's run (Link.hand_run)
+                wire.append((target_id, (sender, items), _ONE_SENDER))
                 continue
             if set(map(type, items)) == _TUPLE:
                 n = len(items)
@@ -389,17 +404,17 @@ class _Link:
         """Dead-letter the items that do not pickle; the rest, coded again."""
         engine = self.host.engine
         kept = []
-        for i, (target_id, items) in enumerate(entries):
+        for i, (target_id, items, sender) in enumerate(entries):
             if target_id is None:
                 why = _picklable(items)
                 if why is not None and items[0] == "reply":
                     items = ("reply", items[1], None, TypeError(
                         _unpicklable_reason("the reply", why)))
-                kept.append((None, items))
+                kept.append((None, items, _EXPLICIT))
                 continue
             good = []
-            for item in items:
-                why = _picklable(self._wire([(target_id, [item])]))
+            for item in _items(items, sender):
+                why = _picklable(self._wire([(target_id, [item], _EXPLICIT)]))
                 if why is None:
                     good.append(item)
                 else:
@@ -407,8 +422,8 @@ class _Link:
                     log.error("dead letter for %r: %s", target_id, reason)
                     engine._dead_letter_all(target_id, [item], reason)
             if good:
-                kept.append((target_id, good))
-            entries[i] = (target_id, good)
+                kept.append((target_id, good, _EXPLICIT))
+            entries[i] = (target_id, good, _EXPLICIT)
         return self._wire(kept)
 
     def _acked(self, seq: int, fut: Future[Any]) -> None:
@@ -445,8 +460,8 @@ class _Link:
         self.returned.clear()
         pending, self.pending = list(self.pending), deque()
         if pending and self.head:
-            target_id, items = pending[0]
-            pending[0] = (target_id, items[self.head:])
+            target_id, items, sender = pending[0]
+            pending[0] = (target_id, items[self.head:], sender)
         self.head = self.pending_count = 0
         self._dead_letter(pending, reason)
         engine = self.host.engine
@@ -459,9 +474,16 @@ class _Link:
 
     def _dead_letter(self, entries: list[Any], reason: str) -> None:
         engine = self.host.engine
-        for target_id, items in entries:
+        for target_id, items, sender in entries:
             if target_id is not None:
-                engine._dead_letter_all(target_id, items, reason)
+                engine._dead_letter_all(target_id, _items(items, sender), reason)
+
+
+def _items(items: list[Any], sender: Any) -> list[Any]:
+    """An entry's items as tuples: a run's messages with their sender."""
+    if sender is _EXPLICIT:
+        return items
+    return [(sender, message, None) for message in items]
 
 
 class _Host:
@@ -500,8 +522,7 @@ class _Host:
         if where == self.index or where in self.lost:
             return None
         link = self.links[where]
-        return self.engine._install_stand_in(target_id, lambda ctx, items: link.add(
-            ctx.actor_id, items))
+        return self.engine._install_stand_in(target_id, link.hand, link.hand_run)
 
     def spawned(self, ctx: Any) -> None:
         actor_id = ctx.actor_id
@@ -679,8 +700,7 @@ class _Host:
             link = self.links.get(src)
             if link is None or link.lost:
                 return
-            remote = engine._install_stand_in(
-                sender_id, lambda ctx, items: link.add(ctx.actor_id, items))
+            remote = engine._install_stand_in(sender_id, link.hand, link.hand_run)
         try:
             if code == _SUB:
                 engine._subscribe_here(remote, target_id, topic)
@@ -900,7 +920,7 @@ def _place(engine: Engine, actor_id: str, where: int) -> None:
         engine._stop_stand_in(actor_id, f"{actor_id!r} is placed on engine {where} now")
         return
     link = host.links[where]
-    ctx._inbox._flush = lambda ctx, items: link.add(ctx.actor_id, items)
+    ctx._inbox._flush, ctx._inbox._flush_run = link.hand, link.hand_run
 
 
 def _publisher_stopped(engine: Engine, publisher_id: str, subscriber_id: str,

@@ -295,3 +295,67 @@ def test_a_publisher_that_stops_tells_each_remote_subscriber_after_its_publicati
             in transport.handed] == [("far-sub", MessageType.PUBLISH, "last", "news"),
                                      ("far-sub", "dropped", None, "news")]
     assert all(sender == "pub" for _, (sender, *_) in transport.handed)
+
+
+class Runs:
+    """A transport with flush_run: keeps what each kind of turn hands over."""
+
+    def __init__(self, engine, fail=False):
+        self.engine = engine
+        self.fail = fail
+        self.flushed = []           # (target, items)
+        self.runs = []              # (target, sender, messages)
+
+    def resolve(self, target_id):
+        return self.engine._install_stand_in(target_id, self.flush, self.flush_run)
+
+    def flush(self, ctx, items):
+        self.flushed.append((ctx.actor_id, list(items)))
+
+    def flush_run(self, ctx, sender_id, messages):
+        if self.fail:
+            raise OSError("link down")
+        self.runs.append((ctx.actor_id, sender_id, list(messages)))
+
+
+def test_one_senders_plain_sends_reach_flush_run_as_bare_messages_with_their_sender(engine):
+    transport = Runs(engine)
+    engine.attach_transport(transport)
+    engine.spawn_actor(Client, id="client")
+
+    engine.send("client", 5)
+    engine.run()
+
+    assert transport.runs == [("echo", "client", [0, 1, 2, 3, 4])]
+    assert transport.flushed == []
+
+
+def test_a_stand_ins_items_that_are_not_one_senders_plain_sends_go_to_flush_as_tuples(engine):
+    transport = Runs(engine)
+    engine.attach_transport(transport)
+    engine.spawn_actor(Client, id="client")
+
+    def two_senders():
+        engine.send("echo", "from outside")
+        engine.get_context("client").send("echo", (1, 2))   # a tuple message stays a tuple
+        engine.get_context("client").send("echo", 3)
+    engine._call_on_loop(two_senders)
+    engine.run()
+
+    assert transport.runs == []
+    assert transport.flushed == [("echo", [(None, "from outside", None),
+                                           ("client", (1, 2), None), ("client", 3, None)])]
+
+
+def test_a_flush_run_that_fails_makes_each_message_a_dead_letter_with_its_sender(engine):
+    transport = Runs(engine, fail=True)
+    engine.attach_transport(transport)
+    engine.spawn_actor(Client, id="client")
+
+    engine.send("client", 3)
+    engine.run()
+
+    letters = [(d.target_id, d.envelope.sender_id, d.envelope.message) for d in
+               engine.dead_letters]
+    assert letters == [("echo", "client", i) for i in range(3)]
+    assert all("link down" in d.reason for d in engine.dead_letters)
