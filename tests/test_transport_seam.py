@@ -305,14 +305,17 @@ class Runs:
         self.fail = fail
         self.flushed = []           # (target, items)
         self.runs = []              # (target, sender, messages)
+        self.kinds = set()          # the types of the lists handed over
 
     def resolve(self, target_id):
         return self.engine._install_stand_in(target_id, self.flush, self.flush_run)
 
     def flush(self, ctx, items):
+        self.kinds.add(type(items))
         self.flushed.append((ctx.actor_id, list(items)))
 
     def flush_run(self, ctx, sender_id, messages):
+        self.kinds.add(type(messages))
         if self.fail:
             raise OSError("link down")
         self.runs.append((ctx.actor_id, sender_id, list(messages)))
@@ -359,3 +362,19 @@ def test_a_flush_run_that_fails_makes_each_message_a_dead_letter_with_its_sender
                engine.dead_letters]
     assert letters == [("echo", "client", i) for i in range(3)]
     assert all("link down" in d.reason for d in engine.dead_letters)
+
+
+def test_a_stand_in_hands_its_transport_plain_lists_that_pickle_as_lists(engine):
+    transport = Runs(engine)
+    engine.attach_transport(transport)
+    engine.spawn_actor(Client, id="client")
+
+    def both_kinds():
+        engine.send("echo", "from outside")                 # to flush
+    engine._call_on_loop(both_kinds)
+    engine.run()
+    engine.send("client", 3)                                # to flush_run
+    engine.run()
+
+    assert transport.kinds == {list}
+    assert transport.runs and transport.flushed
