@@ -33,7 +33,7 @@ How a message crosses (see docs/cluster.md for the whole design and figures):
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
 import logging
 import operator
@@ -208,6 +208,7 @@ class _Link:
         self.seq = 0
         self.flush_scheduled = False
         self.lost: str | None = None                     # why the peer is gone
+        self.waiter = _Waiter(self)
         self.batches = 0                # sent as calls of their own or riding back
         self.calls = 0
         self.messages = 0
@@ -261,10 +262,8 @@ class _Link:
             seq, entries, payload = batch
             self.inflight[seq] = entries
             self.calls += 1
-            ref = self.handle.deliver.remote(host.index, seq, payload,
-                                             host.expect.get(self.peer, 1) - 1)
-            ref.future().add_done_callback(
-                lambda fut, seq=seq: host.loop.call_soon_threadsafe(self._acked, seq, fut))
+            self.waiter.add(self.handle.deliver.remote(host.index, seq, payload,
+                                                       host.expect.get(self.peer, 1) - 1), seq)
 
     def ride(self) -> tuple[int, bytes] | None:
         """A batch to travel back as the answer of a call the peer made to us.
@@ -426,11 +425,17 @@ class _Link:
             entries[i] = (target_id, good, _EXPLICIT)
         return self._wire(kept)
 
-    def _acked(self, seq: int, fut: Future[Any]) -> None:
+    def completed(self, outcomes: list[tuple[int, Any, BaseException | None]]) -> None:
+        """Calls of ours answered (from the waiter): (seq, answer, exception) each."""
+        for seq, value, exc in outcomes:
+            self._acked(seq, value, exc)
+        if self.pending and not self.flush_scheduled:
+            self.flush()
+
+    def _acked(self, seq: int, value: Any, exc: BaseException | None) -> None:
         """A call of ours is answered: its batch is handled, and the answer may
         carry a batch of the peer's (``ride``)."""
         entries = self.inflight.pop(seq, None)
-        exc = fut.exception()
         if exc is not None and entries is not None:
             if isinstance(exc, ray.exceptions.RayActorError):
                 self.inflight[seq] = entries        # the peer is gone: lost() sorts it out
@@ -438,14 +443,10 @@ class _Link:
                 return
             log.error("link %d -> %d: a batch failed: %r", self.host.index, self.peer, exc)
             self._dead_letter(entries, f"the batch to engine {self.peer} failed: {exc!r}")
-        elif exc is None and self.lost is None:
-            ridden = fut.result()
-            if ridden is not None:
-                host, peer = self.host, self.peer
-                back_seq, payload = ridden
-                host.arrive(peer, back_seq, lambda: host.apply(peer, payload))
-        if self.pending and not self.flush_scheduled:
-            self.flush()
+        elif exc is None and value is not None and self.lost is None:
+            host, peer = self.host, self.peer
+            back_seq, payload = value
+            host.arrive(peer, back_seq, lambda: host.apply(peer, payload))
 
     # -- losing the peer ------------------------------------------------------
 
@@ -484,6 +485,75 @@ def _items(items: list[Any], sender: Any) -> list[Any]:
     if sender is _EXPLICIT:
         return items
     return [(sender, message, None) for message in items]
+
+
+class _Waiter:
+    """Watches a link's calls in flight from a thread of its own, with ray.wait,
+    and hands their answers to the engine's thread, all that finished per wake-up.
+
+    Cheaper than a callback per call (ObjectRef.future()): Ray runs each such
+    callback on its own I/O thread, which takes the GIL, builds the answer and
+    wakes the loop once per call; sender 445 -> 280 CPU-us a call with the
+    threaded host (batches of 100, window 4; /work/wt/callcost).  One per link,
+    so that a peer slow to answer does not hold up the answers of another.
+    """
+
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+        self.cond = threading.Condition()
+        self.refs: dict[Any, int] = {}          # call -> sequence number, until answered
+        self.thread: threading.Thread | None = None
+        self.closed = False
+
+    def add(self, ref: Any, seq: int) -> None:
+        """Watch the call ``ref`` (engine thread)."""
+        with self.cond:
+            self.refs[ref] = seq
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, daemon=True,
+                    name=f"backstage-link-{self.link.host.index}-{self.link.peer}")
+                self.thread.start()
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+
+    def _run(self) -> None:
+        cond, refs, link = self.cond, self.refs, self.link
+        post = link.host.loop.call_soon_threadsafe
+        while True:
+            with cond:
+                while not refs and not self.closed:
+                    cond.wait()
+                if self.closed:
+                    return
+                watched = list(refs)
+            ready, _ = ray.wait(watched, num_returns=1)
+            if len(watched) > 1:            # and any others finished by now
+                ready, _ = ray.wait(watched, num_returns=len(watched), timeout=0)
+            outcomes = _outcomes(ready)
+            with cond:
+                seqs = [refs.pop(ref) for ref in ready]
+            post(link.completed, [(seq, value, exc) for seq, (value, exc)
+                                  in zip(seqs, outcomes, strict=True)])
+
+
+def _outcomes(refs: list[Any]) -> list[tuple[Any, BaseException | None]]:
+    """(answer, None) or (None, exception) of each finished call."""
+    try:
+        return [(value, None) for value in ray.get(refs)]
+    except Exception:
+        pass
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    for ref in refs:
+        try:
+            outcomes.append((ray.get(ref), None))
+        except Exception as exc:
+            outcomes.append((None, exc))
+    return outcomes
 
 
 class _Host:
@@ -558,8 +628,13 @@ class _Host:
             expect += 1
         self.expect[src] = expect
 
-    def apply(self, src: int, payload: bytes,
-              handled: asyncio.Future[tuple[int, bytes] | None] | None = None) -> None:
+    def receive(self, src: int, seq: int, payload: bytes, acked: int, answer: _Answer) -> None:
+        """A ``deliver`` call, on the engine's thread: apply it in order, answer when handled."""
+        if acked:
+            self.links[src].release(acked)
+        self.arrive(src, seq, lambda: self.apply(src, payload, answer))
+
+    def apply(self, src: int, payload: bytes, handled: _Answer | None = None) -> None:
         """One batch from ``src``: messages into inboxes, in order, controls applied.
 
         ``handled`` is set once every actor the batch went to has taken all
@@ -624,8 +699,7 @@ class _Host:
             # Handled once the actor's count of messages taken reaches this.
             self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head))
 
-    def when_handled(self, src: int, marks: list[Any],
-                     handled: asyncio.Future[tuple[int, bytes] | None]) -> None:
+    def when_handled(self, src: int, marks: list[Any], handled: _Answer) -> None:
         self.unhandled.append((src, marks, handled))
         if not self.check_scheduled:
             self.check_scheduled = True
@@ -664,7 +738,7 @@ class _Host:
                 still.append(entry)
         self.unhandled = still
 
-    def _answer(self, src: int, handled: asyncio.Future[tuple[int, bytes] | None]) -> None:
+    def _answer(self, src: int, handled: _Answer) -> None:
         """The acknowledgement of a call from ``src``, with a batch for it if one waits."""
         if handled.done():
             return
@@ -765,9 +839,44 @@ class _Host:
                    for link in self.links.values()) or any(self.held.values())
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
+class _Answer:
+    """What a ``deliver`` call waits for on its Ray thread: the engine's thread
+    settles it once the batch is handled, with a batch that rides back or None.
+    (A bare lock, taken twice: a threading.Event cost more; callcost runs.)"""
+    __slots__ = ("lock", "value", "settled")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.value: tuple[int, bytes] | None = None
+        self.settled = False
+
+    def done(self) -> bool:
+        return self.settled
+
+    def set_result(self, value: tuple[int, bytes] | None) -> None:
+        self.value = value
+        self.settled = True
+        self.lock.release()
+
+    def wait(self) -> tuple[int, bytes] | None:
+        self.lock.acquire()
+        return self.value
+
+
 class EngineHost:
-    """One backstage engine, run on the event loop of an async Ray actor."""
+    """One backstage engine in a threaded Ray actor, run by a thread of its own.
+
+    Ray's calls run on Ray's threads and hand their work to the engine's
+    thread; ``deliver`` then waits (holding its Ray thread) until the batch is
+    handled, which is the sender's acknowledgement.  Measured against the
+    engine on an async Ray actor's event loop, the host before: Ray runs an
+    async actor's call in a fiber that posts a coroutine to the loop's thread
+    and waits for it, 525 against 355 CPU-us a call on the receiving side
+    (batches of 100, window 4, /work/wt/callcost runs; docs/cluster.md).
+    The class is made per cluster (``_host_class``): Ray's concurrency
+    groups, sized to the cluster, cannot be set per actor with .options().
+    """
     host: _Host             # set by start()
 
     def __init__(self, index: int, count: int, settings: dict[str, Any]) -> None:
@@ -776,101 +885,120 @@ class EngineHost:
         self.settings = settings
         logging.basicConfig(level=settings.get("log_level", logging.WARNING))
 
-    async def start(self, handles: list[Any]) -> int:
-        engine = _make_engine(self.settings, "asyncio")
+    def start(self, handles: list[Any]) -> int:
+        engine = _make_engine(self.settings, "selectors")
         self.host = _Host(self.index, self.count, handles, self.settings, engine)
-        self.task = asyncio.ensure_future(engine.run_async())
+        self.thread = threading.Thread(target=_run_engine, args=(engine,), daemon=True,
+                                       name=f"backstage-engine-{self.index}")
+        self.thread.start()
         for peer, handle in enumerate(handles):
             if peer != self.index:
                 self.host.watch(peer, handle)
         return os.getpid()
 
-    @ray.method(enable_task_events=False)
-    async def deliver(self, src: int, seq: int, payload: bytes,
-                      acked: int = 0) -> tuple[int, bytes] | None:
+    @ray.method(concurrency_group="deliver", enable_task_events=False)
+    def deliver(self, src: int, seq: int, payload: bytes,
+                acked: int = 0) -> tuple[int, bytes] | None:
         """Returns once the batch is handled (not merely queued): the sender's
         ack, carrying a batch of ours for the sender when one waits.  ``acked``:
         the sender has applied our batches up to that sequence number."""
-        # An asyncio future of this loop, set on the engine's (this) thread: a
-        # concurrent Future behind asyncio.wrap_future cost a thread-safe
-        # wake-up (a self-pipe write and one more loop pass) per batch.
-        host = self.host
-        if acked:
-            host.links[src].release(acked)
-        handled: asyncio.Future[tuple[int, bytes] | None] = \
-            asyncio.get_running_loop().create_future()
-        host.arrive(src, seq, lambda: host.apply(src, payload, handled))
-        return await handled
+        answer = _Answer()
+        self.host.loop.call_soon_threadsafe(self.host.receive, src, seq, payload, acked, answer)
+        return answer.wait()
 
-    @ray.method(enable_task_events=False)
-    async def watch(self) -> None:
-        await asyncio.get_running_loop().create_future()    # never set: fails when we die
+    @ray.method(concurrency_group="watch", enable_task_events=False)
+    def watch(self) -> None:
+        threading.Event().wait()            # never set: the call fails when we die
 
-    async def spawn(self, src: int, seq: int, actor_class: type, actor_id: str,
-                    args: tuple[Any, ...], kwargs: dict[str, Any],
-                    options: dict[str, Any]) -> tuple[Any, ...]:
+    def spawn(self, src: int, seq: int, actor_class: type, actor_id: str,
+              args: tuple[Any, ...], kwargs: dict[str, Any],
+              options: dict[str, Any]) -> tuple[Any, ...]:
         host = self.host
         result: Future[Any] = Future()
-        host.arrive(src, seq, lambda: _spawn_into(result, host, actor_class, actor_id, args,
-                                                  kwargs, options))
-        return await asyncio.wrap_future(result)
+        host.loop.call_soon_threadsafe(host.arrive, src, seq, lambda: _spawn_into(
+            result, host, actor_class, actor_id, args, kwargs, options))
+        return result.result()              # type: ignore[no-any-return]
 
     @ray.method(enable_task_events=False)
-    async def ask(self, src: int, seq: int, target_id: str, payload: bytes,
-                  timeout: float | None) -> tuple[Any, ...]:
+    def ask(self, src: int, seq: int, target_id: str, payload: bytes,
+            timeout: float | None) -> tuple[Any, ...]:
         host = self.host
-        holder: list[Any] = []
-        ready = asyncio.get_running_loop().create_future()
+        asked: Future[Future[Any]] = Future()
 
         def ask() -> None:
             try:
-                holder.append(host.engine.ask(target_id, pickle.loads(payload), timeout))
+                asked.set_result(host.engine.ask(target_id, pickle.loads(payload), timeout))
             except BaseException as exc:
-                holder.append(exc)
-            ready.set_result(None)
-        host.arrive(src, seq, ask)
-        await ready
-        if isinstance(holder[0], BaseException):
-            return ("err", _portable_exception(holder[0]))
+                asked.set_exception(exc)
+        host.loop.call_soon_threadsafe(host.arrive, src, seq, ask)
         try:
-            value = await asyncio.wrap_future(holder[0])
+            value = asked.result().result()
         except BaseException as exc:
             return ("err", _portable_exception(exc))
         return _answer(value)
 
-    async def wait_idle(self) -> dict[str, Any]:
+    def wait_idle(self) -> dict[str, Any]:
         """Wait until nothing is queued here; then this engine's counters."""
         host = self.host
         # The engine's tick does not tell when it ends: look again soon.
-        while host.busy():
-            await asyncio.sleep(0.002)
-        return _counters(host)
+        while host.engine._call_on_loop(host.busy):
+            time.sleep(0.002)
+        return host.engine._call_on_loop(_counters, host)
 
-    async def stats(self) -> dict[str, Any]:
-        return _stats(self.host)
+    def stats(self) -> dict[str, Any]:
+        return self.host.engine._call_on_loop(_stats, self.host)
 
-    async def dead_letters(self) -> list[Any]:
-        return _dead_letters(self.host)
+    def dead_letters(self) -> list[Any]:
+        return self.host.engine._call_on_loop(_dead_letters, self.host)
 
-    async def get_actor_ids(self) -> list[Any]:
+    def get_actor_ids(self) -> list[Any]:
         engine = self.host.engine
-        return [i for i, c in engine._registry.items() if not _is_stand_in(c)]
+        return engine._call_on_loop(
+            lambda: [i for i, c in engine._registry.items() if not _is_stand_in(c)])
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(engine, *args)`` on the engine's thread (tests, tools)."""
-        return fn(self.host.engine, *args)
+        engine = self.host.engine
+        return engine._call_on_loop(fn, engine, *args)
 
-    async def closing(self) -> None:
+    def closing(self) -> None:
         self.host.closing = True
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         host = self.host
         host.closing = True
-        host.engine.close()
-        try:
-            await asyncio.wait_for(self.task, 5)
-        except (TimeoutError, asyncio.CancelledError):
-            pass
+        host.engine.close()             # from this thread: waits until the run has closed
+        self.thread.join(5)
+        for link in host.links.values():
+            link.waiter.close()
+        for _, _, answer in host.unhandled:     # calls still waiting: let their threads go
+            if not answer.done():
+                answer.set_result(None)
+
+
+def _run_engine(engine: Engine) -> None:
+    try:
+        engine.run_forever()
+    except BaseException:
+        log.exception("the engine's run ended with an error")
+
+
+# Ray threads of an engine's process for calls other than deliver and watch:
+# the driver's spawns, asks (each holds one until answered), and tools.
+_CONTROL_THREADS = 32
+
+
+@functools.cache
+def _host_class(deliver_threads: int, watch_threads: int) -> Any:
+    """EngineHost as a Ray actor class with concurrency groups of these sizes:
+    ``deliver`` one thread per call that may be in flight to an engine (each
+    waits until its batch is handled; more would queue in Ray, never
+    deadlock: the engine waits on none of them), ``watch`` one per watcher
+    (the calls never return)."""
+    options: dict[str, Any] = {
+        "num_cpus": 0, "max_restarts": 0, "max_concurrency": _CONTROL_THREADS,
+        "concurrency_groups": {"deliver": deliver_threads, "watch": watch_threads}}
+    return ray.remote(**options)(EngineHost)
 
 
 ###############################################################################
@@ -1040,7 +1168,7 @@ class RayCluster:
                     "dead_letters_kept": dead_letters_kept, "name": self.name}
         options = engine_options or [{}] * engines
         try:
-            host: Any = EngineHost          # .options(): added by ray.remote
+            host = _host_class(max(2, engines * window), engines)
             self.hosts = [host.options(**options[i]).remote(i, engines, settings)
                           for i in range(engines)]
             self.pids = ray.get([h.start.remote(self.hosts) for h in self.hosts],

@@ -846,25 +846,29 @@ def _is_loopback(addr):
 
 def _lone_link(engine, sent):
     """A host on ``engine`` (of this process) whose link to engine 1 records its calls
-    in ``sent`` and never sees them completed."""
-    import concurrent.futures
+    in ``sent`` and never sees them answered."""
     import pickle
 
     from backends import ray_transport
-
-    class Call:
-        def future(self):
-            return concurrent.futures.Future()
 
     class Peer:
         class deliver:
             @staticmethod
             def remote(src, seq, payload, acked=0):
                 sent.append((seq, pickle.loads(payload)))
-                return Call()
+                return object()
+
+    class Waiter:                   # the calls are never answered
+        def add(self, ref, seq):
+            pass
+
+        def close(self):
+            pass
 
     host = ray_transport._Host(0, 2, [None, Peer()], {"batch_limit": 7, "window": 2}, engine)
-    return host.links[1]
+    link = host.links[1]
+    link.waiter = Waiter()
+    return link
 
 
 def test_a_batch_that_rode_back_is_possibly_delivered_until_the_peer_says_it_arrived():
