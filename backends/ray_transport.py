@@ -578,6 +578,9 @@ class _Host:
         self.marks: list[Any] = []                      # (ctx, count) of the batch being applied
         self.unhandled: list[Any] = []                  # (src, marks, future) not yet answered
         self.check_scheduled = False
+        # The driver's asks: their outcomes, until its collect_replies call takes them.
+        self.driver_replies: list[tuple[str, str, Any]] = []    # (reply id, "ok"/"err", value)
+        self.replies_ready = threading.Condition()
         self.engine.attach_transport(self)
         self.engine._call_on_loop(_label_feed, self, settings)
         global _current
@@ -797,6 +800,41 @@ class _Host:
         elif control[0] == "pin":
             _, actor_id, where = control
             self.pins[actor_id] = where
+        elif control[0] == "ask":
+            self._ask_for_driver(*control[1:])
+
+    # -- the driver's asks -----------------------------------------------------
+    # They travel in the driver's batches, in order with its sends; their
+    # outcomes wait here for its collect_replies call, so that no Ray thread
+    # is held per pending ask (a web server's driver may have hundreds).
+
+    def _ask_for_driver(self, reply_id: str, target_id: str, message: Any,
+                        timeout: float | None) -> None:
+        try:
+            future = self.engine.ask(target_id, message, timeout)
+        except BaseException as exc:
+            self._reply_to_driver(reply_id, ("err", _portable_exception(exc)))
+            return
+        future.add_done_callback(lambda done: self._reply_to_driver(reply_id, _outcome(done)))
+
+    def _reply_to_driver(self, reply_id: str, outcome: tuple[str, Any]) -> None:
+        """Any thread (an ask's future may be settled on another)."""
+        with self.replies_ready:
+            self.driver_replies.append((reply_id, *outcome))
+            self.replies_ready.notify()
+
+    def collect_replies(self) -> list[tuple[str, str, Any]]:
+        """The driver's ask outcomes so far, waiting for one if none; [] once closing."""
+        with self.replies_ready:
+            while not self.driver_replies and not self.closing:
+                self.replies_ready.wait()
+            replies, self.driver_replies = self.driver_replies, []
+        return replies
+
+    def close_replies(self) -> None:
+        with self.replies_ready:
+            self.closing = True
+            self.replies_ready.notify_all()
 
     def send_reply(self, src: int, reply_id: str, value: Any, exc: BaseException | None) -> None:
         if exc is not None:
@@ -919,23 +957,10 @@ class EngineHost:
             result, host, actor_class, actor_id, args, kwargs, options))
         return result.result()              # type: ignore[no-any-return]
 
-    @ray.method(enable_task_events=False)
-    def ask(self, src: int, seq: int, target_id: str, payload: bytes,
-            timeout: float | None) -> tuple[Any, ...]:
-        host = self.host
-        asked: Future[Future[Any]] = Future()
-
-        def ask() -> None:
-            try:
-                asked.set_result(host.engine.ask(target_id, pickle.loads(payload), timeout))
-            except BaseException as exc:
-                asked.set_exception(exc)
-        host.loop.call_soon_threadsafe(host.arrive, src, seq, ask)
-        try:
-            value = asked.result().result()
-        except BaseException as exc:
-            return ("err", _portable_exception(exc))
-        return _answer(value)
+    @ray.method(concurrency_group="replies", enable_task_events=False)
+    def collect_replies(self) -> list[tuple[str, str, Any]]:
+        """The outcomes of the driver's asks, once there are some (a long poll)."""
+        return self.host.collect_replies()
 
     def wait_idle(self) -> dict[str, Any]:
         """Wait until nothing is queued here; then this engine's counters."""
@@ -962,11 +987,11 @@ class EngineHost:
         return engine._call_on_loop(fn, engine, *args)
 
     def closing(self) -> None:
-        self.host.closing = True
+        self.host.close_replies()
 
     def stop(self) -> None:
         host = self.host
-        host.closing = True
+        host.close_replies()
         host.engine.close()             # from this thread: waits until the run has closed
         self.thread.join(5)
         for link in host.links.values():
@@ -983,9 +1008,9 @@ def _run_engine(engine: Engine) -> None:
         log.exception("the engine's run ended with an error")
 
 
-# Ray threads of an engine's process for calls other than deliver and watch:
-# the driver's spawns, asks (each holds one until answered), and tools.
-_CONTROL_THREADS = 32
+# Ray threads of an engine's process for the driver's calls other than
+# deliver, watch and collect_replies: spawns, stats, wait_idle, close, tools.
+_CONTROL_THREADS = 4
 
 
 @functools.cache
@@ -994,10 +1019,11 @@ def _host_class(deliver_threads: int, watch_threads: int) -> Any:
     ``deliver`` one thread per call that may be in flight to an engine (each
     waits until its batch is handled; more would queue in Ray, never
     deadlock: the engine waits on none of them), ``watch`` one per watcher
-    (the calls never return)."""
+    (the calls never return), ``replies`` for the driver's long poll."""
     options: dict[str, Any] = {
         "num_cpus": 0, "max_restarts": 0, "max_concurrency": _CONTROL_THREADS,
-        "concurrency_groups": {"deliver": deliver_threads, "watch": watch_threads}}
+        "concurrency_groups": {"deliver": deliver_threads, "watch": watch_threads,
+                               "replies": 1}}
     return ray.remote(**options)(EngineHost)
 
 
@@ -1063,6 +1089,14 @@ def _publisher_stopped(engine: Engine, publisher_id: str, subscriber_id: str,
         subscribed = stand_in._subscribers.get(topic)
         if subscribed is not None and subscribed.get(subscriber_id) is sub:
             del subscribed[subscriber_id]
+
+
+def _outcome(future: Future[Any]) -> tuple[str, Any]:
+    """A settled ask's outcome for the driver: ("ok", value) or ("err", exception)."""
+    exc = future.exception()
+    if exc is not None:
+        return ("err", _portable_exception(exc))
+    return _answer(future.result())
 
 
 def _answer(value: Any) -> tuple[str, Any]:
@@ -1158,6 +1192,10 @@ class RayCluster:
         self._lost: dict[int, str] = {}
         self._dead: list[DeadLetter] = []
         self._inflight: set[Any] = set()
+        # reply id -> (future, engine, target id) of the asks not yet answered
+        self._asked: dict[str, tuple[Future[Any], int, str]] = {}
+        self._ask_ids = 0
+        self._collecting: set[int] = set()          # engines with a collect_replies call open
         self._closed = False
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})
@@ -1292,7 +1330,9 @@ class RayCluster:
             del pending[:self._batch_limit]
             entries: list[Any] = []
             for target_id, item, _, _ in chunk:
-                if entries and entries[-1][0] == target_id:
+                if target_id is None:                   # an ask
+                    entries.append((None, item, _CODED))
+                elif entries and entries[-1][0] == target_id:
                     entries[-1][1].append(item)
                 else:
                     entries.append((target_id, [item], _CODED))
@@ -1318,43 +1358,76 @@ class RayCluster:
                 self._flush(where, force=False)
 
     def _dead_letter(self, target_id: str, message: Any, kind: str, reason: str) -> None:
+        if kind == "ask":           # message: its reply id; the ask fails instead
+            self._fail_asks([message], ActorNotFound(f"no reply: {reason}"))
+            return
         mtype = backstage.MessageType.POISON_PILL if kind == "pill" else \
             backstage.MessageType.SEND
         self._dead.append(DeadLetter(target_id, Envelope(None, mtype, message), reason,
                                      time.time()))
 
     def ask(self, target_id: str, message: Any, timeout: float | None) -> Future[Any]:
+        """The ask travels in the driver's batches to the id's engine, in order with
+        its sends; the reply comes back through that engine's collect_replies."""
         self._check_open(f"ask {target_id!r}")
-        try:
-            payload = _dumps(message)
-        except Exception as exc:
-            raise TypeError(_unpicklable_reason(f"the message {message!r}", repr(exc))) from exc
+        why = _picklable(message)
+        if why is not None:
+            raise TypeError(_unpicklable_reason(f"the message {message!r}", why))
         where = self.engine_of(target_id)
         future: Future[Any] = Future()
         if where in self._lost:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: {self._lost[where]}"))
             return future
         with self._lock:
-            self._flush(where, force=True)          # sends queued before it go first
-            ref = self.hosts[where].ask.remote(DRIVER, self._next_seq(where), target_id,
-                                               payload, timeout)
+            self._ask_ids += 1
+            reply_id = str(self._ask_ids)
+            self._asked[reply_id] = (future, where, target_id)
+            self._collect(where)
+            self._pending[where].append(
+                (None, ("ask", reply_id, target_id, message, timeout), reply_id, "ask"))
+            if self._window_used[where] < self._window:
+                self._flush(where, force=False)
+        return future
 
-        def done(fut: Future[Any]) -> None:
+    def _collect(self, where: int) -> None:
+        """Keep a collect_replies call open to engine ``where``; under self._lock."""
+        if where not in self._collecting:
+            self._collecting.add(where)
+            ref = self.hosts[where].collect_replies.remote()
+            ref.future().add_done_callback(lambda fut: self._replies(where, fut))
+
+    def _replies(self, where: int, fut: Future[Any]) -> None:
+        """Outcomes from engine ``where`` (a Ray thread): settle their asks."""
+        settled: list[tuple[Future[Any], str, Any]] = []
+        with self._lock:
+            self._collecting.discard(where)
             exc = fut.exception()
-            if isinstance(exc, ray.exceptions.RayActorError):
-                future.set_exception(ActorNotFound(
-                    f"no reply from {target_id!r}: engine {where} lost ({type(exc).__name__})"))
-                return
             if exc is not None:
-                future.set_exception(exc)
-                return
-            status, value = fut.result()
+                reason = f"engine {where} lost ({type(exc).__name__})"
+                for reply_id, (future, engine, target_id) in list(self._asked.items()):
+                    if engine == where:
+                        del self._asked[reply_id]
+                        settled.append((future, "err", ActorNotFound(
+                            f"no reply from {target_id!r}: {reason}")))
+            else:
+                for reply_id, status, value in fut.result():
+                    entry = self._asked.pop(reply_id, None)
+                    if entry is not None:
+                        settled.append((entry[0], status, value))
+                if not self._closed and any(e == where for _, e, _ in self._asked.values()):
+                    self._collect(where)
+        for future, status, value in settled:        # outside the lock: callbacks run here
             if status == "ok":
                 future.set_result(value)
             else:
                 future.set_exception(value)
-        ref.future().add_done_callback(done)
-        return future
+
+    def _fail_asks(self, reply_ids: list[str], why: BaseException) -> None:
+        """Under self._lock."""
+        for reply_id in reply_ids:
+            entry = self._asked.pop(reply_id, None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_exception(why)
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Until no engine has work queued and every batch sent has arrived."""
@@ -1437,6 +1510,9 @@ class RayCluster:
                 ray.kill(handle, no_restart=True)
             except Exception:
                 pass
+        with self._lock:
+            self._fail_asks(list(self._asked), backstage.EngineClosed(
+                "no reply: the cluster closed before the actor answered"))
         self._shutdown_ray()
 
     def _shutdown_ray(self) -> None:

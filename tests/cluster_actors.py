@@ -203,3 +203,13 @@ class Rally:
                 self.ctx.send(envelope.sender_id, "ball")
             else:
                 self.asker.reply("done")
+
+
+class Holder:
+    """Keeps every ask it gets and answers none (until the ask times out)."""
+
+    def __init__(self, ctx):
+        self.held = []
+
+    def receive(self, envelope):
+        self.held.append(envelope)

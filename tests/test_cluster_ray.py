@@ -37,6 +37,7 @@ from cluster_actors import (  # noqa: E402
     Collector,
     Deinit,
     Echo,
+    Holder,
     Rally,
     Remote,
     Writer,
@@ -422,6 +423,25 @@ def test_the_driver_cannot_spawn_again_an_id_an_actor_placed_on_another_engine(c
         cluster.spawn_actor(Echo, child)
 
     assert _ask(cluster, spawner, ("ask", child, "x")) == ("ok", ("x", 0, (), {}))
+
+
+def test_asks_from_the_driver_left_unanswered_do_not_hold_up_its_other_calls(cluster):
+    silent = _id_on(cluster, 1, "silent")
+    cluster.spawn_actor(Holder, silent)
+    asks = [cluster.ask(silent, i, timeout=4) for i in range(40)]
+    time.sleep(0.5)                                 # every ask waits on engine 1 by now
+    done = threading.Event()
+
+    def other_calls():
+        cluster.spawn_actor(Echo, _id_on(cluster, 1, "beside-silent"))
+        cluster.stats()
+        done.set()
+    threading.Thread(target=other_calls, daemon=True).start()
+
+    assert done.wait(3)
+    for ask in asks:
+        with pytest.raises(TimeoutError):
+            ask.result(30)
 
 
 def test_wait_idle_returns_when_every_message_is_handled(cluster):
