@@ -1,10 +1,11 @@
 """The Ray transport of ``backstage.Cluster``: engines in Ray actors, one id space.
 
 ``backstage.Cluster(transport="ray", engines=N)`` imports this module (and so
-Ray) only when asked for.  Each engine is a backstage ``Engine`` on the asyncio
-backend, run by ``run_async`` on the event loop of one async Ray actor
-(``EngineHost``, its own process).  The driver (the program that made the
-Cluster) is not an engine: it talks to the hosts through Ray calls.
+Ray) only when asked for.  Each engine is a backstage ``Engine`` run by a
+thread of its own in one threaded Ray actor (``EngineHost``, its own
+process); Ray's calls hand their work to that thread.  The driver (the
+program that made the Cluster) is not an engine: it talks to the hosts
+through Ray calls.
 
 How a message crosses (see docs/cluster.md for the whole design and figures):
 
@@ -19,11 +20,14 @@ How a message crosses (see docs/cluster.md for the whole design and figures):
 - A link to a peer batches what its stand-ins hand it, pickles the batch once
   (protocol 5) and calls ``peer.deliver`` fire-and-forget, with a sequence
   number; at most ``window`` calls are in flight, and the acknowledgements
-  (the calls' completions, observed by callbacks that hop back to the
-  engine's thread) release the next batches: back-pressure without polling.
-- Ray does not keep the call order of an async actor, so the receiver keeps a
-  reorder buffer per sender (engine or driver) and applies batches in
-  sequence order: per-sender order holds across engines.
+  (the calls' answers, given once the batch is handled, taken by a waiter
+  thread per link and handed to the engine's thread) release the next
+  batches: back-pressure without polling.  An answer may carry a batch of
+  the peer's back (``_Link.ride``).
+- Ray does not keep the call order of an actor that runs calls on several
+  threads (nor of an async one), so the receiver keeps a reorder buffer per
+  sender (engine or driver) and applies batches in sequence order:
+  per-sender order holds across engines.
 - Every host watches every peer with a call that never returns: when a peer
   is lost, its call fails at once, and the watcher turns what it had buffered
   for the peer into dead letters, what was in flight into dead letters marked
@@ -494,7 +498,7 @@ class _Waiter:
     Cheaper than a callback per call (ObjectRef.future()): Ray runs each such
     callback on its own I/O thread, which takes the GIL, builds the answer and
     wakes the loop once per call; sender 445 -> 280 CPU-us a call with the
-    threaded host (batches of 100, window 4; /work/wt/callcost).  One per link,
+    threaded host (batches of 100, window 4; docs/cluster.md).  One per link,
     so that a peer slow to answer does not hold up the answers of another.
     """
 
@@ -880,7 +884,7 @@ class _Host:
 class _Answer:
     """What a ``deliver`` call waits for on its Ray thread: the engine's thread
     settles it once the batch is handled, with a batch that rides back or None.
-    (A bare lock, taken twice: a threading.Event cost more; callcost runs.)"""
+    (A bare lock, taken twice: a threading.Event cost 5-15 CPU-us a call more.)"""
     __slots__ = ("lock", "value", "settled")
 
     def __init__(self) -> None:
@@ -911,7 +915,7 @@ class EngineHost:
     engine on an async Ray actor's event loop, the host before: Ray runs an
     async actor's call in a fiber that posts a coroutine to the loop's thread
     and waits for it, 525 against 355 CPU-us a call on the receiving side
-    (batches of 100, window 4, /work/wt/callcost runs; docs/cluster.md).
+    (batches of 100, window 4; docs/cluster.md, Design).
     The class is made per cluster (``_host_class``): Ray's concurrency
     groups, sized to the cluster, cannot be set per actor with .options().
     """

@@ -167,7 +167,7 @@ class Burst:
 
 
 class Spinner:
-    """CPU-bound work: ("spin", n) burns n loop iterations, then tells ``done``."""
+    """CPU-bound work: a message n burns n loop iterations, then tells ``done``."""
 
     def __init__(self, ctx, done):
         self.ctx = ctx

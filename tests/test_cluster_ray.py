@@ -40,6 +40,7 @@ from cluster_actors import (  # noqa: E402
     Holder,
     Rally,
     Remote,
+    Spinner,
     Writer,
 )
 
@@ -246,6 +247,27 @@ def test_an_answer_to_a_message_from_another_engine_rides_back_on_that_calls_ret
     calls = after["calls"] - before["calls"]
     assert after["messages"] - before["messages"] >= 200
     assert calls <= batches // 10, (calls, batches)     # nearly every ball rode back
+
+
+def test_an_engine_busy_in_a_long_turn_does_not_hold_up_traffic_between_two_others(cluster):
+    busy = _id_on(cluster, 1, "busy-spinner")
+    behind = _id_on(cluster, 1, "behind-the-spinner")
+    a, b = _id_on(cluster, 0, "rally-busy-a"), _id_on(cluster, 2, "rally-busy-b")
+    for actor_class, actor_id, *args in ((Collector, behind), (Spinner, busy, behind),
+                                         (Remote, a), (Rally, a + "-r"), (Rally, b)):
+        cluster.spawn_actor(actor_class, actor_id, *args,
+                            **({"pin": 0} if actor_id == a + "-r" else {}))
+    cluster.send(busy, 60_000_000)                 # engine 1: one turn of seconds
+    time.sleep(0.3)
+    _ask(cluster, a, ("send", behind, ["waits for engine 1"]))   # engine 0 -> 1: in flight
+
+    started = time.monotonic()
+    assert _ask(cluster, a + "-r", ("go", b, 30)) == "done"      # engine 0 <-> engine 2
+    elapsed = time.monotonic() - started
+
+    got = _ask(cluster, behind, "get", timeout=120)              # engine 1 free again
+    assert elapsed < 1.5, elapsed
+    assert "waits for engine 1" in [message for _, _, message, _ in got]
 
 
 def test_an_ask_across_engines_fails_with_the_targets_exception(cluster):
