@@ -259,17 +259,17 @@ class _Link:
         host = self.host
         if host.unhandled:
             host.answer_handled(self.peer)
+        acked = host.expect.get(self.peer, 1) - 1
         while self.pending and len(self.inflight) < host.window and self.lost is None:
-            batch = self._next_batch()
+            batch = self._next_batch(lambda seq, wire: (host.index, seq, acked, wire))
             if batch is None:
                 continue
-            seq, entries, payload = batch
+            seq, entries, packet = batch
             self.inflight[seq] = entries
             self.calls += 1
-            self.waiter.add(self.handle.deliver.remote(host.index, seq, payload,
-                                                       host.expect.get(self.peer, 1) - 1), seq)
+            self.waiter.add(self.handle.deliver.remote(packet), seq)
 
-    def ride(self) -> tuple[int, bytes] | None:
+    def ride(self) -> bytes | None:
         """A batch to travel back as the answer of a call the peer made to us.
 
         A round trip across engines is then one Ray call and its return, as
@@ -282,11 +282,11 @@ class _Link:
         is lost before that.
         """
         while self.pending and self.lost is None:
-            batch = self._next_batch()
+            batch = self._next_batch(lambda seq, wire: (seq, wire))
             if batch is not None:
-                seq, entries, payload = batch
+                seq, entries, packet = batch
                 self.returned[seq] = entries
-                return seq, payload
+                return packet
         return None
 
     def release(self, acked: int) -> None:
@@ -297,24 +297,33 @@ class _Link:
                 break
             del returned[seq]
 
-    def _next_batch(self) -> tuple[int, list[Any], bytes] | None:
-        """The next batch of pending entries, numbered and pickled; None if none
-        of the entries taken could travel (each became a dead letter)."""
+    def _next_batch(self, frame: Callable[[int, list[Any]], tuple[Any, ...]],
+                    ) -> tuple[int, list[Any], bytes] | None:
+        """The next batch of pending entries: (seq, entries, packet), the packet
+        ``frame(seq, wire)`` pickled; None if none of the entries taken could
+        travel (each became a dead letter).
+
+        One pickled packet is the call's one argument: Ray serializes each
+        argument of a call on its own, so the header travels inside it (no
+        difference measured at batch 100 against four arguments: 487-500
+        against 463-543 CPU-us a call on the sending engine).
+        """
         entries, count = self._take(self.host.batch_limit)
         wire = self._wire(entries)
         if not wire:
             return None
+        seq = self.seq + 1
         try:
-            payload = _dumps(wire)
+            packet = _dumps(frame(seq, wire))
         except Exception:
             wire = self._drop_unpicklable(entries)
             if not wire:
                 return None
-            payload = _dumps(wire)
-        self.seq += 1
+            packet = _dumps(frame(seq, wire))
+        self.seq = seq
         self.batches += 1
         self.messages += count
-        return self.seq, entries, payload
+        return seq, entries, packet
 
     def _take(self, limit: int) -> tuple[list[Any], int]:
         """Up to ``limit`` messages of the pending entries, splitting the last one.
@@ -449,8 +458,8 @@ class _Link:
             self._dead_letter(entries, f"the batch to engine {self.peer} failed: {exc!r}")
         elif exc is None and value is not None and self.lost is None:
             host, peer = self.host, self.peer
-            back_seq, payload = value
-            host.arrive(peer, back_seq, lambda: host.apply(peer, payload))
+            back_seq, wire = pickle.loads(value)
+            host.arrive(peer, back_seq, lambda: host.apply(peer, wire))
 
     # -- losing the peer ------------------------------------------------------
 
@@ -635,13 +644,13 @@ class _Host:
             expect += 1
         self.expect[src] = expect
 
-    def receive(self, src: int, seq: int, payload: bytes, acked: int, answer: _Answer) -> None:
+    def receive(self, src: int, seq: int, acked: int, wire: list[Any], answer: _Answer) -> None:
         """A ``deliver`` call, on the engine's thread: apply it in order, answer when handled."""
         if acked:
             self.links[src].release(acked)
-        self.arrive(src, seq, lambda: self.apply(src, payload, answer))
+        self.arrive(src, seq, lambda: self.apply(src, wire, answer))
 
-    def apply(self, src: int, payload: bytes, handled: _Answer | None = None) -> None:
+    def apply(self, src: int, wire: list[Any], handled: _Answer | None = None) -> None:
         """One batch from ``src``: messages into inboxes, in order, controls applied.
 
         ``handled`` is set once every actor the batch went to has taken all
@@ -650,7 +659,7 @@ class _Host:
         """
         marks: list[Any] = []
         self.marks = marks
-        for target_id, items, form in pickle.loads(payload):
+        for target_id, items, form in wire:
             if form == _ONE_SENDER:
                 self._deliver_from_one(target_id, *items)
                 continue
@@ -890,18 +899,18 @@ class _Answer:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.lock.acquire()
-        self.value: tuple[int, bytes] | None = None
+        self.value: bytes | None = None
         self.settled = False
 
     def done(self) -> bool:
         return self.settled
 
-    def set_result(self, value: tuple[int, bytes] | None) -> None:
+    def set_result(self, value: bytes | None) -> None:
         self.value = value
         self.settled = True
         self.lock.release()
 
-    def wait(self) -> tuple[int, bytes] | None:
+    def wait(self) -> bytes | None:
         self.lock.acquire()
         return self.value
 
@@ -939,13 +948,13 @@ class EngineHost:
         return os.getpid()
 
     @ray.method(concurrency_group="deliver", enable_task_events=False)
-    def deliver(self, src: int, seq: int, payload: bytes,
-                acked: int = 0) -> tuple[int, bytes] | None:
-        """Returns once the batch is handled (not merely queued): the sender's
-        ack, carrying a batch of ours for the sender when one waits.  ``acked``:
-        the sender has applied our batches up to that sequence number."""
+    def deliver(self, packet: bytes) -> bytes | None:
+        """A batch: ``packet`` is (src, seq, acked, wire) pickled, ``acked`` saying
+        that the sender has applied our batches up to that sequence number.
+        Returns once the batch is handled (not merely queued): the sender's
+        ack, carrying a batch of ours for the sender when one waits."""
         answer = _Answer()
-        self.host.loop.call_soon_threadsafe(self.host.receive, src, seq, payload, acked, answer)
+        self.host.loop.call_soon_threadsafe(self.host.receive, *pickle.loads(packet), answer)
         return answer.wait()
 
     @ray.method(concurrency_group="watch", enable_task_events=False)
@@ -1340,8 +1349,8 @@ class RayCluster:
                     entries[-1][1].append(item)
                 else:
                     entries.append((target_id, [item], _CODED))
-            ref = self.hosts[where].deliver.remote(DRIVER, self._next_seq(where),
-                                                   _dumps(entries))
+            ref = self.hosts[where].deliver.remote(
+                _dumps((DRIVER, self._next_seq(where), 0, entries)))
             self._window_used[where] += 1
             fut = ref.future()
             self._inflight.add(fut)

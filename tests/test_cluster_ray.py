@@ -10,6 +10,7 @@ over loop backends.
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -889,15 +890,15 @@ def _is_loopback(addr):
 def _lone_link(engine, sent):
     """A host on ``engine`` (of this process) whose link to engine 1 records its calls
     in ``sent`` and never sees them answered."""
-    import pickle
 
     from backends import ray_transport
 
     class Peer:
         class deliver:
             @staticmethod
-            def remote(src, seq, payload, acked=0):
-                sent.append((seq, pickle.loads(payload)))
+            def remote(packet):
+                src, seq, acked, wire = pickle.loads(packet)
+                sent.append((seq, wire))
                 return object()
 
     class Waiter:                   # the calls are never answered
@@ -918,8 +919,8 @@ def test_a_batch_that_rode_back_is_possibly_delivered_until_the_peer_says_it_arr
     try:
         link = _lone_link(engine, [])
         link.add("far", [("near", i, None) for i in range(10)])
-        first, _ = link.ride()
-        second, _ = link.ride()
+        first, _ = pickle.loads(link.ride())
+        second, _ = pickle.loads(link.ride())
 
         link.release(first)             # the peer's next call: "applied up to first"
         link.lose("engine 1 lost")
