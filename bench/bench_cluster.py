@@ -391,9 +391,9 @@ def main() -> None:
     header = [
         "# Cluster benchmark (bench/bench_cluster.py)", "",
         f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} "
-        f"{platform.python_version()}, Ray {ray.__version__}; shared with other jobs "
-        f"(load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end), so "
-        f"figures move by tens of percent between runs; ratios are within one run.  "
+        f"{platform.python_version()}, Ray {ray.__version__}; load average {load[0]:.1f} / "
+        f"{load[1]:.1f} / {load[2]:.1f} at the end.  Figures move by tens of percent between "
+        f"runs (more at --quick sizes); ratios are within one run.  "
         f"Medians of {args.repeat} runs; {n:,} messages per throughput run.", "",
         "| what | backstage.Cluster | Ray's own | ratio |", "| --- | --- | --- | --- |",
     ]
