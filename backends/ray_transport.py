@@ -586,7 +586,8 @@ class _Host:
         self.closing = False
         self.links = {i: _Link(self, i, h) for i, h in enumerate(handles) if i != index}
         self.expect: dict[int, int] = {}          # source -> next sequence number
-        self.held: dict[int, dict[int, Any]] = {}  # source -> {seq: thunk} arrived early
+        # source -> {seq: (thunk, the call's answer or None)} arrived early
+        self.held: dict[int, dict[int, tuple[Callable[[], Any], _Answer | None]]] = {}
         self.received = 0
         self.marks: list[Any] = []                      # (ctx, count) of the batch being applied
         self.unhandled: list[Any] = []                  # (src, marks, future) not yet answered
@@ -627,28 +628,42 @@ class _Host:
 
     # -- inbound ---------------------------------------------------------------
 
-    def arrive(self, src: int, seq: int, thunk: Callable[[], Any]) -> None:
-        """Apply ``thunk`` in ``src``'s sequence order (Ray may reorder calls)."""
+    def arrive(self, src: int, seq: int, thunk: Callable[[], Any],
+               answer: _Answer | None = None) -> None:
+        """Apply ``thunk`` in ``src``'s sequence order (Ray may reorder calls).
+
+        ``answer``: what the call waits on, if it waits; one held here when
+        ``src`` is lost, or when this engine stops, is answered with nothing
+        (``release_held``), so that its Ray thread is not held for good.
+        """
         expect = self.expect.get(src, 1)
         if seq != expect:
-            self.held.setdefault(src, {})[seq] = thunk
+            self.held.setdefault(src, {})[seq] = (thunk, answer)
             return
         thunk()
         expect += 1
         held = self.held.get(src)
         while held:
-            thunk = held.pop(expect, None)
-            if thunk is None:
+            entry = held.pop(expect, None)
+            if entry is None:
                 break
-            thunk()
+            entry[0]()
             expect += 1
         self.expect[src] = expect
+
+    def release_held(self, src: int | None = None) -> None:
+        """Drop what arrived early from ``src`` (from every source if None); let
+        the calls that wait on it go."""
+        for source in [src] if src is not None else list(self.held):
+            for _, answer in self.held.pop(source, {}).values():
+                if answer is not None and not answer.done():
+                    answer.set_result(None)
 
     def receive(self, src: int, seq: int, acked: int, wire: list[Any], answer: _Answer) -> None:
         """A ``deliver`` call, on the engine's thread: apply it in order, answer when handled."""
         if acked:
             self.links[src].release(acked)
-        self.arrive(src, seq, lambda: self.apply(src, wire, answer))
+        self.arrive(src, seq, lambda: self.apply(src, wire, answer), answer)
 
     def apply(self, src: int, wire: list[Any], handled: _Answer | None = None) -> None:
         """One batch from ``src``: messages into inboxes, in order, controls applied.
@@ -874,7 +889,7 @@ class _Host:
             if _is_stand_in(ctx) and ctx._state is _RUNNING and self._points_to(ctx, peer):
                 engine._stop_stand_in(ctx.actor_id, reason)
         self.links[peer].lose(reason)
-        self.held.pop(peer, None)
+        self.release_held(peer)
 
     def _points_to(self, ctx: Any, peer: int) -> bool:
         where = self.pins.get(ctx.actor_id)
@@ -1012,6 +1027,7 @@ class EngineHost:
         for _, _, answer in host.unhandled:     # calls still waiting: let their threads go
             if not answer.done():
                 answer.set_result(None)
+        host.release_held()
 
 
 def _run_engine(engine: Engine) -> None:

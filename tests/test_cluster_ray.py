@@ -914,6 +914,24 @@ def _lone_link(engine, sent):
     return link
 
 
+def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied():
+    from backends import ray_transport
+
+    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
+    try:
+        host = _lone_link(engine, []).host
+        early = ray_transport._Answer()
+        host.receive(1, 2, 0, [("nobody", ("near", ["too early"]), ray_transport._ONE_SENDER)],
+                     early)                         # batch 2 of engine 1, before its batch 1
+
+        host.peer_lost(1, "engine 1 lost")
+
+        assert early.done() and early.wait() is None
+        assert not host.held and not engine.dead_letters
+    finally:
+        engine.close()
+
+
 def test_a_batch_that_rode_back_is_possibly_delivered_until_the_peer_says_it_arrived():
     engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
     try:
