@@ -43,12 +43,13 @@ import logging
 import operator
 import os
 import pickle
+import struct
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -88,6 +89,12 @@ _TUPLE = {tuple}
 _first, _second, _third = (operator.itemgetter(i) for i in range(3))
 # How the items of one entry of a batch cross (see _Link._wire).
 _CODED, _PLAIN, _ONE_SENDER = range(3)
+# A link call's packet: this header (source, sequence number, acknowledged),
+# then the pickled batch; an answer's: the sequence number, then the batch.
+# Read apart, so that a batch that cannot be unpickled still moves the
+# sequence on (and becomes dead letters) instead of stopping the link.
+_CALL_HEADER = struct.Struct("<qqq")
+_RIDE_HEADER = struct.Struct("<q")
 
 
 _RUNNING = backstage._RUNNING
@@ -138,14 +145,26 @@ def _picklable(obj: Any) -> str | None:
     return None
 
 
+def _round_trips(obj: Any) -> str | None:
+    """None if ``obj`` pickles and unpickles again, else why not (an exception
+    class whose __init__ takes other arguments than it passes on pickles, but
+    does not unpickle)."""
+    try:
+        pickle.loads(_dumps(obj))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def _unpicklable_reason(what: str, why: str) -> str:
     return (f"{what} cannot be pickled to travel to another engine ({why}); send data that "
             f"pickles (module-level classes, no locks, sockets or open files)")
 
 
 def _portable_exception(exc: BaseException) -> BaseException:
-    """``exc`` if it pickles, else a RuntimeError that says what it was."""
-    if _picklable(exc) is None:
+    """``exc`` if it travels (pickles and unpickles), else a RuntimeError that
+    says what it was."""
+    if _round_trips(exc) is None:
         return exc
     return RuntimeError(f"{type(exc).__name__}: {exc}")
 
@@ -261,7 +280,7 @@ class _Link:
             host.answer_handled(self.peer)
         acked = host.expect.get(self.peer, 1) - 1
         while self.pending and len(self.inflight) < host.window and self.lost is None:
-            batch = self._next_batch(lambda seq, wire: (host.index, seq, acked, wire))
+            batch = self._next_batch(lambda seq: _CALL_HEADER.pack(host.index, seq, acked))
             if batch is None:
                 continue
             seq, entries, packet = batch
@@ -282,7 +301,7 @@ class _Link:
         is lost before that.
         """
         while self.pending and self.lost is None:
-            batch = self._next_batch(lambda seq, wire: (seq, wire))
+            batch = self._next_batch(_RIDE_HEADER.pack)
             if batch is not None:
                 seq, entries, packet = batch
                 self.returned[seq] = entries
@@ -297,16 +316,15 @@ class _Link:
                 break
             del returned[seq]
 
-    def _next_batch(self, frame: Callable[[int, list[Any]], tuple[Any, ...]],
+    def _next_batch(self, header: Callable[[int], bytes],
                     ) -> tuple[int, list[Any], bytes] | None:
         """The next batch of pending entries: (seq, entries, packet), the packet
-        ``frame(seq, wire)`` pickled; None if none of the entries taken could
-        travel (each became a dead letter).
+        ``header(seq)`` then the pickled batch; None if none of the entries
+        taken could travel (each became a dead letter).
 
-        One pickled packet is the call's one argument: Ray serializes each
-        argument of a call on its own, so the header travels inside it (no
-        difference measured at batch 100 against four arguments: 487-500
-        against 463-543 CPU-us a call on the sending engine).
+        One packet is the call's one argument: Ray serializes each argument
+        of a call on its own (no difference measured at batch 100 against
+        four arguments: 487-500 against 463-543 CPU-us a call, sending engine).
         """
         entries, count = self._take(self.host.batch_limit)
         wire = self._wire(entries)
@@ -314,12 +332,13 @@ class _Link:
             return None
         seq = self.seq + 1
         try:
-            packet = _dumps(frame(seq, wire))
+            payload = _dumps(wire)
         except Exception:
             wire = self._drop_unpicklable(entries)
             if not wire:
                 return None
-            packet = _dumps(frame(seq, wire))
+            payload = _dumps(wire)
+        packet = header(seq) + payload
         self.seq = seq
         self.batches += 1
         self.messages += count
@@ -441,7 +460,10 @@ class _Link:
     def completed(self, outcomes: list[tuple[int, Any, BaseException | None]]) -> None:
         """Calls of ours answered (from the waiter): (seq, answer, exception) each."""
         for seq, value, exc in outcomes:
-            self._acked(seq, value, exc)
+            try:
+                self._acked(seq, value, exc)
+            except Exception:
+                log.exception("link %d -> %d: answer %d", self.host.index, self.peer, seq)
         if self.pending and not self.flush_scheduled:
             self.flush()
 
@@ -456,16 +478,15 @@ class _Link:
                 return
             log.error("link %d -> %d: a batch failed: %r", self.host.index, self.peer, exc)
             self._dead_letter(entries, f"the batch to engine {self.peer} failed: {exc!r}")
-        elif exc is None and value is not None and self.lost is None:
-            host, peer = self.host, self.peer
-            back_seq, wire = pickle.loads(value)
-            host.arrive(peer, back_seq, lambda: host.apply(peer, wire))
+        elif exc is None and value is not None:
+            self.host.arrive_ridden(self.peer, value)
 
     # -- losing the peer ------------------------------------------------------
 
     def lose(self, reason: str) -> None:
         """The peer is gone: in flight -> possibly delivered, pending -> dead letters."""
         self.lost = reason
+        self.waiter.close()
         for seq in sorted(self.inflight):
             self._dead_letter(self.inflight[seq], f"{reason}; possibly delivered")
         self.inflight.clear()
@@ -498,6 +519,10 @@ def _items(items: list[Any], sender: Any) -> list[Any]:
     if sender is _EXPLICIT:
         return items
     return [(sender, message, None) for message in items]
+
+
+# Seconds between looks at a link's calls in flight while its window has room.
+_REWATCH = 0.005
 
 
 class _Waiter:
@@ -535,8 +560,18 @@ class _Waiter:
             self.cond.notify()
 
     def _run(self) -> None:
+        link = self.link
+        try:
+            self._watch()
+        except Exception as exc:
+            log.exception("link %d -> %d: its waiter failed", link.host.index, link.peer)
+            link.host.loop.call_soon_threadsafe(
+                link.host.peer_lost, link.peer, f"the link to engine {link.peer} failed: {exc!r}")
+
+    def _watch(self) -> None:
         cond, refs, link = self.cond, self.refs, self.link
         post = link.host.loop.call_soon_threadsafe
+        window = link.host.window
         while True:
             with cond:
                 while not refs and not self.closed:
@@ -544,7 +579,13 @@ class _Waiter:
                 if self.closed:
                     return
                 watched = list(refs)
-            ready, _ = ray.wait(watched, num_returns=1)
+            # ray.wait watches only the calls it was given: while the window has
+            # room, later calls are looked at every few milliseconds, so that a
+            # slow one (its actor has a backlog) does not hold up their answers.
+            ready, _ = ray.wait(watched, num_returns=1,
+                                timeout=None if len(watched) >= window else _REWATCH)
+            if not ready:
+                continue
             if len(watched) > 1:            # and any others finished by now
                 ready, _ = ray.wait(watched, num_returns=len(watched), timeout=0)
             outcomes = _outcomes(ready)
@@ -593,7 +634,7 @@ class _Host:
         self.unhandled: list[Any] = []                  # (src, marks, future) not yet answered
         self.check_scheduled = False
         # The driver's asks: their outcomes, until its collect_replies call takes them.
-        self.driver_replies: list[tuple[str, str, Any]] = []    # (reply id, "ok"/"err", value)
+        self.driver_replies: list[tuple[str, bytes]] = []   # (reply id, ("ok"/"err", value))
         self.replies_ready = threading.Condition()
         self.engine.attach_transport(self)
         self.engine._call_on_loop(_label_feed, self, settings)
@@ -652,18 +693,49 @@ class _Host:
         self.expect[src] = expect
 
     def release_held(self, src: int | None = None) -> None:
-        """Drop what arrived early from ``src`` (from every source if None); let
-        the calls that wait on it go."""
+        """Drop what arrived early from the lost peer ``src``, answering its calls
+        with nothing; or, with None (the engine stops), refuse every held call
+        (its sender makes the batch dead letters).  Either way no Ray thread is
+        held for good."""
         for source in [src] if src is not None else list(self.held):
             for _, answer in self.held.pop(source, {}).values():
                 if answer is not None and not answer.done():
-                    answer.set_result(None)
+                    if src is None:
+                        answer.refuse()
+                    else:
+                        answer.set_result(None)
 
     def receive(self, src: int, seq: int, acked: int, wire: list[Any], answer: _Answer) -> None:
         """A ``deliver`` call, on the engine's thread: apply it in order, answer when handled."""
+        answer.taken = True
         if acked:
             self.links[src].release(acked)
         self.arrive(src, seq, lambda: self.apply(src, wire, answer), answer)
+
+    def skip(self, src: int, seq: int, acked: int, answer: _Answer) -> None:
+        """A ``deliver`` call whose batch could not be unpickled: its place in
+        ``src``'s order passes, answered with nothing (the call then fails and
+        the sender makes the batch dead letters)."""
+        answer.taken = True
+        if acked:
+            self.links[src].release(acked)
+        self.arrive(src, seq, lambda: answer.set_result(None), answer)
+
+    def arrive_ridden(self, peer: int, packet: bytes) -> None:
+        """A batch of ``peer``'s that rode back on the answer of our call."""
+        (seq,) = _RIDE_HEADER.unpack_from(packet)
+        try:
+            wire = pickle.loads(memoryview(packet)[_RIDE_HEADER.size:])
+        except Exception as exc:
+            reason = (f"a batch from engine {peer} could not be unpickled on engine "
+                      f"{self.index} ({exc!r}): its messages are lost; send data that "
+                      f"unpickles where it is received (classes importable there)")
+            log.error("%s", reason)
+            self.engine._dead_letter(f"(batch from engine {peer})",
+                                     Envelope(None, _MT.SEND, None), reason)
+            self.arrive(peer, seq, lambda: None)
+            return
+        self.arrive(peer, seq, lambda: self.apply(peer, wire))
 
     def apply(self, src: int, wire: list[Any], handled: _Answer | None = None) -> None:
         """One batch from ``src``: messages into inboxes, in order, controls applied.
@@ -846,12 +918,13 @@ class _Host:
         future.add_done_callback(lambda done: self._reply_to_driver(reply_id, _outcome(done)))
 
     def _reply_to_driver(self, reply_id: str, outcome: tuple[str, Any]) -> None:
-        """Any thread (an ask's future may be settled on another)."""
+        """Any thread (an ask's future may be settled on another).  Each outcome
+        pickled alone: one the driver cannot unpickle fails only its own ask."""
         with self.replies_ready:
-            self.driver_replies.append((reply_id, *outcome))
+            self.driver_replies.append((reply_id, _dumps(outcome)))
             self.replies_ready.notify()
 
-    def collect_replies(self) -> list[tuple[str, str, Any]]:
+    def collect_replies(self) -> list[tuple[str, bytes]]:
         """The driver's ask outcomes so far, waiting for one if none; [] once closing."""
         with self.replies_ready:
             while not self.driver_replies and not self.closing:
@@ -909,13 +982,15 @@ class _Answer:
     """What a ``deliver`` call waits for on its Ray thread: the engine's thread
     settles it once the batch is handled, with a batch that rides back or None.
     (A bare lock, taken twice: a threading.Event cost 5-15 CPU-us a call more.)"""
-    __slots__ = ("lock", "value", "settled")
+    __slots__ = ("lock", "value", "settled", "taken", "refused")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.lock.acquire()
         self.value: bytes | None = None
         self.settled = False
+        self.taken = False          # the engine's thread has the batch (it answers for it)
+        self.refused = False
 
     def done(self) -> bool:
         return self.settled
@@ -925,8 +1000,20 @@ class _Answer:
         self.settled = True
         self.lock.release()
 
-    def wait(self) -> bytes | None:
-        self.lock.acquire()
+    def refuse(self) -> None:
+        """The batch was not applied and will not be: the call fails (the sender
+        then makes it dead letters)."""
+        self.refused = self.settled = True
+        self.lock.release()
+
+    def wait(self, engine: Engine) -> bytes | None:
+        """The answer; EngineClosed if ``engine`` closed without taking the batch
+        (a batch it took is answered by the engine, or by EngineHost.stop)."""
+        while not self.lock.acquire(timeout=1.0):
+            if engine.closed and not self.taken:
+                raise backstage.EngineClosed("the engine closed before it took the batch")
+        if self.refused:
+            raise backstage.EngineClosed("the engine closed before it applied the batch")
         return self.value
 
 
@@ -968,9 +1055,21 @@ class EngineHost:
         that the sender has applied our batches up to that sequence number.
         Returns once the batch is handled (not merely queued): the sender's
         ack, carrying a batch of ours for the sender when one waits."""
+        src, seq, acked = _CALL_HEADER.unpack_from(packet)
+        host = self.host
         answer = _Answer()
-        self.host.loop.call_soon_threadsafe(self.host.receive, *pickle.loads(packet), answer)
-        return answer.wait()
+        try:
+            wire = pickle.loads(memoryview(packet)[_CALL_HEADER.size:])
+        except Exception as exc:
+            host.loop.call_soon_threadsafe(host.skip, src, seq, acked, answer)
+            answer.wait(host.engine)
+            raise RuntimeError(f"engine {self.index} could not unpickle a batch from engine "
+                               f"{src} ({exc!r}); send data that unpickles where it is "
+                               f"received (classes importable there)") from None
+        if host.engine.closed:
+            raise backstage.EngineClosed(f"engine {self.index} is closed")
+        host.loop.call_soon_threadsafe(host.receive, src, seq, acked, wire, answer)
+        return answer.wait(host.engine)
 
     @ray.method(concurrency_group="watch", enable_task_events=False)
     def watch(self) -> None:
@@ -986,7 +1085,7 @@ class EngineHost:
         return result.result()              # type: ignore[no-any-return]
 
     @ray.method(concurrency_group="replies", enable_task_events=False)
-    def collect_replies(self) -> list[tuple[str, str, Any]]:
+    def collect_replies(self) -> list[tuple[str, bytes]]:
         """The outcomes of the driver's asks, once there are some (a long poll)."""
         return self.host.collect_replies()
 
@@ -1024,6 +1123,9 @@ class EngineHost:
         self.thread.join(5)
         for link in host.links.values():
             link.waiter.close()
+        if self.thread.is_alive():
+            log.error("engine %d: its thread did not end; calls waiting on it stay", self.index)
+            return
         for _, _, answer in host.unhandled:     # calls still waiting: let their threads go
             if not answer.done():
                 answer.set_result(None)
@@ -1128,9 +1230,19 @@ def _outcome(future: Future[Any]) -> tuple[str, Any]:
     return _answer(future.result())
 
 
+def _unpickled_outcome(outcome: bytes) -> tuple[str, Any]:
+    """An ask's outcome as the driver gets it: ("ok"/"err", value)."""
+    try:
+        status, value = pickle.loads(outcome)
+    except Exception as exc:
+        return ("err", TypeError(f"the reply cannot be unpickled in the driver ({exc!r}); "
+                                 f"reply with data whose classes the driver can import"))
+    return status, value
+
+
 def _answer(value: Any) -> tuple[str, Any]:
-    """An ask's outcome for the driver: ("ok", value), or ("err", why) if it does not pickle."""
-    why = _picklable(value)
+    """An ask's outcome for the driver: ("ok", value), or ("err", why) if it does not travel."""
+    why = _round_trips(value)
     if why is not None:
         return ("err", TypeError(_unpicklable_reason("the reply", why)))
     return ("ok", value)
@@ -1225,6 +1337,7 @@ class RayCluster:
         self._asked: dict[str, tuple[Future[Any], int, str]] = {}
         self._ask_ids = 0
         self._collecting: set[int] = set()          # engines with a collect_replies call open
+        self._settling: list[tuple[Future[Any], str, Any]] = []   # asks decided, to settle
         self._closed = False
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})
@@ -1366,7 +1479,7 @@ class RayCluster:
                 else:
                     entries.append((target_id, [item], _CODED))
             ref = self.hosts[where].deliver.remote(
-                _dumps((DRIVER, self._next_seq(where), 0, entries)))
+                _CALL_HEADER.pack(DRIVER, self._next_seq(where), 0) + _dumps(entries))
             self._window_used[where] += 1
             fut = ref.future()
             self._inflight.add(fut)
@@ -1376,19 +1489,27 @@ class RayCluster:
         with self._lock:
             self._inflight.discard(fut)
             self._window_used[where] -= 1
-            if fut.exception() is not None:
+            exc = fut.exception()
+            if isinstance(exc, ray.exceptions.RayActorError):
                 for target_id, _, message, kind in chunk:
                     self._dead_letter(target_id, message, kind,
                                       f"engine {where} lost; possibly delivered")
                 for target_id, _, message, kind in self._pending[where]:
                     self._dead_letter(target_id, message, kind, f"engine {where} lost")
                 self._pending[where].clear()
-            elif self._pending[where]:
-                self._flush(where, force=False)
+            else:
+                if exc is not None:         # the engine could not take this batch
+                    log.error("cluster: a batch to engine %d failed: %r", where, exc)
+                    for target_id, _, message, kind in chunk:
+                        self._dead_letter(target_id, message, kind,
+                                          f"the batch to engine {where} failed: {exc!r}")
+                if self._pending[where]:
+                    self._flush(where, force=False)
+        self._settle()
 
     def _dead_letter(self, target_id: str, message: Any, kind: str, reason: str) -> None:
         if kind == "ask":           # message: its reply id; the ask fails instead
-            self._fail_asks([message], ActorNotFound(f"no reply: {reason}"))
+            self._fail_asks([message], reason)
             return
         mtype = backstage.MessageType.POISON_PILL if kind == "pill" else \
             backstage.MessageType.SEND
@@ -1427,36 +1548,47 @@ class RayCluster:
 
     def _replies(self, where: int, fut: Future[Any]) -> None:
         """Outcomes from engine ``where`` (a Ray thread): settle their asks."""
-        settled: list[tuple[Future[Any], str, Any]] = []
         with self._lock:
             self._collecting.discard(where)
             exc = fut.exception()
-            if exc is not None:
+            if isinstance(exc, ray.exceptions.RayActorError):
                 reason = f"engine {where} lost ({type(exc).__name__})"
-                for reply_id, (future, engine, target_id) in list(self._asked.items()):
-                    if engine == where:
-                        del self._asked[reply_id]
-                        settled.append((future, "err", ActorNotFound(
-                            f"no reply from {target_id!r}: {reason}")))
+                self._fail_asks([reply_id for reply_id, (_, engine, _) in self._asked.items()
+                                 if engine == where], reason)
+            elif exc is not None:
+                log.error("cluster: the replies of engine %d failed: %r", where, exc)
             else:
-                for reply_id, status, value in fut.result():
+                for reply_id, outcome in fut.result():
                     entry = self._asked.pop(reply_id, None)
                     if entry is not None:
-                        settled.append((entry[0], status, value))
-                if not self._closed and any(e == where for _, e, _ in self._asked.values()):
-                    self._collect(where)
-        for future, status, value in settled:        # outside the lock: callbacks run here
-            if status == "ok":
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+                        self._settling.append((entry[0], *_unpickled_outcome(outcome)))
+            if not self._closed and any(e == where for _, e, _ in self._asked.values()):
+                self._collect(where)
+        self._settle()
 
-    def _fail_asks(self, reply_ids: list[str], why: BaseException) -> None:
-        """Under self._lock."""
+    def _fail_asks(self, reply_ids: list[str], reason: str) -> None:
+        """Under self._lock: these asks fail (settled by ``_settle``, outside it)."""
         for reply_id in reply_ids:
             entry = self._asked.pop(reply_id, None)
-            if entry is not None and not entry[0].done():
-                entry[0].set_exception(why)
+            if entry is not None:
+                self._settling.append((entry[0], "err", ActorNotFound(
+                    f"no reply from {entry[2]!r}: {reason}")))
+
+    def _settle(self) -> None:
+        """Settle the asks decided so far, outside self._lock (their callbacks
+        run here); an ask its owner cancelled meanwhile is left as it is."""
+        with self._lock:
+            settling, self._settling = self._settling, []
+        for future, status, value in settling:
+            if future.done():
+                continue
+            try:
+                if status == "ok":
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            except InvalidStateError:           # cancelled just now
+                pass
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Until no engine has work queued and every batch sent has arrived."""
@@ -1540,8 +1672,11 @@ class RayCluster:
             except Exception:
                 pass
         with self._lock:
-            self._fail_asks(list(self._asked), backstage.EngineClosed(
-                "no reply: the cluster closed before the actor answered"))
+            for reply_id in list(self._asked):
+                future = self._asked.pop(reply_id)[0]
+                self._settling.append((future, "err", backstage.EngineClosed(
+                    "no reply: the cluster closed before the actor answered")))
+        self._settle()
         self._shutdown_ray()
 
     def _shutdown_ray(self) -> None:
