@@ -55,7 +55,7 @@ class Remote:
         self.got = []
 
     OPS = ("send", "ask", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
-           "where", "dead_letters", "unpicklable", "got", "boom", "subscriptions")
+           "where", "dead_letters", "unpicklable", "unloadable", "got", "boom", "subscriptions")
 
     def receive(self, envelope):
         message = envelope.message
@@ -110,6 +110,9 @@ class Remote:
                 for d in ctx.engine.dead_letters])
         elif op == "unpicklable":
             ctx.send(args[0], threading.Lock())
+            envelope.reply(True)
+        elif op == "unloadable":
+            ctx.send(args[0], Unloadable())
             envelope.reply(True)
 
 
@@ -206,10 +209,42 @@ class Rally:
 
 
 class Holder:
-    """Keeps every ask it gets and answers none (until the ask times out)."""
+    """Keeps every ask it gets and answers none, until "release": then answers
+    each with its message, in one turn."""
 
     def __init__(self, ctx):
         self.held = []
 
     def receive(self, envelope):
-        self.held.append(envelope)
+        if envelope.message == "release":
+            for held in self.held:
+                held.reply(held.message)
+            self.held = []
+        else:
+            self.held.append(envelope)
+
+
+def _refuse_to_load():
+    raise ValueError("this message refuses to be unpickled")
+
+
+class Unloadable:
+    """Pickles, but fails to unpickle (as a class missing where it lands would)."""
+
+    def __reduce__(self):
+        return (_refuse_to_load, ())
+
+
+class TwoArgumentError(Exception):
+    """Pickles, but does not unpickle: __init__ takes two arguments, args holds one."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+class RaisesTwoArgumentError:
+    def __init__(self, ctx):
+        pass
+
+    def receive(self, envelope):
+        raise TwoArgumentError("one", "two")

@@ -39,9 +39,11 @@ from cluster_actors import (  # noqa: E402
     Deinit,
     Echo,
     Holder,
+    RaisesTwoArgumentError,
     Rally,
     Remote,
     Spinner,
+    Unloadable,
     Writer,
 )
 
@@ -269,6 +271,85 @@ def test_an_engine_busy_in_a_long_turn_does_not_hold_up_traffic_between_two_othe
     got = _ask(cluster, behind, "get", timeout=120)              # engine 1 free again
     assert elapsed < 1.5, elapsed
     assert "waits for engine 1" in [message for _, _, message, _ in got]
+
+
+def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_link_goes_on(
+        cluster):
+    sender = _id_on(cluster, 0, "unloadable-sender")
+    receiver = _id_on(cluster, 1, "unloadable-receiver")
+    cluster.spawn_actor(Remote, sender)
+    cluster.spawn_actor(Collector, receiver)
+
+    _ask(cluster, sender, ("unloadable", receiver))
+    _ask(cluster, sender, ("send", receiver, ["after"]))
+    cluster.send(receiver, Unloadable())                       # from the driver too
+    cluster.send(receiver, "after, from the driver")
+
+    assert sorted(m for _, _, m, _ in _ask(cluster, receiver, "get")) == [
+        "after", "after, from the driver"]
+    letters = [d for d in cluster.dead_letters() if d.target_id == receiver]
+    assert len(letters) == 2
+    assert all("could not unpickle" in d.reason for d in letters)
+
+
+def test_an_exception_that_does_not_unpickle_still_fails_the_ask_and_says_what_it_was(
+        cluster):
+    asker = _id_on(cluster, 0, "two-arg-asker")
+    raiser = _id_on(cluster, 1, "two-arg-raiser")
+    cluster.spawn_actor(Remote, asker)
+    cluster.spawn_actor(RaisesTwoArgumentError, raiser)
+
+    status, _, why = _ask(cluster, asker, ("ask", raiser, "q"))
+    with pytest.raises(RuntimeError, match="TwoArgumentError: one and two"):
+        _ask(cluster, raiser, "from the driver")
+
+    assert status == "err" and "TwoArgumentError: one and two" in why
+    assert _ask(cluster, asker, ("ask", raiser + "-none", "q"))[0] == "err"   # link still up
+
+
+def test_a_cancelled_ask_from_the_driver_leaves_the_others_to_be_answered(cluster):
+    holder = _id_on(cluster, 1, "cancel-holder")
+    cluster.spawn_actor(Holder, holder)
+    first = cluster.ask(holder, "first", timeout=30)
+    second = cluster.ask(holder, "second", timeout=30)
+
+    assert first.cancel()
+    cluster.send(holder, "release")                 # both answered in one turn
+
+    assert second.result(30) == "second"
+
+
+def _rally_beside_a_backlog(cluster, prefix, chunk, slow_call):
+    """Seconds of 30 round trips between engines 0 and 1 while an actor on engine 1
+    works through 1,000,000 messages sent ``chunk`` a turn; and of that backlog."""
+    backlogged = _id_on(cluster, 1, f"{prefix}-backlogged")
+    loader = _id_on(cluster, 1, f"{prefix}-loader")
+    sender = _id_on(cluster, 0, f"{prefix}-sender")
+    a, b = _id_on(cluster, 0, f"{prefix}-rally-a"), _id_on(cluster, 1, f"{prefix}-rally-b")
+    for actor_class, actor_id in ((Echo, backlogged), (Burst, loader), (Remote, sender),
+                                  (Rally, a), (Rally, b)):
+        cluster.spawn_actor(actor_class, actor_id)
+    started = time.monotonic()
+    _ask(cluster, loader, ("go", backlogged, 1_000_000, chunk))
+    if slow_call:               # a call 0 -> 1 answered only once the backlog is worked off
+        _ask(cluster, sender, ("send", backlogged, ["behind the backlog"]))
+    rally_started = time.monotonic()
+    assert _ask(cluster, a, ("go", b, 30)) == "done"
+    rally = time.monotonic() - rally_started
+    _ask(cluster, backlogged, "count", timeout=120)
+    return rally, time.monotonic() - started
+
+
+def test_messages_to_an_engine_busy_with_local_traffic_are_handled_between_its_turns(cluster):
+    rally, backlog = _rally_beside_a_backlog(cluster, "busy-local", 1000, slow_call=False)
+
+    assert rally < backlog / 2, (rally, backlog)
+
+
+def test_a_slow_call_on_a_link_does_not_hold_up_the_answers_of_later_calls(cluster):
+    rally, backlog = _rally_beside_a_backlog(cluster, "slow-call", 1_000_000, slow_call=True)
+
+    assert rally < backlog / 2, (rally, backlog)
 
 
 def test_an_ask_across_engines_fails_with_the_targets_exception(cluster):
@@ -538,6 +619,9 @@ def test_an_engine_whose_process_is_killed_tells_monitors_and_fails_asks(cluster
         doomed.spawn_actor(Remote, watcher)
         _ask(doomed, watcher, ("monitor", target))
         pending = doomed.ask(watcher, ("ask", target, "never answered"), timeout=60)
+        holder = _id_on(doomed, 1, "sigkill-holder")
+        doomed.spawn_actor(Holder, holder)
+        held = doomed.ask(holder, "held until the engine dies", timeout=60)
         pid = next(s["pid"] for s in doomed.stats() if s["engine"] == 1)
 
         os.kill(pid, signal.SIGKILL)            # as a crash would: no Ray call involved
@@ -549,6 +633,8 @@ def test_an_engine_whose_process_is_killed_tells_monitors_and_fails_asks(cluster
         assert [t.actor_id for t in told] == [target]
         assert "engine 1 lost" in told[0].reason
         assert pending.result(30)[0] == "err"
+        with pytest.raises(backstage.ActorNotFound, match="engine 1 lost"):
+            held.result(30)                     # the driver's own ask, pending there
         with pytest.raises(backstage.ActorNotFound, match="engine 1 lost"):
             _ask(doomed, target, "ping")
 
