@@ -3,9 +3,9 @@
 One Ray for the whole run (``ray.init`` costs 2-12 s here): the session
 cluster below starts it, most tests share that cluster's three engines, and
 the tests that must own a Ray (start and close, a multi-node cluster, no Ray
-process left) run last, in file order.  The engines run on the asyncio
-backend inside Ray's actors by design, so these tests are not parametrised
-over loop backends.
+process left) run last, in file order.  Each engine runs the selectors
+loop on a thread of its own inside a Ray actor by design, so these tests are
+not parametrised over loop backends.
 """
 
 import json
