@@ -382,6 +382,26 @@ def test_per_sender_order_holds_from_several_senders_on_several_engines(cluster)
         assert [m for sender, _, m, _ in got if sender == s] == list(range(2000))
 
 
+def test_per_sender_order_holds_both_ways_when_batches_ride_back_on_answers(cluster):
+    pairs = [(_id_on(cluster, 0, "both-sender0"), _id_on(cluster, 1, "both-collector1")),
+             (_id_on(cluster, 1, "both-sender1"), _id_on(cluster, 0, "both-collector0"))]
+    for sender, collector in pairs:
+        cluster.spawn_actor(Burst, sender)
+        cluster.spawn_actor(Collector, collector)
+    before = _link(cluster, 1, 0)
+
+    for sender, collector in pairs:
+        _ask(cluster, sender, ("go", collector, 3000, 100))
+
+    assert cluster.wait_idle(120)
+    after = _link(cluster, 1, 0)
+    for sender, collector in pairs:
+        got = _ask(cluster, collector, "get")
+        assert [m for s, _, m, _ in got if s == sender] == list(range(3000))
+    rode = (after["batches"] - before["batches"]) - (after["calls"] - before["calls"])
+    assert rode > 0                      # some of engine 1's batches rode on answers
+
+
 def test_publish_and_subscribe_across_engines(cluster):
     publisher = _id_on(cluster, 0, "pub")
     subscriber = _id_on(cluster, 1, "sub")
