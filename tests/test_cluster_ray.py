@@ -557,7 +557,7 @@ def test_the_driver_cannot_spawn_again_an_id_an_actor_placed_on_another_engine(c
 def test_asks_from_the_driver_left_unanswered_do_not_hold_up_its_other_calls(cluster):
     silent = _id_on(cluster, 1, "silent")
     cluster.spawn_actor(Holder, silent)
-    asks = [cluster.ask(silent, i, timeout=4) for i in range(40)]
+    asks = [cluster.ask(silent, i, timeout=12) for i in range(40)]
     time.sleep(0.5)                                 # every ask waits on engine 1 by now
     done = threading.Event()
 
@@ -567,7 +567,7 @@ def test_asks_from_the_driver_left_unanswered_do_not_hold_up_its_other_calls(clu
         done.set()
     threading.Thread(target=other_calls, daemon=True).start()
 
-    assert done.wait(3)
+    assert done.wait(8)                             # well before the asks time out
     for ask in asks:
         with pytest.raises(TimeoutError):
             ask.result(30)
