@@ -1059,6 +1059,11 @@ class _StandInInbox(list[Any]):
     _flush_run: Callable[[Context, str | None, list[Any]], Any] | None
 
 
+def _run_items(sender_id: str | None, messages: list[Any]) -> list[Any]:
+    """One sender's plain sends as the items they stand for (each a tuple)."""
+    return [(sender_id, message, None) for message in messages]
+
+
 def _one_senders_run(items: list[Any]) -> bool:
     """Whether a stand-in's ``items`` are plain sends of one sender: a plain
     send's tuple, then bare messages only (one pass over the types, in C)."""
@@ -2440,7 +2445,7 @@ class _Sending(_EngineState):
             log.exception("the transport failed to forward %d messages to %r",
                           len(items), ctx.actor_id)
             if sender is not _NO_TAIL:
-                items = [(sender, message, None) for message in items]
+                items = _run_items(sender, items)
             self._dead_letter_all(ctx.actor_id, items, f"transport failed: {exc!r}")
         if ctx._state is not _STOPPED:
             self._after_turn(ctx)
@@ -2482,7 +2487,7 @@ class _Sending(_EngineState):
         if ctx is None or ctx._inbox.__class__ is not list or not messages \
                 or tuple in set(map(type, messages)):
             return self._deliver_remote(
-                target_id, [(sender_id, message, None) for message in messages])
+                target_id, _run_items(sender_id, messages))
         messages[0] = (sender_id, messages[0], None)
         ctx._inbox.extend(messages)
         ctx._tail_sender = sender_id        # bare messages follow; the sender's may too

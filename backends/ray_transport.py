@@ -277,7 +277,7 @@ class _Link:
         self.flush_scheduled = False
         host = self.host
         if host.unhandled:
-            host.answer_handled(self.peer)
+            host.answer_handled()
         acked = host.expect.get(self.peer, 1) - 1
         while self.pending and len(self.inflight) < host.window and self.lost is None:
             batch = self._next_batch(lambda seq: _CALL_HEADER.pack(host.index, seq, acked))
@@ -487,12 +487,10 @@ class _Link:
         """The peer is gone: in flight -> possibly delivered, pending -> dead letters."""
         self.lost = reason
         self.waiter.close()
-        for seq in sorted(self.inflight):
-            self._dead_letter(self.inflight[seq], f"{reason}; possibly delivered")
-        self.inflight.clear()
-        for seq in self.returned:
-            self._dead_letter(self.returned[seq], f"{reason}; possibly delivered")
-        self.returned.clear()
+        for sent in (self.inflight, self.returned):     # calls, and batches that rode back
+            for seq in sorted(sent):
+                self._dead_letter(sent[seq], f"{reason}; possibly delivered")
+            sent.clear()
         pending, self.pending = list(self.pending), deque()
         if pending and self.head:
             target_id, items, sender = pending[0]
@@ -516,9 +514,7 @@ class _Link:
 
 def _items(items: list[Any], sender: Any) -> list[Any]:
     """An entry's items as tuples: a run's messages with their sender."""
-    if sender is _EXPLICIT:
-        return items
-    return [(sender, message, None) for message in items]
+    return items if sender is _EXPLICIT else backstage._run_items(sender, items)
 
 
 # Seconds between looks at a link's calls in flight while its window has room.
@@ -705,21 +701,19 @@ class _Host:
                     else:
                         answer.set_result(None)
 
-    def receive(self, src: int, seq: int, acked: int, wire: list[Any], answer: _Answer) -> None:
-        """A ``deliver`` call, on the engine's thread: apply it in order, answer when handled."""
-        answer.taken = True
-        if acked:
-            self.links[src].release(acked)
-        self.arrive(src, seq, lambda: self.apply(src, wire, answer), answer)
-
-    def skip(self, src: int, seq: int, acked: int, answer: _Answer) -> None:
-        """A ``deliver`` call whose batch could not be unpickled: its place in
+    def receive(self, src: int, seq: int, acked: int, wire: list[Any] | None,
+                answer: _Answer) -> None:
+        """A ``deliver`` call, on the engine's thread: apply it in order, answer when
+        handled.  ``wire`` None: the batch could not be unpickled; its place in
         ``src``'s order passes, answered with nothing (the call then fails and
         the sender makes the batch dead letters)."""
         answer.taken = True
         if acked:
             self.links[src].release(acked)
-        self.arrive(src, seq, lambda: answer.set_result(None), answer)
+        if wire is None:
+            self.arrive(src, seq, lambda: answer.set_result(None), answer)
+        else:
+            self.arrive(src, seq, lambda: self.apply(src, wire, answer), answer)
 
     def arrive_ridden(self, peer: int, packet: bytes) -> None:
         """A batch of ``peer``'s that rode back on the answer of our call."""
@@ -815,30 +809,23 @@ class _Host:
         milliseconds while it waits: never per message.
         """
         self.check_scheduled = False
-        still = []
-        for entry in self.unhandled:
-            if _all_handled(entry[1]):
-                self._answer(entry[0], entry[2])
-            else:
-                still.append(entry)
-        self.unhandled = still
-        if still:
+        self.answer_handled()
+        if self.unhandled:
             self.check_scheduled = True
             if self.engine._ready:
                 self.loop.call_soon(self._check_handled)
             else:
                 self.loop.call_later(0.002, self._check_handled)
 
-    def answer_handled(self, src: int) -> None:
-        """Before the link to ``src`` sends: answer ``src``'s handled calls now,
-        so that what is pending for it rides back on them."""
-        link = self.links[src]
+    def answer_handled(self) -> None:
+        """Answer every call whose batch is handled (also before a link sends,
+        so that what is pending for the caller rides back on the answer)."""
         still = []
-        for entry in self.unhandled:
-            if entry[0] == src and link.pending and _all_handled(entry[1]):
-                self._answer(src, entry[2])
+        for src, marks, answer in self.unhandled:
+            if _all_handled(marks):
+                self._answer(src, answer)
             else:
-                still.append(entry)
+                still.append((src, marks, answer))
         self.unhandled = still
 
     def _answer(self, src: int, handled: _Answer) -> None:
@@ -1058,17 +1045,17 @@ class EngineHost:
 
     @ray.method(concurrency_group="deliver", enable_task_events=False)
     def deliver(self, packet: bytes) -> bytes | None:
-        """A batch: ``packet`` is (src, seq, acked, wire) pickled, ``acked`` saying
-        that the sender has applied our batches up to that sequence number.
-        Returns once the batch is handled (not merely queued): the sender's
-        ack, carrying a batch of ours for the sender when one waits."""
+        """A batch: ``packet`` is _CALL_HEADER (src, seq, acked: the sender has
+        applied our batches up to that sequence number), then the pickled
+        batch.  Returns once the batch is handled (not merely queued): the
+        sender's ack, carrying a batch of ours for the sender when one waits."""
         src, seq, acked = _CALL_HEADER.unpack_from(packet)
         host = self.host
         answer = _Answer()
         try:
             wire = pickle.loads(memoryview(packet)[_CALL_HEADER.size:])
         except Exception as exc:
-            host.loop.call_soon_threadsafe(host.skip, src, seq, acked, answer)
+            host.loop.call_soon_threadsafe(host.receive, src, seq, acked, None, answer)
             answer.wait(host.engine)
             raise RuntimeError(f"engine {self.index} could not unpickle a batch from engine "
                                f"{src} ({exc!r}); send data that unpickles where it is "
@@ -1233,11 +1220,16 @@ def _publisher_stopped(engine: Engine, publisher_id: str, subscriber_id: str,
 
 
 def _outcome(future: Future[Any]) -> tuple[str, Any]:
-    """A settled ask's outcome for the driver: ("ok", value) or ("err", exception)."""
+    """A settled ask's outcome for the driver: ("ok", value) or ("err", exception),
+    the reply replaced by a TypeError saying why when it does not travel."""
     exc = future.exception()
     if exc is not None:
         return ("err", _portable_exception(exc))
-    return _answer(future.result())
+    value = future.result()
+    why = _round_trips(value)
+    if why is not None:
+        return ("err", TypeError(_unpicklable_reason("the reply", why)))
+    return ("ok", value)
 
 
 def _unpickled_outcome(outcome: bytes) -> tuple[str, Any]:
@@ -1248,14 +1240,6 @@ def _unpickled_outcome(outcome: bytes) -> tuple[str, Any]:
         return ("err", TypeError(f"the reply cannot be unpickled in the driver ({exc!r}); "
                                  f"reply with data whose classes the driver can import"))
     return status, value
-
-
-def _answer(value: Any) -> tuple[str, Any]:
-    """An ask's outcome for the driver: ("ok", value), or ("err", why) if it does not travel."""
-    why = _round_trips(value)
-    if why is not None:
-        return ("err", TypeError(_unpicklable_reason("the reply", why)))
-    return ("ok", value)
 
 
 def _counters(host: _Host) -> dict[str, Any]:
@@ -1577,12 +1561,13 @@ class RayCluster:
                 self._collect(where)
         self._settle()
 
-    def _fail_asks(self, reply_ids: list[str], reason: str) -> None:
+    def _fail_asks(self, reply_ids: list[str], reason: str,
+                   error: type[Exception] = ActorNotFound) -> None:
         """Under self._lock: these asks fail (settled by ``_settle``, outside it)."""
         for reply_id in reply_ids:
             entry = self._asked.pop(reply_id, None)
             if entry is not None:
-                self._settling.append((entry[0], "err", ActorNotFound(
+                self._settling.append((entry[0], "err", error(
                     f"no reply from {entry[2]!r}: {reason}")))
 
     def _settle(self) -> None:
@@ -1683,10 +1668,8 @@ class RayCluster:
             except Exception:
                 pass
         with self._lock:
-            for reply_id in list(self._asked):
-                future = self._asked.pop(reply_id)[0]
-                self._settling.append((future, "err", backstage.EngineClosed(
-                    "no reply: the cluster closed before the actor answered")))
+            self._fail_asks(list(self._asked), "the cluster closed before the actor answered",
+                            backstage.EngineClosed)
         self._settle()
         self._shutdown_ray()
 

@@ -184,14 +184,20 @@ def test_an_unpicklable_message_from_the_driver_is_a_clear_error_at_the_send(clu
         cluster.ask("pickle-target", threading.Lock())
 
 
-def test_an_unpicklable_message_from_an_actor_is_a_dead_letter_that_says_why(cluster):
-    sender = _id_on(cluster, 0, "pickle-sender")
-    target = _id_on(cluster, 1, "pickle-receiver")
+def _bad_then_good(cluster, prefix, op):
+    """A Remote on engine 0 sends a Collector on engine 1 a bad message (``op``),
+    then "after"; returns (sender, receiver)."""
+    sender = _id_on(cluster, 0, f"{prefix}-sender")
+    receiver = _id_on(cluster, 1, f"{prefix}-receiver")
     cluster.spawn_actor(Remote, sender)
-    cluster.spawn_actor(Collector, target)
+    cluster.spawn_actor(Collector, receiver)
+    _ask(cluster, sender, (op, receiver))
+    _ask(cluster, sender, ("send", receiver, ["after"]))
+    return sender, receiver
 
-    _ask(cluster, sender, ("unpicklable", target))
-    _ask(cluster, sender, ("send", target, ["after"]))
+
+def test_an_unpicklable_message_from_an_actor_is_a_dead_letter_that_says_why(cluster):
+    sender, target = _bad_then_good(cluster, "pickle", "unpicklable")
 
     assert cluster.wait_idle(60)
     letters = _ask(cluster, sender, ("dead_letters",))
@@ -276,13 +282,7 @@ def test_an_engine_busy_in_a_long_turn_does_not_hold_up_traffic_between_two_othe
 
 def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_link_goes_on(
         cluster):
-    sender = _id_on(cluster, 0, "unloadable-sender")
-    receiver = _id_on(cluster, 1, "unloadable-receiver")
-    cluster.spawn_actor(Remote, sender)
-    cluster.spawn_actor(Collector, receiver)
-
-    _ask(cluster, sender, ("unloadable", receiver))
-    _ask(cluster, sender, ("send", receiver, ["after"]))
+    _, receiver = _bad_then_good(cluster, "unloadable", "unloadable")
     cluster.send(receiver, Unloadable())                       # from the driver too
     cluster.send(receiver, "after, from the driver")
 
