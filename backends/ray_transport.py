@@ -83,6 +83,8 @@ _MT = backstage.MessageType
 _CODES = {_MT.PUBLISH: _PUBLISH, _MT.TERMINATED: _TERMINATED, _MT.POISON_PILL: _PILL,
           _MT.SUBSCRIBE: _SUB, _MT.UNSUBSCRIBE: _UNSUB, "monitor": _MON, "demonitor": _DEMON,
           "dropped": _DROPPED}
+# What _Host._uncode gives for a publication its subscriber no longer wants.
+_UNWANTED = object()
 
 
 _TUPLE = {tuple}
@@ -756,6 +758,8 @@ class _Host:
                     run.append(item)
                     continue
                 made = self._uncode(src, target_id, item)
+                if made is _UNWANTED:
+                    continue
                 if made is not None:
                     run.append(made)
                     continue
@@ -839,6 +843,8 @@ class _Host:
         sender_id, message, code = item
         if code == _PUBLISH:
             topic, message = message
+            if not _subscribed(self.engine, target_id, sender_id, topic):
+                return _UNWANTED
             return backstage._remote_item(sender_id, _MT.PUBLISH, message, topic)
         if code == _ASK:
             message, reply_id = message
@@ -1203,6 +1209,21 @@ def _place(engine: Engine, actor_id: str, where: int) -> None:
         return
     link = host.links[where]
     ctx._inbox._flush, ctx._inbox._flush_run = link.hand, link.hand_run
+
+
+def _subscribed(engine: Engine, subscriber_id: str, publisher_id: str, topic: str) -> bool:
+    """Whether a publication arriving for ``subscriber_id`` is still wanted.
+
+    Unsubscribing takes effect at once on the subscriber's engine, as it does
+    locally; the publisher hears of it later, so publications already on their
+    way are dropped here.  An id that is not a local actor keeps them (it
+    forwards, or makes them dead letters).
+    """
+    sub = engine._registry.get(subscriber_id)
+    if sub is None or _is_stand_in(sub):
+        return True
+    subscriptions = sub._subscriptions
+    return subscriptions is not None and (publisher_id, topic) in subscriptions
 
 
 def _publisher_stopped(engine: Engine, publisher_id: str, subscriber_id: str,

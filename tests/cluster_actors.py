@@ -55,7 +55,8 @@ class Remote:
         self.got = []
 
     OPS = ("send", "ask", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
-           "where", "dead_letters", "unpicklable", "unloadable", "got", "boom", "subscriptions")
+           "where", "dead_letters", "unpicklable", "unloadable", "got", "boom", "subscriptions",
+           "publish_after")
 
     def receive(self, envelope):
         message = envelope.message
@@ -94,6 +95,11 @@ class Remote:
             for message in args[0]:
                 ctx.publish(message)
             envelope.reply(True)
+        elif op == "publish_after":       # busy for a while, then publishes
+            seconds, messages = args
+            time.sleep(seconds)
+            for message in messages:
+                ctx.publish(message)
         elif op == "monitor":
             ctx.monitor(args[0])
             envelope.reply(True)

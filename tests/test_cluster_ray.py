@@ -424,6 +424,23 @@ def test_publish_and_subscribe_across_engines(cluster):
         (publisher, "PUBLISH", "news-1", "default"), (publisher, "PUBLISH", "news-2", "default")]
 
 
+def test_no_publication_reaches_a_subscriber_on_another_engine_after_it_unsubscribes(cluster):
+    publisher = _id_on(cluster, 0, "late-pub")
+    subscriber = _id_on(cluster, 1, "late-sub")
+    cluster.spawn_actor(Remote, publisher)
+    cluster.spawn_actor(Remote, subscriber)
+    _ask(cluster, subscriber, ("subscribe", publisher))
+    assert cluster.wait_idle(60)
+
+    # The publisher is busy when the unsubscribe reaches its engine, and then
+    # publishes to the subscribers it still knows of.
+    cluster.send(publisher, ("publish_after", 1.0, ["late"]))
+    _ask(cluster, subscriber, ("unsubscribe", publisher))
+    assert cluster.wait_idle(60)
+
+    assert _ask(cluster, subscriber, ("got",)) == []
+
+
 def test_subscribers_on_other_engines_lose_the_subscription_when_the_publisher_stops(cluster):
     publisher = _id_on(cluster, 1, "stopping-pub")
     subscribers = [_id_on(cluster, e, f"stopping-sub{e}") for e in (0, 2)]
