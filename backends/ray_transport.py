@@ -281,14 +281,14 @@ class _Link:
         if host.unhandled:
             host.answer_handled()
         acked = host.expect.get(self.peer, 1) - 1
-        while self.pending and len(self.inflight) < host.window and self.lost is None:
+        waiter = self.waiter
+        while self.pending and self.lost is None and waiter.has_room():
             batch = self._next_batch(lambda seq: _CALL_HEADER.pack(host.index, seq, acked))
             if batch is None:
                 continue
             seq, entries, packet = batch
             self.inflight[seq] = entries
-            self.calls += 1
-            self.waiter.add(self.handle.deliver.remote(packet), seq)
+            waiter.queue(seq, packet)
 
     def ride(self) -> bytes | None:
         """A batch to travel back as the answer of a call the peer made to us.
@@ -300,9 +300,17 @@ class _Link:
         The batch takes the link's next sequence number, so the peer applies it
         in order with the link's calls; it is kept until the peer's next call
         says it arrived (``release``), and is "possibly delivered" if the peer
-        is lost before that.
+        is lost before that.  A batch packed for a call and not yet sent rides
+        first, keeping its sequence number.
         """
-        while self.pending and self.lost is None:
+        if self.lost is not None:
+            return None
+        queued = self.waiter.take_queued()
+        if queued is not None:         # packed for a call and not yet sent: it rides instead
+            seq, packet = queued
+            self.returned[seq] = self.inflight.pop(seq)
+            return _RIDE_HEADER.pack(seq) + packet[_CALL_HEADER.size:]
+        while self.pending:
             batch = self._next_batch(_RIDE_HEADER.pack)
             if batch is not None:
                 seq, entries, packet = batch
@@ -488,11 +496,13 @@ class _Link:
     def lose(self, reason: str) -> None:
         """The peer is gone: in flight -> possibly delivered, pending -> dead letters."""
         self.lost = reason
-        self.waiter.close()
-        for sent in (self.inflight, self.returned):     # calls, and batches that rode back
-            for seq in sorted(sent):
-                self._dead_letter(sent[seq], f"{reason}; possibly delivered")
-            sent.clear()
+        unsent = set(self.waiter.close())      # packed for a call and never sent
+        sent = {**self.inflight, **self.returned}      # calls, and batches that rode back
+        for seq in sorted(sent):
+            self._dead_letter(sent[seq], reason if seq in unsent
+                              else f"{reason}; possibly delivered")
+        self.inflight.clear()
+        self.returned.clear()
         pending, self.pending = list(self.pending), deque()
         if pending and self.head:
             target_id, items, sender = pending[0]
@@ -524,27 +534,41 @@ _REWATCH = 0.005
 
 
 class _Waiter:
-    """Watches a link's calls in flight from a thread of its own, with ray.wait,
-    and hands their answers to the engine's thread, all that finished per wake-up.
+    """Sends a link's packed batches and watches its calls in flight, from a
+    thread of its own, with ray.wait; hands their answers to the engine's
+    thread, all that finished per wake-up.
 
     Cheaper than a callback per call (ObjectRef.future()): Ray runs each such
     callback on its own I/O thread, which takes the GIL, builds the answer and
     wakes the loop once per call; sender 445 -> 280 CPU-us a call with the
     threaded host (batches of 100, window 4; docs/cluster.md).  One per link,
     so that a peer slow to answer does not hold up the answers of another.
+
+    The engine packs up to a window of batches ahead (``queue``); an answer
+    sends the next at once from this thread, as Ray's own sender does after
+    its ray.wait, instead of after a hop to the engine's thread, which may be
+    in the middle of a long turn.
     """
 
     def __init__(self, link: _Link) -> None:
         self.link = link
         self.cond = threading.Condition()
         self.refs: dict[Any, int] = {}          # call -> sequence number, until answered
+        self.queued: deque[tuple[int, bytes]] = deque()  # (seq, packet) packed, not sent
+        self.window = link.host.window
         self.thread: threading.Thread | None = None
         self.closed = False
 
-    def add(self, ref: Any, seq: int) -> None:
-        """Watch the call ``ref`` (engine thread)."""
+    def has_room(self) -> bool:
+        """Whether the engine may pack another batch: fewer than a window of
+        them packed and not yet sent (so at most two windows are unanswered)."""
+        return len(self.queued) < self.window
+
+    def queue(self, seq: int, packet: bytes) -> None:
+        """Send the packed batch ``seq`` once the window has room (engine thread)."""
         with self.cond:
-            self.refs[ref] = seq
+            self.queued.append((seq, packet))
+            self._send()
             if self.thread is None:
                 self.thread = threading.Thread(
                     target=self._run, daemon=True,
@@ -552,10 +576,27 @@ class _Waiter:
                 self.thread.start()
             self.cond.notify()
 
-    def close(self) -> None:
+    def take_queued(self) -> tuple[int, bytes] | None:
+        """The oldest batch packed and not yet sent, taken back (engine thread)."""
+        with self.cond:
+            return self.queued.popleft() if self.queued else None
+
+    def _send(self) -> None:
+        """Calls for queued batches while the window has room (holding cond)."""
+        queued, refs, link = self.queued, self.refs, self.link
+        while queued and len(refs) < self.window and not self.closed:
+            seq, packet = queued.popleft()
+            refs[link.handle.deliver.remote(packet)] = seq
+            link.calls += 1
+
+    def close(self) -> list[int]:
+        """Stop; the sequence numbers of the batches packed and never sent."""
         with self.cond:
             self.closed = True
+            unsent = [seq for seq, _ in self.queued]
+            self.queued.clear()
             self.cond.notify()
+        return unsent
 
     def _run(self) -> None:
         link = self.link
@@ -569,7 +610,7 @@ class _Waiter:
     def _watch(self) -> None:
         cond, refs, link = self.cond, self.refs, self.link
         post = link.host.loop.call_soon_threadsafe
-        window = link.host.window
+        window = self.window
         while True:
             with cond:
                 while not refs and not self.closed:
@@ -586,9 +627,10 @@ class _Waiter:
                 continue
             if len(watched) > 1:            # and any others finished by now
                 ready, _ = ray.wait(watched, num_returns=len(watched), timeout=0)
-            outcomes = _outcomes(ready)
             with cond:
                 seqs = [refs.pop(ref) for ref in ready]
+                self._send()
+            outcomes = _outcomes(ready)
             post(link.completed, [(seq, value, exc) for seq, (value, exc)
                                   in zip(seqs, outcomes, strict=True)])
 

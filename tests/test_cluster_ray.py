@@ -1030,16 +1030,13 @@ def _lone_link(engine, sent):
                 sent.append((seq, wire))
                 return object()
 
-    class Waiter:                   # the calls are never answered
-        def add(self, ref, seq):
-            pass
-
-        def close(self):
+    class Waiter(ray_transport._Waiter):     # the calls are never answered
+        def _run(self):
             pass
 
     host = ray_transport._Host(0, 2, [None, Peer()], {"batch_limit": 7, "window": 2}, engine)
     link = host.links[1]
-    link.waiter = Waiter()
+    link.waiter = Waiter(link)
     return link
 
 
