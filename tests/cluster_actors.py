@@ -56,7 +56,7 @@ class Remote:
 
     OPS = ("send", "ask", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
            "where", "dead_letters", "unpicklable", "unloadable", "got", "boom", "subscriptions",
-           "publish_after")
+           "publish_after", "sleep")
 
     def receive(self, envelope):
         message = envelope.message
@@ -100,6 +100,8 @@ class Remote:
             time.sleep(seconds)
             for message in messages:
                 ctx.publish(message)
+        elif op == "sleep":               # a long turn: its engine does nothing else
+            time.sleep(args[0])
         elif op == "monitor":
             ctx.monitor(args[0])
             envelope.reply(True)

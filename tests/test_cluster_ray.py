@@ -1040,6 +1040,23 @@ def _lone_link(engine, sent):
     return link
 
 
+def test_answers_send_the_next_batches_while_the_sending_engine_is_in_a_long_turn(cluster):
+    sender = _id_on(cluster, 0, "long-turn-sender")
+    collector = _id_on(cluster, 1, "long-turn-collector")
+    cluster.spawn_actor(Remote, sender)
+    cluster.spawn_actor(Collector, collector)
+
+    _ask(cluster, sender, ("send", collector, list(range(1000))))   # 20 batches of 50
+    cluster.send(sender, ("sleep", 8))          # engine 0 busy from now on
+
+    # A window of 2 calls went at once and 2 more were packed: the answers to
+    # the first send those while engine 0 sleeps.
+    wait_for(lambda: len(_ask(cluster, collector, "get")) >= 200,
+             "four batches of 50 while the sender's engine is busy", timeout=6)
+    assert cluster.wait_idle(60)
+    assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(1000))
+
+
 def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied():
     from backends import ray_transport
 
