@@ -555,7 +555,7 @@ class _Waiter:
         self.cond = threading.Condition()
         self.refs: dict[Any, int] = {}          # call -> sequence number, until answered
         self.queued: deque[tuple[int, bytes]] = deque()  # (seq, packet) packed, not sent
-        self.window = link.host.window
+        self.window: int = link.host.window
         self.thread: threading.Thread | None = None
         self.closed = False
 
