@@ -16,6 +16,9 @@
   another thread and answered once handled) against threaded actors with
   ray.wait, as Ray's own comparison does: the part of the gap per batch that
   is the call itself;
+- the messages' own cost in one process (no call): an actor's sends handled by
+  another actor on one engine, against Ray's sender and receiver loops run
+  back to back: the part of the CPU per message that no transport pays;
 - failure detection: SIGKILL an engine's process, time until the other engine
   has turned its traffic into dead letters and told its monitors.
 
@@ -57,6 +60,7 @@ from bench.cluster_actors import (  # noqa: E402
     Source,
     Spinner,
     SpinSink,
+    _Counter,
 )
 
 RAY_INIT = {"num_cpus": 2, "object_store_memory": 100 * 1024 * 1024}
@@ -194,6 +198,34 @@ def machine_scaling(iterations: int = 20_000_000) -> float:
         proc.wait()
     two = time.monotonic() - start
     return 2 * one / two
+
+
+# -- the messages' own cost, in one process -------------------------------------------
+# What neither side's transport pays: the same sends and handler calls as the
+# throughput runs, with no second process.  Its gap is the floor of the CPU
+# per message ratio at large batches, where a call's cost is spread thin.
+
+def one_process(n: int = 2_000_000) -> tuple[float, float]:
+    """CPU-us a message: Source -> Sink on one engine, against Ray's sender
+    loop (an append per message) and receiver loop (a handler call per message)."""
+    engine = backstage.Engine(backend="selectors")
+    engine.spawn_actor(Sink, "sink", n)
+    engine.spawn_actor(Source, "source")
+    engine.send("source", ("go", "sink", n, 10_000))
+    start = time.process_time()
+    engine.run()
+    ours = time.process_time() - start
+    engine.close()
+    counter = _Counter(n)
+    start = time.process_time()
+    pending: list[int] = []
+    for i in range(n):              # RaySender's loop, the call left out
+        pending.append(i)
+        if len(pending) == 1_000 or i == n - 1:
+            counter.recv(pending)
+            pending = []
+    theirs = time.process_time() - start
+    return ours / n * 1e6, theirs / n * 1e6
 
 
 # -- failure detection -----------------------------------------------------------------
@@ -381,6 +413,10 @@ def main() -> None:
         line("a Ray call alone, batch 100: calls watched by a waiter thread, handed to "
              "another thread on arrival (as the engines) against Ray's own way above "
              "(lower is better)", ours, theirs, "CPU-us", ",.0f")
+        alone = [one_process() for _ in range(args.repeat)]
+        line("CPU per message in one process, no call (sends and handler calls; "
+             "lower is better)", med(x[0] for x in alone), med(x[1] for x in alone),
+             "CPU-us", ",.3f")
         detect = sorted(detection() for _ in range(max(3, args.repeat)))
         rows.append(f"| failure detection (SIGKILL to dead letters + TERMINATED) | "
                     f"median {med(detect):.1f} ms, max {detect[-1]:.1f} ms | | |")
