@@ -6617,8 +6617,10 @@ class Cluster:
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every engine is idle and nothing is in flight; False on timeout.
 
-        Idle means no message queued in any engine and none between engines;
-        timers and pending asks do not count.
+        Idle means no message queued in any engine and none between engines,
+        and every engine has handled the losses of engines the driver knows of
+        (their traffic dead-lettered, their actors' monitors told); timers and
+        pending asks do not count.
         """
         idle: bool = self._impl.wait_idle(timeout)
         return idle

@@ -1307,7 +1307,7 @@ def _unpickled_outcome(outcome: bytes) -> tuple[str, Any]:
 
 def _counters(host: _Host) -> dict[str, Any]:
     return {"sent": {peer: link.seq for peer, link in host.links.items()},
-            "expect": dict(host.expect), "busy": host.busy()}
+            "expect": dict(host.expect), "busy": host.busy(), "lost": sorted(host.lost)}
 
 
 def _stats(host: _Host) -> dict[str, Any]:
@@ -1677,6 +1677,8 @@ class RayCluster:
         for i, snap in snaps.items():
             if snap["busy"]:
                 return False
+            if not set(self._lost) <= set(snap["lost"]):
+                return False            # a loss the driver saw, and this engine not yet
             if snap["expect"].get(DRIVER, 1) - 1 != self._seq[i]:
                 return False
             for peer, sent in snap["sent"].items():

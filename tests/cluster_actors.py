@@ -56,7 +56,7 @@ class Remote:
 
     OPS = ("send", "ask", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
            "where", "dead_letters", "unpicklable", "unloadable", "got", "boom", "subscriptions",
-           "publish_after", "sleep")
+           "block")
 
     def receive(self, envelope):
         message = envelope.message
@@ -95,13 +95,11 @@ class Remote:
             for message in args[0]:
                 ctx.publish(message)
             envelope.reply(True)
-        elif op == "publish_after":       # busy for a while, then publishes
-            seconds, messages = args
-            time.sleep(seconds)
-            for message in messages:
+        elif op == "block":     # a long turn: its engine does nothing else meanwhile
+            started, release, then_publish = args
+            _block(started, release)
+            for message in then_publish:
                 ctx.publish(message)
-        elif op == "sleep":               # a long turn: its engine does nothing else
-            time.sleep(args[0])
         elif op == "monitor":
             ctx.monitor(args[0])
             envelope.reply(True)
@@ -122,6 +120,15 @@ class Remote:
         elif op == "unloadable":
             ctx.send(args[0], Unloadable())
             envelope.reply(True)
+
+
+def _block(started, release, limit=120):
+    """Create the file ``started``, then wait until the file ``release`` exists
+    (the test's signal), ``limit`` seconds at most."""
+    open(started, "w").close()
+    deadline = time.monotonic() + limit
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 class Deinit:
@@ -175,20 +182,6 @@ class Burst:
                 self.ctx.send(target, i)
             if start + chunk < n:
                 self.ctx.send(self.ctx.actor_id, ("more", target, start + chunk, n, chunk))
-
-
-class Spinner:
-    """CPU-bound work: a message n burns n loop iterations, then tells ``done``."""
-
-    def __init__(self, ctx, done):
-        self.ctx = ctx
-        self.done = done
-
-    def receive(self, envelope):
-        total = 0
-        for i in range(envelope.message):
-            total += i * i
-        self.ctx.send(self.done, total)
 
 
 class Rally:

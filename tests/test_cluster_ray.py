@@ -42,7 +42,6 @@ from cluster_actors import (  # noqa: E402
     RaisesTwoArgumentError,
     Rally,
     Remote,
-    Spinner,
     Unloadable,
     Writer,
 )
@@ -233,6 +232,7 @@ def test_actors_send_and_ask_across_engines(cluster):
 
     _ask(cluster, a, ("send", b, ["one", "two"]))
     answer = _ask(cluster, a, ("ask", "cross-echo", "q"))
+    assert cluster.wait_idle(60)        # a's sends to b: a's reply may come first
 
     assert answer == ("ok", ("q", 2, (), {}))
     assert _ask(cluster, b, "get") == [(a, "SEND", "one", None), (a, "SEND", "two", None)]
@@ -259,25 +259,54 @@ def test_an_answer_to_a_message_from_another_engine_rides_back_on_that_calls_ret
     assert calls <= batches // 10, (calls, batches)     # nearly every ball rode back
 
 
-def test_an_engine_busy_in_a_long_turn_does_not_hold_up_traffic_between_two_others(cluster):
-    busy = _id_on(cluster, 1, "busy-spinner")
-    behind = _id_on(cluster, 1, "behind-the-spinner")
+def _blocked(cluster, actor_id, tmp_path, then_publish=()):
+    """Block the Remote ``actor_id`` in a turn; returns the file that releases it."""
+    started, release = tmp_path / f"{actor_id}.started", tmp_path / f"{actor_id}.release"
+    cluster.send(actor_id, ("block", str(started), str(release), list(then_publish)))
+    wait_for(started.exists, f"{actor_id} to block its engine", timeout=60)
+    return release
+
+
+def test_an_engine_busy_in_a_long_turn_does_not_hold_up_traffic_between_two_others(
+        cluster, tmp_path):
+    busy = _id_on(cluster, 1, "busy-blocker")
+    behind = _id_on(cluster, 1, "behind-the-blocker")
     a, b = _id_on(cluster, 0, "rally-busy-a"), _id_on(cluster, 2, "rally-busy-b")
-    for actor_class, actor_id, *args in ((Collector, behind), (Spinner, busy, behind),
-                                         (Remote, a), (Rally, a + "-r"), (Rally, b)):
-        cluster.spawn_actor(actor_class, actor_id, *args,
+    for actor_class, actor_id in ((Collector, behind), (Remote, busy), (Remote, a),
+                                  (Rally, a + "-r"), (Rally, b)):
+        cluster.spawn_actor(actor_class, actor_id,
                             **({"pin": 0} if actor_id == a + "-r" else {}))
-    cluster.send(busy, 60_000_000)                 # engine 1: one turn of seconds
-    time.sleep(0.3)
+    release = _blocked(cluster, busy, tmp_path)                   # engine 1: one long turn
     _ask(cluster, a, ("send", behind, ["waits for engine 1"]))   # engine 0 -> 1: in flight
 
-    started = time.monotonic()
-    assert _ask(cluster, a + "-r", ("go", b, 30)) == "done"      # engine 0 <-> engine 2
-    elapsed = time.monotonic() - started
+    try:                                # engine 0 <-> engine 2, while engine 1 is blocked
+        assert _ask(cluster, a + "-r", ("go", b, 30), timeout=60) == "done"
+    finally:
+        release.touch()
 
     got = _ask(cluster, behind, "get", timeout=120)              # engine 1 free again
-    assert elapsed < 1.5, elapsed
     assert "waits for engine 1" in [message for _, _, message, _ in got]
+
+
+def test_answers_send_the_next_batches_while_the_sending_engine_is_in_a_long_turn(
+        cluster, tmp_path):
+    sender = _id_on(cluster, 0, "long-turn-sender")
+    collector = _id_on(cluster, 1, "long-turn-collector")
+    cluster.spawn_actor(Remote, sender)
+    cluster.spawn_actor(Collector, collector)
+
+    _ask(cluster, sender, ("send", collector, list(range(1000))))   # 20 batches of 50
+    release = _blocked(cluster, sender, tmp_path)       # engine 0 busy from now on
+
+    # A window of 2 calls went at once and 2 more were packed: the answers to
+    # the first send those while engine 0 is blocked.
+    try:
+        wait_for(lambda: len(_ask(cluster, collector, "get")) >= 200,
+                 "four batches of 50 while the sender's engine is busy", timeout=60)
+    finally:
+        release.touch()
+    assert cluster.wait_idle(60)
+    assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(1000))
 
 
 def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_link_goes_on(
@@ -285,6 +314,7 @@ def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_li
     _, receiver = _bad_then_good(cluster, "unloadable", "unloadable")
     cluster.send(receiver, Unloadable())                       # from the driver too
     cluster.send(receiver, "after, from the driver")
+    assert cluster.wait_idle(60)        # the sender's "after" may follow its reply
 
     assert sorted(m for _, _, m, _ in _ask(cluster, receiver, "get")) == [
         "after", "after, from the driver"]
@@ -414,6 +444,7 @@ def test_publish_and_subscribe_across_engines(cluster):
     cluster.spawn_actor(Remote, subscriber)
 
     _ask(cluster, subscriber, ("subscribe", publisher))
+    assert cluster.wait_idle(60)        # the subscription has reached the publisher
     _ask(cluster, publisher, ("publish", ["news-1", "news-2"]))
     assert cluster.wait_idle(60)
     _ask(cluster, subscriber, ("unsubscribe", publisher))
@@ -424,7 +455,8 @@ def test_publish_and_subscribe_across_engines(cluster):
         (publisher, "PUBLISH", "news-1", "default"), (publisher, "PUBLISH", "news-2", "default")]
 
 
-def test_no_publication_reaches_a_subscriber_on_another_engine_after_it_unsubscribes(cluster):
+def test_no_publication_reaches_a_subscriber_on_another_engine_after_it_unsubscribes(
+        cluster, tmp_path):
     publisher = _id_on(cluster, 0, "late-pub")
     subscriber = _id_on(cluster, 1, "late-sub")
     cluster.spawn_actor(Remote, publisher)
@@ -432,10 +464,13 @@ def test_no_publication_reaches_a_subscriber_on_another_engine_after_it_unsubscr
     _ask(cluster, subscriber, ("subscribe", publisher))
     assert cluster.wait_idle(60)
 
-    # The publisher is busy when the unsubscribe reaches its engine, and then
-    # publishes to the subscribers it still knows of.
-    cluster.send(publisher, ("publish_after", 1.0, ["late"]))
-    _ask(cluster, subscriber, ("unsubscribe", publisher))
+    # The publisher's engine is blocked when the unsubscribe reaches it; then
+    # the publisher publishes to the subscribers it still knows of.
+    release = _blocked(cluster, publisher, tmp_path, then_publish=["late"])
+    try:
+        _ask(cluster, subscriber, ("unsubscribe", publisher))
+    finally:
+        release.touch()
     assert cluster.wait_idle(60)
 
     assert _ask(cluster, subscriber, ("got",)) == []
@@ -448,6 +483,7 @@ def test_subscribers_on_other_engines_lose_the_subscription_when_the_publisher_s
     for sub in subscribers:
         cluster.spawn_actor(Remote, sub)
         _ask(cluster, sub, ("subscribe", publisher))
+    assert cluster.wait_idle(60)        # the subscriptions have reached the publisher
     _ask(cluster, publisher, ("publish", ["last"]))
 
     cluster.poison_pill(publisher)
@@ -669,7 +705,7 @@ def test_an_engine_whose_process_is_killed_tells_monitors_and_fails_asks(cluster
         os.kill(pid, signal.SIGKILL)            # as a crash would: no Ray call involved
         while 1 not in doomed.lost:
             time.sleep(0.01)
-        assert doomed.wait_idle(60)
+        assert doomed.wait_idle(60)             # engine 0 has handled the loss too
 
         told = [m for _, kind, m, _ in _ask(doomed, watcher, ("got",)) if kind == "TERMINATED"]
         assert [t.actor_id for t in told] == [target]
@@ -1038,23 +1074,6 @@ def _lone_link(engine, sent):
     link = host.links[1]
     link.waiter = Waiter(link)
     return link
-
-
-def test_answers_send_the_next_batches_while_the_sending_engine_is_in_a_long_turn(cluster):
-    sender = _id_on(cluster, 0, "long-turn-sender")
-    collector = _id_on(cluster, 1, "long-turn-collector")
-    cluster.spawn_actor(Remote, sender)
-    cluster.spawn_actor(Collector, collector)
-
-    _ask(cluster, sender, ("send", collector, list(range(1000))))   # 20 batches of 50
-    cluster.send(sender, ("sleep", 8))          # engine 0 busy from now on
-
-    # A window of 2 calls went at once and 2 more were packed: the answers to
-    # the first send those while engine 0 sleeps.
-    wait_for(lambda: len(_ask(cluster, collector, "get")) >= 200,
-             "four batches of 50 while the sender's engine is busy", timeout=6)
-    assert cluster.wait_idle(60)
-    assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(1000))
 
 
 def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied():
