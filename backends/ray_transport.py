@@ -235,7 +235,6 @@ class _Link:
         self.lost: str | None = None                     # why the peer is gone
         self.waiter = _Waiter(self)
         self.batches = 0                # sent as calls of their own or riding back
-        self.calls = 0
         self.messages = 0
 
     # -- filling ------------------------------------------------------------
@@ -558,6 +557,7 @@ class _Waiter:
         self.window: int = link.host.window
         self.thread: threading.Thread | None = None
         self.closed = False
+        self.calls = 0                          # calls made (the link's stats)
 
     def has_room(self) -> bool:
         """Whether the engine may pack another batch: fewer than a window of
@@ -583,11 +583,12 @@ class _Waiter:
 
     def _send(self) -> None:
         """Calls for queued batches while the window has room (holding cond)."""
-        queued, refs, link = self.queued, self.refs, self.link
+        queued, refs, deliver = self.queued, self.refs, self.link.handle.deliver
         while queued and len(refs) < self.window and not self.closed:
-            seq, packet = queued.popleft()
-            refs[link.handle.deliver.remote(packet)] = seq
-            link.calls += 1
+            seq, packet = queued[0]
+            refs[deliver.remote(packet)] = seq
+            queued.popleft()                # only once sent: a failed call keeps it queued
+            self.calls += 1
 
     def close(self) -> list[int]:
         """Stop; the sequence numbers of the batches packed and never sent."""
@@ -627,12 +628,18 @@ class _Waiter:
                 continue
             if len(watched) > 1:            # and any others finished by now
                 ready, _ = ray.wait(watched, num_returns=len(watched), timeout=0)
+            failed = None
             with cond:
                 seqs = [refs.pop(ref) for ref in ready]
-                self._send()
+                try:
+                    self._send()
+                except Exception as exc:    # raised once the answers are handed over
+                    failed = exc
             outcomes = _outcomes(ready)
             post(link.completed, [(seq, value, exc) for seq, (value, exc)
                                   in zip(seqs, outcomes, strict=True)])
+            if failed is not None:
+                raise failed
 
 
 def _outcomes(refs: list[Any]) -> list[tuple[Any, BaseException | None]]:
@@ -879,7 +886,8 @@ class _Host:
         if handled.done():
             return
         link = self.links.get(src)          # None for the driver: nothing rides back
-        handled.set_result(link.ride() if link is not None and link.pending else None)
+        handled.set_result(link.ride() if link is not None and (link.pending or link.waiter.queued)
+                           else None)
 
     def _uncode(self, src: int, target_id: str, item: tuple[Any, ...]) -> Any:
         sender_id, message, code = item
@@ -1318,7 +1326,7 @@ def _stats(host: _Host) -> dict[str, Any]:
             "actors": len(actors), "messages": sum(c._count for c in actors),
             "dead_letters": engine.dead_letter_count, "lost": dict(host.lost),
             "lost_at": dict(host.lost_at), "received": host.received,
-            "links": {p: {"batches": lk.batches, "calls": lk.calls, "messages": lk.messages}
+            "links": {p: {"batches": lk.batches, "calls": lk.waiter.calls, "messages": lk.messages}
                       for p, lk in host.links.items()},
             "inspector": engine.inspector_path}
 

@@ -292,19 +292,24 @@ def test_answers_send_the_next_batches_while_the_sending_engine_is_in_a_long_tur
         cluster, tmp_path):
     sender = _id_on(cluster, 0, "long-turn-sender")
     collector = _id_on(cluster, 1, "long-turn-collector")
-    cluster.spawn_actor(Remote, sender)
-    cluster.spawn_actor(Collector, collector)
-
-    _ask(cluster, sender, ("send", collector, list(range(1000))))   # 20 batches of 50
-    release = _blocked(cluster, sender, tmp_path)       # engine 0 busy from now on
-
-    # A window of 2 calls went at once and 2 more were packed: the answers to
-    # the first send those while engine 0 is blocked.
+    receiving = _id_on(cluster, 1, "long-turn-blocker")
+    for actor_class, actor_id in ((Remote, sender), (Collector, collector), (Remote, receiving)):
+        cluster.spawn_actor(actor_class, actor_id)
+    release_receiver = _blocked(cluster, receiving, tmp_path)   # no answer before engine 0 blocks
+    releases = [release_receiver]
     try:
+        _ask(cluster, sender, ("send", collector, list(range(1000))))   # 20 batches of 50
+        releases.append(_blocked(cluster, sender, tmp_path))    # engine 0 busy from now on
+        release_receiver.touch()
+
+        # A window of 2 calls went at once and 2 more were packed: the answers to
+        # the first send those while engine 0 is blocked.
         wait_for(lambda: len(_ask(cluster, collector, "get")) >= 200,
                  "four batches of 50 while the sender's engine is busy", timeout=60)
+        assert len(_ask(cluster, collector, "get")) == 200      # and no more before it wakes
     finally:
-        release.touch()
+        for release in releases:
+            release.touch()
     assert cluster.wait_idle(60)
     assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(1000))
 
@@ -1074,6 +1079,55 @@ def _lone_link(engine, sent):
     link = host.links[1]
     link.waiter = Waiter(link)
     return link
+
+
+def test_a_batch_packed_and_not_yet_sent_rides_back_first_and_is_not_delivered_if_lost():
+    from backends import ray_transport
+
+    sent = []
+    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
+    try:
+        link = _lone_link(engine, sent)        # batches of 7, a window of 2, never answered
+        link.add("far", [("near", i, None) for i in range(30)])
+        link.flush()                            # 1 and 2 sent, 3 and 4 packed
+
+        ridden = link.ride()
+        link.lose("engine 1 lost")
+
+        letters = {d.envelope.message: d.reason for d in engine.dead_letters}
+        assert ray_transport._RIDE_HEADER.unpack_from(ridden)[0] == 3
+        assert [seq for seq, _ in sent] == [1, 2]
+        assert all(letters[m] == "engine 1 lost; possibly delivered" for m in range(21))
+        assert all(letters[m] == "engine 1 lost" for m in range(21, 30))
+    finally:
+        engine.close()
+
+
+def test_a_batch_whose_call_fails_to_go_stays_queued_and_goes_first_next_time():
+    class RefusesOnce(list):                # what the peer's deliver.remote records
+        refused = False
+
+        def append(self, call):
+            if not self.refused:
+                self.refused = True
+                raise RuntimeError("Ray refused the call")
+            super().append(call)
+
+    sent = RefusesOnce()
+    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
+    try:
+        link = _lone_link(engine, sent)
+        link.add("far", [("near", i, None) for i in range(7)])
+        with pytest.raises(RuntimeError, match="refused"):
+            link.flush()
+
+        link.add("far", [("near", i, None) for i in range(7, 14)])
+        link.flush()
+
+        assert [seq for seq, _ in sent] == [1, 2]
+        assert [wire[0][1][1] for _, wire in sent] == [list(range(7)), list(range(7, 14))]
+    finally:
+        engine.close()
 
 
 def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied():
