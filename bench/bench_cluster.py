@@ -221,7 +221,7 @@ def one_process(n: int = 2_000_000) -> tuple[float, float]:
     pending: list[int] = []
     for i in range(n):              # RaySender's loop, the call left out
         pending.append(i)
-        if len(pending) == 1_000 or i == n - 1:
+        if len(pending) == 10_000 or i == n - 1:     # as the Source's turns
             counter.recv(pending)
             pending = []
     theirs = time.process_time() - start
