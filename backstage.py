@@ -2361,6 +2361,9 @@ class _Sending(_EngineState):
     # _settle_reply(id, value, exc); the far side wraps the id in a
     # _RemoteReply.  A lost engine: _stop_stand_in(target_id, reason), and its
     # queued items become dead letters and its monitors are told.
+    # A publication arriving from another engine is kept only if
+    # _wants_publication says so: unsubscribing takes effect at once here, as
+    # it does locally, though the publisher hears of it later.
     # Subscribing to, unsubscribing from, monitoring or demonitoring a
     # stand-in queues the operation in its inbox (tags _SUBSCRIBE,
     # _UNSUBSCRIBE, _MONITOR, _DEMONITOR; _item_fields names them), so it
@@ -2407,6 +2410,17 @@ class _Sending(_EngineState):
         inbox._flush_run = flush_run
         self._registry[target_id] = ctx
         return ctx
+
+    def _wants_publication(self, subscriber_id: str, publisher_id: str, topic: str) -> bool:
+        """Whether a publication from another engine still goes to ``subscriber_id``
+        (engine thread): no longer once it unsubscribed, as locally, though the
+        publisher may have sent it before it heard.  An id that is not a local
+        actor keeps it (forwarded, or a dead letter)."""
+        sub = self._registry.get(subscriber_id)
+        if sub is None or sub._inbox.__class__ is _StandInInbox:
+            return True
+        subscriptions = sub._subscriptions
+        return subscriptions is not None and (publisher_id, topic) in subscriptions
 
     def _turn_stand_in(self, ctx: Context) -> int:
         """A stand-in's turn: its whole inbox to the transport, in one call.

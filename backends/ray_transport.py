@@ -163,6 +163,11 @@ def _unpicklable_reason(what: str, why: str) -> str:
             f"pickles (module-level classes, no locks, sockets or open files)")
 
 
+def _unloadable_reason(src: int, here: int, exc: Exception) -> str:
+    return (f"engine {here} could not unpickle a batch from engine {src} ({exc!r}); send "
+            f"data that unpickles where it is received (classes importable there)")
+
+
 def _portable_exception(exc: BaseException) -> BaseException:
     """``exc`` if it travels (pickles and unpickles), else a RuntimeError that
     says what it was."""
@@ -772,9 +777,7 @@ class _Host:
         try:
             wire = pickle.loads(memoryview(packet)[_RIDE_HEADER.size:])
         except Exception as exc:
-            reason = (f"a batch from engine {peer} could not be unpickled on engine "
-                      f"{self.index} ({exc!r}): its messages are lost; send data that "
-                      f"unpickles where it is received (classes importable there)")
+            reason = _unloadable_reason(peer, self.index, exc)
             log.error("%s", reason)
             self.engine._dead_letter(f"(batch from engine {peer})",
                                      Envelope(None, _MT.SEND, None), reason)
@@ -886,14 +889,13 @@ class _Host:
         if handled.done():
             return
         link = self.links.get(src)          # None for the driver: nothing rides back
-        handled.set_result(link.ride() if link is not None and (link.pending or link.waiter.queued)
-                           else None)
+        handled.set_result(link.ride() if link is not None else None)
 
     def _uncode(self, src: int, target_id: str, item: tuple[Any, ...]) -> Any:
         sender_id, message, code = item
         if code == _PUBLISH:
             topic, message = message
-            if not _subscribed(self.engine, target_id, sender_id, topic):
+            if not self.engine._wants_publication(target_id, sender_id, topic):
                 return _UNWANTED
             return backstage._remote_item(sender_id, _MT.PUBLISH, message, topic)
         if code == _ASK:
@@ -1113,9 +1115,7 @@ class EngineHost:
         except Exception as exc:
             host.loop.call_soon_threadsafe(host.receive, src, seq, acked, None, answer)
             answer.wait(host.engine)
-            raise RuntimeError(f"engine {self.index} could not unpickle a batch from engine "
-                               f"{src} ({exc!r}); send data that unpickles where it is "
-                               f"received (classes importable there)") from None
+            raise RuntimeError(_unloadable_reason(src, self.index, exc)) from None
         if host.engine.closed:
             raise backstage.EngineClosed(f"engine {self.index} is closed")
         host.loop.call_soon_threadsafe(host.receive, src, seq, acked, wire, answer)
@@ -1259,21 +1259,6 @@ def _place(engine: Engine, actor_id: str, where: int) -> None:
         return
     link = host.links[where]
     ctx._inbox._flush, ctx._inbox._flush_run = link.hand, link.hand_run
-
-
-def _subscribed(engine: Engine, subscriber_id: str, publisher_id: str, topic: str) -> bool:
-    """Whether a publication arriving for ``subscriber_id`` is still wanted.
-
-    Unsubscribing takes effect at once on the subscriber's engine, as it does
-    locally; the publisher hears of it later, so publications already on their
-    way are dropped here.  An id that is not a local actor keeps them (it
-    forwards, or makes them dead letters).
-    """
-    sub = engine._registry.get(subscriber_id)
-    if sub is None or _is_stand_in(sub):
-        return True
-    subscriptions = sub._subscriptions
-    return subscriptions is not None and (publisher_id, topic) in subscriptions
 
 
 def _publisher_stopped(engine: Engine, publisher_id: str, subscriber_id: str,

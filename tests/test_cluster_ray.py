@@ -1056,6 +1056,15 @@ def _is_loopback(addr):
     return ip.is_loopback
 
 
+@pytest.fixture
+def lone_engine():
+    """An engine of this process, not run, for a link alone (the conftest's
+    ``engine`` runs on every loop backend; a link's host needs only one)."""
+    local = backstage.Engine(backend="selectors", dead_letters_kept=100)
+    yield local
+    local.close()
+
+
 def _lone_link(engine, sent):
     """A host on ``engine`` (of this process) whose link to engine 1 records its calls
     in ``sent`` and never sees them answered."""
@@ -1081,29 +1090,27 @@ def _lone_link(engine, sent):
     return link
 
 
-def test_a_batch_packed_and_not_yet_sent_rides_back_first_and_is_not_delivered_if_lost():
+def test_a_batch_packed_and_not_yet_sent_rides_back_first_and_is_not_delivered_if_lost(lone_engine):
+    engine = lone_engine
     from backends import ray_transport
 
     sent = []
-    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
-    try:
-        link = _lone_link(engine, sent)        # batches of 7, a window of 2, never answered
-        link.add("far", [("near", i, None) for i in range(30)])
-        link.flush()                            # 1 and 2 sent, 3 and 4 packed
+    link = _lone_link(engine, sent)        # batches of 7, a window of 2, never answered
+    link.add("far", [("near", i, None) for i in range(30)])
+    link.flush()                            # 1 and 2 sent, 3 and 4 packed
 
-        ridden = link.ride()
-        link.lose("engine 1 lost")
+    ridden = link.ride()
+    link.lose("engine 1 lost")
 
-        letters = {d.envelope.message: d.reason for d in engine.dead_letters}
-        assert ray_transport._RIDE_HEADER.unpack_from(ridden)[0] == 3
-        assert [seq for seq, _ in sent] == [1, 2]
-        assert all(letters[m] == "engine 1 lost; possibly delivered" for m in range(21))
-        assert all(letters[m] == "engine 1 lost" for m in range(21, 30))
-    finally:
-        engine.close()
+    letters = {d.envelope.message: d.reason for d in engine.dead_letters}
+    assert ray_transport._RIDE_HEADER.unpack_from(ridden)[0] == 3
+    assert [seq for seq, _ in sent] == [1, 2]
+    assert all(letters[m] == "engine 1 lost; possibly delivered" for m in range(21))
+    assert all(letters[m] == "engine 1 lost" for m in range(21, 30))
 
 
-def test_a_batch_whose_call_fails_to_go_stays_queued_and_goes_first_next_time():
+def test_a_batch_whose_call_fails_to_go_stays_queued_and_goes_first_next_time(lone_engine):
+    engine = lone_engine
     class RefusesOnce(list):                # what the peer's deliver.remote records
         refused = False
 
@@ -1114,81 +1121,68 @@ def test_a_batch_whose_call_fails_to_go_stays_queued_and_goes_first_next_time():
             super().append(call)
 
     sent = RefusesOnce()
-    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
-    try:
-        link = _lone_link(engine, sent)
-        link.add("far", [("near", i, None) for i in range(7)])
-        with pytest.raises(RuntimeError, match="refused"):
-            link.flush()
-
-        link.add("far", [("near", i, None) for i in range(7, 14)])
+    link = _lone_link(engine, sent)
+    link.add("far", [("near", i, None) for i in range(7)])
+    with pytest.raises(RuntimeError, match="refused"):
         link.flush()
 
-        assert [seq for seq, _ in sent] == [1, 2]
-        assert [wire[0][1][1] for _, wire in sent] == [list(range(7)), list(range(7, 14))]
-    finally:
-        engine.close()
+    link.add("far", [("near", i, None) for i in range(7, 14)])
+    link.flush()
+
+    assert [seq for seq, _ in sent] == [1, 2]
+    assert [wire[0][1][1] for _, wire in sent] == [list(range(7)), list(range(7, 14))]
 
 
-def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied():
+def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied(lone_engine):
+    engine = lone_engine
     from backends import ray_transport
 
-    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
-    try:
-        host = _lone_link(engine, []).host
-        early = ray_transport._Answer()
-        host.receive(1, 2, 0, [("nobody", ("near", ["too early"]), ray_transport._ONE_SENDER)],
-                     early)                         # batch 2 of engine 1, before its batch 1
+    host = _lone_link(engine, []).host
+    early = ray_transport._Answer()
+    host.receive(1, 2, 0, [("nobody", ("near", ["too early"]), ray_transport._ONE_SENDER)],
+                 early)                         # batch 2 of engine 1, before its batch 1
 
-        host.peer_lost(1, "engine 1 lost")
+    host.peer_lost(1, "engine 1 lost")
 
-        assert early.done() and early.wait(engine) is None
-        assert not host.held and not engine.dead_letters
-    finally:
-        engine.close()
+    assert early.done() and early.wait(engine) is None
+    assert not host.held and not engine.dead_letters
 
 
-def test_a_batch_that_rode_back_is_possibly_delivered_until_the_peer_says_it_arrived():
+def test_a_batch_that_rode_back_is_possibly_delivered_until_the_peer_says_it_arrived(lone_engine):
+    engine = lone_engine
     from backends import ray_transport
 
-    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
-    try:
-        link = _lone_link(engine, [])
-        link.add("far", [("near", i, None) for i in range(10)])
-        first = ray_transport._RIDE_HEADER.unpack_from(link.ride())[0]
-        second = ray_transport._RIDE_HEADER.unpack_from(link.ride())[0]
+    link = _lone_link(engine, [])
+    link.add("far", [("near", i, None) for i in range(10)])
+    first = ray_transport._RIDE_HEADER.unpack_from(link.ride())[0]
+    second = ray_transport._RIDE_HEADER.unpack_from(link.ride())[0]
 
-        link.release(first)             # the peer's next call: "applied up to first"
-        link.lose("engine 1 lost")
+    link.release(first)             # the peer's next call: "applied up to first"
+    link.lose("engine 1 lost")
 
-        letters = [(d.envelope.message, d.reason) for d in engine.dead_letters]
-        assert (first, second) == (1, 2)
-        assert letters == [(i, "engine 1 lost; possibly delivered") for i in range(7, 10)]
-    finally:
-        engine.close()
+    letters = [(d.envelope.message, d.reason) for d in engine.dead_letters]
+    assert (first, second) == (1, 2)
+    assert letters == [(i, "engine 1 lost; possibly delivered") for i in range(7, 10)]
 
 
-def test_a_long_burst_is_split_in_order_and_what_was_not_sent_is_dead_lettered_on_loss():
+def test_a_long_burst_is_split_in_order_and_what_was_not_sent_is_dead_lettered_on_loss(lone_engine):
+    engine = lone_engine
     # The link alone, on an engine of this process: its calls are recorded, never completed,
     # so what it sent stays in flight when the peer is lost.
     from backends import ray_transport
 
     sent = []
-    engine = backstage.Engine(backend="selectors", dead_letters_kept=100)
-    try:
-        link = _lone_link(engine, sent)
-        link.add("far", [("near", i, None) for i in range(30)])
-        link.flush()
-        assert [seq for seq, _ in sent] == [1, 2]           # the window: 2 calls in flight
-        assert [wire for _, wire in sent] == [
-            [("far", ("near", list(range(0, 7))), ray_transport._ONE_SENDER)],
-            [("far", ("near", list(range(7, 14))), ray_transport._ONE_SENDER)]]
+    link = _lone_link(engine, sent)
+    link.add("far", [("near", i, None) for i in range(30)])
+    link.flush()
+    assert [seq for seq, _ in sent] == [1, 2]           # the window: 2 calls in flight
+    assert [wire for _, wire in sent] == [
+        [("far", ("near", list(range(0, 7))), ray_transport._ONE_SENDER)],
+        [("far", ("near", list(range(7, 14))), ray_transport._ONE_SENDER)]]
 
-        link.lose("engine 1 lost")
+    link.lose("engine 1 lost")
 
-        letters = [(d.envelope.message, d.reason) for d in engine.dead_letters]
-        assert [m for m, _ in letters] == list(range(30))
-        assert all(r.endswith("possibly delivered") for m, r in letters if m < 14)
-        assert all(r == "engine 1 lost" for m, r in letters if m >= 14)
-    finally:
-        engine.close()
+    letters = [(d.envelope.message, d.reason) for d in engine.dead_letters]
+    assert [m for m, _ in letters] == list(range(30))
+    assert all(r.endswith("possibly delivered") for m, r in letters if m < 14)
+    assert all(r == "engine 1 lost" for m, r in letters if m >= 14)
