@@ -39,20 +39,33 @@ class Source:
 
 
 class Sink:
-    """Counts messages; notes the time the ``n``-th arrived."""
+    """Counts messages; notes the time the ``n``-th arrived.
+
+    Asked "ended", it answers once the ``n``-th message is handled: the end of
+    a run is then known without polling the engines (Ray's side learns it by
+    the order of its calls), so no look at the engines is in the CPU measured.
+    Messages are told from the "ended" question by their class, as Ray's
+    counter tells them by the method called: one check, no string comparison.
+    """
 
     def __init__(self, ctx: Any, n: int) -> None:
         self.n = n
         self.count = 0
         self.ended = 0.0
+        self.asker: Any = None
 
     def receive(self, envelope: Any) -> None:
-        if envelope.message == "ended":
-            envelope.reply(self.ended)
+        if envelope.message.__class__ is str:          # "ended"
+            if self.count >= self.n:
+                envelope.reply(self.ended)
+            else:
+                self.asker = envelope
             return
         self.count += 1
         if self.count == self.n:
             self.ended = time.monotonic()
+            if self.asker is not None:
+                self.asker.reply(self.ended)
 
 
 class Pinger:
