@@ -562,6 +562,7 @@ class _Waiter:
         self.window: int = link.host.window
         self.thread: threading.Thread | None = None
         self.closed = False
+        self.sending = False                    # a thread is making calls (see _send)
         self.calls = 0                          # calls made (the link's stats)
 
     def has_room(self) -> bool:
@@ -573,13 +574,12 @@ class _Waiter:
         """Send the packed batch ``seq`` once the window has room (engine thread)."""
         with self.cond:
             self.queued.append((seq, packet))
-            self._send()
             if self.thread is None:
                 self.thread = threading.Thread(
                     target=self._run, daemon=True,
                     name=f"backstage-link-{self.link.host.index}-{self.link.peer}")
                 self.thread.start()
-            self.cond.notify()
+        self._send()
 
     def take_queued(self) -> tuple[int, bytes] | None:
         """The oldest batch packed and not yet sent, taken back (engine thread)."""
@@ -587,13 +587,41 @@ class _Waiter:
             return self.queued.popleft() if self.queued else None
 
     def _send(self) -> None:
-        """Calls for queued batches while the window has room (holding cond)."""
-        queued, refs, deliver = self.queued, self.refs, self.link.handle.deliver
-        while queued and len(refs) < self.window and not self.closed:
-            seq, packet = queued[0]
-            refs[deliver.remote(packet)] = seq
-            queued.popleft()                # only once sent: a failed call keeps it queued
-            self.calls += 1
+        """Calls for queued batches while the window has room; either thread.
+
+        One thread makes calls at a time (``sending``), so they go in sequence
+        order; the other leaves its batches to it.  The call itself is made
+        without the lock: a thread that queues or takes back a batch never
+        waits on another's ``.remote()`` (a large batch goes through Ray's
+        object store first), and the engine's thread goes on with its turns.
+        """
+        cond, queued, refs = self.cond, self.queued, self.refs
+        deliver = self.link.handle.deliver
+        with cond:
+            if self.sending:
+                return                      # the other thread sends what is queued
+            self.sending = True
+        try:
+            while True:
+                with cond:
+                    if not queued or len(refs) >= self.window or self.closed:
+                        self.sending = False
+                        return
+                    seq, packet = queued.popleft()  # in hand: no ride-back takes it now
+                try:
+                    ref = deliver.remote(packet)
+                except BaseException:
+                    with cond:
+                        queued.appendleft((seq, packet))    # first next time
+                    raise
+                with cond:
+                    refs[ref] = seq
+                    self.calls += 1
+                    cond.notify()           # the waiter watches it from now
+        except BaseException:
+            with cond:
+                self.sending = False
+            raise
 
     def close(self) -> list[int]:
         """Stop; the sequence numbers of the batches packed and never sent."""
@@ -636,10 +664,10 @@ class _Waiter:
             failed = None
             with cond:
                 seqs = [refs.pop(ref) for ref in ready]
-                try:
-                    self._send()
-                except Exception as exc:    # raised once the answers are handed over
-                    failed = exc
+            try:
+                self._send()
+            except Exception as exc:        # raised once the answers are handed over
+                failed = exc
             outcomes = _outcomes(ready)
             post(link.completed, [(seq, value, exc) for seq, (value, exc)
                                   in zip(seqs, outcomes, strict=True)])

@@ -1065,20 +1065,23 @@ def lone_engine():
     local.close()
 
 
-def _lone_link(engine, sent):
+def _lone_link(engine, sent, remote=None):
     """A host on ``engine`` (of this process) whose link to engine 1 records its calls
-    in ``sent`` and never sees them answered."""
+    in ``sent`` (or makes them with ``remote(packet)``) and never sees them answered."""
 
     from backends import ray_transport
 
+    def record(packet):
+        src, seq, acked = ray_transport._CALL_HEADER.unpack_from(packet)
+        wire = pickle.loads(packet[ray_transport._CALL_HEADER.size:])
+        sent.append((seq, wire))
+        return object()
+
+    call = remote or record
+
     class Peer:
         class deliver:
-            @staticmethod
-            def remote(packet):
-                src, seq, acked = ray_transport._CALL_HEADER.unpack_from(packet)
-                wire = pickle.loads(packet[ray_transport._CALL_HEADER.size:])
-                sent.append((seq, wire))
-                return object()
+            remote = staticmethod(call)
 
     class Waiter(ray_transport._Waiter):     # the calls are never answered
         def _run(self):
@@ -1131,6 +1134,37 @@ def test_a_batch_whose_call_fails_to_go_stays_queued_and_goes_first_next_time(lo
 
     assert [seq for seq, _ in sent] == [1, 2]
     assert [wire[0][1][1] for _, wire in sent] == [list(range(7)), list(range(7, 14))]
+
+
+def test_a_call_being_made_holds_up_no_other_thread_of_the_link(lone_engine):
+    from backends import ray_transport
+
+    entered, gate, sent = threading.Event(), threading.Event(), []
+
+    def remote(packet):                     # the first call is slow to go (a large
+        seq = ray_transport._CALL_HEADER.unpack_from(packet)[1]    # batch, say)
+        sent.append(seq)
+        if seq == 1:
+            entered.set()
+            gate.wait(10)
+        return object()
+
+    def packet(seq):
+        return ray_transport._CALL_HEADER.pack(0, seq, 0) + pickle.dumps([])
+
+    waiter = _lone_link(lone_engine, [], remote).waiter
+    making = threading.Thread(target=waiter.queue, args=(1, packet(1)))
+    making.start()
+    assert entered.wait(10)
+    waiter.queue(2, packet(2))              # meanwhile: queued for the thread making calls
+    taken = waiter.take_queued()            # and taken back to ride on an answer
+    held_up = gate.is_set()
+    gate.set()
+    making.join(10)
+
+    assert not held_up
+    assert taken is not None and taken[0] == 2
+    assert sent == [1]
 
 
 def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied(lone_engine):
