@@ -103,7 +103,8 @@ def main() -> None:
     assert total == {w: c * args.copies for w, c in expected.items()}, "counts differ"
 
     print(f"{sent:,} lines, {sum(total.values()):,} words, {len(total):,} distinct")
-    print(f"counted in {elapsed:.2f} s over {args.engines} engines "
+    engines = f"{args.engines} engine{'s' if args.engines != 1 else ''}"
+    print(f"counted in {elapsed:.2f} s over {engines} "
           f"({sent / elapsed:,.0f} lines/s; {links:,} messages crossed engines); "
           f"cluster start {ready - started:.1f} s")
     print("top words:", ", ".join(f"{w} {c:,}" for w, c in total.most_common(5)))
