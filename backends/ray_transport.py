@@ -549,9 +549,10 @@ class _Waiter:
     so that a peer slow to answer does not hold up the answers of another.
 
     The engine packs up to a window of batches ahead (``queue``); an answer
-    sends the next at once from this thread, as Ray's own sender does after
-    its ray.wait, instead of after a hop to the engine's thread, which may be
-    in the middle of a long turn.
+    sends the next at once from this thread (or leaves it to the engine's
+    thread if that one is making calls), as Ray's own sender does after its
+    ray.wait, instead of after a hop to the engine's thread, which may be in
+    the middle of a long turn.
     """
 
     def __init__(self, link: _Link) -> None:
@@ -612,7 +613,8 @@ class _Waiter:
                     ref = deliver.remote(packet)
                 except BaseException:
                     with cond:
-                        queued.appendleft((seq, packet))    # first next time
+                        if not self.closed:     # (closed: lose() has dead-lettered it)
+                            queued.appendleft((seq, packet))    # first next time
                     raise
                 with cond:
                     refs[ref] = seq

@@ -1136,35 +1136,62 @@ def test_a_batch_whose_call_fails_to_go_stays_queued_and_goes_first_next_time(lo
     assert [wire[0][1][1] for _, wire in sent] == [list(range(7)), list(range(7, 14))]
 
 
-def test_a_call_being_made_holds_up_no_other_thread_of_the_link(lone_engine):
+def _held_first_call(engine):
+    """A lone link's waiter whose first call is slow to go (a large batch, say): it
+    waits in ``.remote()`` until ``gate`` opens.  (waiter, gate, calls made, packet)."""
     from backends import ray_transport
 
-    entered, gate, sent = threading.Event(), threading.Event(), []
+    entered, gate, calls = threading.Event(), threading.Event(), []
 
-    def remote(packet):                     # the first call is slow to go (a large
-        seq = ray_transport._CALL_HEADER.unpack_from(packet)[1]    # batch, say)
-        sent.append(seq)
+    def remote(packet):
+        seq = ray_transport._CALL_HEADER.unpack_from(packet)[1]
+        calls.append((seq, threading.current_thread().name))
         if seq == 1:
             entered.set()
-            gate.wait(10)
+            gate.wait(30)
         return object()
 
     def packet(seq):
         return ray_transport._CALL_HEADER.pack(0, seq, 0) + pickle.dumps([])
 
-    waiter = _lone_link(lone_engine, [], remote).waiter
-    making = threading.Thread(target=waiter.queue, args=(1, packet(1)))
+    waiter = _lone_link(engine, [], remote).waiter
+    making = threading.Thread(target=waiter.queue, args=(1, packet(1)), name="making")
     making.start()
     assert entered.wait(10)
-    waiter.queue(2, packet(2))              # meanwhile: queued for the thread making calls
-    taken = waiter.take_queued()            # and taken back to ride on an answer
-    held_up = gate.is_set()
+    return waiter, gate, calls, packet, making
+
+
+def test_a_call_being_made_holds_up_no_other_thread_of_the_link(lone_engine):
+    waiter, gate, calls, packet, making = _held_first_call(lone_engine)
+    taken, done = [], threading.Event()
+
+    def meanwhile():                    # another batch queued, then taken back to ride
+        waiter.queue(2, packet(2))
+        taken.append(waiter.take_queued())
+        done.set()
+
+    threading.Thread(target=meanwhile, name="other").start()
+    held_up = not done.wait(10)         # the call in progress ends only when the gate opens
+    gate.set()
+    making.join(10)
+    done.wait(10)
+
+    assert not held_up
+    assert taken[0] is not None and taken[0][0] == 2
+    assert [seq for seq, _ in calls] == [1]
+
+
+def test_a_batch_queued_while_a_call_is_made_goes_from_the_thread_making_calls(lone_engine):
+    waiter, gate, calls, packet, making = _held_first_call(lone_engine)
+    other = threading.Thread(target=waiter.queue, args=(2, packet(2)), name="other")
+    other.start()
+    other.join(10)                      # returns at once: one thread makes the calls
+    queued_meanwhile = not other.is_alive()
     gate.set()
     making.join(10)
 
-    assert not held_up
-    assert taken is not None and taken[0] == 2
-    assert sent == [1]
+    assert queued_meanwhile
+    assert calls == [(1, "making"), (2, "making")]
 
 
 def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied(lone_engine):
