@@ -29,6 +29,8 @@ one clock for every process of a Linux machine.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import os
 import platform
 import signal
@@ -67,10 +69,21 @@ RAY_INIT = {"num_cpus": 2, "object_store_memory": 100 * 1024 * 1024}
 
 
 def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) of process ``pid`` so far."""
+    """CPU seconds (user + system) of process ``pid`` so far, read from its CPU-time
+    clock (nanoseconds), not /proc/PID/stat: that counts 10 ms ticks, and a
+    throughput run at batch 10,000 takes 0.1-0.2 s of each process's CPU."""
+    clock = ctypes.c_int()
+    if _libc.clock_getcpuclockid(pid, ctypes.byref(clock)) == 0:
+        try:
+            return time.clock_gettime(clock.value)
+        except OSError:
+            pass                        # gone meanwhile, or not ours to read
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"))
 
 
 def _id_on(cluster: backstage.Cluster, engine: int, prefix: str) -> str:
