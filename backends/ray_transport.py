@@ -50,7 +50,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ray
 
@@ -88,6 +88,12 @@ _UNWANTED = object()
 
 
 _TUPLE = {tuple}
+# Classes whose instances unpickle as instances of the same class: a run of
+# one sender's messages of only these is vouched to hold no tuple when it
+# arrives (Engine._deliver_remote_run's no_tuples).  Any other class may
+# unpickle as something else (its __reduce__ says what), a tuple included.
+_KEEP_THEIR_CLASS = frozenset({int, float, complex, bool, str, bytes, bytearray, type(None),
+                               list, dict, set, frozenset})
 _first, _second, _third = (operator.itemgetter(i) for i in range(3))
 # How the items of one entry of a batch cross (see _Link._wire).
 _CODED, _PLAIN, _ONE_SENDER = range(3)
@@ -248,12 +254,14 @@ class _Link:
         """A stand-in's turn (its flush): its items, sent at the end of this tick."""
         self.add(ctx.actor_id, items, _EXPLICIT)
 
-    def hand_run(self, ctx: Any, sender_id: str | None, messages: list[Any]) -> None:
+    def hand_run(self, ctx: Any, sender_id: str | None, messages: list[Any],
+                 classes: set[type]) -> None:
         """A stand-in's turn of one sender's plain sends (its flush_run)."""
-        self.add(ctx.actor_id, messages, sender_id)
+        self.add(ctx.actor_id, messages, _Run(sender_id, classes <= _KEEP_THEIR_CLASS))
 
     def add(self, target_id: str, items: list[Any], sender: Any = _EXPLICIT) -> None:
-        """Items for ``target_id`` (or one sender's messages); sent at the end of this tick."""
+        """Items for ``target_id`` (``sender`` _EXPLICIT), or one sender's messages
+        (``sender`` a _Run); sent at the end of this tick."""
         if self.lost is not None:
             self.host.engine._dead_letter_all(target_id, _items(items, sender), self.lost)
             return
@@ -394,9 +402,10 @@ class _Link:
         (target_id, items, form): form _PLAIN says every item is a plain
         send, found by passes in C instead of a Python loop, and the receiver
         queues the list as it is; _ONE_SENDER says they also share one
-        sender, and only (sender, messages) cross: a list of messages pickles
-        in about a sixth of the time of a list of (sender, message, None)
-        tuples, and unpickles in a quarter.  The passes: one over the types,
+        sender, and only (sender, messages, no_tuples) cross: a list of
+        messages pickles in about a sixth of the time of a list of (sender,
+        message, None) tuples, and unpickles in a quarter; no_tuples vouches
+        that no message arrives as a tuple (see _KEEP_THEIR_CLASS).  The passes: one over the types,
         then the tag and sender columns taken by itemgetter and counted
         (identity first, in C): 117-159 ns a message at 100 to 10,000 sends,
         against 204-216 for a set per column and 156-228 for a zip into
@@ -409,14 +418,16 @@ class _Link:
                 wire.append((None, items, _CODED))
                 continue
             if sender is not _EXPLICIT:         # a stand-in's run (Link.hand_run)
-                wire.append((target_id, (sender, items), _ONE_SENDER))
+                wire.append((target_id, (sender.sender_id, items, sender.no_tuples),
+                             _ONE_SENDER))
                 continue
             if set(map(type, items)) == _TUPLE:
                 n = len(items)
                 if list(map(_third, items)).count(None) == n:
                     senders = list(map(_first, items))
                     if senders.count(senders[0]) == n:
-                        wire.append((target_id, (senders[0], list(map(_second, items))),
+                        wire.append((target_id,
+                                     (senders[0], list(map(_second, items)), False),
                                      _ONE_SENDER))
                     else:
                         wire.append((target_id, items, _PLAIN))
@@ -528,9 +539,15 @@ class _Link:
                 engine._dead_letter_all(target_id, _items(items, sender), reason)
 
 
+class _Run(NamedTuple):
+    """A pending entry's sender when it holds one sender's plain sends, bare."""
+    sender_id: str | None
+    no_tuples: bool             # vouched: none arrives as a tuple (_KEEP_THEIR_CLASS)
+
+
 def _items(items: list[Any], sender: Any) -> list[Any]:
     """An entry's items as tuples: a run's messages with their sender."""
-    return items if sender is _EXPLICIT else backstage._run_items(sender, items)
+    return items if sender is _EXPLICIT else backstage._run_items(sender.sender_id, items)
 
 
 # Seconds between looks at a link's calls in flight while its window has room.
@@ -855,11 +872,11 @@ class _Host:
             self.when_handled(src, marks, handled)
 
     def _deliver_from_one(self, target_id: str, sender_id: str | None,
-                          messages: list[Any]) -> None:
+                          messages: list[Any], no_tuples: bool) -> None:
         """Plain sends of one sender, as they crossed: queued as a run, the way
         the sender's own engine queues them (Engine._deliver_remote_run)."""
         self._arriving(target_id, len(messages))
-        self.engine._deliver_remote_run(target_id, sender_id, messages)
+        self.engine._deliver_remote_run(target_id, sender_id, messages, no_tuples)
         self._mark(target_id)
 
     def _deliver(self, target_id: str, items: list[Any]) -> None:

@@ -56,7 +56,7 @@ class Remote:
 
     OPS = ("send", "ask", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
            "where", "dead_letters", "unpicklable", "unloadable", "got", "boom", "subscriptions",
-           "block")
+           "block", "send_becoming_tuple")
 
     def receive(self, envelope):
         message = envelope.message
@@ -119,6 +119,10 @@ class Remote:
             envelope.reply(True)
         elif op == "unloadable":
             ctx.send(args[0], Unloadable())
+            envelope.reply(True)
+        elif op == "send_becoming_tuple":       # one turn: one sender's run
+            for message in ("before", BecomesTuple(), "after"):
+                ctx.send(args[0], message)
             envelope.reply(True)
 
 
@@ -227,6 +231,13 @@ class Holder:
 
 def _refuse_to_load():
     raise ValueError("this message refuses to be unpickled")
+
+
+class BecomesTuple:
+    """Pickles as the tuple (1, 2, 3): a class's __reduce__ may make it anything."""
+
+    def __reduce__(self):
+        return (tuple, ((1, 2, 3),))
 
 
 class Unloadable:

@@ -238,6 +238,23 @@ def test_actors_send_and_ask_across_engines(cluster):
     assert _ask(cluster, b, "get") == [(a, "SEND", "one", None), (a, "SEND", "two", None)]
 
 
+def test_a_message_that_arrives_as_a_tuple_in_a_run_of_sends_keeps_its_sender(cluster):
+    # A run of one sender's plain sends crosses bare, and the receiving engine
+    # queues it bare unless a message is a tuple there; only a run of builtin
+    # classes is vouched tuple-free without a look (this one is not).
+    a = _id_on(cluster, 0, "becomes-a")
+    b = _id_on(cluster, 1, "becomes-b")
+    cluster.spawn_actor(Remote, a)
+    cluster.spawn_actor(Collector, b)
+
+    _ask(cluster, a, ("send_becoming_tuple", b))
+    assert cluster.wait_idle(60)
+
+    assert _ask(cluster, b, "get") == [(a, "SEND", "before", None),
+                                       (a, "SEND", (1, 2, 3), None),
+                                       (a, "SEND", "after", None)]
+
+
 def _link(cluster, src, dst):
     stats = {s["engine"]: s for s in cluster.stats()}
     return stats[src]["links"][dst]
@@ -1161,6 +1178,26 @@ def _held_first_call(engine):
     return waiter, gate, calls, packet, making
 
 
+def test_a_run_is_vouched_tuple_free_only_when_every_class_keeps_its_class_unpickled(
+        lone_engine):
+    from backends import ray_transport
+
+    sent = []
+    link = _lone_link(lone_engine, sent)
+
+    class StandIn:                          # what hand_run reads of a stand-in
+        actor_id = "far"
+
+    builtins = [1, "two", 3.0, None, [4], {5: 6}]
+    link.hand_run(StandIn, "near", builtins, set(map(type, builtins)))
+    link.flush()
+    link.hand_run(StandIn, "near", [1, ray_transport], {int, type(ray_transport)})
+    link.flush()
+
+    assert [wire[0][1][2] for _, wire in sent] == [True, False]
+    assert [wire[0][2] for _, wire in sent] == [ray_transport._ONE_SENDER] * 2
+
+
 def test_a_call_being_made_holds_up_no_other_thread_of_the_link(lone_engine):
     waiter, gate, calls, packet, making = _held_first_call(lone_engine)
     taken, done = [], threading.Event()
@@ -1200,7 +1237,7 @@ def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied(lone_e
 
     host = _lone_link(engine, []).host
     early = ray_transport._Answer()
-    host.receive(1, 2, 0, [("nobody", ("near", ["too early"]), ray_transport._ONE_SENDER)],
+    host.receive(1, 2, 0, [("nobody", ("near", ["too early"], True), ray_transport._ONE_SENDER)],
                  early)                         # batch 2 of engine 1, before its batch 1
 
     host.peer_lost(1, "engine 1 lost")
@@ -1238,8 +1275,8 @@ def test_a_long_burst_is_split_in_order_and_what_was_not_sent_is_dead_lettered_o
     link.flush()
     assert [seq for seq, _ in sent] == [1, 2]           # the window: 2 calls in flight
     assert [wire for _, wire in sent] == [
-        [("far", ("near", list(range(0, 7))), ray_transport._ONE_SENDER)],
-        [("far", ("near", list(range(7, 14))), ray_transport._ONE_SENDER)]]
+        [("far", ("near", list(range(0, 7)), False), ray_transport._ONE_SENDER)],
+        [("far", ("near", list(range(7, 14)), False), ray_transport._ONE_SENDER)]]
 
     link.lose("engine 1 lost")
 

@@ -478,6 +478,16 @@ def test_a_run_from_another_engine_keeps_its_sender_between_local_sends(engine):
          ("p2", 7), ("p2", (8, "t")), ("p2", 9), ("p0", 10)]
 
 
+def test_a_run_from_another_engine_vouched_tuple_free_keeps_its_sender(engine):
+    log = []
+    _spawn(engine, log)
+    engine._deliver_remote_run("probe", "far", [1, 2, 3], no_tuples=True)
+    engine.get_actor("p0").ctx.send("probe", 4)
+    engine.run()
+
+    assert [(s, m) for s, _, m, _ in log] == [("far", 1), ("far", 2), ("far", 3), ("p0", 4)]
+
+
 def test_a_run_from_another_engine_to_a_bounded_inbox_keeps_its_sender(engine):
     log = []
     _spawn(engine, log, capacity=8, overflow="drop")

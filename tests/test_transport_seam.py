@@ -306,6 +306,7 @@ class Runs:
         self.flushed = []           # (target, items)
         self.runs = []              # (target, sender, messages)
         self.kinds = set()          # the types of the lists handed over
+        self.classes = []           # the classes of each run's messages, as told
 
     def resolve(self, target_id):
         return self.engine._install_stand_in(target_id, self.flush, self.flush_run)
@@ -314,11 +315,12 @@ class Runs:
         self.kinds.add(type(items))
         self.flushed.append((ctx.actor_id, list(items)))
 
-    def flush_run(self, ctx, sender_id, messages):
+    def flush_run(self, ctx, sender_id, messages, classes):
         self.kinds.add(type(messages))
         if self.fail:
             raise OSError("link down")
         self.runs.append((ctx.actor_id, sender_id, list(messages)))
+        self.classes.append(classes)
 
 
 def test_one_senders_plain_sends_reach_flush_run_as_bare_messages_with_their_sender(engine):
@@ -330,7 +332,31 @@ def test_one_senders_plain_sends_reach_flush_run_as_bare_messages_with_their_sen
     engine.run()
 
     assert transport.runs == [("echo", "client", [0, 1, 2, 3, 4])]
+    assert transport.classes == [{int}]
     assert transport.flushed == []
+
+
+class MixedRun:
+    """On a message, sends a tuple, then an int and a str, to "echo" in one turn."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        for message in ((1, 2), 3, "x"):
+            self.ctx.send("echo", message)
+
+
+def test_flush_run_is_told_the_classes_of_the_messages_the_first_one_included(engine):
+    transport = Runs(engine)
+    engine.attach_transport(transport)
+    engine.spawn_actor(MixedRun, id="mixed")
+
+    engine.send("mixed", "go")
+    engine.run()
+
+    assert transport.runs == [("echo", "mixed", [(1, 2), 3, "x"])]
+    assert transport.classes == [{tuple, int, str}]
 
 
 def test_a_stand_ins_items_that_are_not_one_senders_plain_sends_go_to_flush_as_tuples(engine):
