@@ -2438,7 +2438,7 @@ class _Sending(_EngineState):
         """A stand-in's turn: its whole inbox to the transport, in one call.
 
         Plain sends of one sender only (a producer's burst) go to the
-        transport's flush_run as (sender, messages), when it has one: the
+        transport's flush_run as (sender, messages, classes), when it has one: the
         bare messages stay bare and no tuple is made per message (10,000 sends
         a turn, the Ray link's part: 129 -> 30 ns a message; timeit).
         """

@@ -89,10 +89,12 @@ _UNWANTED = object()
 
 _TUPLE = {tuple}
 # Classes whose instances unpickle as instances of the same class: a run of
-# one sender's messages of only these is vouched to hold no tuple when it
-# arrives (Engine._deliver_remote_run's no_tuples).  Any other class may
-# unpickle as something else (its __reduce__ says what), a tuple included.
-_KEEP_THEIR_CLASS = frozenset({int, float, complex, bool, str, bytes, bytearray, type(None),
+# one sender's messages of only these (exact classes, no subclass) is vouched
+# to hold no tuple when it arrives (Engine._deliver_remote_run's no_tuples).
+# Each is pickled by the pickler's own code, not through copyreg's table,
+# which any import may change (complex is in that table: left out).  Any
+# other class may unpickle as something else (its __reduce__ says what).
+_KEEP_THEIR_CLASS = frozenset({int, float, bool, str, bytes, bytearray, type(None),
                                list, dict, set, frozenset})
 _first, _second, _third = (operator.itemgetter(i) for i in range(3))
 # How the items of one entry of a batch cross (see _Link._wire).
@@ -233,8 +235,8 @@ class _Link:
         self.host = host
         self.peer = peer
         self.handle = handle
-        # (target id, items, _EXPLICIT), (target id, messages, their sender) for
-        # one sender's plain sends, or (None, control, _EXPLICIT)
+        # (target id, items, _EXPLICIT), (target id, messages, _Run(their sender,
+        # vouched tuple-free)) for one sender's plain sends, or (None, control, _EXPLICIT)
         self.pending: deque[tuple[str | None, Any, Any]] = deque()
         self.head = 0               # items of pending[0] already taken (see _take)
         self.pending_count = 0
@@ -256,7 +258,9 @@ class _Link:
 
     def hand_run(self, ctx: Any, sender_id: str | None, messages: list[Any],
                  classes: set[type]) -> None:
-        """A stand-in's turn of one sender's plain sends (its flush_run)."""
+        """A stand-in's turn of one sender's plain sends (its flush_run);
+        ``classes``: the set of the messages' classes, which says whether the
+        run can be vouched tuple-free."""
         self.add(ctx.actor_id, messages, _Run(sender_id, classes <= _KEEP_THEIR_CLASS))
 
     def add(self, target_id: str, items: list[Any], sender: Any = _EXPLICIT) -> None:
@@ -405,8 +409,9 @@ class _Link:
         sender, and only (sender, messages, no_tuples) cross: a list of
         messages pickles in about a sixth of the time of a list of (sender,
         message, None) tuples, and unpickles in a quarter; no_tuples vouches
-        that no message arrives as a tuple (see _KEEP_THEIR_CLASS).  The passes: one over the types,
-        then the tag and sender columns taken by itemgetter and counted
+        that no message arrives as a tuple (see _KEEP_THEIR_CLASS).  The
+        passes: one over the types, then the tag and sender columns taken by
+        itemgetter and counted
         (identity first, in C): 117-159 ns a message at 100 to 10,000 sends,
         against 204-216 for a set per column and 156-228 for a zip into
         columns (10,000 arguments: py-spy put 57 % of the sending engine there

@@ -68,6 +68,9 @@ from bench.cluster_actors import (  # noqa: E402
 RAY_INIT = {"num_cpus": 2, "object_store_memory": 100 * 1024 * 1024}
 
 
+_libc = ctypes.CDLL(ctypes.util.find_library("c"))
+
+
 def _cpu(pid: int) -> float:
     """CPU seconds (user + system) of process ``pid`` so far, read from its CPU-time
     clock (nanoseconds), not /proc/PID/stat: that counts 10 ms ticks, and a
@@ -81,9 +84,6 @@ def _cpu(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"))
 
 
 def _id_on(cluster: backstage.Cluster, engine: int, prefix: str) -> str:

@@ -8,6 +8,7 @@ loop on a thread of its own inside a Ray actor by design, so these tests are
 not parametrised over loop backends.
 """
 
+import fractions
 import json
 import os
 import pickle
@@ -1155,7 +1156,8 @@ def test_a_batch_whose_call_fails_to_go_stays_queued_and_goes_first_next_time(lo
 
 def _held_first_call(engine):
     """A lone link's waiter whose first call is slow to go (a large batch, say): it
-    waits in ``.remote()`` until ``gate`` opens.  (waiter, gate, calls made, packet)."""
+    waits in ``.remote()`` until ``gate`` opens.  (waiter, gate, calls made as (seq,
+    thread name), packet(seq), the thread making call 1)."""
     from backends import ray_transport
 
     entered, gate, calls = threading.Event(), threading.Event(), []
@@ -1182,20 +1184,26 @@ def test_a_run_is_vouched_tuple_free_only_when_every_class_keeps_its_class_unpic
         lone_engine):
     from backends import ray_transport
 
-    sent = []
-    link = _lone_link(lone_engine, sent)
+    link = _lone_link(lone_engine, [])
 
     class StandIn:                          # what hand_run reads of a stand-in
         actor_id = "far"
 
-    builtins = [1, "two", 3.0, None, [4], {5: 6}]
-    link.hand_run(StandIn, "near", builtins, set(map(type, builtins)))
-    link.flush()
-    link.hand_run(StandIn, "near", [1, ray_transport], {int, type(ray_transport)})
-    link.flush()
+    class Name(str):                        # a subclass: its class, not str's
+        pass
 
-    assert [wire[0][1][2] for _, wire in sent] == [True, False]
-    assert [wire[0][2] for _, wire in sent] == [ray_transport._ONE_SENDER] * 2
+    runs = [[1, "two", 3.0, None, True, b"6", [7], {8: 9}, {10}],       # builtins
+            [1, fractions.Fraction(1, 3)],          # a class of the standard library
+            [1, Name("eleven")],
+            [1, 2j]]                                # pickled through copyreg's table
+    wires = []
+    for messages in runs:
+        link.hand_run(StandIn, "near", list(messages), set(map(type, messages)))
+        entries, _ = link._take(len(messages))          # as a batch takes them
+        wires.append(link._wire(entries))
+
+    assert [wire[0][1][2] for wire in wires] == [True, False, False, False]
+    assert [wire[0][2] for wire in wires] == [ray_transport._ONE_SENDER] * 4
 
 
 def test_a_call_being_made_holds_up_no_other_thread_of_the_link(lone_engine):
