@@ -2452,8 +2452,8 @@ class _Sending(_EngineState):
         # batch: 0.9 -> 2.5 CPU-us a message).
         items = inbox[ctx._head:]
         ctx._head = 0
-        sender: Any = _NO_TAIL
-        classes = None
+        sender: str | None = None
+        classes = None                      # set: one sender's run, for flush_run
         if ctx._tail_sender is not _NO_TAIL:
             # Each stand-in list starts with a tuple (_NO_TAIL below).
             if flush_run is not None:
@@ -2473,7 +2473,7 @@ class _Sending(_EngineState):
         except Exception as exc:
             log.exception("the transport failed to forward %d messages to %r",
                           len(items), ctx.actor_id)
-            if sender is not _NO_TAIL:
+            if classes is not None:
                 items = _run_items(sender, items)
             self._dead_letter_all(ctx.actor_id, items, f"transport failed: {exc!r}")
         if ctx._state is not _STOPPED:

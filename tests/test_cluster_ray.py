@@ -76,6 +76,13 @@ def _id_on(cluster, engine, prefix):
     raise AssertionError("no id found")
 
 
+def _spawn_on(cluster, engine, actor_class, prefix, *args):
+    """An actor of ``actor_class`` under an id the stable hash places on ``engine``."""
+    actor_id = _id_on(cluster, engine, prefix)
+    cluster.spawn_actor(actor_class, actor_id, *args)
+    return actor_id
+
+
 def _ask(cluster, actor_id, message, timeout=30):
     return cluster.ask(actor_id, message, timeout=timeout).result(timeout + 5)
 
@@ -225,10 +232,8 @@ def test_an_exception_in_the_constructor_propagates_to_spawn_actor(cluster):
 # -- actors across engines --------------------------------------------------------
 
 def test_actors_send_and_ask_across_engines(cluster):
-    a = _id_on(cluster, 0, "cross-a")
-    b = _id_on(cluster, 1, "cross-b")
-    cluster.spawn_actor(Remote, a)
-    cluster.spawn_actor(Collector, b)
+    a = _spawn_on(cluster, 0, Remote, "cross-a")
+    b = _spawn_on(cluster, 1, Collector, "cross-b")
     cluster.spawn_actor(Echo, "cross-echo", pin=2)
 
     _ask(cluster, a, ("send", b, ["one", "two"]))
@@ -243,10 +248,8 @@ def test_a_message_that_arrives_as_a_tuple_in_a_run_of_sends_keeps_its_sender(cl
     # A run of one sender's plain sends crosses bare, and the receiving engine
     # queues it bare unless a message is a tuple there; only a run of builtin
     # classes is vouched tuple-free without a look (this one is not).
-    a = _id_on(cluster, 0, "becomes-a")
-    b = _id_on(cluster, 1, "becomes-b")
-    cluster.spawn_actor(Remote, a)
-    cluster.spawn_actor(Collector, b)
+    a = _spawn_on(cluster, 0, Remote, "becomes-a")
+    b = _spawn_on(cluster, 1, Collector, "becomes-b")
 
     _ask(cluster, a, ("send_becoming_tuple", b))
     assert cluster.wait_idle(60)
@@ -262,10 +265,8 @@ def _link(cluster, src, dst):
 
 
 def test_an_answer_to_a_message_from_another_engine_rides_back_on_that_calls_return(cluster):
-    a = _id_on(cluster, 0, "rally-a")
-    b = _id_on(cluster, 1, "rally-b")
-    cluster.spawn_actor(Rally, a)
-    cluster.spawn_actor(Rally, b)
+    a = _spawn_on(cluster, 0, Rally, "rally-a")
+    b = _spawn_on(cluster, 1, Rally, "rally-b")
     before = _link(cluster, 1, 0)
 
     assert _ask(cluster, a, ("go", b, 200)) == "done"
@@ -352,10 +353,8 @@ def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_li
 
 def test_an_exception_that_does_not_unpickle_still_fails_the_ask_and_says_what_it_was(
         cluster):
-    asker = _id_on(cluster, 0, "two-arg-asker")
-    raiser = _id_on(cluster, 1, "two-arg-raiser")
-    cluster.spawn_actor(Remote, asker)
-    cluster.spawn_actor(RaisesTwoArgumentError, raiser)
+    asker = _spawn_on(cluster, 0, Remote, "two-arg-asker")
+    raiser = _spawn_on(cluster, 1, RaisesTwoArgumentError, "two-arg-raiser")
 
     status, _, why = _ask(cluster, asker, ("ask", raiser, "q"))
     with pytest.raises(RuntimeError, match="TwoArgumentError: one and two"):
@@ -461,10 +460,8 @@ def test_per_sender_order_holds_both_ways_when_batches_ride_back_on_answers(clus
 
 
 def test_publish_and_subscribe_across_engines(cluster):
-    publisher = _id_on(cluster, 0, "pub")
-    subscriber = _id_on(cluster, 1, "sub")
-    cluster.spawn_actor(Remote, publisher)
-    cluster.spawn_actor(Remote, subscriber)
+    publisher = _spawn_on(cluster, 0, Remote, "pub")
+    subscriber = _spawn_on(cluster, 1, Remote, "sub")
 
     _ask(cluster, subscriber, ("subscribe", publisher))
     assert cluster.wait_idle(60)        # the subscription has reached the publisher
@@ -480,10 +477,8 @@ def test_publish_and_subscribe_across_engines(cluster):
 
 def test_no_publication_reaches_a_subscriber_on_another_engine_after_it_unsubscribes(
         cluster, tmp_path):
-    publisher = _id_on(cluster, 0, "late-pub")
-    subscriber = _id_on(cluster, 1, "late-sub")
-    cluster.spawn_actor(Remote, publisher)
-    cluster.spawn_actor(Remote, subscriber)
+    publisher = _spawn_on(cluster, 0, Remote, "late-pub")
+    subscriber = _spawn_on(cluster, 1, Remote, "late-sub")
     _ask(cluster, subscriber, ("subscribe", publisher))
     assert cluster.wait_idle(60)
 
@@ -518,10 +513,8 @@ def test_subscribers_on_other_engines_lose_the_subscription_when_the_publisher_s
 
 
 def test_monitor_across_engines_tells_terminated_when_the_remote_actor_stops(cluster, tmp_path):
-    watcher = _id_on(cluster, 0, "mon-watcher")
-    watched = _id_on(cluster, 1, "mon-watched")
-    cluster.spawn_actor(Remote, watcher)
-    cluster.spawn_actor(Deinit, watched, str(tmp_path / "d.txt"))
+    watcher = _spawn_on(cluster, 0, Remote, "mon-watcher")
+    watched = _spawn_on(cluster, 1, Deinit, "mon-watched", str(tmp_path / "d.txt"))
 
     _ask(cluster, watcher, ("monitor", watched))
     _ask(cluster, watcher, ("pill", watched))
