@@ -74,7 +74,8 @@ The transport seam (actors on other engines; see the sub-banner in
 ``t.resolve(id)``, which may register ``_install_stand_in(id, flush,
 flush_run)``; a stand-in's turn calls ``flush(ctx, items)`` once with its whole
 inbox (or ``flush_run(ctx, sender_id, messages, classes)`` for one sender's plain
-sends, with the set of the messages' classes);
+sends, with the set of the messages' classes), which return True to hold
+the senders until ``_release_senders(ctx)`` (a link's back-pressure);
 ``_item_fields``/``_remote_item`` convert items to and from picklable fields;
 ``_deliver_remote``, ``_register_reply``/``_settle_reply``/``_RemoteReply``
 and ``_stop_stand_in`` do the rest.
@@ -139,6 +140,7 @@ import importlib
 import itertools
 import json
 import logging
+import operator
 import os
 import reprlib
 import selectors
@@ -1060,6 +1062,9 @@ class _StandInInbox(list[Any]):
     _flush_run: Callable[[Context, str | None, list[Any], set[type]], Any] | None
 
 
+_first = operator.itemgetter(0)      # an item's sender id
+
+
 def _run_items(sender_id: str | None, messages: list[Any]) -> list[Any]:
     """One sender's plain sends as the items they stand for (each a tuple)."""
     return [(sender_id, message, None) for message in messages]
@@ -1174,6 +1179,7 @@ class _Extras:
         "suspended",        # the _Suspended coroutine of an async receive, while it waits
         "stash",            # list of items set aside by ctx.stash
         "init_args",        # (args, kwargs) of the constructor, made again at a restart
+        "held",             # a stand-in's: set of local senders held until its link drains
     )
 
     # Each None until first use (typed Any: the engine narrows them by use).
@@ -1192,6 +1198,7 @@ class _Extras:
         self.monitoring: set[str] | None = None
         self.suspended = self.stash = None
         self.init_args = None
+        self.held: set[Context] | None = None
 
 
 class _ExtraField:
@@ -1266,6 +1273,7 @@ class Context:
     _suspended = _ExtraField()
     _stash = _ExtraField()
     _init_args = _ExtraField()
+    _held = _ExtraField()
 
     def __init__(self, engine: Engine, actor_id: str, parent: str | None,
                  capacity: int) -> None:
@@ -1746,6 +1754,7 @@ class _EngineState:
         def _post_and_wait(self, target: Context, item: tuple[Any, ...],
                            timeout: float | None) -> None: ...
         def _admit_waiting(self, ctx: Context) -> None: ...
+        def _hold_senders(self, stand_in: Context, sender_ids: Iterable[str | None]) -> None: ...
         def _run_call(self, ctx: Context, call: MethodCall, reply: _Reply) -> None: ...
         def get_actor(self, actor_id: str) -> Any: ...
         def stop(self) -> None: ...
@@ -2365,7 +2374,9 @@ class _Sending(_EngineState):
     # sender as flush_run(ctx, sender_id, messages, classes), the messages
     # bare, ``classes`` the set of their classes; the far engine queues them
     # with _deliver_remote_run, told no_tuples=True if the transport can
-    # vouch from those classes that none arrives as a tuple.
+    # vouch from those classes that none arrives as a tuple.  A flush or
+    # flush_run that returns True holds the local actors that sent the items
+    # (_hold_senders) until the transport calls _release_senders(ctx).
     # Inbound, the transport builds items with _remote_item() and hands them
     # to _deliver_remote (engine thread; _submit it from others).
     # Asks: _register_reply(reply) -> an id the far side answers to, through
@@ -2467,15 +2478,21 @@ class _Sending(_EngineState):
         ctx._count += len(items)
         try:
             if classes is None:
-                flush(ctx, items)
+                full = flush(ctx, items)
             else:
-                flush_run(ctx, sender, items, classes)
+                full = flush_run(ctx, sender, items, classes)
         except Exception as exc:
             log.exception("the transport failed to forward %d messages to %r",
                           len(items), ctx.actor_id)
             if classes is not None:
                 items = _run_items(sender, items)
             self._dead_letter_all(ctx.actor_id, items, f"transport failed: {exc!r}")
+            full = False
+        if full:
+            # The transport holds more than it may send soon: its senders wait
+            # (see _hold_senders).
+            self._hold_senders(ctx, (sender,) if classes is not None
+                               else set(map(_first, items)))
         if ctx._state is not _STOPPED:
             self._after_turn(ctx)
         return len(items)
@@ -2668,6 +2685,56 @@ class _BackPressure(_Sending):
                 self._schedule(sender)
             else:
                 sender._scheduled = _IDLE
+
+    def _unpark(self, ctx: Context, key: Any) -> None:
+        """``ctx`` no longer waits on ``key``: its turns resume if nothing else holds it."""
+        waiting_on = ctx._waiting_on
+        if waiting_on:
+            waiting_on.pop(key, None)
+        if not waiting_on and ctx._scheduled is _PARKED and ctx._state is _RUNNING:
+            ctx._scheduled = _IDLE
+            if len(ctx._inbox) > ctx._head:
+                self._schedule(ctx)
+
+    # -- held by a transport --------------------------------------------------
+    # A stand-in's flush that answers True says its link holds more than it
+    # can send soon: the local actors that sent the items take no more turns
+    # until the transport calls _release_senders.  Their messages wait in
+    # their own inboxes, not in the link: a producer faster than the network
+    # is paced by it, as a "block" inbox paces a local one.
+
+    def _hold_senders(self, stand_in: Context, sender_ids: Iterable[str | None]) -> None:
+        """Park the local actors among ``sender_ids`` until ``_release_senders(stand_in)``.
+
+        An actor already held for this stand-in, a stand-in, an id that is not
+        an actor here (None: Engine.send) and a stopping actor are left alone.
+        An actor in the ready queue has the turn it was given, then parks.
+        """
+        held = stand_in._held
+        if held is None:
+            held = stand_in._held = set()
+        registry = self._registry
+        for sender_id in sender_ids:
+            sender = registry.get(sender_id) if sender_id is not None else None
+            if sender is None or sender in held or sender._state is not _RUNNING \
+                    or sender._inbox.__class__ is _StandInInbox:
+                continue
+            held.add(sender)
+            waiting_on = sender._waiting_on
+            if waiting_on is None:
+                waiting_on = sender._waiting_on = {}
+            waiting_on[stand_in] = 1
+            if not sender._scheduled:
+                sender._scheduled = _PARKED
+
+    def _release_senders(self, stand_in: Context) -> None:
+        """The transport's link toward ``stand_in`` has room again: the senders
+        held for it take turns again (engine thread; for transports)."""
+        held = stand_in._held
+        if held:
+            stand_in._held = None
+            for sender in held:
+                self._unpark(sender, stand_in)
 
     def _release_waiting(self, ctx: Context) -> list[Any]:
         """A stopping actor's waiting senders go free; returns their messages."""
@@ -3500,15 +3567,6 @@ class _Waiting(_Asking):
             self._handle_failure(ctx, failure, suspended.envelope, None)
         self._unpark(ctx, suspended)
         self._check_idle()
-
-    def _unpark(self, ctx: Context, key: Any) -> None:
-        waiting_on = ctx._waiting_on
-        if waiting_on:
-            waiting_on.pop(key, None)
-        if not waiting_on and ctx._scheduled is _PARKED and ctx._state is _RUNNING:
-            ctx._scheduled = _IDLE
-            if len(ctx._inbox) > ctx._head:
-                self._schedule(ctx)
 
     def _cancel_coroutine(self, ctx: Context, reason: str) -> None:
         """Cancel ``ctx``'s suspended coroutine now, as it stops or restarts:

@@ -188,6 +188,27 @@ class Burst:
                 self.ctx.send(self.ctx.actor_id, ("more", target, start + chunk, n, chunk))
 
 
+class Flood:
+    """Burst's sends, and at the start of each turn the most messages its engine's
+    links held unsent so far; ask "most" for that, "turns" for its turns."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.most = 0
+        self.turns = 0
+
+    def receive(self, envelope):
+        from backends import ray_transport
+        self.turns += 1
+        links = ray_transport._current.links.values()
+        self.most = max(self.most, *(link.pending_count for link in links))
+        message = envelope.message
+        if message in ("most", "turns"):
+            envelope.reply(getattr(self, message))
+            return
+        Burst.receive(self, envelope)
+
+
 class Rally:
     """Ping-pong: ask ("go", peer, n) to play n rounds with another Rally, which
     returns every ball to its sender; answers "done" after the n-th return."""

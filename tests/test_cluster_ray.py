@@ -39,6 +39,7 @@ from cluster_actors import (  # noqa: E402
     Collector,
     Deinit,
     Echo,
+    Flood,
     Holder,
     RaisesTwoArgumentError,
     Rally,
@@ -331,6 +332,37 @@ def test_answers_send_the_next_batches_while_the_sending_engine_is_in_a_long_tur
             release.touch()
     assert cluster.wait_idle(60)
     assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(1000))
+
+
+def test_a_producer_faster_than_its_link_is_held_so_the_link_never_holds_much_unsent(
+        cluster):
+    # The session cluster sends batches of 50 with a window of 2: a send buffer of 100.
+    flood = _spawn_on(cluster, 0, Flood, "flood")
+    collector = _spawn_on(cluster, 1, Collector, "flood-collector")
+
+    _ask(cluster, flood, ("go", collector, 20_000, 100))       # 100 sends a turn
+    assert cluster.wait_idle(120)
+
+    assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(20_000))
+    # Held once over the buffer: at most the buffer and the one turn it was
+    # already queued for (unheld, the link held thousands).
+    assert _ask(cluster, flood, "most") <= 100 + 100
+
+
+def test_held_senders_go_on_when_the_peer_answers_nothing_for_a_second(cluster, tmp_path):
+    flood = _spawn_on(cluster, 0, Flood, "valve-flood")
+    collector = _spawn_on(cluster, 1, Collector, "valve-collector")
+    blocker = _spawn_on(cluster, 1, Remote, "valve-blocker")
+    release = _blocked(cluster, blocker, tmp_path)      # engine 1 answers nothing now
+    try:
+        _ask(cluster, flood, ("go", collector, 2000, 200))      # held after its first sends
+        # Asked while held, it answers once the valve lets it go, not when engine 1 does.
+        assert _ask(cluster, flood, "turns", timeout=10) >= 3
+        assert not release.exists()
+    finally:
+        release.touch()
+    assert cluster.wait_idle(60)
+    assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(2000))
 
 
 def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_link_goes_on(
@@ -899,6 +931,14 @@ def test_a_cluster_of_no_engines_is_refused_at_the_call():
         backstage.Cluster(transport="ray", engines=0)
 
 
+@pytest.mark.parametrize("setting, value", [("batch_limit", 0), ("window", 2.5),
+                                            ("send_buffer", -1), ("send_buffer", True)])
+def test_link_settings_that_are_not_positive_ints_are_refused_at_the_call(setting, value):
+    with pytest.raises(ValueError, match=rf"^{setting} must be an int of at least 1, "
+                                         rf"got {value!r}"):
+        backstage.Cluster(transport="ray", engines=2, **{setting: value})
+
+
 # -- tests that own a Ray: last, in this order ---------------------------------------
 
 def test_close_shuts_down_the_ray_it_started_and_a_second_cluster_then_works(cluster):
@@ -1121,6 +1161,22 @@ def test_a_batch_packed_and_not_yet_sent_rides_back_first_and_is_not_delivered_i
     assert [seq for seq, _ in sent] == [1, 2]
     assert all(letters[m] == "engine 1 lost; possibly delivered" for m in range(21))
     assert all(letters[m] == "engine 1 lost" for m in range(21, 30))
+
+
+def test_a_lost_peer_lets_the_senders_held_for_its_link_go_on(lone_engine):
+    engine = lone_engine
+    link = _lone_link(engine, [])
+    engine.spawn_actor(Collector, id="near")
+    near = engine.get_context("near")
+    stand_in = engine._install_stand_in("far", link.hand, link.hand_run)
+    engine._hold_senders(stand_in, ["near"])
+    assert link.hold(stand_in)
+    assert near._scheduled == "parked"
+
+    link.lose("engine 1 lost")
+
+    assert near._scheduled is False and not near._waiting_on
+    assert link.valve is None and not link.holding
 
 
 def test_a_batch_whose_call_fails_to_go_stays_queued_and_goes_first_next_time(lone_engine):

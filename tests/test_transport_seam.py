@@ -404,3 +404,75 @@ def test_a_stand_in_hands_its_transport_plain_lists_that_pickle_as_lists(engine)
 
     assert transport.kinds == {list}
     assert transport.runs and transport.flushed
+
+
+class Full:
+    """A transport whose link is full while ``full`` is set: each flush answers True."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.full = True
+        self.sent = []              # every message handed over, in order
+        self.stand_ins = set()
+
+    def resolve(self, target_id):
+        return self.engine._install_stand_in(target_id, self.flush, self.flush_run)
+
+    def flush(self, ctx, items):
+        self.stand_ins.add(ctx)
+        self.sent += [message for _, message, _ in items]
+        return self.full
+
+    def flush_run(self, ctx, sender_id, messages, classes):
+        self.stand_ins.add(ctx)
+        self.sent += messages
+        return self.full
+
+
+class Countdown:
+    """On n: sends n to "far", and n - 1 to itself, one turn per number."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.turns = 0
+
+    def receive(self, envelope):
+        self.turns += 1
+        n = envelope.message
+        self.ctx.send("far", n)
+        if n > 1:
+            self.ctx.send(self.ctx.actor_id, n - 1)
+
+
+def test_a_flush_that_answers_true_holds_the_sender_until_the_transport_releases_it(engine):
+    transport = Full(engine)
+    engine.attach_transport(transport)
+    countdown = engine.spawn_actor(Countdown, id="countdown")
+
+    engine.send("countdown", 5)
+    engine.run()            # returns: a held actor is no work left to do
+
+    # Held at the stand-in's first turn; it was queued already, so it had that
+    # turn, and then parked with its next message in its inbox.
+    assert countdown.turns == 2
+    assert transport.sent == [5, 4]
+    transport.full = False
+    for stand_in in transport.stand_ins:
+        engine._release_senders(stand_in)
+    engine.run()
+
+    assert countdown.turns == 5
+    assert transport.sent == [5, 4, 3, 2, 1]
+
+
+def test_a_full_transport_holds_no_one_for_a_send_from_outside_any_actor(engine):
+    transport = Full(engine)
+    engine.attach_transport(transport)
+
+    for n in range(3):
+        engine.send("far", n)
+    engine.run()
+    engine.send("far", 3)
+    engine.run()
+
+    assert transport.sent == [0, 1, 2, 3]
