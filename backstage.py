@@ -75,7 +75,8 @@ The transport seam (actors on other engines; see the sub-banner in
 flush_run)``; a stand-in's turn calls ``flush(ctx, items)`` once with its whole
 inbox (or ``flush_run(ctx, sender_id, messages, classes)`` for one sender's plain
 sends, with the set of the messages' classes), which return True to hold
-the senders until ``_release_senders(ctx)`` (a link's back-pressure);
+the senders until ``_release_senders(ctx)`` or ``_release_sender(actor)``
+(a link's back-pressure);
 ``_item_fields``/``_remote_item`` convert items to and from picklable fields;
 ``_deliver_remote``, ``_register_reply``/``_settle_reply``/``_RemoteReply``
 and ``_stop_stand_in`` do the rest.
@@ -1179,7 +1180,7 @@ class _Extras:
         "suspended",        # the _Suspended coroutine of an async receive, while it waits
         "stash",            # list of items set aside by ctx.stash
         "init_args",        # (args, kwargs) of the constructor, made again at a restart
-        "held",             # a stand-in's: set of local senders held until its link drains
+        "held_senders",     # a stand-in's: {local sender Context: None} held until its link drains
     )
 
     # Each None until first use (typed Any: the engine narrows them by use).
@@ -1198,7 +1199,7 @@ class _Extras:
         self.monitoring: set[str] | None = None
         self.suspended = self.stash = None
         self.init_args = None
-        self.held: set[Context] | None = None
+        self.held_senders: dict[Context, None] | None = None
 
 
 class _ExtraField:
@@ -1273,7 +1274,7 @@ class Context:
     _suspended = _ExtraField()
     _stash = _ExtraField()
     _init_args = _ExtraField()
-    _held = _ExtraField()
+    _held_senders = _ExtraField()
 
     def __init__(self, engine: Engine, actor_id: str, parent: str | None,
                  capacity: int) -> None:
@@ -2376,7 +2377,8 @@ class _Sending(_EngineState):
     # with _deliver_remote_run, told no_tuples=True if the transport can
     # vouch from those classes that none arrives as a tuple.  A flush or
     # flush_run that returns True holds the local actors that sent the items
-    # (_hold_senders) until the transport calls _release_senders(ctx).
+    # (_hold_senders) until the transport calls _release_senders(ctx), or
+    # _release_sender(actor) for one that has messages from another engine.
     # Inbound, the transport builds items with _remote_item() and hands them
     # to _deliver_remote (engine thread; _submit it from others).
     # Asks: _register_reply(reply) -> an id the far side answers to, through
@@ -2678,13 +2680,7 @@ class _BackPressure(_Sending):
         if left:
             waiting_on[target] = left
             return
-        del waiting_on[target]
-        if not waiting_on and sender._scheduled is _PARKED and sender._state is _RUNNING:
-            if len(sender._inbox) > sender._head:
-                sender._scheduled = _IDLE
-                self._schedule(sender)
-            else:
-                sender._scheduled = _IDLE
+        self._unpark(sender, target)
 
     def _unpark(self, ctx: Context, key: Any) -> None:
         """``ctx`` no longer waits on ``key``: its turns resume if nothing else holds it."""
@@ -2701,25 +2697,28 @@ class _BackPressure(_Sending):
     # can send soon: the local actors that sent the items take no more turns
     # until the transport calls _release_senders.  Their messages wait in
     # their own inboxes, not in the link: a producer faster than the network
-    # is paced by it, as a "block" inbox paces a local one.
+    # is paced by it, as a "block" inbox paces a local one.  Engine.run()
+    # returns while actors are held (they are no work it can do): a transport
+    # that holds keeps its engine running, as the Ray transport does.
 
     def _hold_senders(self, stand_in: Context, sender_ids: Iterable[str | None]) -> None:
-        """Park the local actors among ``sender_ids`` until ``_release_senders(stand_in)``.
+        """Park the local actors among ``sender_ids`` until ``_release_senders(stand_in)``
+        or ``_release_sender(actor)``.
 
         An actor already held for this stand-in, a stand-in, an id that is not
         an actor here (None: Engine.send) and a stopping actor are left alone.
         An actor in the ready queue has the turn it was given, then parks.
         """
-        held = stand_in._held
+        held = stand_in._held_senders
         if held is None:
-            held = stand_in._held = set()
+            held = stand_in._held_senders = {}      # a dict: released in the order held
         registry = self._registry
         for sender_id in sender_ids:
             sender = registry.get(sender_id) if sender_id is not None else None
             if sender is None or sender in held or sender._state is not _RUNNING \
                     or sender._inbox.__class__ is _StandInInbox:
                 continue
-            held.add(sender)
+            held[sender] = None
             waiting_on = sender._waiting_on
             if waiting_on is None:
                 waiting_on = sender._waiting_on = {}
@@ -2730,11 +2729,23 @@ class _BackPressure(_Sending):
     def _release_senders(self, stand_in: Context) -> None:
         """The transport's link toward ``stand_in`` has room again: the senders
         held for it take turns again (engine thread; for transports)."""
-        held = stand_in._held
+        held = stand_in._held_senders
         if held:
-            stand_in._held = None
+            stand_in._held_senders = None
             for sender in held:
                 self._unpark(sender, stand_in)
+
+    def _release_sender(self, ctx: Context) -> None:
+        """Let ``ctx`` go from every stand-in that holds it (engine thread; for
+        transports): messages from another engine arrived for it.  That engine
+        may wait for it to take them before its own link drains, and so before
+        it lets its own senders go; an actor held on both sides of a two-way
+        flood would otherwise hold up each engine on the other."""
+        for key in list(ctx._waiting_on or ()):
+            held = getattr(key, "_held_senders", None)
+            if held and ctx in held:
+                del held[ctx]
+                self._unpark(ctx, key)
 
     def _release_waiting(self, ctx: Context) -> list[Any]:
         """A stopping actor's waiting senders go free; returns their messages."""

@@ -112,6 +112,7 @@ _RIDE_HEADER = struct.Struct("<q")
 
 
 _RUNNING = backstage._RUNNING
+_PARKED = backstage._PARKED
 # The sender of an entry of a link whose items are tuples (see _Link.pending).
 _EXPLICIT = object()
 
@@ -253,10 +254,12 @@ class _Link:
         self.waiter = _Waiter(self)
         self.batches = 0                # sent as calls of their own or riding back
         self.messages = 0
-        self.holding: set[Any] = set()  # stand-ins whose senders are held (see hold)
-        self.holds = 0                  # times senders were held (the link's stats)
+        self.holding_for: set[Any] = set()  # stand-ins whose senders are held (see hold)
+        self.over_buffer = 0            # stand-in turns that found it over send_buffer
+        self.unsent_peak = 0            # the most messages it held unsent (its stats)
         self.answers = 0                # calls of ours answered, for the valve
         self.valve: Any = None          # the valve's timer while holding
+        self.valve_opened = 0           # times the valve let senders go (its stats)
 
     # -- filling ------------------------------------------------------------
 
@@ -264,7 +267,7 @@ class _Link:
         """A stand-in's turn (its flush): its items, sent at the end of this tick.
         True: hold their senders (see ``hold``)."""
         self.add(ctx.actor_id, items, _EXPLICIT)
-        return self.pending_count > self.host.send_buffer and self.hold(ctx)
+        return self.hold(ctx)
 
     def hand_run(self, ctx: Any, sender_id: str | None, messages: list[Any],
                  classes: set[type]) -> bool:
@@ -272,7 +275,7 @@ class _Link:
         ``classes``: the set of the messages' classes, which says whether the
         run can be vouched tuple-free.  True: hold the sender (see ``hold``)."""
         self.add(ctx.actor_id, messages, _Run(sender_id, classes <= _KEEP_THEIR_CLASS))
-        return self.pending_count > self.host.send_buffer and self.hold(ctx)
+        return self.hold(ctx)
 
     def add(self, target_id: str, items: list[Any], sender: Any = _EXPLICIT) -> None:
         """Items for ``target_id`` (``sender`` _EXPLICIT), or one sender's messages
@@ -298,20 +301,32 @@ class _Link:
     # -- back-pressure on senders -------------------------------------------
 
     def hold(self, ctx: Any) -> bool:
-        """More than ``send_buffer`` messages wait unsent: the local actors that
-        sent to the stand-in ``ctx`` are held (they take no turns) until half
-        of that is left (``_drained``).  A producer faster than the link then
-        waits for it, as Ray's own sender waits in ray.wait, instead of
-        queueing without bound: one way at batch 1,000, 1.6M messages, the
-        link held 1.44M messages unsent.  If the peer answers nothing for
-        _HOLD_VALVE seconds, they go on anyway."""
-        if self.lost is not None:
+        """After a stand-in's turn: whether the local actors that sent to ``ctx``
+        are to be held (they take no turns), because more than ``send_buffer``
+        messages wait unsent.  They go once half of that is left (``_drained``),
+        when the peer is lost, and each one that gets messages from another
+        engine (``_Host._mark``).  A producer faster than the link then waits
+        for it, as Ray's own sender waits in ray.wait, instead of queueing
+        without bound: one way at batch 1,000, 1.6M messages, the link held up
+        to 1.44M unsent.  If the peer answers nothing for _HOLD_VALVE seconds,
+        they go on anyway (the valve)."""
+        pending = self.pending_count
+        if pending > self.unsent_peak:
+            self.unsent_peak = pending
+        if pending <= self.host.send_buffer or self.lost is not None:
             return False
-        self.holding.add(ctx)
-        self.holds += 1
+        self.holding_for.add(ctx)
+        self.over_buffer += 1
         if self.valve is None:
             self.valve = self.host.loop.call_later(_HOLD_VALVE, self._stalled, self.answers)
         return True
+
+    def forget(self, ctx: Any) -> None:
+        """The stand-in ``ctx`` sends over another link from now on (a pin moved
+        its id): the senders held for it here go, and are held there if need be."""
+        if ctx in self.holding_for:
+            self.holding_for.discard(ctx)
+            self.host.engine._release_senders(ctx)
 
     def _drained(self) -> None:
         """Let the held senders go once half the send buffer or less is left."""
@@ -320,7 +335,7 @@ class _Link:
 
     def free_senders(self) -> None:
         """The senders held for this link take turns again."""
-        holding, self.holding = self.holding, set()
+        holding, self.holding_for = self.holding_for, set()
         if self.valve is not None:
             self.valve.cancel()
             self.valve = None
@@ -331,11 +346,12 @@ class _Link:
     def _stalled(self, answers: int) -> None:
         """The valve: no answer since the senders were held ``_HOLD_VALVE`` ago."""
         self.valve = None
-        if not self.holding:
+        if not self.holding_for:
             return
         if self.answers == answers:
             log.info("link %d -> %d: no answer for %.1f s; its held senders go on",
                      self.host.index, self.peer, _HOLD_VALVE)
+            self.valve_opened += 1
             self.free_senders()
         else:
             self.valve = self.host.loop.call_later(_HOLD_VALVE, self._stalled, self.answers)
@@ -454,7 +470,7 @@ class _Link:
                 self.head = head + room
                 count += room
         self.pending_count -= count
-        if self.holding:
+        if self.holding_for:
             self._drained()
         return taken, count
 
@@ -964,6 +980,10 @@ class _Host:
         if ctx is not None and not _is_stand_in(ctx):
             # Handled once the actor's count of messages taken reaches this.
             self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head))
+            if ctx._scheduled is _PARKED:
+                # Held by a link of ours, it would not take them, and the
+                # sender would wait for that (see _Link.hold).
+                self.engine._release_sender(ctx)
 
     def when_handled(self, src: int, marks: list[Any], handled: _Answer) -> None:
         self.unhandled.append((src, marks, handled))
@@ -1370,6 +1390,8 @@ def _place(engine: Engine, actor_id: str, where: int) -> None:
     if where == host.index or where in host.lost:
         engine._stop_stand_in(actor_id, f"{actor_id!r} is placed on engine {where} now")
         return
+    for other in host.links.values():
+        other.forget(ctx)
     link = host.links[where]
     ctx._inbox._flush, ctx._inbox._flush_run = link.hand, link.hand_run
 
@@ -1425,7 +1447,8 @@ def _stats(host: _Host) -> dict[str, Any]:
             "dead_letters": engine.dead_letter_count, "lost": dict(host.lost),
             "lost_at": dict(host.lost_at), "received": host.received,
             "links": {p: {"batches": lk.batches, "calls": lk.waiter.calls, "messages": lk.messages,
-                          "unsent": lk.pending_count, "holds": lk.holds}
+                          "unsent": lk.pending_count, "unsent_peak": lk.unsent_peak,
+                          "over_buffer": lk.over_buffer, "valve_opened": lk.valve_opened}
                       for p, lk in host.links.items()},
             "inspector": engine.inspector_path}
 

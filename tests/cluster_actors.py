@@ -189,24 +189,42 @@ class Burst:
 
 
 class Flood:
-    """Burst's sends, and at the start of each turn the most messages its engine's
-    links held unsent so far; ask "most" for that, "turns" for its turns."""
+    """Burst's sends on ("go", target, n, chunk), and a count of the ints it
+    receives (from another Flood); ask "received" for the count."""
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.most = 0
         self.turns = 0
+        self.received = 0
 
     def receive(self, envelope):
-        from backends import ray_transport
         self.turns += 1
-        links = ray_transport._current.links.values()
-        self.most = max(self.most, *(link.pending_count for link in links))
         message = envelope.message
-        if message in ("most", "turns"):
-            envelope.reply(getattr(self, message))
-            return
-        Burst.receive(self, envelope)
+        if message == "received":
+            envelope.reply(self.received)
+        elif type(message) is int:
+            self.received += 1
+        else:
+            Burst.receive(self, envelope)
+
+
+def turns_of(engine, actor_id):
+    """For cluster.call: the turns a Flood on ``engine`` has taken, read on its
+    engine's thread without a message (a held actor takes none)."""
+    return engine.get_actor(actor_id).turns
+
+
+def link_stats(engine, new_peaks=False):
+    """For cluster.call: this engine's links' counters, by peer; ``new_peaks``:
+    and their unsent peaks start again from nothing."""
+    from backends import ray_transport
+    links = ray_transport._current.links
+    stats = {peer: {"unsent_peak": link.unsent_peak, "valve_opened": link.valve_opened,
+                    "over_buffer": link.over_buffer} for peer, link in links.items()}
+    if new_peaks:
+        for link in links.values():
+            link.unsent_peak = 0
+    return stats
 
 
 class Rally:

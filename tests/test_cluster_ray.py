@@ -46,6 +46,8 @@ from cluster_actors import (  # noqa: E402
     Remote,
     Unloadable,
     Writer,
+    link_stats,
+    turns_of,
 )
 from conftest import wait_for  # noqa: E402
 
@@ -339,30 +341,52 @@ def test_a_producer_faster_than_its_link_is_held_so_the_link_never_holds_much_un
     # The session cluster sends batches of 50 with a window of 2: a send buffer of 100.
     flood = _spawn_on(cluster, 0, Flood, "flood")
     collector = _spawn_on(cluster, 1, Collector, "flood-collector")
+    cluster._impl.call(0, link_stats, True)     # the peaks of earlier tests forgotten
 
     _ask(cluster, flood, ("go", collector, 20_000, 100))       # 100 sends a turn
     assert cluster.wait_idle(120)
 
     assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(20_000))
-    # Held once over the buffer: at most the buffer and the one turn it was
-    # already queued for (unheld, the link held thousands).
-    assert _ask(cluster, flood, "most") <= 100 + 100
+    # Held once over the buffer: at most the buffer and two turns (one the
+    # stand-in's turn found, one the producer was already queued for).
+    # Unheld, the link held thousands.
+    assert cluster._impl.call(0, link_stats)[1]["unsent_peak"] <= 100 + 2 * 100
 
 
 def test_held_senders_go_on_when_the_peer_answers_nothing_for_a_second(cluster, tmp_path):
     flood = _spawn_on(cluster, 0, Flood, "valve-flood")
     collector = _spawn_on(cluster, 1, Collector, "valve-collector")
     blocker = _spawn_on(cluster, 1, Remote, "valve-blocker")
+    opened = cluster._impl.call(0, link_stats)[1]["valve_opened"]
     release = _blocked(cluster, blocker, tmp_path)      # engine 1 answers nothing now
     try:
-        _ask(cluster, flood, ("go", collector, 2000, 200))      # held after its first sends
-        # Asked while held, it answers once the valve lets it go, not when engine 1 does.
-        assert _ask(cluster, flood, "turns", timeout=10) >= 3
+        _ask(cluster, flood, ("go", collector, 4000, 200))
+        wait_for(lambda: cluster._impl.call(0, link_stats)[1]["over_buffer"] >= 1,
+                 "the flood to be held", timeout=30)
+        held_at = cluster._impl.call(0, turns_of, flood)
+
+        # No answer comes: the valve lets it go on, turn by turn, a second apart.
+        wait_for(lambda: cluster._impl.call(0, turns_of, flood) > held_at + 1,
+                 "the valve to let the flood go on", timeout=10)
+        assert cluster._impl.call(0, link_stats)[1]["valve_opened"] > opened
         assert not release.exists()
     finally:
         release.touch()
     assert cluster.wait_idle(60)
-    assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(2000))
+    assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(4000))
+
+
+def test_two_actors_flooding_each_other_across_engines_do_not_hold_each_other_up(cluster):
+    a, b = _spawn_on(cluster, 0, Flood, "two-way"), _spawn_on(cluster, 1, Flood, "two-way")
+    before = [cluster._impl.call(i, link_stats)[1 - i]["valve_opened"] for i in (0, 1)]
+
+    for me, other in ((a, b), (b, a)):
+        _ask(cluster, me, ("go", other, 20_000, 100))
+    assert cluster.wait_idle(120)
+
+    assert _ask(cluster, a, "received") == _ask(cluster, b, "received") == 20_000
+    # Each let go when the other's messages arrived, not by the valve a second later.
+    assert [cluster._impl.call(i, link_stats)[1 - i]["valve_opened"] for i in (0, 1)] == before
 
 
 def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_link_goes_on(
@@ -1169,14 +1193,33 @@ def test_a_lost_peer_lets_the_senders_held_for_its_link_go_on(lone_engine):
     engine.spawn_actor(Collector, id="near")
     near = engine.get_context("near")
     stand_in = engine._install_stand_in("far", link.hand, link.hand_run)
-    engine._hold_senders(stand_in, ["near"])
+    link.add("far", [("near", i, None) for i in range(20)])    # over the buffer of 2 x 7
     assert link.hold(stand_in)
+    engine._hold_senders(stand_in, ["near"])
     assert near._scheduled == "parked"
 
     link.lose("engine 1 lost")
 
     assert near._scheduled is False and not near._waiting_on
-    assert link.valve is None and not link.holding
+    assert link.valve is None and not link.holding_for
+
+
+def test_held_senders_go_when_half_the_send_buffer_or_less_is_left_unsent(lone_engine):
+    engine = lone_engine
+    link = _lone_link(engine, [])           # batches of 7, a window of 2: a buffer of 14
+    engine.spawn_actor(Collector, id="near")
+    near = engine.get_context("near")
+    stand_in = engine._install_stand_in("far", link.hand, link.hand_run)
+    link.add("far", [("near", i, None) for i in range(30)])
+    assert link.hold(stand_in)
+    engine._hold_senders(stand_in, ["near"])
+
+    unsent = []
+    while near._scheduled == "parked":
+        link._take(3)
+        unsent.append(link.pending_count)
+
+    assert unsent[-1] <= 7 < unsent[-2]         # let go at half the buffer, not before
 
 
 def test_a_batch_whose_call_fails_to_go_stays_queued_and_goes_first_next_time(lone_engine):

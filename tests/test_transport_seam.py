@@ -466,6 +466,7 @@ def test_a_flush_that_answers_true_holds_the_sender_until_the_transport_releases
 
 
 def test_a_full_transport_holds_no_one_for_a_send_from_outside_any_actor(engine):
+    # A guard: a sender id of None (Engine.send) is no actor to hold.
     transport = Full(engine)
     engine.attach_transport(transport)
 
