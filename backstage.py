@@ -75,7 +75,7 @@ The transport seam (actors on other engines; see the sub-banner in
 flush_run)``; a stand-in's turn calls ``flush(ctx, items)`` once with its whole
 inbox (or ``flush_run(ctx, sender_id, messages, classes)`` for one sender's plain
 sends, with the set of the messages' classes), which return True to hold
-the senders until ``_release_senders(ctx)`` or ``_release_sender(actor)``
+the senders until ``_release_senders(ctx)`` or ``_release_sender(actor, ctx)``
 (a link's back-pressure);
 ``_item_fields``/``_remote_item`` convert items to and from picklable fields;
 ``_deliver_remote``, ``_register_reply``/``_settle_reply``/``_RemoteReply``
@@ -1154,7 +1154,8 @@ _RUNNING, _STOPPING, _STOPPED = "running", "stopping", "stopped"
 # rather than a global lookup; everything else uses these names.
 _IDLE = False               # no turn pending: a send schedules it
 _QUEUED = True              # in the engine's ready queue, or in its turn
-_PARKED = "parked"          # waits for room in a full "block" inbox, or for its
+_PARKED = "parked"          # held by a full link (see _hold_senders), waits for room
+                            # in a full "block" inbox, or for its
                             # coroutine (async receive) to end: no turns
 _ROUTER = "router"          # a pool's router: its inbox routes, it never takes a turn
 
@@ -1175,7 +1176,8 @@ class _Extras:
         "monitors",         # {watcher id: watcher Context} told when this one stops
         "monitoring",       # set of ids this actor monitors, left when it stops
         "waiting",          # deque of (item, sender Context, Future) waiting for room
-        "waiting_on",       # {target Context: messages of ours waiting there}
+        "waiting_on",       # {target Context: messages of ours waiting there, or a
+                            # stand-in holding us, or our _Suspended coroutine: 1}
         "restarts",         # deque of recent restart times, for the restart intensity
         "suspended",        # the _Suspended coroutine of an async receive, while it waits
         "stash",            # list of items set aside by ctx.stash
@@ -2327,7 +2329,8 @@ class _Sending(_EngineState):
         return True
 
     def _after_turn(self, ctx: Context) -> None:
-        """Back of the ready queue if it has more, parked if it waits for room, else idle."""
+        """Back of the ready queue if it has more, parked if it waits (for room, a
+        link, a coroutine), else idle."""
         if ctx._extra is not None and ctx._extra.waiting_on:
             ctx._scheduled = _PARKED    # waits for room in a full inbox: no turns
             return
@@ -2378,7 +2381,8 @@ class _Sending(_EngineState):
     # vouch from those classes that none arrives as a tuple.  A flush or
     # flush_run that returns True holds the local actors that sent the items
     # (_hold_senders) until the transport calls _release_senders(ctx), or
-    # _release_sender(actor) for one that has messages from another engine.
+    # _release_sender(actor, ctx) for one that must take what another engine
+    # sent it before that engine answers.
     # Inbound, the transport builds items with _remote_item() and hands them
     # to _deliver_remote (engine thread; _submit it from others).
     # Asks: _register_reply(reply) -> an id the far side answers to, through
@@ -2494,7 +2498,7 @@ class _Sending(_EngineState):
             # The transport holds more than it may send soon: its senders wait
             # (see _hold_senders).
             self._hold_senders(ctx, (sender,) if classes is not None
-                               else set(map(_first, items)))
+                               else dict.fromkeys(map(_first, items)))
         if ctx._state is not _STOPPED:
             self._after_turn(ctx)
         return len(items)
@@ -2703,7 +2707,7 @@ class _BackPressure(_Sending):
 
     def _hold_senders(self, stand_in: Context, sender_ids: Iterable[str | None]) -> None:
         """Park the local actors among ``sender_ids`` until ``_release_senders(stand_in)``
-        or ``_release_sender(actor)``.
+        or ``_release_sender(actor, stand_in)``.
 
         An actor already held for this stand-in, a stand-in, an id that is not
         an actor here (None: Engine.send) and a stopping actor are left alone.
@@ -2735,17 +2739,16 @@ class _BackPressure(_Sending):
             for sender in held:
                 self._unpark(sender, stand_in)
 
-    def _release_sender(self, ctx: Context) -> None:
-        """Let ``ctx`` go from every stand-in that holds it (engine thread; for
-        transports): messages from another engine arrived for it.  That engine
-        may wait for it to take them before its own link drains, and so before
-        it lets its own senders go; an actor held on both sides of a two-way
-        flood would otherwise hold up each engine on the other."""
-        for key in list(ctx._waiting_on or ()):
-            held = getattr(key, "_held_senders", None)
-            if held and ctx in held:
-                del held[ctx]
-                self._unpark(ctx, key)
+    def _release_sender(self, ctx: Context, stand_in: Context) -> None:
+        """Let ``ctx`` go from the stand-in that holds it, if it does (engine
+        thread; for transports): it has messages from the engine behind that
+        stand-in to take, and that engine waits for them before it answers,
+        so before the link drains; two actors flooding each other across two
+        engines, both held, would otherwise wait on each other."""
+        held = stand_in._held_senders
+        if held and ctx in held:
+            del held[ctx]
+            self._unpark(ctx, stand_in)
 
     def _release_waiting(self, ctx: Context) -> list[Any]:
         """A stopping actor's waiting senders go free; returns their messages."""

@@ -112,7 +112,6 @@ _RIDE_HEADER = struct.Struct("<q")
 
 
 _RUNNING = backstage._RUNNING
-_PARKED = backstage._PARKED
 # The sender of an entry of a link whose items are tuples (see _Link.pending).
 _EXPLICIT = object()
 
@@ -304,8 +303,8 @@ class _Link:
         """After a stand-in's turn: whether the local actors that sent to ``ctx``
         are to be held (they take no turns), because more than ``send_buffer``
         messages wait unsent.  They go once half of that is left (``_drained``),
-        when the peer is lost, and each one that gets messages from another
-        engine (``_Host._mark``).  A producer faster than the link then waits
+        when the peer is lost, and each one a call of the peer's waits for
+        (``let_go``).  A producer faster than the link then waits
         for it, as Ray's own sender waits in ray.wait, instead of queueing
         without bound: one way at batch 1,000, 1.6M messages, the link held up
         to 1.44M unsent.  If the peer answers nothing for _HOLD_VALVE seconds,
@@ -320,6 +319,19 @@ class _Link:
         if self.valve is None:
             self.valve = self.host.loop.call_later(_HOLD_VALVE, self._stalled, self.answers)
         return True
+
+    def let_go(self, marks: list[Any]) -> None:
+        """A call of the peer's waits for these actors to take its messages (the
+        marks of ``_Host.when_handled``): those held for this link go on.  The
+        peer may be holding senders of its own until we answer, and one of them
+        may be what ours wait for (two actors flooding each other).  Checked
+        each loop pass while the call is unanswered, so an actor held again
+        before it took them all goes on again."""
+        release = self.host.engine._release_sender
+        for ctx, _ in marks:
+            if ctx._waiting_on:
+                for stand_in in self.holding_for:
+                    release(ctx, stand_in)
 
     def forget(self, ctx: Any) -> None:
         """The stand-in ``ctx`` sends over another link from now on (a pin moved
@@ -346,7 +358,8 @@ class _Link:
     def _stalled(self, answers: int) -> None:
         """The valve: no answer since the senders were held ``_HOLD_VALVE`` ago."""
         self.valve = None
-        if not self.holding_for:
+        if not any(ctx._held_senders for ctx in self.holding_for):
+            self.holding_for.clear()        # each was let go (let_go) meanwhile
             return
         if self.answers == answers:
             log.info("link %d -> %d: no answer for %.1f s; its held senders go on",
@@ -980,10 +993,6 @@ class _Host:
         if ctx is not None and not _is_stand_in(ctx):
             # Handled once the actor's count of messages taken reaches this.
             self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head))
-            if ctx._scheduled is _PARKED:
-                # Held by a link of ours, it would not take them, and the
-                # sender would wait for that (see _Link.hold).
-                self.engine._release_sender(ctx)
 
     def when_handled(self, src: int, marks: list[Any], handled: _Answer) -> None:
         self.unhandled.append((src, marks, handled))
@@ -1015,6 +1024,9 @@ class _Host:
                 self._answer(src, answer)
             else:
                 still.append((src, marks, answer))
+                link = self.links.get(src)      # None for the driver, who holds no one
+                if link is not None and link.holding_for:
+                    link.let_go(marks)
         self.unhandled = still
 
     def _answer(self, src: int, handled: _Answer) -> None:
@@ -1387,11 +1399,11 @@ def _place(engine: Engine, actor_id: str, where: int) -> None:
     ctx = engine._registry.get(actor_id)
     if ctx is None or not _is_stand_in(ctx) or ctx._state is not _RUNNING:
         return
+    for link in host.links.values():
+        link.forget(ctx)
     if where == host.index or where in host.lost:
         engine._stop_stand_in(actor_id, f"{actor_id!r} is placed on engine {where} now")
         return
-    for other in host.links.values():
-        other.forget(ctx)
     link = host.links[where]
     ctx._inbox._flush, ctx._inbox._flush_run = link.hand, link.hand_run
 

@@ -208,6 +208,18 @@ class Flood:
             Burst.receive(self, envelope)
 
 
+class Forwarder:
+    """Sends each item of each list it gets to ``target``."""
+
+    def __init__(self, ctx, target):
+        self.ctx = ctx
+        self.target = target
+
+    def receive(self, envelope):
+        for item in envelope.message:
+            self.ctx.send(self.target, item)
+
+
 def turns_of(engine, actor_id):
     """For cluster.call: the turns a Flood on ``engine`` has taken, read on its
     engine's thread without a message (a held actor takes none)."""

@@ -40,6 +40,7 @@ from cluster_actors import (  # noqa: E402
     Deinit,
     Echo,
     Flood,
+    Forwarder,
     Holder,
     RaisesTwoArgumentError,
     Rally,
@@ -351,6 +352,21 @@ def test_a_producer_faster_than_its_link_is_held_so_the_link_never_holds_much_un
     # stand-in's turn found, one the producer was already queued for).
     # Unheld, the link held thousands.
     assert cluster._impl.call(0, link_stats)[1]["unsent_peak"] <= 100 + 2 * 100
+
+
+def test_an_actor_the_driver_feeds_stays_held_while_its_link_is_full(cluster):
+    collector = _spawn_on(cluster, 1, Collector, "fed-collector")
+    forwarder = _spawn_on(cluster, 0, Forwarder, "fed-forwarder", collector)
+    cluster._impl.call(0, link_stats, True)     # the peaks of earlier tests forgotten
+
+    for start in range(0, 20_000, 10):
+        cluster.send(forwarder, list(range(start, start + 10)))
+    assert cluster.wait_idle(120)
+
+    assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(20_000))
+    # The driver's batches do not let it go: at most the buffer of 100 and two
+    # turns of at most 128 messages of 10.
+    assert cluster._impl.call(0, link_stats)[1]["unsent_peak"] <= 100 + 2 * 1280
 
 
 def test_held_senders_go_on_when_the_peer_answers_nothing_for_a_second(cluster, tmp_path):
