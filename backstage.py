@@ -2332,7 +2332,7 @@ class _Sending(_EngineState):
         """Back of the ready queue if it has more, parked if it waits (for room, a
         link, a coroutine), else idle."""
         if ctx._extra is not None and ctx._extra.waiting_on:
-            ctx._scheduled = _PARKED    # waits for room in a full inbox: no turns
+            ctx._scheduled = _PARKED    # waits (for room, a link, a coroutine): no turns
             return
         if len(ctx._inbox) > ctx._head:
             self._ready.append(ctx)         # still scheduled: back of the queue
@@ -6375,16 +6375,20 @@ def _check_id(call: str, actor_id: Any) -> None:
                          f"spawned with")
 
 
+def _check_at_least_one(what: str, value: Any, why: str = "") -> None:
+    """ValueError unless ``value`` is an int (not a bool) of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be an int of at least 1, got {value!r}{why}")
+
+
 def _check_engine_args(dead_letters_kept: Any, inbound_capacity: Any,
                        inbound_overflow: Any) -> None:
     if isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int) \
             or not 1 <= dead_letters_kept <= DEAD_LETTERS_KEPT_MAX:
         raise ValueError(f"dead_letters_kept must be an int from 1 to {DEAD_LETTERS_KEPT_MAX}, "
                          f"got {dead_letters_kept!r}")
-    if isinstance(inbound_capacity, bool) or not isinstance(inbound_capacity, int) \
-            or inbound_capacity < 1:
-        raise ValueError(f"inbound_capacity must be an int of at least 1, "
-                         f"got {inbound_capacity!r}: the entries the cross-thread queue holds")
+    _check_at_least_one("inbound_capacity", inbound_capacity,
+                        ": the entries the cross-thread queue holds")
     if inbound_overflow not in ("block", "fail"):
         raise ValueError(f"inbound_overflow must be 'block' or 'fail', got {inbound_overflow!r}: "
                          f"what a send from another thread does when the cross-thread "
@@ -6634,8 +6638,7 @@ class Cluster:
 
     def __init__(self, transport: str = "ray", engines: int = 2, *,
                  address: str | None = None, **options: Any) -> None:
-        if isinstance(engines, bool) or not isinstance(engines, int) or engines < 1:
-            raise ValueError(f"engines must be an int of at least 1, got {engines!r}")
+        _check_at_least_one("engines", engines)
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown transport {transport!r}: use one of "
                              f"{', '.join(map(repr, TRANSPORTS))}")

@@ -1522,12 +1522,11 @@ class RayCluster:
                  inspector: bool | str = False, dead_letters_kept: int = 1000,
                  name: str | None = None,
                  start_timeout: float = 60.0) -> None:
-        for what, value in (("batch_limit", batch_limit), ("window", window),
-                            ("send_buffer", 1 if send_buffer is None else send_buffer)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{what} must be an int of at least 1, got {value!r}"
-                                 + ("; or None for window * batch_limit"
-                                    if what == "send_buffer" else ""))
+        backstage._check_at_least_one("batch_limit", batch_limit)
+        backstage._check_at_least_one("window", window)
+        if send_buffer is not None:
+            backstage._check_at_least_one("send_buffer", send_buffer,
+                                          "; or None for window * batch_limit")
         self.count = engines
         self.started_ray = False
         self._lock = threading.RLock()      # the driver's links; any thread

@@ -227,14 +227,13 @@ def turns_of(engine, actor_id):
 
 
 def link_stats(engine, new_peaks=False):
-    """For cluster.call: this engine's links' counters, by peer; ``new_peaks``:
-    and their unsent peaks start again from nothing."""
+    """For cluster.call: this engine's links as stats() gives them, by peer;
+    ``new_peaks``: and their unsent peaks start again from nothing."""
     from backends import ray_transport
-    links = ray_transport._current.links
-    stats = {peer: {"unsent_peak": link.unsent_peak, "valve_opened": link.valve_opened,
-                    "over_buffer": link.over_buffer} for peer, link in links.items()}
+    host = ray_transport._current
+    stats = ray_transport._stats(host)["links"]
     if new_peaks:
-        for link in links.values():
+        for link in host.links.values():
             link.unsent_peak = 0
     return stats
 

@@ -264,8 +264,9 @@ def test_a_message_that_arrives_as_a_tuple_in_a_run_of_sends_keeps_its_sender(cl
 
 
 def _link(cluster, src, dst):
-    stats = {s["engine"]: s for s in cluster.stats()}
-    return stats[src]["links"][dst]
+    """The stats() counters of engine ``src``'s link to ``dst``, asked of ``src``
+    alone (another engine may be blocked in a turn)."""
+    return cluster._impl.call(src, link_stats)[dst]
 
 
 def test_an_answer_to_a_message_from_another_engine_rides_back_on_that_calls_return(cluster):
@@ -351,7 +352,7 @@ def test_a_producer_faster_than_its_link_is_held_so_the_link_never_holds_much_un
     # Held once over the buffer: at most the buffer and two turns (one the
     # stand-in's turn found, one the producer was already queued for).
     # Unheld, the link held thousands.
-    assert cluster._impl.call(0, link_stats)[1]["unsent_peak"] <= 100 + 2 * 100
+    assert _link(cluster, 0, 1)["unsent_peak"] <= 100 + 2 * 100
 
 
 def test_an_actor_the_driver_feeds_stays_held_while_its_link_is_full(cluster):
@@ -366,25 +367,25 @@ def test_an_actor_the_driver_feeds_stays_held_while_its_link_is_full(cluster):
     assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(20_000))
     # The driver's batches do not let it go: at most the buffer of 100 and two
     # turns of at most 128 messages of 10.
-    assert cluster._impl.call(0, link_stats)[1]["unsent_peak"] <= 100 + 2 * 1280
+    assert _link(cluster, 0, 1)["unsent_peak"] <= 100 + 2 * 1280
 
 
 def test_held_senders_go_on_when_the_peer_answers_nothing_for_a_second(cluster, tmp_path):
     flood = _spawn_on(cluster, 0, Flood, "valve-flood")
     collector = _spawn_on(cluster, 1, Collector, "valve-collector")
     blocker = _spawn_on(cluster, 1, Remote, "valve-blocker")
-    opened = cluster._impl.call(0, link_stats)[1]["valve_opened"]
+    opened = _link(cluster, 0, 1)["valve_opened"]
     release = _blocked(cluster, blocker, tmp_path)      # engine 1 answers nothing now
     try:
         _ask(cluster, flood, ("go", collector, 4000, 200))
-        wait_for(lambda: cluster._impl.call(0, link_stats)[1]["over_buffer"] >= 1,
+        wait_for(lambda: _link(cluster, 0, 1)["over_buffer"] >= 1,
                  "the flood to be held", timeout=30)
         held_at = cluster._impl.call(0, turns_of, flood)
 
         # No answer comes: the valve lets it go on, turn by turn, a second apart.
         wait_for(lambda: cluster._impl.call(0, turns_of, flood) > held_at + 1,
                  "the valve to let the flood go on", timeout=10)
-        assert cluster._impl.call(0, link_stats)[1]["valve_opened"] > opened
+        assert _link(cluster, 0, 1)["valve_opened"] > opened
         assert not release.exists()
     finally:
         release.touch()
@@ -394,7 +395,7 @@ def test_held_senders_go_on_when_the_peer_answers_nothing_for_a_second(cluster, 
 
 def test_two_actors_flooding_each_other_across_engines_do_not_hold_each_other_up(cluster):
     a, b = _spawn_on(cluster, 0, Flood, "two-way"), _spawn_on(cluster, 1, Flood, "two-way")
-    before = [cluster._impl.call(i, link_stats)[1 - i]["valve_opened"] for i in (0, 1)]
+    before = [_link(cluster, i, 1 - i)["valve_opened"] for i in (0, 1)]
 
     for me, other in ((a, b), (b, a)):
         _ask(cluster, me, ("go", other, 20_000, 100))
@@ -402,7 +403,7 @@ def test_two_actors_flooding_each_other_across_engines_do_not_hold_each_other_up
 
     assert _ask(cluster, a, "received") == _ask(cluster, b, "received") == 20_000
     # Each let go when the other's messages arrived, not by the valve a second later.
-    assert [cluster._impl.call(i, link_stats)[1 - i]["valve_opened"] for i in (0, 1)] == before
+    assert [_link(cluster, i, 1 - i)["valve_opened"] for i in (0, 1)] == before
 
 
 def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_link_goes_on(
@@ -1203,15 +1204,20 @@ def test_a_batch_packed_and_not_yet_sent_rides_back_first_and_is_not_delivered_i
     assert all(letters[m] == "engine 1 lost" for m in range(21, 30))
 
 
-def test_a_lost_peer_lets_the_senders_held_for_its_link_go_on(lone_engine):
-    engine = lone_engine
+def _held_near(engine, unsent):
+    """A lone link (batches of 7, a window of 2: a buffer of 14) with ``unsent``
+    messages from the actor "near" to "far", which it holds; (link, near's context)."""
     link = _lone_link(engine, [])
     engine.spawn_actor(Collector, id="near")
-    near = engine.get_context("near")
     stand_in = engine._install_stand_in("far", link.hand, link.hand_run)
-    link.add("far", [("near", i, None) for i in range(20)])    # over the buffer of 2 x 7
+    link.add("far", [("near", i, None) for i in range(unsent)])
     assert link.hold(stand_in)
     engine._hold_senders(stand_in, ["near"])
+    return link, engine.get_context("near")
+
+
+def test_a_lost_peer_lets_the_senders_held_for_its_link_go_on(lone_engine):
+    link, near = _held_near(lone_engine, 20)
     assert near._scheduled == "parked"
 
     link.lose("engine 1 lost")
@@ -1221,14 +1227,7 @@ def test_a_lost_peer_lets_the_senders_held_for_its_link_go_on(lone_engine):
 
 
 def test_held_senders_go_when_half_the_send_buffer_or_less_is_left_unsent(lone_engine):
-    engine = lone_engine
-    link = _lone_link(engine, [])           # batches of 7, a window of 2: a buffer of 14
-    engine.spawn_actor(Collector, id="near")
-    near = engine.get_context("near")
-    stand_in = engine._install_stand_in("far", link.hand, link.hand_run)
-    link.add("far", [("near", i, None) for i in range(30)])
-    assert link.hold(stand_in)
-    engine._hold_senders(stand_in, ["near"])
+    link, near = _held_near(lone_engine, 30)
 
     unsent = []
     while near._scheduled == "parked":
