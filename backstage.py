@@ -5854,6 +5854,7 @@ class _InspectorFeed:
                 "busy_share": round(entry[5], 4) if entry is not None else 0.0,
                 "inbox_hwm": hwm if hwm > waiting else waiting,
                 "strategy": _strategy_repr(ctx),
+                "waiting_on": _waits_of(extra.waiting_on) if extra is not None else [],
             })
         return {
             "v": INSPECTOR_FORMAT,
@@ -5868,6 +5869,7 @@ class _InspectorFeed:
                 "started_at": round(engine.started_at, 3),
                 "uptime": round(wall - engine.started_at, 3),
                 "actors": len(rows),
+                "waiting": sum(1 for row in rows if row["waiting_on"]),
                 "messages_total": self._retired + sum(r["messages_total"] for r in rows),
                 "messages_per_s": round(self._rate_now, 2),
                 "messages_per_s_avg": round(self._rate_avg, 2),
@@ -6424,6 +6426,27 @@ def _short_repr(obj: Any) -> str:
     except Exception as exc:
         text = f"<{type(obj).__name__}: repr failed with {type(exc).__name__}>"
     return text if len(text) <= _REPR_MAX else text[:_REPR_MAX - 3] + "..."
+
+
+def _waits_of(waiting_on: dict[Any, int] | None) -> list[dict[str, Any]]:
+    """Why a parked actor takes no turns, for the inspector: one entry per cause.
+
+    ``{"on": "room", "id": target, "messages": n}``: n of its sends wait for
+    room in target's full inbox (overflow "block"); ``{"on": "link", "id":
+    target}``: its link to target's engine holds more than it may send soon
+    (a Cluster's back-pressure); ``{"on": "await"}``: its async receive awaits.
+    """
+    if not waiting_on:
+        return []
+    waits: list[dict[str, Any]] = []
+    for key, count in waiting_on.items():
+        if key.__class__ is _Suspended:
+            waits.append({"on": "await"})
+        elif key._inbox.__class__ is _StandInInbox:
+            waits.append({"on": "link", "id": key.actor_id})
+        else:
+            waits.append({"on": "room", "id": key.actor_id, "messages": count})
+    return waits
 
 
 def _strategy_repr(ctx: Context) -> str | None:

@@ -479,7 +479,7 @@ _ENGINE_FIELDS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "messages_total": (_int, 0), "messages_per_s": (_float, 0.0),
     "messages_per_s_avg": (_float, 0.0), "dead_letters": (_int, 0), "restarts": (_int, None),
     "clients": (_int, None), "failures": (_int, None), "receive_s": (_float, None),
-    "busy_share": (_float, None),
+    "busy_share": (_float, None), "waiting": (_int, None),
 }
 
 
@@ -495,7 +495,35 @@ def clean_row(raw: Any) -> Row | None:
     row["subscriptions"] = [(str(s[0]), str(s[1])) for s in subs
                             if isinstance(s, list) and len(s) == 2] if isinstance(subs, list) \
         else []
+    waits = raw.get("waiting_on")
+    row["waits"] = [w for w in waits if isinstance(w, dict)] if isinstance(waits, list) else []
+    # None while it waits on nothing (or the engine does not say): the column
+    # shows while some actor waits, as the strategy column while one has a strategy
+    row["waiting_on"] = ", ".join(map(fmt_wait, row["waits"])) or None
     return row
+
+
+def fmt_wait(wait: dict[str, Any]) -> str:
+    """One cause of a parked actor, short: "room:sink(2)", "link:far", "await"."""
+    on, target = _str(wait.get("on")) or "?", _str(wait.get("id"))
+    if target is None:
+        return on
+    count = _int(wait.get("messages"))
+    return f"{on}:{target}" + (f"({count})" if count is not None else "")
+
+
+def describe_wait(wait: dict[str, Any]) -> str:
+    """One cause of a parked actor, in words, for the detail view."""
+    on, target = _str(wait.get("on")), _str(wait.get("id"))
+    if on == "room":
+        count = _int(wait.get("messages"))
+        return (f"room in {target}'s full inbox for {count if count is not None else 'its'} "
+                f"send{'' if count == 1 else 's'}")
+    if on == "link":
+        return f"its link to {target}'s engine, which holds more than it may send soon"
+    if on == "await":
+        return "its async receive, which awaits"
+    return fmt_wait(wait)
 
 
 def clean_snapshot(raw: dict[str, Any]) -> Snapshot:
@@ -766,6 +794,9 @@ COLUMNS = {c.key: c for c in [
     _optional("dead", "DEAD", 5, "dead_letters", fmt_short, 9, "dead letters addressed to it"),
     _optional("receive", "RECV", 6, "receive_s", fmt_seconds, 10,
               "seconds spent in receive in all"),
+    Column("waits", "WAITS ON", 30, lambda r, t: r["waiting_on"] or "-",
+           _text_key("waiting_on"), 2, right=False, text="waiting_on", field="waiting_on",
+           help="why it takes no turns: room in a full inbox, a full link, an await"),
     Column("parent", "PARENT", 20, lambda r, t: r["parent"] or "-", _text_key("parent"), 13,
            right=False, text="parent", help="parent id"),
     Column("strategy", "STRATEGY", 60, lambda r, t: r["strategy"] or "-",
@@ -774,8 +805,8 @@ COLUMNS = {c.key: c for c in [
     Column("actors", "ACTORS", 7, lambda r, t: str(r["actors"]), lambda r: r["actors"], 0,
            help="actors of this type"),
 ]}
-TABLE_ORDER = ["id", "type", "msgs/s", "ms/s", "busy", "inbox", "hwm", "fill", "overflow",
-               "total", "restarts", "failures", "dead", "receive", "parent"]
+TABLE_ORDER = ["id", "type", "msgs/s", "ms/s", "busy", "inbox", "hwm", "fill", "waits",
+               "overflow", "total", "restarts", "failures", "dead", "receive", "parent"]
 GROUP_ORDER = ["id", "actors", "msgs/s", "ms/s", "busy", "inbox", "hwm", "total", "restarts",
                "failures", "dead", "receive"]
 TREE_ORDER = ["id", "type", "strategy", "restarts", "failures", "dead", "msgs/s", "inbox"]
@@ -995,6 +1026,7 @@ def group_by_type(actors: list[Row]) -> list[Row]:
             group = groups[row["type"]] = {
                 "id": row["type"], "type": row["type"], "actors": 0, "parent": None,
                 "group": True, "state": "running", "overflow": None, "strategy": None,
+                "waiting_on": None, "waits": [],
                 **{name: None for name in summed}}
         group["actors"] += 1
         for name in summed:
@@ -1165,6 +1197,8 @@ class View:
             (8, f"busy {fmt_share(eng['busy_share'])}"),
             (9, f"clients {eng['clients'] if eng['clients'] is not None else '-'}"),
         ]
+        if eng["waiting"]:
+            fields.insert(5, (2, f"waiting {eng['waiting']}"))
         if eng["restarts"] is None:
             fields = [f for f in fields if not f[1].startswith("restarts")]
         if eng["failures"] is None:
@@ -1329,6 +1363,7 @@ class View:
             ("strategy", row["strategy"] or "-"),
             ("subscriptions", subs),
             ("subscribers", str(row["subscribers"])),
+            ("waiting on", "; ".join(map(describe_wait, row["waits"])) or "-"),
             ("inbox", f"{row['inbox']} / {row['capacity']} (high-water "
                       f"{fmt_count(row['inbox_hwm'])}, overflow {row['overflow'] or '-'})  "
                       f"{bar(row['inbox'], row['capacity'], 20, theme.unicode)}"),
@@ -1717,7 +1752,7 @@ def _setup_screen(stdscr: Any) -> None:
 ###############################################################################
 
 CLUSTER_TITLES = ["ENGINE", "PID", "STATE", "ACTORS", "MSGS/S", "TOTAL", "TO OTHERS",
-                  "DEAD", "BUSY"]
+                  "DEAD", "BUSY", "WAITING"]
 
 
 class Member:
@@ -1733,13 +1768,13 @@ class Member:
 def cluster_table(members: Sequence[Member]) -> tuple[list[list[str]], list[str]]:
     """One row of cells per engine, and the cluster's totals row."""
     rows = []
-    total: dict[str, int] = {"actors": 0, "messages": 0, "sent": 0, "dead": 0}
+    total: dict[str, int] = {"actors": 0, "messages": 0, "sent": 0, "dead": 0, "waiting": 0}
     total_rate = 0.0
     for m in members:
         snap = m.model.latest
         if snap is None:
             rows.append([f"engine {m.index}", "-", "waiting" if m.model.connected
-                         else "gone"] + ["-"] * 6)
+                         else "gone"] + ["-"] * 7)
             continue
         eng = snap["engine"]
         live = m.model.connected
@@ -1750,13 +1785,16 @@ def cluster_table(members: Sequence[Member]) -> tuple[list[list[str]], list[str]
         total["messages"] += eng["messages_total"]
         total["sent"] += sent
         total["dead"] += eng["dead_letters"]
+        waiting = eng["waiting"] if live else None     # held by a full link, among others
+        total["waiting"] += waiting or 0
         rows.append([f"engine {m.index}", str(eng["pid"]), "live" if live else "gone",
                      str(eng["actors"]), fmt_rate(rate), fmt_count(eng["messages_total"]),
                      fmt_count(sent), fmt_count(eng["dead_letters"]),
-                     fmt_share(eng["busy_share"])])
+                     fmt_share(eng["busy_share"]), fmt_count(waiting)])
     totals = ["cluster", "", f"{sum(m.model.connected for m in members)} live",
               str(total["actors"]), fmt_rate(total_rate), fmt_count(total["messages"]),
-              fmt_count(total["sent"]), fmt_count(total["dead"]), ""]
+              fmt_count(total["sent"]), fmt_count(total["dead"]), "",
+              fmt_count(total["waiting"])]
     return rows, totals
 
 

@@ -203,6 +203,9 @@ class FeedCollector:
                 family.add_metric([label(reason)], count)
             yield family
         gauges = [("actors", "live actors", eng["actors"]),
+                  ("actors_waiting", "actors that take no turns while they wait: for room "
+                                     "in a full inbox, a full link, or an await",
+                   eng["waiting"]),
                   ("uptime_seconds", "seconds since the engine was made", eng["uptime"]),
                   ("busy_ratio", "share of the engine thread spent in receive over the last "
                                  "interval", eng["busy_share"]),

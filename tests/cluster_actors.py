@@ -226,6 +226,14 @@ def turns_of(engine, actor_id):
     return engine.get_actor(actor_id).turns
 
 
+def waits_of(engine, actor_id):
+    """For cluster.call: what the actor ``actor_id`` waits on, as the inspector's
+    feed gives it (its row's ``waiting_on``)."""
+    import backstage
+    extra = engine._registry[actor_id]._extra
+    return backstage._waits_of(extra.waiting_on if extra is not None else None)
+
+
 def link_stats(engine, new_peaks=False):
     """For cluster.call: this engine's links as stats() gives them, by peer;
     ``new_peaks``: and their unsent peaks start again from nothing."""

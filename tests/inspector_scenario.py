@@ -88,6 +88,27 @@ class Blocker:
             time.sleep(6.0)
 
 
+class Dozing:
+    """Awaits a long sleep on its first message: parked, its inbox unread."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    async def receive(self, envelope):
+        await self.ctx.sleep(600)
+
+
+class Producer:
+    """Sends ``n`` messages to "dozing" on n."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        for n in range(envelope.message):
+            self.ctx.send("dozing", Job(n))
+
+
 def ticker(targets, count=1, every=0.1):
     return type("Ticker", (Ticker,), {"targets": targets, "count": count, "every": every})
 
@@ -121,7 +142,14 @@ def stuck(engine):
     engine.spawn_actor(Sink, id="bystander")
 
 
-SCENARIOS = {f.__name__: f for f in (widths, poison, restarts, flood, stuck)}
+def waiting(engine):
+    engine.spawn_actor(Dozing, id="dozing", capacity=1, overflow="block")
+    engine.spawn_actor(Producer, id="producer")
+    engine.send("dozing", "sleep")
+    engine.send("producer", 3)          # one fits the inbox; two wait for room
+
+
+SCENARIOS = {f.__name__: f for f in (widths, poison, restarts, flood, stuck, waiting)}
 
 
 def main():

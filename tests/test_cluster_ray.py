@@ -49,6 +49,7 @@ from cluster_actors import (  # noqa: E402
     Writer,
     link_stats,
     turns_of,
+    waits_of,
 )
 from conftest import wait_for  # noqa: E402
 
@@ -391,6 +392,24 @@ def test_held_senders_go_on_when_the_peer_answers_nothing_for_a_second(cluster, 
         release.touch()
     assert cluster.wait_idle(60)
     assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(4000))
+
+
+def test_the_inspector_row_of_a_held_producer_says_it_waits_on_its_link(cluster, tmp_path):
+    flood = _spawn_on(cluster, 0, Flood, "seen-flood")
+    collector = _spawn_on(cluster, 1, Collector, "seen-collector")
+    blocker = _spawn_on(cluster, 1, Remote, "seen-blocker")
+    release = _blocked(cluster, blocker, tmp_path)      # engine 1 answers nothing now
+    try:
+        _ask(cluster, flood, ("go", collector, 4000, 200))
+        seen = [[]]
+        wait_for(lambda: seen.append(cluster._impl.call(0, waits_of, flood)) or seen[-1],
+                 "the flood to be held", timeout=30)
+    finally:
+        release.touch()
+    assert cluster.wait_idle(60)
+
+    assert seen[-1] == [{"on": "link", "id": collector}]
+    assert cluster._impl.call(0, waits_of, flood) == []
 
 
 def test_two_actors_flooding_each_other_across_engines_do_not_hold_each_other_up(cluster):
@@ -907,10 +926,10 @@ def test_inspector_once_prints_every_engine_of_a_cluster_with_the_clusters_total
     lines = out.stdout.splitlines()
     assert lines[0] == "cluster inspected: 2 of 2 engines on this machine"
     assert lines[1].split() == ["ENGINE", "PID", "STATE", "ACTORS", "MSGS/S", "TOTAL", "TO",
-                                "OTHERS", "DEAD", "BUSY"]
+                                "OTHERS", "DEAD", "BUSY", "WAITING"]
     e0, e1, total = (_cells(line) for line in lines[2:5])
-    assert (e0[0], e0[2], e0[3], e0[6]) == ("engine 0", "live", "2", "5")
-    assert (e1[0], e1[2], e1[3], e1[6]) == ("engine 1", "live", "2", "0")
+    assert (e0[0], e0[2], e0[3], e0[6], e0[-1]) == ("engine 0", "live", "2", "5", "0")
+    assert (e1[0], e1[2], e1[3], e1[6], e1[-1]) == ("engine 1", "live", "2", "0", "0")
     assert sorted([int(e0[1]), int(e1[1])]) == pids
     assert total[:3] == ["cluster", "2", "live"]
     assert int(total[3]) == 4 and int(total[6]) == 5       # actors, sent to other engines

@@ -15,8 +15,9 @@ def engine_socket(path, cluster=None):
     return found
 
 
-def member_snapshot(index, rows, pid, rate, sent, size=2, name="wc"):
+def member_snapshot(index, rows, pid, rate, sent, size=2, name="wc", waiting=0):
     snap = snapshot(rows, pid=pid, rate=rate)
+    snap["engine"]["waiting"] = waiting
     snap["engine"]["cluster"] = {"name": name, "engine": index, "engines": size,
                                  "sent_to_other_engines": sent}
     return snap
@@ -27,7 +28,7 @@ def cluster_app(connected=(True, True)):
                                                          "engines": 2}) for i in (1, 0)]
     app = ui.ClusterApp(ui.ClusterEntry("wc", engines))
     feeds = {0: member_snapshot(0, [row("mapper-1", total=40), row("mapper-2", total=60)],
-                                pid=10, rate=100.0, sent=70),
+                                pid=10, rate=100.0, sent=70, waiting=2),
              1: member_snapshot(1, [row("reducer", total=70)], pid=11, rate=50.0, sent=0)}
     for m in app.members:
         m.connection = FakeConnection([feeds[m.index]], connected=connected[m.index])
@@ -60,6 +61,8 @@ def test_the_cluster_table_has_a_row_per_engine_and_the_clusters_totals():
     assert lines[3].split()[:8] == ["engine", "0", "10", "live", "2", "100", "100", "70"]
     assert lines[4].split()[:8] == ["engine", "1", "11", "live", "1", "50.0", "70", "0"]
     assert lines[5].split()[:8] == ["cluster", "2", "live", "3", "150", "170", "70", "6"]
+    assert lines[2].split()[-1] == "WAITING"                # actors held or waiting, per engine
+    assert [lines[i].split()[-1] for i in (3, 4, 5)] == ["2", "0", "2"]
     assert "Enter opens the engine" in lines[-1]
 
 

@@ -14,6 +14,7 @@ import time
 import pytest
 from conftest import Recorder, Running, wait_for
 from test_inspector_feed import Client, by_id
+from test_transport_seam import Countdown, Full
 
 import inspector_curses
 from backstage import Engine, OneForOne
@@ -168,6 +169,62 @@ def test_the_high_water_mark_shows_a_flood_the_drained_inbox_hides(backend, sock
     assert by_id(snap)["slow"]["overflow"] == "drop"
     assert by_id(later)["slow"]["inbox"] == 0
     assert snap["engine"]["dead_letters"] > 0
+
+
+class Dozing:
+    """Awaits a long sleep on its first message: parked, its inbox unread."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    async def receive(self, envelope):
+        await self.ctx.sleep(60)
+
+
+class Producer:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        for n in range(envelope.message):
+            self.ctx.send("dozing", n)
+
+
+def test_the_feed_says_what_a_parked_actor_waits_on(backend, sockdir):
+    engine = feed_engine(backend, sockdir)
+    engine.spawn_actor(Dozing, id="dozing", capacity=1, overflow="block")
+    engine.spawn_actor(Producer, id="producer")
+    engine.spawn_actor(Recorder, id="idle")
+
+    with Running(engine):
+        client = Client(engine.inspector_path)
+        engine.send("dozing", "sleep")
+        client.snapshot(lambda s: by_id(s)["dozing"]["waiting_on"] == [{"on": "await"}])
+        engine.send("producer", 3)          # one fits the inbox; two wait for room
+        snap = client.snapshot(lambda s: by_id(s)["producer"]["waiting_on"] != [])
+        client.close()
+
+    rows = by_id(snap)
+    assert rows["producer"]["waiting_on"] == [{"on": "room", "id": "dozing", "messages": 2}]
+    assert rows["dozing"]["waiting_on"] == [{"on": "await"}]
+    assert rows["idle"]["waiting_on"] == []
+    assert snap["engine"]["waiting"] == 2
+
+
+def test_the_feed_says_a_sender_held_by_a_full_link_waits_on_the_link(backend, sockdir):
+    engine = feed_engine(backend, sockdir)
+    engine.attach_transport(Full(engine))       # a link that stays full: its senders are held
+    engine.spawn_actor(Countdown, id="countdown")
+
+    with Running(engine):
+        client = Client(engine.inspector_path)
+        engine.send("countdown", 5)
+        snap = client.snapshot(lambda s: by_id(s)["countdown"]["waiting_on"] != [])
+        client.close()
+
+    assert by_id(snap)["countdown"]["waiting_on"] == [{"on": "link", "id": "far"}]
+    assert "far" not in by_id(snap)         # a stand-in is no actor row
+    assert snap["engine"]["waiting"] == 1
 
 
 def test_time_in_receive_tells_a_slow_actor_from_a_chatty_one(backend, sockdir):

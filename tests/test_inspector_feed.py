@@ -19,11 +19,11 @@ from backstage import BackstageError, Engine
 ENGINE_KEYS = {"pid", "program", "backend", "started_at", "uptime", "actors", "messages_total",
                "messages_per_s", "messages_per_s_avg", "dead_letters", "restarts", "clients",
                "failures", "receive_s", "busy_share", "dead_letters_by_reason",
-               "dead_letters_by_target", "dead_letters_recent"}
+               "dead_letters_by_target", "dead_letters_recent", "waiting"}
 ACTOR_KEYS = {"id", "type", "parent", "state", "inbox", "capacity", "overflow", "messages_total",
               "messages_per_s", "last_message_at", "subscribers", "subscriptions", "restarts",
               "failures", "dead_letters", "receive_s", "receive_ms_per_s", "busy_share",
-              "inbox_hwm", "strategy"}
+              "inbox_hwm", "strategy", "waiting_on"}
 
 
 @pytest.fixture

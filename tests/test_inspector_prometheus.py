@@ -103,6 +103,7 @@ def test_a_scrape_of_a_running_engine_reads_back_with_the_librarys_parser(runnin
     assert found["backstage_messages"].type == "counter"
     assert samples(text, "backstage_messages_total")[frozenset()] >= 100
     assert samples(text, "backstage_actors")[frozenset()] == 2
+    assert samples(text, "backstage_actors_waiting")[frozenset()] == 0
     assert samples(text, "backstage_feed_up")[frozenset()] == 1
     assert samples(text, "backstage_actor_inbox_length")[key] == 0
     assert samples(text, "backstage_type_actors")[frozenset({"type": "Recorder"}.items())] == 2
@@ -119,7 +120,7 @@ def full_snapshot(rows, **engine):
                        "messages_per_s_avg": 10.0, "dead_letters": 42, "restarts": 7,
                        "failures": 9, "receive_s": 3.5, "busy_share": 0.25,
                        "dead_letters_by_reason": {"stopped": 40, "unknown id": 2},
-                       **engine},
+                       "waiting": 1, **engine},
             "actors": rows}
 
 
@@ -182,6 +183,7 @@ def test_every_feed_figure_becomes_a_counter_or_a_gauge(sockdir):
     assert found["backstage_actor_receive_seconds"].type == "counter"
     assert samples(text, "backstage_receive_seconds_total")[frozenset()] == 3.5
     assert samples(text, "backstage_busy_ratio")[frozenset()] == 0.25
+    assert samples(text, "backstage_actors_waiting")[frozenset()] == 1
     assert samples(text, "backstage_dead_letters_by_reason_total") == {
         frozenset({"reason": "stopped"}.items()): 40,
         frozenset({"reason": "unknown id"}.items()): 2}

@@ -253,6 +253,24 @@ def test_the_high_water_mark_of_a_flooded_actor_with_drop(tmux, scenario):
     assert int(cell(screen, "slow", "DEAD").replace("k", "000").replace(".", "")) > 0
 
 
+def test_what_parked_actors_wait_on_shows_in_the_table_and_the_detail_view(tmux, scenario):
+    tmux.inspect(scenario("waiting"), width=160)
+
+    screen = tmux.wait(lambda s: " producer " in s and "WAITS ON" in s
+                       and cell(s, "producer", "WAITS ON") == "room:dozing(2)",
+                       "producer waiting for room in dozing's inbox")
+
+    assert cell(screen, "dozing", "WAITS ON") == "await"
+    assert "waiting 2" in screen.splitlines()[0]
+    tmux.keys("/")                                      # filter to it, open its detail
+    tmux.type("producer")
+    tmux.keys("Enter")
+    tmux.wait(lambda s: table(s) == ["producer"], "producer alone")
+    tmux.keys("Enter")
+    screen = tmux.wait(lambda s: "actor producer" in s, "producer's detail view")
+    assert "room in dozing's full inbox for 2 sends" in screen
+
+
 def test_the_stuck_engine_banner_names_the_blocking_actor(tmux, scenario):
     tmux.inspect(scenario("stuck"), width=160)
     tmux.wait(lambda s: "bystander" in s, "the table")

@@ -203,6 +203,51 @@ def test_the_detail_view_has_the_new_figures():
     assert "dead letters to it 28,000" in text
 
 
+WAITING = ROWS + [
+    full_row("producer", "Producer", strategy=None),
+    full_row("feeder", "Feeder"),
+    full_row("dozing", "Dozing", inbox=1, capacity=1),
+]
+WAITING[-3]["waiting_on"] = [{"on": "room", "id": "dozing", "messages": 2},
+                             {"on": "link", "id": "far"}]
+WAITING[-2]["waiting_on"] = [{"on": "link", "id": "far"}]
+WAITING[-1]["waiting_on"] = [{"on": "await"}]
+
+
+def test_the_table_says_what_each_parked_actor_waits_on_and_the_header_counts_them():
+    app, window = make(WAITING, waiting=3)
+
+    text = frame(app, window)
+    lines = {line.split()[0]: line for line in text.splitlines()[4:-1] if line.strip()}
+
+    column = text.splitlines()[3].index("WAITS ON")
+    width = len("room:dozing(2), link:far")         # the longest: the column's width
+    cell = {actor: line[column:column + width].rstrip() for actor, line in lines.items()}
+    assert cell["producer"] == "room:dozing(2), link:far"
+    assert cell["feeder"] == "link:far" and cell["dozing"] == "await"
+    assert cell["chatty"] == "-"
+    assert "waiting 3" in text.splitlines()[0]
+
+
+def test_the_waits_column_is_hidden_while_no_actor_waits():
+    app, window = make(ROWS, waiting=0)
+
+    text = frame(app, window)
+
+    assert "WAITS ON" not in text and "waiting" not in text.splitlines()[0]
+
+
+def test_the_detail_view_says_in_words_what_an_actor_waits_on():
+    app, window = make(WAITING, waiting=3)
+    app.model.selected = "producer"
+
+    app.press(10)
+    text = frame(app, window)
+
+    assert ("room in dozing's full inbox for 2 sends; its link to far's engine, which holds "
+            "more than it may send soon") in text
+
+
 # -- layout --------------------------------------------------------------------
 
 LONG = [full_row(f"ingest/partition-consumers/worker-{n}", total=n) for n in (1, 2, 3)]
