@@ -1527,6 +1527,15 @@ class RayCluster:
         if send_buffer is not None:
             backstage._check_at_least_one("send_buffer", send_buffer,
                                           "; or None for window * batch_limit")
+        # Checked before Ray starts: a refusal leaves no Ray running.
+        if inspector is not False and not isinstance(inspector, (bool, str)):
+            raise TypeError(f"inspector must be True or a directory (str), not {inspector!r}")
+        backstage._check_engine_args(dead_letters_kept, 1, "block")
+        if engine_options is not None and (
+                not isinstance(engine_options, list) or len(engine_options) != engines
+                or not all(isinstance(o, dict) for o in engine_options)):
+            raise TypeError(f"engine_options must be a list of {engines} dicts of Ray actor "
+                            f"options, one per engine (or None), not {engine_options!r}")
         self.count = engines
         self.started_ray = False
         self._lock = threading.RLock()      # the driver's links; any thread
@@ -1547,8 +1556,6 @@ class RayCluster:
         self._closed = False
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})
-        if inspector is not False and not isinstance(inspector, (bool, str)):
-            raise TypeError(f"inspector must be True or a directory (str), not {inspector!r}")
         self.name = name if name is not None else f"{backstage._program_name()}-{os.getpid()}"
         settings = {"batch_limit": batch_limit, "window": window, "send_buffer": send_buffer,
                     "inspector": inspector,

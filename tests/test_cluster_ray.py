@@ -999,6 +999,34 @@ def test_link_settings_that_are_not_positive_ints_are_refused_at_the_call(settin
         backstage.Cluster(transport="ray", engines=2, **{setting: value})
 
 
+def test_a_bad_inspector_argument_is_refused_before_any_ray_starts():
+    # In a process of its own: this one's Ray is already running.
+    code = ("import backstage, ray\n"
+            "try:\n"
+            "    backstage.Cluster('ray', engines=2, inspector=5)\n"
+            "except TypeError as exc:\n"
+            "    print('refused:', exc)\n"
+            "print('ray started:', ray.is_initialized())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+
+    assert "refused: inspector must be True or a directory (str), not 5" in out.stdout, out
+    assert "ray started: False" in out.stdout, out
+
+
+@pytest.mark.parametrize("options", [[{}], {"num_cpus": 0}, [{}, "x"]])
+def test_engine_options_that_are_not_one_dict_per_engine_are_refused_at_the_call(options):
+    with pytest.raises(TypeError, match=r"^engine_options must be a list of 2 dicts of Ray "
+                                        r"actor options, one per engine"):
+        backstage.Cluster(transport="ray", engines=2, engine_options=options)
+
+
+@pytest.mark.parametrize("kept", [0, -1, "many"])
+def test_a_bad_dead_letters_kept_is_refused_at_the_call(kept):
+    with pytest.raises(ValueError, match=r"^dead_letters_kept must be an int from 1 to"):
+        backstage.Cluster(transport="ray", engines=2, dead_letters_kept=kept)
+
+
 # -- tests that own a Ray: last, in this order ---------------------------------------
 
 def test_close_shuts_down_the_ray_it_started_and_a_second_cluster_then_works(cluster):
