@@ -13,6 +13,7 @@ import time
 
 import pytest
 from conftest import Recorder, Running, wait_for
+from inspector_scenario import Dozing, Producer
 from test_inspector_feed import Client, by_id
 from test_transport_seam import Countdown, Full
 
@@ -169,25 +170,6 @@ def test_the_high_water_mark_shows_a_flood_the_drained_inbox_hides(backend, sock
     assert by_id(snap)["slow"]["overflow"] == "drop"
     assert by_id(later)["slow"]["inbox"] == 0
     assert snap["engine"]["dead_letters"] > 0
-
-
-class Dozing:
-    """Awaits a long sleep on its first message: parked, its inbox unread."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    async def receive(self, envelope):
-        await self.ctx.sleep(60)
-
-
-class Producer:
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    def receive(self, envelope):
-        for n in range(envelope.message):
-            self.ctx.send("dozing", n)
 
 
 def test_the_feed_says_what_a_parked_actor_waits_on(backend, sockdir):
