@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import logging
 import operator
 import os
@@ -1511,6 +1512,69 @@ def _label_feed(host: _Host, settings: dict[str, Any]) -> None:
 # The driver side
 ###############################################################################
 
+# Seconds at least between two wakes of the driver's ask clock (a timeout
+# runs out this much late at most).
+_CLOCK_GRAIN = 0.002
+
+
+class _AskClock:
+    """The deadlines of the driver's asks, kept from the call (one thread, a heap).
+
+    An ask waits in the driver while its engine's window is full, and its
+    engine answers it only after what came before it: its timeout starts at
+    the call, as an ask on one engine's does, not when it reaches its engine.
+    """
+
+    def __init__(self, expire: Callable[[list[tuple[str, float]]], None]) -> None:
+        self._expire = expire           # called with [(reply id, timeout)] due, no lock held
+        self._heap: list[tuple[float, str, float]] = []
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def start(self, reply_id: str, timeout: float) -> None:
+        with self._changed:
+            if self._stopped:
+                return
+            heapq.heappush(self._heap, (time.monotonic() + timeout, reply_id, timeout))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="backstage-cluster-ask-clock")
+                self._thread.start()
+            elif self._heap[0][1] == reply_id:
+                self._changed.notify()      # sooner than what the thread sleeps for
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._heap.clear()
+            self._changed.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        with self._changed:
+            while not self._stopped:
+                heap, now = self._heap, time.monotonic()
+                due = []
+                while heap and heap[0][0] <= now:
+                    _, reply_id, timeout = heapq.heappop(heap)
+                    due.append((reply_id, timeout))
+                if due:
+                    self._changed.release()
+                    try:
+                        self._expire(due)
+                    except Exception:
+                        log.exception("cluster: timing out the driver's asks")
+                    finally:
+                        self._changed.acquire()
+                else:
+                    # At least _CLOCK_GRAIN between wakes: the deadlines of answered
+                    # asks stay in the heap, and a dense run of them would wake the
+                    # thread once each.
+                    self._changed.wait(max(heap[0][0] - now, _CLOCK_GRAIN) if heap else None)
+
+
 class RayCluster:
     """The driver's side of ``backstage.Cluster(transport="ray")``: see backstage.Cluster."""
 
@@ -1553,6 +1617,7 @@ class RayCluster:
         self._ask_ids = 0
         self._collecting: set[int] = set()          # engines with a collect_replies call open
         self._settling: list[tuple[Future[Any], str, Any]] = []   # asks decided, to settle
+        self._clock = _AskClock(self._timed_out)
         self._closed = False
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})
@@ -1746,6 +1811,8 @@ class RayCluster:
             self._ask_ids += 1
             reply_id = str(self._ask_ids)
             self._asked[reply_id] = (future, where, target_id)
+            if timeout is not None:
+                self._clock.start(reply_id, timeout)
             self._collect(where)
             self._pending[where].append(
                 (None, ("ask", reply_id, target_id, message, timeout), reply_id, "ask"))
@@ -1778,6 +1845,16 @@ class RayCluster:
                         self._settling.append((entry[0], *_unpickled_outcome(outcome)))
             if not self._closed and any(e == where for _, e, _ in self._asked.values()):
                 self._collect(where)
+        self._settle()
+
+    def _timed_out(self, due: list[tuple[str, float]]) -> None:
+        """The ask clock's thread: these asks' timeouts ran out (unless answered)."""
+        with self._lock:
+            for reply_id, timeout in due:
+                entry = self._asked.pop(reply_id, None)
+                if entry is not None:
+                    self._settling.append((entry[0], "err", TimeoutError(
+                        f"no reply from {entry[2]!r} within {timeout} s")))
         self._settle()
 
     def _fail_asks(self, reply_ids: list[str], reason: str,
@@ -1892,6 +1969,7 @@ class RayCluster:
             self._fail_asks(list(self._asked), "the cluster closed before the actor answered",
                             backstage.EngineClosed)
         self._settle()
+        self._clock.stop()
         self._shutdown_ray()
 
     def _shutdown_ray(self) -> None:

@@ -287,6 +287,17 @@ class Holder:
             self.held.append(envelope)
 
 
+class Dozer:
+    """An async actor: each message is a number of seconds its receive awaits,
+    taking no other message meanwhile."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    async def receive(self, envelope):
+        await self.ctx.sleep(envelope.message)
+
+
 def _refuse_to_load():
     raise ValueError("this message refuses to be unpickled")
 

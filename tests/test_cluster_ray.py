@@ -38,6 +38,7 @@ from cluster_actors import (  # noqa: E402
     Burst,
     Collector,
     Deinit,
+    Dozer,
     Echo,
     Flood,
     Forwarder,
@@ -732,6 +733,24 @@ def test_asks_from_the_driver_left_unanswered_do_not_hold_up_its_other_calls(clu
     for ask in asks:
         with pytest.raises(TimeoutError):
             ask.result(30)
+
+
+def test_a_driver_ask_times_out_from_the_call_while_its_engine_holds_up_the_driver_window(
+        cluster):
+    dozer = _spawn_on(cluster, 2, Dozer, "dozer")
+    echo = _spawn_on(cluster, 2, Echo, "beside-dozer")
+    # Each send a call of its own, answered once the dozer has taken its
+    # message: the second and third fill the session cluster's window of 2.
+    for _ in range(3):
+        cluster.send(dozer, 2.0)
+        time.sleep(0.2)
+    ask = cluster.ask(echo, "hi", timeout=0.3)
+    # Without a clock of its own, the ask would reach engine 2 only after the
+    # first 2 s doze, and then be answered.
+    failure = ask.exception(timeout=1.2)
+    assert isinstance(failure, TimeoutError)
+    assert str(failure) == f"no reply from {echo!r} within 0.3 s"
+    assert cluster.wait_idle(30)
 
 
 def test_wait_idle_returns_when_every_message_is_handled(cluster):
