@@ -248,6 +248,7 @@ class _Link:
         self.inflight: dict[int, list[Any]] = {}              # seq -> entries sent, until acked
         self.returned: dict[int, list[Any]] = {}     # seq -> entries that rode back, until acked
         self.asked: dict[str, Any] = {}                  # reply id -> reply sent this way
+        self.unreported: set[int] = set()   # the peer's ridden batches that did not unpickle
         self.seq = 0
         self.flush_scheduled = False
         self.lost: str | None = None                     # why the peer is gone
@@ -292,6 +293,20 @@ class _Link:
             self.pending.append((None, control, _EXPLICIT))
             self.pending_count += 1
             self._schedule()
+
+    def report_unloaded(self, seq: int, reason: str) -> None:
+        """A batch of the peer's that rode back (``seq``) did not unpickle here:
+        tell the peer, first in the next batch this way, so that it makes the
+        batch's messages dead letters and fails its asks (``refused``).  Until
+        the report is packed, our acknowledgements stop short of ``seq``, and
+        the peer keeps the batch for it."""
+        if self.lost is not None:
+            return
+        self.unreported.add(seq)
+        # After the entry partly taken, if any: its rest goes first (see _take).
+        self.pending.insert(1 if self.head else 0, (None, ("unloaded", seq, reason), _EXPLICIT))
+        self.pending_count += 1
+        self._schedule()
 
     def _schedule(self) -> None:
         if not self.flush_scheduled:
@@ -383,6 +398,8 @@ class _Link:
         if host.unhandled:
             host.answer_handled()
         acked = host.expect.get(self.peer, 1) - 1
+        if self.unreported:
+            acked = min(acked, min(self.unreported) - 1)
         waiter = self.waiter
         while self.pending and self.lost is None and waiter.has_room():
             batch = self._next_batch(lambda seq: _CALL_HEADER.pack(host.index, seq, acked))
@@ -421,12 +438,20 @@ class _Link:
         return None
 
     def release(self, acked: int) -> None:
-        """The peer has applied every batch of ours up to sequence ``acked``."""
+        """The peer has applied every batch of ours up to sequence ``acked``
+        (or was told it could not, ``refused``)."""
         returned = self.returned
         for seq in list(returned):
             if seq > acked:
                 break
             del returned[seq]
+
+    def refused(self, seq: int, reason: str) -> None:
+        """The peer could not unpickle our batch ``seq`` that rode back."""
+        entries = self.returned.pop(seq, None)
+        if entries is not None:
+            log.error("link %d -> %d: %s", self.host.index, self.peer, reason)
+            self.undelivered(entries, reason)
 
     def _next_batch(self, header: Callable[[int], bytes],
                     ) -> tuple[int, list[Any], bytes] | None:
@@ -451,6 +476,10 @@ class _Link:
                 return None
             payload = _dumps(wire)
         packet = header(seq) + payload
+        if self.unreported:
+            self.unreported.difference_update(
+                control[1] for target_id, control, _ in entries
+                if target_id is None and control[0] == "unloaded")
         self.seq = seq
         self.batches += 1
         self.messages += count
@@ -596,7 +625,7 @@ class _Link:
                 self.host.peer_lost(self.peer, f"engine {self.peer} lost ({type(exc).__name__})")
                 return
             log.error("link %d -> %d: a batch failed: %r", self.host.index, self.peer, exc)
-            self._dead_letter(entries, f"the batch to engine {self.peer} failed: {exc!r}")
+            self.undelivered(entries, f"the batch to engine {self.peer} failed: {exc!r}")
         elif exc is None and value is not None:
             self.host.arrive_ridden(self.peer, value)
 
@@ -626,6 +655,20 @@ class _Link:
             if not reply.done():
                 reply.settle(None, ActorNotFound(f"no reply: {reason}"))
         self.asked.clear()
+
+    def undelivered(self, entries: list[Any], reason: str) -> None:
+        """A batch the peer could not take, the peer still up: its messages
+        become dead letters (asks among them fail), and its controls go again,
+        a reply as a failure (its value may be what did not unpickle there:
+        sent again, it would fail again) so that the asker is answered."""
+        self._dead_letter(entries, reason)
+        for target_id, control, _ in entries:
+            if target_id is not None:
+                continue
+            if control[0] == "reply":
+                control = ("reply", control[1], None, RuntimeError(
+                    f"the reply did not reach the asker: {reason}"))
+            self.add_control(control)
 
     def _dead_letter(self, entries: list[Any], reason: str) -> None:
         engine = self.host.engine
@@ -907,12 +950,19 @@ class _Host:
         ``src``'s order passes, answered with nothing (the call then fails and
         the sender makes the batch dead letters)."""
         answer.taken = True
+        self.arrive(src, seq, lambda: self._take_call(src, acked, wire, answer), answer)
+
+    def _take_call(self, src: int, acked: int, wire: list[Any] | None,
+                   answer: _Answer) -> None:
+        """A call from ``src``, in its order.  Its acknowledgement too, so that
+        a report that our batch did not unpickle there (``_Link.refused``),
+        sent before the call, finds the batch still kept."""
         if acked:
             self.links[src].release(acked)
         if wire is None:
-            self.arrive(src, seq, lambda: answer.set_result(None), answer)
+            answer.set_result(None)
         else:
-            self.arrive(src, seq, lambda: self.apply(src, wire, answer), answer)
+            self.apply(src, wire, answer)
 
     def arrive_ridden(self, peer: int, packet: bytes) -> None:
         """A batch of ``peer``'s that rode back on the answer of our call."""
@@ -920,10 +970,8 @@ class _Host:
         try:
             wire = pickle.loads(memoryview(packet)[_RIDE_HEADER.size:])
         except Exception as exc:
-            reason = _unloadable_reason(peer, self.index, exc)
-            log.error("%s", reason)
-            self.engine._dead_letter(f"(batch from engine {peer})",
-                                     Envelope(None, _MT.SEND, None), reason)
+            # Its messages become dead letters on the peer, which has them.
+            self.links[peer].report_unloaded(seq, _unloadable_reason(peer, self.index, exc))
             self.arrive(peer, seq, lambda: None)
             return
         self.arrive(peer, seq, lambda: self.apply(peer, wire))
@@ -1093,6 +1141,10 @@ class _Host:
             self.pins[actor_id] = where
         elif control[0] == "ask":
             self._ask_for_driver(*control[1:])
+        elif control[0] == "unloaded":
+            link = self.links.get(src)
+            if link is not None:
+                link.refused(control[1], control[2])
 
     # -- the driver's asks -----------------------------------------------------
     # They travel in the driver's batches, in order with its sends; their

@@ -298,6 +298,43 @@ class Dozer:
         await self.ctx.sleep(envelope.message)
 
 
+class SendsBack:
+    """On ("hit", n): sends its sender n messages, one that does not unpickle,
+    n more, then asks it "q" without a timeout; "outcome" answers what became
+    of that ask: "pending", or (exception class name, text), or ("ok", value)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.outcome = "pending"
+
+    def receive(self, envelope):
+        if envelope.message == "outcome":
+            envelope.reply(self.outcome)
+            return
+        _, n = envelope.message
+        sender = envelope.sender_id
+        for i in range(n):
+            self.ctx.send(sender, f"before-{i}")
+        self.ctx.send(sender, Unloadable())
+        for i in range(n):
+            self.ctx.send(sender, f"after-{i}")
+        self.ctx.ask(sender, "q", timeout=None).add_done_callback(self._answered)
+
+    def _answered(self, future):
+        exc = future.exception()
+        self.outcome = (type(exc).__name__, str(exc)) if exc else ("ok", future.result())
+
+
+class AnswersUnloadable:
+    """Answers every ask with a value that pickles and does not unpickle."""
+
+    def __init__(self, ctx):
+        pass
+
+    def receive(self, envelope):
+        envelope.reply(Unloadable())
+
+
 def _refuse_to_load():
     raise ValueError("this message refuses to be unpickled")
 

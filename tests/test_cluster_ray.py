@@ -35,6 +35,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r "
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster_actors import (  # noqa: E402
+    AnswersUnloadable,
     Burst,
     Collector,
     Deinit,
@@ -46,6 +47,7 @@ from cluster_actors import (  # noqa: E402
     RaisesTwoArgumentError,
     Rally,
     Remote,
+    SendsBack,
     Unloadable,
     Writer,
     link_stats,
@@ -442,6 +444,39 @@ def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_li
     # which may be after the receiver has taken the next batch.
     wait_for(lambda: len(letters()) == 2, "the two dead letters", timeout=30)
     assert all("could not unpickle" in d.reason for d in letters())
+
+
+def test_a_batch_that_rides_back_and_does_not_unpickle_is_dead_letters_where_it_was_sent(
+        cluster):
+    starter = _spawn_on(cluster, 0, Remote, "ride-starter")
+    sends_back = _spawn_on(cluster, 1, SendsBack, "ride-sends-back")
+    before = _link(cluster, 1, 0)
+
+    _ask(cluster, starter, ("send", sends_back, [("hit", 3)]))
+    wait_for(lambda: _ask(cluster, sends_back, "outcome") != "pending", "the ask to end")
+
+    after = _link(cluster, 1, 0)
+    assert after["calls"] == before["calls"]            # it rode back: a batch, no call
+    assert after["batches"] == before["batches"] + 1
+    assert _ask(cluster, starter, ("got",)) == []      # one pickle: none of it arrived
+    name, why = _ask(cluster, sends_back, "outcome")
+    assert name == "ActorNotFound" and "engine 0 could not unpickle a batch from engine 1" in why
+    letters = [d for d in cluster.dead_letters() if d.target_id == starter]
+    assert sorted(d.envelope.message for d in letters if d.envelope.message.startswith(
+        ("before", "after"))) == [f"{w}-{i}" for w in ("after", "before") for i in range(3)]
+    assert len(letters) == 8                           # the 6, the unloadable, the ask
+    assert all("could not unpickle a batch from engine 1" in d.reason for d in letters)
+
+
+def test_a_reply_that_does_not_unpickle_where_it_is_asked_fails_the_ask_and_says_why(cluster):
+    asker = _spawn_on(cluster, 0, Remote, "unloadable-reply-asker")
+    answerer = _spawn_on(cluster, 1, AnswersUnloadable, "unloadable-answerer")
+
+    status, name, why = _ask(cluster, asker, ("ask", answerer, "q"))
+
+    assert (status, name) == ("err", "RuntimeError")
+    assert "the reply did not reach the asker" in why
+    assert "engine 0 could not unpickle a batch from engine 1" in why
 
 
 def test_an_exception_that_does_not_unpickle_still_fails_the_ask_and_says_what_it_was(
