@@ -1058,9 +1058,10 @@ class _StandInInbox(list[Any]):
     """The inbox of a stand-in for an actor on another engine (the transport
     seam): appends are a plain list's; its turn hands the whole list to the
     transport's flush, chosen once per turn by this class."""
-    __slots__ = ("_flush", "_flush_run")     # set by _install_stand_in
+    __slots__ = ("_flush", "_flush_run", "_forwarders")     # set by _install_stand_in
     _flush: Callable[[Context, list[Any]], Any]
     _flush_run: Callable[[Context, str | None, list[Any], set[type]], Any] | None
+    _forwarders: set[str] | None    # actors that forwarded into it (ctx.forward)
 
 
 _first = operator.itemgetter(0)      # an item's sender id
@@ -1747,6 +1748,7 @@ class _EngineState:
         # always the Engine; where a room hands self on as one, a
         # "type: ignore[arg-type]" says so.
         def _check_idle(self) -> None: ...
+        def _go_on(self, suspended: _Suspended) -> None: ...
         def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None: ...
         def _dead_letter_all(self, target_id: str, items: list[Any], reason: str) -> None: ...
         def _stop_actor(self, ctx: Context, reason: str, leftover: list[Any],
@@ -2437,6 +2439,7 @@ class _Sending(_EngineState):
         inbox = ctx._inbox = _StandInInbox()
         inbox._flush = flush
         inbox._flush_run = flush_run
+        inbox._forwarders = None
         self._registry[target_id] = ctx
         return ctx
 
@@ -2463,6 +2466,7 @@ class _Sending(_EngineState):
         fresh = ctx._inbox = _StandInInbox()
         fresh._flush = flush = inbox._flush
         fresh._flush_run = flush_run = inbox._flush_run
+        fresh._forwarders = None
         # A slice, even from 0: the transport gets a plain list.  The inbox
         # itself pickles as its class with its flush callbacks: the C pickler
         # refused it and the Ray link pickled each message alone (10,000 a
@@ -2496,9 +2500,12 @@ class _Sending(_EngineState):
             full = False
         if full:
             # The transport holds more than it may send soon: its senders wait
-            # (see _hold_senders).
+            # (see _hold_senders), and so do the actors that forwarded to it
+            # (the senders of what they forwarded may be far away).
             self._hold_senders(ctx, (sender,) if classes is not None
                                else dict.fromkeys(map(_first, items)))
+            if inbox._forwarders:
+                self._hold_senders(ctx, inbox._forwarders)
         if ctx._state is not _STOPPED:
             self._after_turn(ctx)
         return len(items)
@@ -2691,6 +2698,11 @@ class _BackPressure(_Sending):
         waiting_on = ctx._waiting_on
         if waiting_on:
             waiting_on.pop(key, None)
+            if len(waiting_on) == 1:
+                suspended = ctx._suspended
+                if suspended is not None and suspended.resume is not None \
+                        and suspended in waiting_on:
+                    self._go_on(suspended)      # see _held_back
         if not waiting_on and ctx._scheduled is _PARKED and ctx._state is _RUNNING:
             ctx._scheduled = _IDLE
             if len(ctx._inbox) > ctx._head:
@@ -3374,10 +3386,11 @@ class _WaitState:
     """The engine's state for coroutine handlers and blocking work, made at first
     use: an engine that never waits keeps 29 attributes, CPython 3.11's inline
     limit (a 30th costs skynet +5.3 % and ping-pong +1 % instructions)."""
-    __slots__ = ("suspended", "cancelled_tasks", "jobs", "pool", "pool_size")
+    __slots__ = ("suspended", "held_back", "cancelled_tasks", "jobs", "pool", "pool_size")
 
     def __init__(self, pool_size: int | None) -> None:
         self.suspended = 0                      # coroutines of actors, waiting
+        self.held_back = 0                      # of them, put off (no work: see _held_back)
         self.cancelled_tasks: list[Any] = []    # their asyncio tasks, once cancelled
         self.jobs: set[AskFuture[Any]] = set()       # run_in_thread futures not settled yet
         self.pool: Any = None                   # a ThreadPoolExecutor, at the first job
@@ -3392,7 +3405,8 @@ class _Suspended:
     waiting for room does, so the turn's after-turn step needs no check of its
     own; it waits on nobody itself (``_waiting_on`` None, for ``_waits_for``).
     """
-    __slots__ = ("ctx", "coro", "envelope", "awaiting", "task", "ended", "parked", "failure")
+    __slots__ = ("ctx", "coro", "envelope", "awaiting", "task", "ended", "parked", "failure",
+                 "resume")
     _waiting_on = None
 
     def __init__(self, ctx: Context, coro: Any, envelope: Envelope) -> None:
@@ -3404,6 +3418,8 @@ class _Suspended:
         self.ended = False                      # returned, raised or cancelled
         self.parked = True                      # its actor waits for it (see _start_task)
         self.failure: BaseException | None = None   # what an eager task's first step raised
+        # Its next step, put off while its actor waits on more than it (see _held_back).
+        self.resume: Callable[[], None] | None = None
 
 
 def _new_task(coro: Any, aio: Any) -> Any:
@@ -3417,6 +3433,14 @@ def _new_task(coro: Any, aio: Any) -> Any:
     if sys.version_info >= (3, 12):
         return asyncio.Task(coro, loop=aio, eager_start=True)
     return aio.create_task(coro)
+
+
+def _opener(gate: Any) -> Callable[[], None]:
+    """What opens ``gate``, an asyncio future a held-back coroutine awaits."""
+    def open_gate() -> None:
+        if not gate.done():
+            gate.set_result(None)
+    return open_gate
 
 
 def _cancelled_error() -> BaseException:
@@ -3505,7 +3529,7 @@ class _Waiting(_Asking):
         """
         failure: BaseException | None = None
         try:
-            await suspended.coro
+            await self._gated(suspended)
         except Exception as exc:
             failure = exc
         except BaseException as exc:    # CancelledError, KeyboardInterrupt, SystemExit
@@ -3519,6 +3543,60 @@ class _Waiting(_Asking):
             suspended.failure = failure     # it ended in its first, eager step
         elif not suspended.ended:
             self._coroutine_ended(suspended, failure)
+
+    @types.coroutine
+    def _gated(self, suspended: _Suspended) -> Generator[Any, Any, Any]:
+        """``await suspended.coro``, step by step as ``await`` does it, except
+        that a step is put off while the actor waits on more than its coroutine
+        (see ``_held_back``): an asyncio task's steps cannot be held otherwise."""
+        coro = suspended.coro
+        value: Any = None
+        exc: BaseException | None = None
+        while True:
+            try:
+                awaited = coro.send(value) if exc is None else coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            value = exc = None
+            try:
+                value = yield awaited
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as thrown:     # a cancel, or what the awaited raised
+                exc = thrown
+            if exc is None and self._held_back(suspended):
+                gate = self._loop.aio.create_future()     # type: ignore[attr-defined]
+                self._hold_back(suspended, _opener(gate))
+                try:
+                    yield from gate
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as thrown:
+                    exc = thrown
+
+    def _held_back(self, suspended: _Suspended) -> bool:
+        """Whether ``suspended``'s next step waits: its actor waits on more than
+        its coroutine (sends of its wait for room in a full "block" inbox, or a
+        full link holds it), so the coroutine, which keeps its actor's turns,
+        would go on sending past that back-pressure.  ``_unpark`` resumes it."""
+        waiting_on = suspended.ctx._waiting_on
+        return waiting_on is not None and len(waiting_on) > 1
+
+    def _hold_back(self, suspended: _Suspended, resume: Callable[[], None]) -> None:
+        """Put off ``suspended``'s next step until ``_unpark`` calls ``resume``.
+        Meanwhile it is no work the engine can do: a run may return."""
+        suspended.resume = resume
+        self._wait_state().held_back += 1
+        self._check_idle()
+
+    def _go_on(self, suspended: _Suspended) -> None:
+        """``suspended``'s actor waits on nothing else now: its next step runs."""
+        resume, suspended.resume = suspended.resume, None
+        if resume is not None:
+            self._wait_state().held_back -= 1
+            resume()
 
     def _park_for(self, ctx: Context, suspended: _Suspended) -> None:
         """Park ``ctx`` until ``suspended`` ends; the rest of its batch waits in its inbox."""
@@ -3554,6 +3632,9 @@ class _Waiting(_Asking):
     def _step(self, suspended: _Suspended, exc: BaseException | None) -> None:
         """One step of a suspended coroutine: send its await's outcome in."""
         if suspended.ended:
+            return
+        if exc is None and self._held_back(suspended):
+            self._hold_back(suspended, lambda: self._loop.call_soon(self._step, suspended, None))
             return
         suspended.awaiting = None
         coro = suspended.coro
@@ -3592,6 +3673,9 @@ class _Waiting(_Asking):
         suspended.ended = True
         ctx._suspended = None
         self._wait_state().suspended -= 1
+        if suspended.resume is not None:
+            suspended.resume = None
+            self._wait_state().held_back -= 1
         if ctx._waiting_on:
             ctx._waiting_on.pop(suspended, None)
         coro = suspended.coro
@@ -3722,8 +3806,16 @@ class _Waiting(_Asking):
         if target is not None and isinstance(inbox, _BoundedInbox) \
                 and isinstance(inbox._policy, _Block) and not inbox.has_room():
             self._wait_for_room(target, item, None, forwarder)
-        else:
-            self._post_here(target_id, *item)
+            return
+        self._post_here(target_id, *item)
+        if inbox is None:                   # the transport may have made a stand-in
+            target = self._registry.get(target_id)
+            inbox = target._inbox if target is not None else None
+        if inbox.__class__ is _StandInInbox and item[0] != forwarder.actor_id:
+            # A full link holds the forwarder too (see _turn_stand_in).
+            if inbox._forwarders is None:
+                inbox._forwarders = set()
+            inbox._forwarders.add(forwarder.actor_id)
 
     def _become_here(self, ctx: Context, handler: Callable[[Envelope], Any] | None) -> None:
         receive: Any
@@ -4875,8 +4967,8 @@ class Engine(_Lifecycle):
     def _idle(self) -> bool:
         """True when no user work is left: no message, timer, watch or inbound call."""
         return not (self._ready or self._inbound or self._user_timers or self._user_watches
-                    or self._asks or (self._waits is not None
-                                      and (self._waits.jobs or self._waits.suspended)))
+                    or self._asks or (self._waits is not None and (
+                        self._waits.jobs or self._waits.suspended > self._waits.held_back)))
 
     def _check_idle(self) -> None:
         if self._until_idle and self._running and self._idle():

@@ -220,6 +220,20 @@ class Forwarder:
             self.ctx.send(self.target, item)
 
 
+class FanOut:
+    """Forwards each message it gets to ``target`` ``copies`` times (ctx.forward:
+    the target sees the original sender)."""
+
+    def __init__(self, ctx, target, copies):
+        self.ctx = ctx
+        self.target = target
+        self.copies = copies
+
+    def receive(self, envelope):
+        for _ in range(self.copies):
+            self.ctx.forward(self.target, envelope)
+
+
 def turns_of(engine, actor_id):
     """For cluster.call: the turns a Flood on ``engine`` has taken, read on its
     engine's thread without a message (a held actor takes none)."""

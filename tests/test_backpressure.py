@@ -67,6 +67,46 @@ def test_a_blocked_sender_gets_no_turn_until_the_target_has_room(engine):
     assert target.messages == list(range(10))
 
 
+class Dozing(Recorder):
+    """An async receive that dozes ``seconds`` per message, taking no other meanwhile."""
+
+    seconds = 0.005
+
+    async def receive(self, envelope):
+        super().receive(envelope)
+        await self.ctx.sleep(self.seconds)
+
+
+class AsyncProducer:
+    """On n: sends 0 .. n-1 to "t", a bare await between sends; keeps, per send,
+    how many messages the target had handled then."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.target = None
+        self.handled_at = []
+
+    async def receive(self, envelope):
+        for i in range(envelope.message):
+            self.ctx.send("t", i)
+            self.handled_at.append(len(self.target.messages))
+            await self.ctx.sleep(0)
+
+
+def test_an_async_sender_waiting_for_room_goes_on_from_its_await_only_once_there_is_room(engine):
+    target = engine.spawn_actor(Dozing, id="t", capacity=2, overflow="block")
+    producer = engine.spawn_actor(AsyncProducer, id="p")
+    producer.target = target
+
+    engine.send("p", 20)
+    engine.run()
+
+    assert target.messages == list(range(20))
+    # Send i found at least i - 3 handled: 2 in the inbox, one taken, its own waiting.
+    assert all(i - handled <= 4 for i, handled in enumerate(producer.handled_at)), \
+        producer.handled_at
+
+
 def test_a_send_from_the_engine_thread_outside_an_actor_cannot_block(engine):
     engine.spawn_actor(Recorder, id="t", capacity=1, overflow="block")
     engine.send("t", 1)

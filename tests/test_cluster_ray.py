@@ -41,6 +41,7 @@ from cluster_actors import (  # noqa: E402
     Deinit,
     Dozer,
     Echo,
+    FanOut,
     Flood,
     Forwarder,
     Holder,
@@ -371,6 +372,23 @@ def test_an_actor_the_driver_feeds_stays_held_while_its_link_is_full(cluster):
     assert [m for _, _, m, _ in _ask(cluster, collector, "get")] == list(range(20_000))
     # The driver's batches do not let it go: at most the buffer of 100 and two
     # turns of at most 128 messages of 10.
+    assert _link(cluster, 0, 1)["unsent_peak"] <= 100 + 2 * 1280
+
+
+def test_an_actor_that_forwards_over_a_full_link_is_held_though_the_senders_are_elsewhere(
+        cluster):
+    collector = _spawn_on(cluster, 1, Collector, "fanned-collector")
+    fan_out = _spawn_on(cluster, 0, FanOut, "fan-out", collector, 10)
+    cluster._impl.call(0, link_stats, True)     # the peaks of earlier tests forgotten
+
+    for n in range(2_000):
+        cluster.send(fan_out, n)
+    assert cluster.wait_idle(120)
+
+    got = _ask(cluster, collector, "get")
+    assert [m for _, _, m, _ in got] == [n for n in range(2_000) for _ in range(10)]
+    assert {sender for sender, _, _, _ in got} == {None}    # forwarded: the driver's
+    # As a sender is held: at most the buffer and two turns of 128 messages of 10.
     assert _link(cluster, 0, 1)["unsent_peak"] <= 100 + 2 * 1280
 
 

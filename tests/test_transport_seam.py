@@ -465,6 +465,68 @@ def test_a_flush_that_answers_true_holds_the_sender_until_the_transport_releases
     assert transport.sent == [5, 4, 3, 2, 1]
 
 
+class Relay:
+    """Forwards every message to "far"."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.turns = 0
+
+    def receive(self, envelope):
+        self.turns += 1
+        self.ctx.forward("far", envelope)
+
+
+def test_a_full_transport_holds_an_actor_that_forwards_to_it(engine):
+    # The forwarded message's sender (None here) may be far away: the one that
+    # keeps sending over the full link is the forwarder.
+    transport = Full(engine)
+    engine.attach_transport(transport)
+    relay = engine.spawn_actor(Relay, id="relay")
+
+    engine.send("relay", 1)
+    engine.run()
+    engine.send("relay", 2)
+    engine.run()
+
+    assert (relay.turns, transport.sent) == (1, [1])
+    transport.full = False
+    for stand_in in transport.stand_ins:
+        engine._release_senders(stand_in)
+    engine.run()
+    assert (relay.turns, transport.sent) == (2, [1, 2])
+
+
+class AsyncProducer:
+    """On n: sends 0 .. n-1 to "far", awaiting a short sleep after each."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    async def receive(self, envelope):
+        for i in range(envelope.message):
+            self.ctx.send("far", i)
+            await self.ctx.sleep(0.001)
+
+
+def test_a_full_transport_holds_an_async_receive_at_its_next_await(engine):
+    # A hold stops new turns; a running coroutine would go on sending between
+    # its awaits unless its steps are held too.
+    transport = Full(engine)
+    engine.attach_transport(transport)
+    engine.spawn_actor(AsyncProducer, id="producer")
+
+    engine.send("producer", 10)
+    engine.run()            # returns: a held-back coroutine is no work to do
+
+    assert transport.sent == [0]
+    transport.full = False
+    for stand_in in transport.stand_ins:
+        engine._release_senders(stand_in)
+    engine.run()
+    assert transport.sent == list(range(10))
+
+
 def test_a_full_transport_holds_no_one_for_a_send_from_outside_any_actor(engine):
     # A guard: a sender id of None (Engine.send) is no actor to hold.
     transport = Full(engine)
