@@ -6855,8 +6855,12 @@ class Cluster:
         self._impl.send(target_id, None, "pill")
 
     def get_engine_of(self, actor_id: str) -> int:
-        """The engine number ``actor_id`` is placed on (by hash, or pinned by spawn_actor)."""
-        engine: int = self._impl.engine_of(actor_id)
+        """The engine number ``actor_id`` lives on: pinned by spawn_actor, spawned
+        there by an actor (once that engine has told the others), else placed
+        by its hash."""
+        if type(actor_id) is not str:
+            raise TypeError(f"get_engine_of() needs a str actor id, not {actor_id!r}")
+        engine: int = self._impl.where(actor_id)
         return engine
 
     def wait_idle(self, timeout: float | None = None) -> bool:

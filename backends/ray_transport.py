@@ -1351,6 +1351,12 @@ class EngineHost:
     def dead_letters(self) -> list[Any]:
         return self.host.engine._call_on_loop(_dead_letters, self.host)
 
+    def placed(self, actor_id: str) -> int:
+        """Where this engine sends ``actor_id``: where it was pinned or an actor
+        spawned it, as every engine was told, else here.  Read on Ray's thread
+        (a dict lookup): an engine in a long turn does not hold it up."""
+        return self.host.pins.get(actor_id, self.index)
+
     def get_actor_ids(self) -> list[Any]:
         engine = self.host.engine
         return engine._call_on_loop(
@@ -1723,8 +1729,23 @@ class RayCluster:
     # -- placement ---------------------------------------------------------------
 
     def engine_of(self, actor_id: str) -> int:
+        """Where the driver sends ``actor_id``: its pin, else its hash engine
+        (which forwards to where an actor spawned it)."""
         where = self._pins.get(actor_id)
         return where if where is not None else home_of(actor_id, self.count)
+
+    def where(self, actor_id: str) -> int:
+        """The engine ``actor_id`` lives on: the driver's pin, else what its hash
+        engine was told (an actor may have spawned it on its own engine), else
+        the hash.  One call to the hash engine, unless the driver pinned it."""
+        where = self.engine_of(actor_id)
+        if actor_id in self._pins or where in self._lost:
+            return where
+        try:
+            placed: int = ray.get(self.hosts[where].placed.remote(actor_id))
+        except ray.exceptions.RayActorError:
+            return where                    # lost meanwhile: its ids are placed there
+        return placed
 
     # -- calls from the driver -------------------------------------------------------
 

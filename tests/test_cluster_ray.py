@@ -686,6 +686,20 @@ def test_an_actor_spawns_an_actor_whose_id_every_engine_then_reaches(cluster):
     assert via_home == ("x", 0, (), {})
 
 
+def test_get_engine_of_an_id_an_actor_spawned_on_its_own_engine_names_that_engine(cluster):
+    spawner = _spawn_on(cluster, 0, Remote, "where-spawner")
+    child = _id_on(cluster, 1, "where-spawned")          # its hash says engine 1
+    assert _ask(cluster, spawner, ("spawn", Echo, child)) == 0
+    assert cluster.wait_idle(60)      # engine 1 has been told where the id lives
+
+    assert cluster.get_engine_of(child) == 0
+
+
+def test_get_engine_of_refuses_an_id_that_is_not_a_str(cluster):
+    with pytest.raises(TypeError, match="str actor id"):
+        cluster.get_engine_of(17)
+
+
 # -- placement: one id, one engine -----------------------------------------------
 
 def test_pinning_an_id_that_is_live_on_another_engine_is_refused_at_the_call(cluster):
