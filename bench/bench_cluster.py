@@ -8,6 +8,7 @@
   at most ``window`` calls in flight, batches of the same size; both ways,
   two threaded actors that each send and receive, one process per side as
   with two engines); CPU seconds of the processes per message beside it;
+  one way again with each turn's sends as one ``ctx.send_many``;
 - cross-engine ping-pong against two async Ray actors awaiting each other's
   calls: round trips per second and p99;
 - scaling: CPU-bound work with no cross-engine traffic on 2 engines against 1;
@@ -100,15 +101,16 @@ def _ask(cluster: backstage.Cluster, actor_id: str, message: object, timeout: fl
 
 # -- throughput ----------------------------------------------------------------
 
-def ours_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
-    """Messages per second between two engines, and CPU seconds per million messages."""
+def ours_throughput(limit: int, n: int, both: bool, many: bool = False) -> tuple[float, float]:
+    """Messages per second between two engines, and CPU seconds per million
+    messages; ``many``: the sources send each turn's messages with send_many."""
     with backstage.Cluster("ray", engines=2, batch_limit=limit, window=4) as cluster:
         pairs = [(0, 1), (1, 0)] if both else [(0, 1)]
         names = []
         for a, b in pairs:
             src, sink = _id_on(cluster, a, f"src{a}"), _id_on(cluster, b, f"sink{b}")
             cluster.spawn_actor(Sink, sink, n)
-            cluster.spawn_actor(Source, src)
+            cluster.spawn_actor(Source, src, many)
             names.append((src, sink))
         pids = cluster._impl.pids
         cpu0 = sum(_cpu(p) for p in pids)
@@ -405,6 +407,16 @@ def main() -> None:
                 line(f"CPU per message {way}, batch {limit:,} (lower is better; ratio "
                      f"ours/Ray)", med(x[1] for x in o), med(x[1] for x in r),
                      "CPU-us", ",.2f")
+        # The same one way with each turn's sends as one ctx.send_many: Ray's
+        # sender hands a list per call; ours then hands one per turn too.
+        for limit in (100, 1_000):
+            o = [ours_throughput(limit, n, False, many=True) for _ in range(args.repeat)]
+            r = [ray_throughput(limit, n, False) for _ in range(args.repeat)]
+            line(f"throughput one way, batch {limit:,}, ctx.send_many", med(x[0] for x in o),
+                 med(x[0] for x in r), "msg/s")
+            line(f"CPU per message one way, batch {limit:,}, ctx.send_many (lower is better; "
+                 f"ratio ours/Ray)", med(x[1] for x in o), med(x[1] for x in r),
+                 "CPU-us", ",.2f")
         o = [ours_ping_pong(rounds) for _ in range(args.repeat)]
         r = [ray_ping_pong(rounds) for _ in range(args.repeat)]
         line("ping-pong round trips", med(x[0] for x in o), med(x[0] for x in r), "/s")

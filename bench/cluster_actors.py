@@ -14,11 +14,13 @@ import ray
 
 
 class Source:
-    """On ("go", target, n, chunk): sends 0 .. n-1, ``chunk`` per turn (one tick each)."""
+    """On ("go", target, n, chunk): sends 0 .. n-1, ``chunk`` per turn (one tick
+    each); with ``many``, each turn's as one ctx.send_many."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, many: bool = False) -> None:
         self.ctx = ctx
         self.started = 0.0
+        self.many = many
 
     def receive(self, envelope: Any) -> None:
         message = envelope.message
@@ -31,9 +33,12 @@ class Source:
             envelope.reply(True)
         else:
             _, target, start, n, chunk = message
-            send = self.ctx.send
-            for i in range(start, min(n, start + chunk)):
-                send(target, i)
+            if self.many:
+                self.ctx.send_many(target, list(range(start, min(n, start + chunk))))
+            else:
+                send = self.ctx.send
+                for i in range(start, min(n, start + chunk)):
+                    send(target, i)
             if start + chunk < n:
                 send(self.ctx.actor_id, ("more", target, start + chunk, n, chunk))
 
