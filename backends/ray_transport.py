@@ -1583,18 +1583,27 @@ class _AskClock:
     the call, as an ask on one engine's does, not when it reaches its engine.
     """
 
-    def __init__(self, expire: Callable[[list[tuple[str, float]]], None]) -> None:
+    def __init__(self, expire: Callable[[list[tuple[str, float]]], None],
+                 pending: dict[str, Any]) -> None:
         self._expire = expire           # called with [(reply id, timeout)] due, no lock held
+        self._pending = pending         # the asks not yet settled, by reply id
         self._heap: list[tuple[float, str, float]] = []
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopped = False
 
     def start(self, reply_id: str, timeout: float) -> None:
+        """Under the driver's lock (``pending`` does not change meanwhile)."""
         with self._changed:
             if self._stopped:
                 return
-            heapq.heappush(self._heap, (time.monotonic() + timeout, reply_id, timeout))
+            heap = self._heap
+            if len(heap) > 2 * len(self._pending) + 1024:
+                # The deadlines of answered asks stay until due: drop them
+                # now and then, so that many quick asks do not pile them up.
+                heap[:] = [entry for entry in heap if entry[1] in self._pending]
+                heapq.heapify(heap)
+            heapq.heappush(heap, (time.monotonic() + timeout, reply_id, timeout))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="backstage-cluster-ask-clock")
@@ -1628,8 +1637,8 @@ class _AskClock:
                         self._changed.acquire()
                 else:
                     # At least _CLOCK_GRAIN between wakes: the deadlines of answered
-                    # asks stay in the heap, and a dense run of them would wake the
-                    # thread once each.
+                    # asks stay in the heap (see start), and a dense run of them
+                    # would wake the thread once each.
                     self._changed.wait(max(heap[0][0] - now, _CLOCK_GRAIN) if heap else None)
 
 
@@ -1675,7 +1684,7 @@ class RayCluster:
         self._ask_ids = 0
         self._collecting: set[int] = set()          # engines with a collect_replies call open
         self._settling: list[tuple[Future[Any], str, Any]] = []   # asks decided, to settle
-        self._clock = _AskClock(self._timed_out)
+        self._clock = _AskClock(self._timed_out, self._asked)
         self._closed = False
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})

@@ -1532,3 +1532,27 @@ def test_a_long_burst_is_split_in_order_and_what_was_not_sent_is_dead_lettered_o
     assert [m for m, _ in letters] == list(range(30))
     assert all(r.endswith("possibly delivered") for m, r in letters if m < 14)
     assert all(r == "engine 1 lost" for m, r in letters if m >= 14)
+
+
+# -- the driver's ask clock, alone ------------------------------------------------
+
+def test_the_ask_clock_times_out_what_is_pending_and_forgets_what_was_answered():
+    from backends import ray_transport
+
+    pending, due = {}, []
+    clock = ray_transport._AskClock(due.extend, pending)
+    try:
+        for i in range(5_000):          # quick asks, each answered before its deadline
+            pending[str(i)] = True
+            clock.start(str(i), 60)
+            del pending[str(i)]
+        kept = len(clock._heap)
+        pending["slow"] = True
+        clock.start("slow", 0.05)
+        wait_for(lambda: due, "the slow ask's deadline")
+    finally:
+        clock.stop()
+
+    assert kept < 2_000                 # the answered asks' deadlines were dropped
+    assert due == [("slow", 0.05)]
+    assert not clock._thread.is_alive()
