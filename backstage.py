@@ -2445,7 +2445,6 @@ class _Sending(_EngineState):
         if not callable(getattr(transport, "resolve", None)):
             raise TypeError(f"attach_transport() needs an object with a "
                             f"resolve(target_id) method, not {transport!r}")
-        self._may_hold = True
         self._call_on_loop(setattr, self, "_transport", _Transport(transport))
 
     def _resolve_missing(self, target_id: str) -> Context | None:
@@ -3491,10 +3490,6 @@ class _Waiting(_Asking):
     of the public API."""
 
     _waits: _WaitState | None = None    # an instance attribute from the first use
-    # Whether an actor may be held here (an inbox that makes senders wait, or
-    # a transport): then an async receive's steps can be held (_gated).  Set
-    # before such holds can happen; an instance attribute only once set.
-    _may_hold = False
     backend: str                        # set by Engine.__init__
 
     def _wait_state(self) -> _WaitState:
@@ -3569,15 +3564,12 @@ class _Waiting(_Asking):
         """
         failure: BaseException | None = None
         try:
-            if not self._may_hold:
-                await suspended.coro
+            try:
+                awaited = suspended.coro.send(None)     # as `await` begins
+            except StopIteration:
+                pass            # awaited nothing: no step-by-step driver made
             else:
-                try:
-                    awaited = suspended.coro.send(None)     # as `await` begins
-                except StopIteration:
-                    pass        # awaited nothing: no step-by-step driver made
-                else:
-                    await self._gated(suspended, awaited)
+                await self._gated(suspended, awaited)
         except Exception as exc:
             failure = exc
         except BaseException as exc:    # CancelledError, KeyboardInterrupt, SystemExit
@@ -3597,12 +3589,12 @@ class _Waiting(_Asking):
         """The rest of ``await suspended.coro`` from its first await (``awaited``),
         step by step as ``await`` does it, except that a step is put off while
         the actor waits on more than its coroutine (see ``_held_back``): an
-        asyncio task's steps cannot be held otherwise.  (Made only for a
-        coroutine that awaits, on an engine where actors may be held
-        (``_may_hold``): made for every message, a burst to an async receive
-        lost 17 % (3.11; it awaited nothing), and with the first step taken
-        by hand still 10 % (3.12, eager tasks) and 6-14 % awaiting
-        asyncio.sleep(0) per message.)"""
+        asyncio task's steps cannot be held otherwise.  A cancel (or any
+        BaseException) is never put off.  (Made only for a coroutine that
+        awaits: made for every message, a burst to an async receive that
+        awaits nothing lost 17 % on 3.11.  Its first step taken by hand costs
+        that burst about 10 % on 3.12, where tasks start eagerly: the price
+        of holding a coroutine whatever the engine spawns later.)"""
         coro = suspended.coro
         while True:
             value: Any = None
@@ -3614,15 +3606,17 @@ class _Waiting(_Asking):
                 raise
             except BaseException as thrown:     # a cancel, or what the awaited raised
                 exc = thrown
-            if exc is None and self._held_back(suspended):
+            if (exc is None or isinstance(exc, Exception)) and self._held_back(suspended):
                 gate = self._loop.aio.create_future()     # type: ignore[attr-defined]
                 self._hold_back(suspended, _opener(gate))
                 try:
                     yield from gate
                 except GeneratorExit:
+                    self._drop_hold(suspended)
                     coro.close()
                     raise
-                except BaseException as thrown:
+                except BaseException as thrown:     # cancelled while held back
+                    self._drop_hold(suspended)
                     exc = thrown
             try:
                 awaited = coro.send(value) if exc is None else coro.throw(exc)
@@ -3643,6 +3637,12 @@ class _Waiting(_Asking):
         suspended.resume = resume
         self._wait_state().held_back += 1
         self._check_idle()
+
+    def _drop_hold(self, suspended: _Suspended) -> None:
+        """``suspended`` is cancelled or ends while held back: no step to resume."""
+        if suspended.resume is not None:
+            suspended.resume = None
+            self._wait_state().held_back -= 1
 
     def _go_on(self, suspended: _Suspended) -> None:
         """``suspended``'s actor waits on nothing else now: its next step runs."""
@@ -3686,8 +3686,8 @@ class _Waiting(_Asking):
         """One step of a suspended coroutine: send its await's outcome in."""
         if suspended.ended:
             return
-        if exc is None and self._held_back(suspended):
-            self._hold_back(suspended, lambda: self._loop.call_soon(self._step, suspended, None))
+        if self._held_back(suspended):
+            self._hold_back(suspended, lambda: self._loop.call_soon(self._step, suspended, exc))
             return
         suspended.awaiting = None
         coro = suspended.coro
@@ -3726,9 +3726,7 @@ class _Waiting(_Asking):
         suspended.ended = True
         ctx._suspended = None
         self._wait_state().suspended -= 1
-        if suspended.resume is not None:
-            suspended.resume = None
-            self._wait_state().held_back -= 1
+        self._drop_hold(suspended)
         if ctx._waiting_on:
             ctx._waiting_on.pop(suspended, None)
         coro = suspended.coro
@@ -4275,7 +4273,6 @@ class _Lifecycle(_DeadLetters):
             ctx = Context(self, actor_id, parent.actor_id if parent else None,  # type: ignore[arg-type]
                           capacity)
             ctx._inbox = _BoundedInbox(ctx, OVERFLOW_POLICIES[overflow])
-            self._may_hold = True       # its senders may wait (see _gated)
         self._registry[actor_id] = ctx
         if parent is not None:
             if parent._children is None:

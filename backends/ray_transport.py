@@ -1639,7 +1639,10 @@ class _AskClock:
                     # At least _CLOCK_GRAIN between wakes: the deadlines of answered
                     # asks stay in the heap (see start), and a dense run of them
                     # would wake the thread once each.
-                    self._changed.wait(max(heap[0][0] - now, _CLOCK_GRAIN) if heap else None)
+                    # At most TIMEOUT_MAX: a longer wait raises (an ask with a
+                    # timeout of 1e10 s once killed this thread).
+                    self._changed.wait(min(max(heap[0][0] - now, _CLOCK_GRAIN),
+                                           threading.TIMEOUT_MAX) if heap else None)
 
 
 class RayCluster:

@@ -1556,3 +1556,19 @@ def test_the_ask_clock_times_out_what_is_pending_and_forgets_what_was_answered()
     assert kept < 2_000                 # the answered asks' deadlines were dropped
     assert due == [("slow", 0.05)]
     assert not clock._thread.is_alive()
+
+
+def test_the_ask_clock_outlives_a_timeout_longer_than_a_thread_can_wait():
+    from backends import ray_transport
+
+    pending, due = {"huge": True, "slow": True}, []
+    clock = ray_transport._AskClock(due.extend, pending)
+    try:
+        clock.start("huge", 1e10)       # over threading.TIMEOUT_MAX: its wait is capped
+        time.sleep(0.05)
+        clock.start("slow", 0.05)
+        wait_for(lambda: due, "the slow ask's deadline")
+    finally:
+        clock.stop()
+
+    assert due == [("slow", 0.05)]
