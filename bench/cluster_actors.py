@@ -33,10 +33,10 @@ class Source:
             envelope.reply(True)
         else:
             _, target, start, n, chunk = message
+            send = self.ctx.send
             if self.many:
                 self.ctx.send_many(target, list(range(start, min(n, start + chunk))))
             else:
-                send = self.ctx.send
                 for i in range(start, min(n, start + chunk)):
                     send(target, i)
             if start + chunk < n:

@@ -1192,6 +1192,16 @@ def test_the_word_count_example_counts_as_one_process_would():
     assert "counts match a count made in one process" in out.stdout.splitlines()
 
 
+@pytest.mark.parametrize("many", [False, True], ids=["send", "send_many"])
+def test_the_cluster_benchs_sources_deliver_every_message(cluster, many):
+    # A guard on the bench's own actors (the session's Ray is joined, not restarted).
+    from bench import bench_cluster
+
+    rate, cpu = bench_cluster.ours_throughput(100, 3_000, False, many=many)
+
+    assert rate > 0 and cpu > 0
+
+
 def test_no_ray_process_is_left_after_the_clusters_close():
     deadline = time.monotonic() + 30
     while _descendants(os.getpid()) and time.monotonic() < deadline:
