@@ -1384,6 +1384,8 @@ class Context:
     def send_many(self, target_id: str, messages: list[Any]) -> None:
         """Send each of ``messages`` to ``target_id``, in order, as that many
         ``send`` calls would, at a fraction of their cost per message."""
+        if type(target_id) is not str or not target_id:
+            _check_id("send_many", target_id)
         if type(messages) is not list:
             raise TypeError(f"send_many() needs a list of messages, not "
                             f"{type(messages).__name__}: pass list(messages)")

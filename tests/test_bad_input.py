@@ -231,6 +231,12 @@ TABLE = [
       r"^send\(\) needs a str actor id, not b'a'"),
     C("send", lambda e, c: c.send("", 1), ValueError,
       r"^send\(\) got an empty actor id", new=True),
+    C("send_many", lambda e, c: c.send_many(3, [1]), TypeError,
+      r"^send_many\(\) needs a str actor id, not 3", new=True),
+    C("send_many", lambda e, c: c.send_many("", [1]), ValueError,
+      r"^send_many\(\) got an empty actor id", new=True),
+    C("send_many", lambda e, c: c.send_many("a", (1, 2)), TypeError,
+      r"^send_many\(\) needs a list of messages, not tuple: pass list\(messages\)", new=True),
     C("publish_to_topic", lambda e, c: c.publish_to_topic("", "x"), ValueError,
       r'^publish_to_topic\(\) got an empty topic: pass a name such as "news", or use '
       r'publish\(message\)', new=True),
