@@ -4923,7 +4923,10 @@ class Engine(_Lifecycle):
 
         Called while the engine is not running, it ends the next run at once
         (so a stop from another thread cannot be lost while a run starts).
+        A closed engine has nothing to stop: the call does nothing.
         """
+        if self._closed:
+            return              # uvloop raises on a stop of its closed loop
         self._stop_requested = True
         self._loop.stop()
 

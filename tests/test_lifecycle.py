@@ -193,6 +193,17 @@ def test_a_closed_engine_refuses_spawns_sends_and_runs(backend):
         engine.run()
 
 
+def test_stop_after_close_does_nothing(backend):
+    # uvloop raised "Event loop is closed" here; the other backends said nothing.
+    from backstage import Engine
+
+    engine = Engine(backend=backend)
+    engine.close()
+
+    engine.stop()
+    assert engine.closed
+
+
 def test_an_exception_in_init_propagates_and_leaves_no_actor(engine):
     class Broken:
         def __init__(self, ctx):
