@@ -1389,17 +1389,17 @@ class Context:
         if type(messages) is not list:
             raise TypeError(f"send_many() needs a list of messages, not "
                             f"{type(messages).__name__}: pass list(messages)")
-        if not messages:
-            return
         engine = self.engine
-        ctx = engine._registry.get(target_id) if type(target_id) is str else None
-        if ctx is None and _get_ident() == engine._thread_id:
+        ctx = engine._registry.get(target_id)
+        if ctx is None and messages and _get_ident() == engine._thread_id:
+            # The first as a send: a transport may make a stand-in that takes the rest.
             engine._post_missing(target_id, self.actor_id, messages[0], None)
-            ctx = engine._registry.get(target_id)       # a transport's stand-in, or none
+            ctx = engine._registry.get(target_id)
             messages = messages[1:]
         inbox = ctx._inbox if ctx is not None else None
         if (inbox.__class__ is not list and inbox.__class__ is not _StandInInbox) \
-                or _get_ident() != engine._thread_id or tuple in set(map(type, messages)):
+                or not messages or _get_ident() != engine._thread_id \
+                or tuple in set(map(type, messages)):
             send = self.send            # one at a time: each its own checks
             for message in messages:
                 send(target_id, message)
@@ -1412,11 +1412,7 @@ class Context:
             messages = messages[1:]
         inbox.extend(messages)
         if not ctx._scheduled:
-            ctx._scheduled = True
-            engine._ready.append(ctx)
-            if not engine._tick_scheduled:
-                engine._tick_scheduled = True
-                engine._loop.call_soon(engine._tick)
+            engine._schedule(ctx)
 
     def publish(self, message: Any) -> None:
         """Publish ``message`` on this actor's "default" topic."""
@@ -2735,11 +2731,9 @@ class _BackPressure(_Sending):
         waiting_on = ctx._waiting_on
         if waiting_on:
             waiting_on.pop(key, None)
-            if len(waiting_on) == 1:
-                suspended = ctx._suspended
-                if suspended is not None and suspended.resume is not None \
-                        and suspended in waiting_on:
-                    self._go_on(suspended)      # see _held_back
+            suspended = ctx._suspended
+            if len(waiting_on) == 1 and suspended is not None and suspended in waiting_on:
+                self._go_on(suspended)      # its coroutine's step, if put off (_held_back)
         if not waiting_on and ctx._scheduled is _PARKED and ctx._state is _RUNNING:
             ctx._scheduled = _IDLE
             if len(ctx._inbox) > ctx._head:
@@ -3600,32 +3594,34 @@ class _Waiting(_Asking):
         a receive awaiting asyncio.sleep(0), 0.93x and 0.94x.  The price of
         holding a coroutine whatever the engine spawns later.)"""
         coro = suspended.coro
-        while True:
-            value: Any = None
-            exc: BaseException | None = None
-            try:
-                value = yield awaited
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as thrown:     # a cancel, or what the awaited raised
-                exc = thrown
-            if (exc is None or isinstance(exc, Exception)) and self._held_back(suspended):
-                gate = self._loop.aio.create_future()     # type: ignore[attr-defined]
-                self._hold_back(suspended, _opener(gate))
+        try:
+            while True:
+                value: Any = None
+                exc: BaseException | None = None
                 try:
-                    yield from gate
+                    value = yield awaited
                 except GeneratorExit:
-                    self._drop_hold(suspended)
-                    coro.close()
                     raise
-                except BaseException as thrown:     # cancelled while held back
-                    self._drop_hold(suspended)
+                except BaseException as thrown:     # a cancel, or what the awaited raised
                     exc = thrown
-            try:
-                awaited = coro.send(value) if exc is None else coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
+                if (exc is None or isinstance(exc, Exception)) and self._held_back(suspended):
+                    gate = self._loop.aio.create_future()     # type: ignore[attr-defined]
+                    self._hold_back(suspended, _opener(gate))
+                    try:
+                        yield from gate
+                    except GeneratorExit:
+                        raise
+                    except BaseException as thrown:     # cancelled while held back
+                        self._drop_hold(suspended)
+                        exc = thrown
+                try:
+                    awaited = coro.send(value) if exc is None else coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+        except GeneratorExit:           # the task is closed: so is the coroutine
+            self._drop_hold(suspended)
+            coro.close()
+            raise
 
     def _held_back(self, suspended: _Suspended) -> bool:
         """Whether ``suspended``'s next step waits: its actor waits on more than
@@ -3650,9 +3646,9 @@ class _Waiting(_Asking):
 
     def _go_on(self, suspended: _Suspended) -> None:
         """``suspended``'s actor waits on nothing else now: its next step runs."""
-        resume, suspended.resume = suspended.resume, None
+        resume = suspended.resume
         if resume is not None:
-            self._wait_state().held_back -= 1
+            self._drop_hold(suspended)
             resume()
 
     def _park_for(self, ctx: Context, suspended: _Suspended) -> None:

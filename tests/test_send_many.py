@@ -85,6 +85,20 @@ def test_send_many_to_a_remote_id_hands_the_stand_in_every_message(engine):
     assert transport.sent == [0, 1, 2, 3, 4, 5, (6,), 7]
 
 
+def test_send_many_of_one_message_to_a_remote_id_not_yet_known_hands_it_over(engine):
+    # The first message makes the stand-in; nothing is left for the list's extend.
+    transport = Full(engine)
+    transport.full = False
+    engine.attach_transport(transport)
+    engine.spawn_actor(Sends, id="s")
+
+    engine.send("s", ("many", "far", [1]))
+    engine.run()
+
+    assert transport.sent == [1]
+    assert engine.dead_letter_count == 0
+
+
 def test_send_many_from_another_thread_delivers_in_order(engine):
     target = engine.spawn_actor(Recorder, id="t")
     context = engine.get_context("t")
