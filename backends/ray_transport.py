@@ -249,6 +249,7 @@ class _Link:
         self.returned: dict[int, list[Any]] = {}     # seq -> entries that rode back, until acked
         self.asked: dict[str, Any] = {}                  # reply id -> reply sent this way
         self.unreported: set[int] = set()   # the peer's ridden batches that did not unpickle
+        self.reports: dict[int, list[int]] = {}    # our batch -> the reports of them it carries
         self.seq = 0
         self.flush_scheduled = False
         self.lost: str | None = None                     # why the peer is gone
@@ -298,8 +299,10 @@ class _Link:
         """A batch of the peer's that rode back (``seq``) did not unpickle here:
         tell the peer, first in the next batch this way, so that it makes the
         batch's messages dead letters and fails its asks (``refused``).  Until
-        the report is packed, our acknowledgements stop short of ``seq``, and
-        the peer keeps the batch for it."""
+        the peer has taken the batch carrying the report (``_reported``), our
+        acknowledgements stop short of ``seq``, and the peer keeps its batch
+        for it: if the one carrying the report does not unpickle there either,
+        the report goes again (``undelivered``) and still finds it."""
         if self.lost is not None:
             return
         self.unreported.add(seq)
@@ -445,12 +448,21 @@ class _Link:
             if seq > acked:
                 break
             del returned[seq]
+            if self.reports:
+                self._reported(seq)
+
+    def _reported(self, seq: int) -> None:
+        """The peer has taken our batch ``seq``: the reports it carried are
+        told, and our acknowledgements may pass the batches they were of."""
+        for reported in self.reports.pop(seq, ()):
+            self.unreported.discard(reported)
 
     def refused(self, seq: int, reason: str) -> None:
         """The peer could not unpickle our batch ``seq`` that rode back."""
         entries = self.returned.pop(seq, None)
         if entries is not None:
             log.error("link %d -> %d: %s", self.host.index, self.peer, reason)
+            self.reports.pop(seq, None)         # a report it carried goes again
             self.undelivered(entries, reason)
 
     def _next_batch(self, header: Callable[[int], bytes],
@@ -477,9 +489,10 @@ class _Link:
             payload = _dumps(wire)
         packet = header(seq) + payload
         if self.unreported:
-            self.unreported.difference_update(
-                control[1] for target_id, control, _ in entries
-                if target_id is None and control[0] == "unloaded")
+            reports = [control[1] for target_id, control, _ in entries
+                       if target_id is None and control[0] == "unloaded"]
+            if reports:
+                self.reports[seq] = reports
         self.seq = seq
         self.batches += 1
         self.messages += count
@@ -619,14 +632,20 @@ class _Link:
         """A call of ours is answered: its batch is handled, and the answer may
         carry a batch of the peer's (``ride``)."""
         entries = self.inflight.pop(seq, None)
-        if exc is not None and entries is not None:
+        if exc is not None:
+            if entries is None:
+                return
             if isinstance(exc, ray.exceptions.RayActorError):
                 self.inflight[seq] = entries        # the peer is gone: lost() sorts it out
                 self.host.peer_lost(self.peer, f"engine {self.peer} lost ({type(exc).__name__})")
                 return
             log.error("link %d -> %d: a batch failed: %r", self.host.index, self.peer, exc)
+            self.reports.pop(seq, None)             # a report it carried goes again
             self.undelivered(entries, f"the batch to engine {self.peer} failed: {exc!r}")
-        elif exc is None and value is not None:
+            return
+        if self.reports:
+            self._reported(seq)
+        if value is not None:
             self.host.arrive_ridden(self.peer, value)
 
     # -- losing the peer ------------------------------------------------------

@@ -1489,6 +1489,39 @@ def test_a_batch_queued_while_a_call_is_made_goes_from_the_thread_making_calls(l
     assert calls == [(1, "making"), (2, "making")]
 
 
+def test_a_report_of_an_unpickled_batch_holds_acknowledgements_until_the_peer_takes_it(
+        lone_engine):
+    # Engine 1's batch 5 rode back here and did not unpickle.  The report goes in our
+    # call 1, which does not unpickle there either: engine 1 must still have batch 5
+    # when the report comes again, so no call of ours may say "applied up to 5" before.
+    from backends import ray_transport
+
+    calls = []
+
+    def remote(packet):
+        src, seq, acked = ray_transport._CALL_HEADER.unpack_from(packet)
+        wire = pickle.loads(packet[ray_transport._CALL_HEADER.size:])
+        reports = [c[1] for t, c, _ in wire if t is None and c[0] == "unloaded"]
+        calls.append((seq, acked, reports))
+        return object()
+
+    link = _lone_link(lone_engine, [], remote)
+    link.host.expect[1] = 10                # engine 1's batches up to 9 applied here
+    link.report_unloaded(5, "engine 0 could not unpickle a batch from engine 1")
+    link.flush()                            # call 1: the report
+    link.add("far", [("near", "later", None)])
+    link.flush()                            # call 2, before call 1's answer
+    link.waiter.refs.clear()
+    link.completed([(1, None, RuntimeError("engine 1 could not unpickle a batch"))])
+    link.flush()                            # call 3: the report again
+    link.waiter.refs.clear()
+    link.completed([(2, None, None), (3, None, None)])
+    link.add("far", [("near", "last", None)])
+    link.flush()                            # call 4: the report is taken
+
+    assert calls == [(1, 4, [5]), (2, 4, []), (3, 4, [5]), (4, 9, [])]
+
+
 def test_a_call_from_a_lost_peer_held_for_order_is_let_go_and_not_applied(lone_engine):
     engine = lone_engine
     from backends import ray_transport
