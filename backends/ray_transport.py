@@ -37,6 +37,7 @@ How a message crosses (see docs/cluster.md for the whole design and figures):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import heapq
@@ -49,7 +50,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -113,6 +114,8 @@ _RIDE_HEADER = struct.Struct("<q")
 
 
 _RUNNING = backstage._RUNNING
+# The reply id of an ask that ended before its batch was packed: registered nowhere.
+_ENDED_ASK = "ended before it was sent"
 # The sender of an entry of a link whose items are tuples (see _Link.pending).
 _EXPLICIT = object()
 
@@ -579,8 +582,19 @@ class _Link:
     def _code(self, item: Any) -> tuple[Any, ...]:
         sender_id, kind, message, topic, reply = backstage._item_fields(item)
         if reply is not None:                   # an ask
-            reply_id = self.host.engine._register_reply(reply)
-            self.asked[reply_id] = reply
+            if reply.done():
+                # It timed out before it left: its answer, if any, is a late one
+                # (a dead letter), and nothing is kept for it.
+                return (sender_id, (message, _ENDED_ASK), _ASK)
+            engine = self.host.engine
+            reply_id = engine._register_reply(reply)
+            asked = self.asked
+            asked[reply_id] = reply
+            pending = engine._transport.replies  # type: ignore[union-attr]  # attached
+            if len(asked) > 2 * len(pending) + 1024:
+                # Asks that ended without an answer from the peer (timed out, and
+                # never answered) are dropped now and then, not kept for good.
+                self.asked = {i: r for i, r in asked.items() if i in pending}
             return (sender_id, (message, reply_id), _ASK)
         code = _CODES.get(kind)
         if code is None:                        # a send: a bare message from Engine.send
@@ -1356,13 +1370,25 @@ class EngineHost:
         """The outcomes of the driver's asks, once there are some (a long poll)."""
         return self.host.collect_replies()
 
-    def wait_idle(self) -> dict[str, Any]:
-        """Wait until nothing is queued here; then this engine's counters."""
+    @ray.method(concurrency_group="idle", enable_task_events=False)
+    def wait_idle(self, timeout: float | None) -> dict[str, Any] | None:
+        """Wait until nothing is queued here, at most ``timeout`` seconds; then
+        this engine's counters, or None if it was still busy.  In a group of its
+        own, and never past the driver's timeout: a wait on an engine that is
+        never idle holds none of the threads that spawns, stats and close use."""
         host = self.host
-        # The engine's tick does not tell when it ends: look again soon.
-        while host.engine._call_on_loop(host.busy):
-            time.sleep(0.002)
-        return host.engine._call_on_loop(_counters, host)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            # The engine's tick does not tell when it ends: look again soon.
+            while host.engine._call_on_loop(host.busy):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.002)
+            return host.engine._call_on_loop(_counters, host)
+        except backstage.EngineClosed:
+            # The cluster closed while a wait the driver gave up on ran here:
+            # no error for Ray to print about an answer no one takes.
+            return None
 
     def stats(self) -> dict[str, Any]:
         return self.host.engine._call_on_loop(_stats, self.host)
@@ -1416,8 +1442,12 @@ def _run_engine(engine: Engine) -> None:
 _SWITCH_INTERVAL = 0.001
 
 # Ray threads of an engine's process for the driver's calls other than
-# deliver, watch and collect_replies: spawns, stats, wait_idle, close, tools.
+# deliver, watch, collect_replies and wait_idle: spawns, stats, close, tools.
 _CONTROL_THREADS = 4
+# Ray threads for the driver's wait_idle calls (from several driver threads).
+_IDLE_THREADS = 2
+# Seconds close() waits for the driver's calls under way before Ray shuts down.
+_CLOSE_WAIT = 10.0
 
 
 @functools.cache
@@ -1426,11 +1456,12 @@ def _host_class(deliver_threads: int, watch_threads: int) -> Any:
     ``deliver`` one thread per call that may be in flight to an engine (each
     waits until its batch is handled; more would queue in Ray, never
     deadlock: the engine waits on none of them), ``watch`` one per watcher
-    (the calls never return), ``replies`` for the driver's long poll."""
+    (the calls never return), ``replies`` for the driver's long poll,
+    ``idle`` for the driver's wait_idle."""
     options: dict[str, Any] = {
         "num_cpus": 0, "max_restarts": 0, "max_concurrency": _CONTROL_THREADS,
         "concurrency_groups": {"deliver": deliver_threads, "watch": watch_threads,
-                               "replies": 1}}
+                               "replies": 1, "idle": _IDLE_THREADS}}
     return ray.remote(**options)(EngineHost)
 
 
@@ -1708,6 +1739,11 @@ class RayCluster:
         self._settling: list[tuple[Future[Any], str, Any]] = []   # asks decided, to settle
         self._clock = _AskClock(self._timed_out, self._asked)
         self._closed = False
+        # Driver calls that talk to the engines, under way: close() shuts Ray
+        # down only after they end, so that none reaches Ray after it (Ray's
+        # .remote() would start a Ray of its own, with default settings).
+        self._gate = threading.Condition()
+        self._calls = 0
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})
         self.name = name if name is not None else f"{backstage._program_name()}-{os.getpid()}"
@@ -1769,14 +1805,15 @@ class RayCluster:
         """The engine ``actor_id`` lives on: the driver's pin, else what its hash
         engine was told (an actor may have spawned it on its own engine), else
         the hash.  One call to the hash engine, unless the driver pinned it."""
-        where = self.engine_of(actor_id)
-        if actor_id in self._pins or where in self._lost:
-            return where
-        try:
-            placed: int = ray.get(self.hosts[where].placed.remote(actor_id))
-        except ray.exceptions.RayActorError:
-            return where                    # lost meanwhile: its ids are placed there
-        return placed
+        with self._open(f"look up where {actor_id!r} lives"):
+            where = self.engine_of(actor_id)
+            if actor_id in self._pins or where in self._lost:
+                return where
+            try:
+                placed: int = ray.get(self.hosts[where].placed.remote(actor_id))
+            except ray.exceptions.RayActorError:
+                return where                    # lost meanwhile: its ids are placed there
+            return placed
 
     # -- calls from the driver -------------------------------------------------------
 
@@ -1785,6 +1822,21 @@ class RayCluster:
             raise backstage.EngineClosed(f"cannot {what}: the cluster is closed; make a new "
                                          f"backstage.Cluster to go on")
 
+    @contextlib.contextmanager
+    def _open(self, what: str) -> Iterator[None]:
+        """A driver call that talks to the engines: refused once the cluster is
+        closed (EngineClosed), and counted while under way (see close)."""
+        with self._gate:
+            self._check_open(what)
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._calls -= 1
+                if not self._calls:
+                    self._gate.notify_all()
+
     def _next_seq(self, engine: int) -> int:
         self._seq[engine] += 1
         return self._seq[engine]
@@ -1792,7 +1844,12 @@ class RayCluster:
     def spawn_actor(self, actor_class: type, actor_id: str, args: tuple[Any, ...],
                     kwargs: dict[str, Any],
                     pin: int | None, options: dict[str, Any]) -> None:
-        self._check_open(f"spawn {actor_id!r}")
+        with self._open(f"spawn {actor_id!r}"):
+            self._spawn_actor(actor_class, actor_id, args, kwargs, pin, options)
+
+    def _spawn_actor(self, actor_class: type, actor_id: str, args: tuple[Any, ...],
+                     kwargs: dict[str, Any],
+                     pin: int | None, options: dict[str, Any]) -> None:
         placed = self.engine_of(actor_id)
         where = placed if pin is None else pin
         if where in self._lost:
@@ -1804,6 +1861,7 @@ class RayCluster:
         if where != placed:
             self._move(actor_id, where)
         with self._lock:
+            self._check_open(f"spawn {actor_id!r}")        # close() may have begun since
             self._flush(where, force=True)
             ref = self.hosts[where].spawn.remote(DRIVER, self._next_seq(where), actor_class,
                                                  actor_id, args, kwargs, options)
@@ -1831,7 +1889,10 @@ class RayCluster:
     def send(self, target_id: str, message: Any, kind: str = "send") -> None:
         """Queue a send on the driver's link to the id's engine; sent at once while
         fewer than ``window`` batches are in flight, else with the next batch."""
-        self._check_open(f"send to {target_id!r}")
+        with self._open(f"send to {target_id!r}"):
+            self._send(target_id, message, kind)
+
+    def _send(self, target_id: str, message: Any, kind: str) -> None:
         where = self.engine_of(target_id)
         item = (None, None, _PILL) if kind == "pill" else (None, message, None)
         if kind != "pill":
@@ -1842,14 +1903,22 @@ class RayCluster:
             self._dead_letter(target_id, message, kind, self._lost[where])
             return
         with self._lock:
+            self._check_open(f"send to {target_id!r}")      # close() may have begun since
             pending = self._pending[where]
             pending.append((target_id, item, message, kind))
             if self._window_used[where] < self._window:
                 self._flush(where, force=False)
 
     def _flush(self, where: int, force: bool) -> None:
-        """Send the driver's pending sends to engine ``where``; under self._lock."""
+        """Send the driver's pending sends to engine ``where``; under self._lock.
+        Once the cluster is closing, they are dead letters instead (asks fail)."""
         pending = self._pending[where]
+        if self._closed:
+            for target_id, _, message, kind in pending:
+                self._dead_letter(target_id, message, kind, "the cluster closed before "
+                                  "the driver's batch went")
+            pending.clear()
+            return
         while pending and (force or self._window_used[where] < self._window):
             chunk = pending[:self._batch_limit]
             del pending[:self._batch_limit]
@@ -1902,7 +1971,10 @@ class RayCluster:
     def ask(self, target_id: str, message: Any, timeout: float | None) -> Future[Any]:
         """The ask travels in the driver's batches to the id's engine, in order with
         its sends; the reply comes back through that engine's collect_replies."""
-        self._check_open(f"ask {target_id!r}")
+        with self._open(f"ask {target_id!r}"):
+            return self._ask(target_id, message, timeout)
+
+    def _ask(self, target_id: str, message: Any, timeout: float | None) -> Future[Any]:
         why = _picklable(message)
         if why is not None:
             raise TypeError(_unpicklable_reason(f"the message {message!r}", why))
@@ -1912,6 +1984,8 @@ class RayCluster:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: {self._lost[where]}"))
             return future
         with self._lock:
+            # close() may have begun since: it fails the asks it finds registered.
+            self._check_open(f"ask {target_id!r}")
             self._ask_ids += 1
             reply_id = str(self._ask_ids)
             self._asked[reply_id] = (future, where, target_id)
@@ -1988,27 +2062,32 @@ class RayCluster:
 
     def wait_idle(self, timeout: float | None) -> bool:
         """Until no engine has work queued and every batch sent has arrived."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        previous = None
-        while True:
-            while self._inflight or any(self._pending):
+        with self._open("wait until idle"):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            previous = None
+            while True:
+                while self._inflight or any(self._pending):
+                    self._check_open("wait until idle")
+                    if deadline is not None and time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.001)
+                self._check_open("wait until idle")
+                live = [i for i in range(self.count) if i not in self._lost]
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    snaps = ray.get([self.hosts[i].wait_idle.remote(left) for i in live],
+                                    timeout=left)
+                except ray.exceptions.GetTimeoutError:
+                    return False
+                except ray.exceptions.RayActorError:
+                    continue                                   # lost meanwhile; look again
+                if None in snaps:                              # an engine still busy
+                    return False
+                if self._settled(dict(zip(live, snaps, strict=True))) and snaps == previous:
+                    return True
+                previous = snaps
                 if deadline is not None and time.monotonic() > deadline:
                     return False
-                time.sleep(0.001)
-            live = [i for i in range(self.count) if i not in self._lost]
-            try:
-                snaps = ray.get([self.hosts[i].wait_idle.remote() for i in live],
-                                timeout=None if deadline is None
-                                else max(0.0, deadline - time.monotonic()))
-            except ray.exceptions.GetTimeoutError:
-                return False
-            except ray.exceptions.RayActorError:
-                continue                                   # lost meanwhile; look again
-            if self._settled(dict(zip(live, snaps, strict=True))) and snaps == previous:
-                return True
-            previous = snaps
-            if deadline is not None and time.monotonic() > deadline:
-                return False
 
     def _settled(self, snaps: dict[int, Any]) -> bool:
         for i, snap in snaps.items():
@@ -2024,21 +2103,25 @@ class RayCluster:
         return True
 
     def dead_letters(self) -> list[Any]:
-        live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
-        out = list(self._dead)
-        for records in ray.get([h.dead_letters.remote() for h in live]):
-            out.extend(records)
-        return out
+        with self._open("read the dead letters"):
+            live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
+            out = list(self._dead)
+            for records in ray.get([h.dead_letters.remote() for h in live]):
+                out.extend(records)
+            return out
 
     def stats(self) -> list[Any]:
-        live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
-        return ray.get([h.stats.remote() for h in live])
+        with self._open("read the stats"):
+            live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
+            return ray.get([h.stats.remote() for h in live])
 
     def call(self, engine: int, fn: Callable[..., Any], *args: Any) -> Any:
-        return ray.get(self.hosts[engine].call.remote(fn, *args))
+        with self._open(f"call {getattr(fn, '__name__', fn)!r} on engine {engine}"):
+            return ray.get(self.hosts[engine].call.remote(fn, *args))
 
     def kill_engine(self, engine: int) -> None:
-        ray.kill(self.hosts[engine], no_restart=True)
+        with self._open(f"kill engine {engine}"):
+            ray.kill(self.hosts[engine], no_restart=True)
 
     def _engine_lost(self, engine: int, reason: str) -> None:
         if not self._closed and engine not in self._lost:
@@ -2052,9 +2135,10 @@ class RayCluster:
     # -- closing -------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        with self._gate:
+            if self._closed:
+                return
+            self._closed = True
         live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
         # First every engine stops watching its peers (their closing is no loss),
         # then each closes; one that died meanwhile does not keep the others open.
@@ -2072,8 +2156,15 @@ class RayCluster:
         with self._lock:
             self._fail_asks(list(self._asked), "the cluster closed before the actor answered",
                             backstage.EngineClosed)
+            for where in range(self.count):
+                self._flush(where, force=True)      # what waited: dead letters
         self._settle()
         self._clock.stop()
+        # The calls under way end once their engines are gone (wait_idle too).
+        with self._gate:
+            if not self._gate.wait_for(lambda: not self._calls, timeout=_CLOSE_WAIT):
+                log.warning("cluster: %d driver calls still under way as Ray shuts down",
+                            self._calls)
         self._shutdown_ray()
 
     def _shutdown_ray(self) -> None:

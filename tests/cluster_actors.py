@@ -32,6 +32,16 @@ class Echo:
             pass        # a plain send
 
 
+class Spins:
+    """Never idle: each message it takes, it sends itself another."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        self.ctx.send(self.ctx.actor_id, "spin")
+
+
 class Collector:
     """Keeps (sender_id, message type, message, topic) of everything; ask "get" for it."""
 
@@ -54,7 +64,7 @@ class Remote:
         self.ctx = ctx
         self.got = []
 
-    OPS = ("send", "ask", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
+    OPS = ("send", "ask", "asks", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
            "where", "dead_letters", "unpicklable", "unloadable", "got", "boom", "subscriptions",
            "block", "send_becoming_tuple")
 
@@ -81,6 +91,11 @@ class Remote:
             future.add_done_callback(lambda f: envelope.reply(
                 ("ok", f.result()) if f.exception() is None
                 else ("err", type(f.exception()).__name__, str(f.exception()))))
+        elif op == "asks":      # asks left to time out, their outcomes ignored
+            target, count, timeout = args
+            for i in range(count):
+                ctx.ask(target, i, timeout=timeout)
+            envelope.reply(count)
         elif op == "spawn":
             cls, actor_id = args
             ctx.spawn_actor(cls, actor_id)
@@ -258,6 +273,16 @@ def link_stats(engine, new_peaks=False):
         for link in host.links.values():
             link.unsent_peak = 0
     return stats
+
+
+def asks_kept(engine, peer):
+    """For cluster.call: the asks this engine's link to ``peer`` keeps, to fail
+    them if ``peer`` is lost; with ``peer`` None, the asks of this engine's
+    actors that another engine may still answer."""
+    from backends import ray_transport
+    if peer is None:
+        return len(engine._transport.replies)
+    return len(ray_transport._current.links[peer].asked)
 
 
 class Rally:

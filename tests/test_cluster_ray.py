@@ -49,8 +49,10 @@ from cluster_actors import (  # noqa: E402
     Rally,
     Remote,
     SendsBack,
+    Spins,
     Unloadable,
     Writer,
+    asks_kept,
     link_stats,
     turns_of,
     waits_of,
@@ -484,6 +486,33 @@ def test_a_batch_that_rides_back_and_does_not_unpickle_is_dead_letters_where_it_
         ("before", "after"))) == [f"{w}-{i}" for w in ("after", "before") for i in range(3)]
     assert len(letters) == 8                           # the 6, the unloadable, the ask
     assert all("could not unpickle a batch from engine 1" in d.reason for d in letters)
+
+
+def test_asks_to_another_engine_that_time_out_unanswered_are_not_kept_for_good(cluster):
+    asker = _spawn_on(cluster, 0, Remote, "forgetful-asker")
+    holder = _spawn_on(cluster, 1, Holder, "never-answers")
+
+    for _ in range(3):
+        _ask(cluster, asker, ("asks", holder, 1000, 0.5))      # each sent before it times out
+        time.sleep(0.8)                 # each timed out, and none answered
+    kept = cluster._impl.call(0, asks_kept, 1)
+    cluster.poison_pill(holder)
+
+    assert kept <= 1000 + 1024          # the 3,000 would stay without the pruning
+
+
+def test_an_ask_that_times_out_before_it_leaves_for_another_engine_leaves_nothing_kept(
+        cluster):
+    asker = _spawn_on(cluster, 0, Remote, "hasty-asker")
+    holder = _spawn_on(cluster, 1, Holder, "holds-hasty-asks")
+
+    # Batches of 50, 2 in flight: most of the 1,000 time out before their batch is packed.
+    _ask(cluster, asker, ("asks", holder, 1000, 0.001))
+    time.sleep(0.5)
+    kept = cluster._impl.call(0, asks_kept, None)
+    cluster.poison_pill(holder)
+
+    assert kept == 0
 
 
 def test_a_reply_that_does_not_unpickle_where_it_is_asked_fails_the_ask_and_says_why(cluster):
@@ -946,6 +975,27 @@ def test_an_ask_from_the_driver_fails_when_the_engine_is_lost(cluster):
             _ask(doomed, target, "ping")
 
 
+def test_wait_idle_that_times_out_on_a_busy_engine_holds_up_no_other_driver_call(cluster):
+    # More timed-out waits than an engine has threads for the driver's other calls.
+    spinner = _id_on(cluster, 0, "never-idle")
+    cluster.spawn_actor(Spins, spinner)
+    cluster.send(spinner, "spin")
+    waits = [cluster.wait_idle(0.2) for _ in range(6)]
+
+    done = []
+    others = threading.Thread(target=lambda: done.extend(
+        [cluster.stats(), cluster.spawn_actor(Echo, "spawned-beside-a-spinner", pin=0)]))
+    others.start()
+    others.join(30)
+    held_up = others.is_alive()
+    cluster.poison_pill(spinner)
+    others.join(60)
+
+    assert waits == [False] * 6
+    assert not held_up and len(done) == 2
+    assert cluster.wait_idle(60)
+
+
 def test_closing_a_cluster_runs_every_deinit_once(cluster, tmp_path):
     path = tmp_path / "deinit.txt"
     with _make_cluster(2) as two:
@@ -1124,6 +1174,27 @@ def test_close_shuts_down_the_ray_it_started_and_a_second_cluster_then_works(clu
         second.spawn_actor(Echo, "second")
         assert _ask(second, "second", "x")[0] == "x"
     assert not ray.is_initialized()
+
+
+def test_driver_calls_after_close_raise_engine_closed_and_start_no_ray_of_their_own():
+    closed = _make_cluster(2)
+    assert closed._impl.started_ray
+    closed.close()
+    calls = {"send": lambda: closed.send("x", 1), "ask": lambda: closed.ask("x", 1),
+             "spawn_actor": lambda: closed.spawn_actor(Echo, "x"),
+             "poison_pill": lambda: closed.poison_pill("x"),
+             "get_engine_of": lambda: closed.get_engine_of("x"),
+             "wait_idle": lambda: closed.wait_idle(1), "dead_letters": closed.dead_letters,
+             "stats": closed.stats, "kill_engine": lambda: closed.kill_engine(0)}
+
+    refused = {}
+    for name, call in calls.items():
+        with pytest.raises(backstage.EngineClosed, match="the cluster is closed") as caught:
+            call()
+        refused[name] = str(caught.value)
+
+    assert not ray.is_initialized()
+    assert all("make a new backstage.Cluster" in why for why in refused.values())
 
 
 def test_a_multi_node_cluster_loses_a_node_mid_traffic_and_accounts_for_every_message(
