@@ -1889,10 +1889,10 @@ class RayCluster:
     def send(self, target_id: str, message: Any, kind: str = "send") -> None:
         """Queue a send on the driver's link to the id's engine; sent at once while
         fewer than ``window`` batches are in flight, else with the next batch."""
-        with self._open(f"send to {target_id!r}"):
-            self._send(target_id, message, kind)
-
-    def _send(self, target_id: str, message: Any, kind: str) -> None:
+        # Not through _open (a driver send: 340-620k -> 190-230k a second):
+        # its calls are made under self._lock, which close() takes before Ray
+        # shuts down, and _flush makes none once the cluster is closed.
+        self._check_open(f"send to {target_id!r}")
         where = self.engine_of(target_id)
         item = (None, None, _PILL) if kind == "pill" else (None, message, None)
         if kind != "pill":
@@ -1971,10 +1971,7 @@ class RayCluster:
     def ask(self, target_id: str, message: Any, timeout: float | None) -> Future[Any]:
         """The ask travels in the driver's batches to the id's engine, in order with
         its sends; the reply comes back through that engine's collect_replies."""
-        with self._open(f"ask {target_id!r}"):
-            return self._ask(target_id, message, timeout)
-
-    def _ask(self, target_id: str, message: Any, timeout: float | None) -> Future[Any]:
+        self._check_open(f"ask {target_id!r}")        # not through _open: see send
         why = _picklable(message)
         if why is not None:
             raise TypeError(_unpicklable_reason(f"the message {message!r}", why))
