@@ -42,6 +42,17 @@ class Spins:
         self.ctx.send(self.ctx.actor_id, "spin")
 
 
+class SlowPickle:
+    """A message that takes ``delay`` seconds to pickle, as a large one would."""
+
+    def __init__(self, delay):
+        self.delay = delay
+
+    def __reduce__(self):
+        time.sleep(self.delay)
+        return (SlowPickle, (0,))
+
+
 class Collector:
     """Keeps (sender_id, message type, message, topic) of everything; ask "get" for it."""
 

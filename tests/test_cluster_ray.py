@@ -49,6 +49,7 @@ from cluster_actors import (  # noqa: E402
     Rally,
     Remote,
     SendsBack,
+    SlowPickle,
     Spins,
     Unloadable,
     Writer,
@@ -994,6 +995,29 @@ def test_wait_idle_that_times_out_on_a_busy_engine_holds_up_no_other_driver_call
     assert waits == [False] * 6
     assert not held_up and len(done) == 2
     assert cluster.wait_idle(60)
+
+
+@pytest.mark.parametrize("call", ["send", "ask"])
+def test_a_send_or_ask_under_way_in_another_thread_as_close_runs_raises_engine_closed(
+        cluster, call):
+    racing = _make_cluster(2)
+    racing.spawn_actor(Echo, "racer", pin=0)
+    outcome = []
+
+    def send_or_ask():
+        try:
+            outcome.append(getattr(racing, call)("racer", SlowPickle(2.0)))
+        except Exception as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=send_or_ask)
+    caller.start()
+    time.sleep(0.3)                     # pickling its message, past the first check
+    racing.close()
+    caller.join(30)
+
+    assert isinstance(outcome[0], backstage.EngineClosed), outcome
+    assert "the cluster is closed" in str(outcome[0])
 
 
 def test_closing_a_cluster_runs_every_deinit_once(cluster, tmp_path):
