@@ -1557,12 +1557,19 @@ class Context:
         """
         if type(target_id) is not str:
             raise TypeError(f"forward() needs a str actor id, not {target_id!r}")
+        envelope_class = envelope.__class__
         item = _item_of("forward", envelope)
         engine = self.engine
-        if _get_ident() == engine._thread_id:
-            engine._forward_here(self, target_id, item)
-        else:
-            engine._post(target_id, *item)
+        try:
+            if _get_ident() == engine._thread_id:
+                engine._forward_here(self, target_id, item)
+            else:
+                engine._post(target_id, *item)
+        except BaseException:
+            # Not forwarded (InboxFull, say): the ask is still this actor's to
+            # answer, and fails as unanswered if it drops the envelope.
+            envelope.__class__ = envelope_class
+            raise
 
     def stash(self, envelope: Envelope) -> None:
         """Set a received message aside (with its sender and ask) until ``unstash_all()``."""
@@ -2885,8 +2892,7 @@ class _Reply:
                 self.engine._dead_letter(
                     self.asker_id or "(ask)", Envelope(self.target_id, _SEND, value),
                     "reply came after the ask was answered or timed out")
-            return
-        self._finish()
+        self._finish()          # (ended another way: whatever still counts it goes)
 
     def unanswered(self) -> None:
         """The target handled the ask and dropped its envelope without a reply."""
@@ -3164,22 +3170,33 @@ class _Asking(_BackPressure):
         if target_id not in self._registry and self._transport is None:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: no actor has that id"))
         elif _get_ident() != self._thread_id:
-            self._hand_over((self._ask_here, (reply, message, timeout)), None)
+            self._hand_over((self._ask_here, (reply, message, timeout, True)), None)
         else:
             self._ask_here(reply, message, timeout)
         return future
 
-    def _ask_here(self, reply: _Reply, message: Any, timeout: float | None) -> None:
+    def _ask_here(self, reply: _Reply, message: Any, timeout: float | None,
+                  across: bool = False) -> None:
+        """Queue an ask (``across``: made on another thread, which does not wait)."""
         ctx = self._registry.get(reply.target_id) or self._resolve_missing(reply.target_id)
         if ctx is None:
             reply.future.set_exception(
                 ActorNotFound(f"cannot ask {reply.target_id!r}: no actor has that id"))
             return
-        self._asks.add(reply)
-        if timeout is not None:
-            reply.timer = self._loop.call_later(timeout, reply.time_out, timeout)
+        # From another thread, it may have been cancelled on its way here: then
+        # nothing counts it (its message still goes, and a reply is a dead letter).
+        if not (across and reply.future.done()):
+            self._asks.add(reply)
+            if timeout is not None:
+                reply.timer = self._loop.call_later(timeout, reply.time_out, timeout)
+        item = (reply.asker_id, message, reply)
         try:
-            self._enqueue(ctx, (reply.asker_id, message, reply))
+            if across and ctx._inbox.__class__ is _BoundedInbox:
+                # As another thread's send, but no thread waits: the ask waits
+                # in line for room in a full "block" inbox, within its timeout.
+                self._offer_from_other_thread(ctx, item, Future())
+            else:
+                self._enqueue(ctx, item)
         except InboxFull as exc:
             reply._settle_here(None, exc)
 
@@ -3240,8 +3257,9 @@ class _Asking(_BackPressure):
         future: AskFuture[Any] = AskFuture(self)  # type: ignore[arg-type]
         reply = _CallReply(self, future, proxy._target_id,  # type: ignore[arg-type]
                            proxy._sender_id, proxy._deferred)
+        future._ask = reply  # type: ignore[attr-defined]  # what cancel() releases
         if _get_ident() != self._thread_id:
-            self._submit(self._ask_here, reply, call, proxy._timeout)
+            self._submit(self._ask_here, reply, call, proxy._timeout, True)
         else:
             self._ask_here(reply, call, proxy._timeout)
         return future

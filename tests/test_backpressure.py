@@ -241,6 +241,27 @@ def test_a_send_from_another_thread_gives_up_after_its_timeout(engine):
     assert target.messages == ["first"]
 
 
+class Answers(Recorder):
+    def receive(self, envelope):
+        super().receive(envelope)
+        if envelope.message == "question":
+            envelope.reply("answer")
+
+
+def test_an_ask_from_another_thread_waits_in_line_for_room_without_blocking_the_thread(engine):
+    target = engine.spawn_actor(Answers, id="t", capacity=1, overflow="block")
+    engine.send("t", "first")
+    asked = []
+    asker = threading.Thread(target=lambda: asked.append(engine.ask("t", "question", 10)))
+
+    asker.start()
+    asker.join(10)              # returns at once: the ask's future waits, not the thread
+    engine.run()
+
+    assert asked[0].result(0) == "answer"
+    assert target.messages == ["first", "question"]
+
+
 def test_threads_blocked_on_a_running_engine_lose_nothing_and_keep_order(engine):
     class Slow(Recorder):
         def receive(self, envelope):

@@ -1,9 +1,12 @@
 """Forwarding, stash and become: ctx.forward, ctx.stash, ctx.unstash_all, ctx.become."""
 
+import gc
+import threading
+
 import pytest
 from conftest import Recorder, raised_in_receive
 
-from backstage import ActorNotFound, Envelope, MessageType
+from backstage import ActorNotFound, BackstageError, Envelope, InboxFull, MessageType
 
 
 class Router:
@@ -108,6 +111,38 @@ def test_forwarding_to_an_unknown_actor_is_a_dead_letter_and_fails_the_ask(engin
                                                                     "no such actor")
     with pytest.raises(ActorNotFound):
         future.result()
+
+
+class CatchesFullForward:
+    """Forwards to "sink"; when that raises InboxFull, keeps what it caught and
+    drops the envelope unanswered."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.caught = []
+
+    def receive(self, envelope):
+        try:
+            self.ctx.forward("sink", envelope)
+        except InboxFull as exc:
+            self.caught.append(str(exc))    # not exc: its traceback holds the envelope
+
+
+def test_an_ask_whose_forward_failed_and_was_dropped_fails_as_unanswered(engine):
+    engine.spawn_actor(Recorder, "sink", capacity=1, overflow="fail")
+    router = engine.spawn_actor(CatchesFullForward, "router")
+    future = engine.ask("router", "question", timeout=None)
+    engine.send("sink", "filler")           # the sink is full when the router's turn comes
+
+    runner = threading.Thread(target=engine.run, daemon=True)
+    runner.start()
+    runner.join(10)                         # run() waits while the ask has not ended
+    gc.collect()
+
+    assert not runner.is_alive(), "the ask never ended"
+    assert len(router.caught) == 1
+    with pytest.raises(BackstageError, match=r"^'router' handled the ask without replying"):
+        future.result(0)
 
 
 def test_forward_needs_an_envelope(engine):

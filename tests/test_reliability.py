@@ -369,6 +369,48 @@ def test_a_cancelled_ask_no_longer_counts_as_work(engine):
     assert returns(run_in_thread(engine)), "run() waited for a cancelled ask"
 
 
+class Account:
+    def __init__(self, ctx):
+        self.balance = 0
+
+    def receive(self, envelope):
+        envelope.reply(envelope.message)
+
+    def deposit(self, amount):
+        self.balance += amount
+        return self.balance
+
+
+@pytest.mark.timeout(60)
+def test_a_cancelled_proxy_call_no_longer_counts_as_work(engine):
+    engine.spawn_actor(Account, "account")
+    future = engine.proxy("account", Account).deposit(5)
+
+    assert future.cancel()
+    assert returns(run_in_thread(engine)), "run() waited for a cancelled proxy call"
+    assert [d.reason for d in engine.dead_letters] == [
+        "reply came after the ask was answered or timed out"]
+
+
+@pytest.mark.timeout(60)
+def test_an_ask_cancelled_on_another_thread_before_the_engine_took_it_no_longer_counts_as_work(
+        engine):
+    engine.spawn_actor(Account, "account")
+
+    def ask_and_cancel():
+        # More than one drain's worth queued ahead: the engine takes the ask in a
+        # later drain than the one that releases the cancelled ask.
+        for i in range(3 * backstage.INBOUND_BUDGET):
+            engine.send("account", i)
+        assert engine.ask("account", "question", timeout=None).cancel()
+
+    other = threading.Thread(target=ask_and_cancel)
+    other.start()
+    other.join(GUARD)
+
+    assert returns(run_in_thread(engine)), "run() waited for a cancelled ask"
+
+
 # -- 4. fan-out to a full inbox -------------------------------------------------------
 
 
