@@ -5278,6 +5278,11 @@ class Pool(Generic[_A]):
     # -- the engine's side ----------------------------------------------------
 
     def _resize_here(self, size: int) -> None:
+        current = self.ctx._actor
+        if self._done and current is not self and isinstance(current, Pool):
+            # The pool restarted since this handle was made: its new instance resizes.
+            current._resize_here(size)
+            return
         if self._stopping:
             raise RuntimeError(f"pool {self.ctx.actor_id!r} is stopping; it cannot resize")
         old, self.size = self.size, size

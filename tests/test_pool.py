@@ -7,6 +7,7 @@ from conftest import Recorder
 
 from backstage import (
     ActorNotFound,
+    AllForOne,
     Directive,
     Engine,
     InboxFull,
@@ -610,3 +611,20 @@ def test_an_actor_sending_to_a_full_pool_routee_gets_its_policy_as_if_sent_direc
     engine.run()
 
     assert sender.refused == 2
+
+
+def test_a_pool_handle_made_before_the_pool_restarted_still_resizes_it(backend):
+    engine = Engine(backend=backend, supervisor=AllForOne())
+    try:
+        handle = engine.spawn_pool(Worker, "pool", 2)
+        engine.spawn_actor(Worker, id="sibling")
+        engine.send("sibling", "boom")          # AllForOne restarts the pool too
+        engine.run()
+        assert engine.get_actor("pool") is not handle
+
+        handle.resize(3)
+        engine.run()
+
+        assert engine.get_actor("pool").routees == ["pool/0", "pool/1", "pool/2"]
+    finally:
+        engine.close()
