@@ -5279,7 +5279,7 @@ class Pool(Generic[_A]):
 
     def _resize_here(self, size: int) -> None:
         current = self.ctx._actor
-        if self._done and current is not self and isinstance(current, Pool):
+        if current is not self and isinstance(current, Pool):
             # The pool restarted since this handle was made: its new instance resizes.
             current._resize_here(size)
             return

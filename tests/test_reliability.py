@@ -369,12 +369,9 @@ def test_a_cancelled_ask_no_longer_counts_as_work(engine):
     assert returns(run_in_thread(engine)), "run() waited for a cancelled ask"
 
 
-class Account:
-    def __init__(self, ctx):
-        self.balance = 0
-
-    def receive(self, envelope):
-        envelope.reply(envelope.message)
+class Account(Echo):
+    """An Echo with a method to call through a proxy."""
+    balance = 0
 
     def deposit(self, amount):
         self.balance += amount
