@@ -2970,7 +2970,7 @@ class AskFuture(Future[_R]):
                 "delivers the reply: in an actor use future.add_done_callback(fn); "
                 "from outside, wait in another thread")
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> _R:
         self._refuse_to_deadlock()
         return super().result(timeout)
 
@@ -2995,15 +2995,17 @@ class AskFuture(Future[_R]):
         self._refuse_to_deadlock()
         return super().exception(timeout)
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, _R]:
         """``await future``, in an ``async def receive`` or a coroutine on an asyncio loop."""
         if not self.done():
             self.add_done_callback(_forget_cancelled)
             asyncio = sys.modules.get("asyncio")
             if asyncio is not None and asyncio._get_running_loop() is not None:
-                # In an asyncio task: wait through an asyncio future.
-                return (yield from asyncio.wrap_future(self).__await__())
-            yield self          # the engine's driver resumes the coroutine once done
+                # In an asyncio task: wait through an asyncio future (done
+                # once this one is: its outcome is this one's, raised there).
+                yield from asyncio.wrap_future(self).__await__()
+            else:
+                yield self          # the engine's driver resumes the coroutine once done
         return self.result()
 
 

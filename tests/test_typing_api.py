@@ -50,6 +50,12 @@ typed = engine.proxy("c", CounterProxy)
 reveal_type(typed)
 reveal_type(typed.add(5))
 typed.add("five")
+reveal_type(typed.add(5).result())
+
+
+async def awaits() -> None:
+    reveal_type(await typed.add(5))
+
 reveal_type(engine.proxy("c"))
 '''
 
@@ -64,6 +70,8 @@ EXPECTED = [
     'Revealed type is "program.CounterProxy"',
     'Revealed type is "backstage.AskFuture[int]"',
     'Argument 1 has incompatible type "str"; expected "int"',
+    'Revealed type is "int"',
+    'Revealed type is "int"',
     'Revealed type is "backstage.Proxy[Any]"',
 ]
 
