@@ -4329,11 +4329,18 @@ class _Lifecycle(_DeadLetters):
         else:
             ctx._receive = ctx.engine._receiver(ctx, actor_class)
         extra = ctx._extra
-        if extra is None or extra.init_args is None:
-            actor.__init__(ctx)
-        else:
-            args, kwargs = extra.init_args
-            actor.__init__(ctx, *args, **(kwargs or {}))
+        args, kwargs = (), None
+        try:
+            if extra is None or extra.init_args is None:
+                actor.__init__(ctx)
+            else:
+                args, kwargs = extra.init_args
+                actor.__init__(ctx, *args, **(kwargs or {}))
+        except TypeError as exc:
+            mismatch = _init_mismatch(actor_class, ctx, args, kwargs or {})
+            if mismatch is None:
+                raise                       # raised inside __init__, not by its call
+            raise TypeError(mismatch) from exc
 
     # -- stopping -------------------------------------------------------------
     # The order of a stop: children, subscriptions, parent, registry, deinit,
@@ -6964,8 +6971,30 @@ class Cluster:
 # Small functions the rooms above share: argument checks and wrappers.
 ###############################################################################
 
+def _init_mismatch(actor_class: type, ctx: Context, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> str | None:
+    """Why ``actor_class(ctx, *args, **kwargs)`` does not match its
+    ``__init__``'s parameters, or None if it does (the TypeError came from
+    inside it)."""
+    import inspect
+    try:
+        inspect.signature(actor_class.__init__).bind(None, ctx, *args, **kwargs)
+    except TypeError as exc:
+        given = ", ".join(["ctx", *map(reprlib.repr, args),
+                           *(f"{k}={reprlib.repr(v)}" for k, v in kwargs.items())])
+        return (f"{actor_class.__name__}({given}) does not match its __init__: {exc}. "
+                f"An actor's __init__ takes the engine's Context first, then the spawn's "
+                f"extra arguments: def __init__(self, ctx, ...)")
+    except ValueError:
+        return None                         # no signature to read (a builtin)
+    return None
+
 def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: Any) -> None:
     if not isinstance(actor_class, type):
+        if isinstance(actor_class, str):
+            raise TypeError(f"spawn_actor() needs the class itself, not its name "
+                            f"{actor_class!r}: import it and pass it, spawn_actor(Greeter, "
+                            f"id=...)")
         raise TypeError(f"spawn_actor() needs a class, not {actor_class!r}: "
                         f"write spawn_actor(Greeter, id=...), not spawn_actor(Greeter(), ...)")
     if not callable(getattr(actor_class, "receive", None)):

@@ -35,6 +35,24 @@ class OtherRecorder(Recorder):
     pass
 
 
+class NoCtx:
+    def __init__(self):
+        pass
+
+    def receive(self, envelope):
+        pass
+
+
+class NeedsStart(Recorder):
+    def __init__(self, ctx, start, *, step=1):
+        super().__init__(ctx)
+
+
+class FailsInside(Recorder):
+    def __init__(self, ctx):
+        raise TypeError("a bug of the actor's own")
+
+
 class BadSupervisor(Recorder):
     supervisor = "one for one"
 
@@ -133,6 +151,19 @@ TABLE = [
       r"^spawn_actor\(\) needs a class, not <conftest\.Recorder object"),
     E("spawn_actor", lambda e, c: e.spawn_actor(NoReceive, "x"), TypeError,
       r"^spawn_actor\(\) needs a class with a receive\(self, envelope\) method; NoReceive"),
+    E("spawn_actor", lambda e, c: e.spawn_actor("Recorder", "x"), TypeError,
+      r"^spawn_actor\(\) needs the class itself, not its name 'Recorder': import it", new=True),
+    E("spawn_actor", lambda e, c: e.spawn_actor(NoCtx, "x"), TypeError,
+      r"^NoCtx\(ctx\) does not match its __init__: too many positional arguments\. An "
+      r"actor's __init__ takes the engine's Context first", new=True),
+    E("spawn_actor", lambda e, c: e.spawn_actor(NeedsStart, "x"), TypeError,
+      r"^NeedsStart\(ctx\) does not match its __init__: missing a required argument: "
+      r"'start'", new=True),
+    E("spawn_actor", lambda e, c: e.spawn_actor(NeedsStart, "x", 1, stp=2), TypeError,
+      r"^NeedsStart\(ctx, 1, stp=2\) does not match its __init__: got an unexpected "
+      r"keyword argument 'stp'", new=True),
+    E("spawn_actor", lambda e, c: e.spawn_actor(FailsInside, "x"), TypeError,
+      r"^a bug of the actor's own$", new=True),
     E("spawn_actor", lambda e, c: e.spawn_actor(Recorder, 3), TypeError, rf"^{ID}, not int"),
     E("spawn_actor", lambda e, c: e.spawn_actor(Recorder, None), TypeError,
       rf"^{ID}, not NoneType"),
@@ -159,6 +190,8 @@ TABLE = [
     C("spawn_actor", lambda e, c: c.spawn_actor(Recorder, 3), TypeError, rf"^{ID}, not int"),
     C("spawn_actor", lambda e, c: c.spawn_actor(NoReceive, "x"), TypeError,
       r"^spawn_actor\(\) needs a class with a receive"),
+    C("spawn_child_actor", lambda e, c: c.spawn_child_actor(NoCtx, "x"), TypeError,
+      r"^NoCtx\(ctx\) does not match its __init__", new=True),
     C("spawn_child_actor", lambda e, c: c.spawn_child_actor(Recorder, ""), ValueError,
       r"^actor ids may not be empty"),
     C("spawn_child_actor", lambda e, c: c.spawn_child_actor(Recorder, "x", capacity=-1),
