@@ -6971,7 +6971,7 @@ class Cluster:
 # Small functions the rooms above share: argument checks and wrappers.
 ###############################################################################
 
-def _init_mismatch(actor_class: type, ctx: Context, args: tuple[Any, ...],
+def _init_mismatch(actor_class: Any, ctx: Context, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> str | None:
     """Why ``actor_class(ctx, *args, **kwargs)`` does not match its
     ``__init__``'s parameters, or None if it does (the TypeError came from
