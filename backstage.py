@@ -4806,6 +4806,7 @@ class Engine(_Lifecycle):
         self._inbound_scheduled = False              # a _process_inbound is queued
         self._thread_id: int | None = _get_ident()   # the engine's thread; None once closed
         self._running = False                        # inside run() or run_forever()
+        self._ran = False                            # a run began once (see _close)
         self._until_idle = False                     # run() (True) or run_forever()
         self._stop_requested = False                 # stop() was called: end the run
         self._close_requested = False                # close() waits for the run to end
@@ -4995,6 +4996,7 @@ class Engine(_Lifecycle):
                 raise RuntimeError("the engine is already running; run() and run_forever() "
                                    "may not be nested or called from two threads")
             self._running = True
+            self._ran = True
         self._thread_id = _get_ident()
         self._until_idle = until_idle
         # _stop_requested is not reset here: a stop() from another thread that
@@ -5075,6 +5077,8 @@ class Engine(_Lifecycle):
             if self._inspector is not None:
                 self._inspector.close()
             self._process_inbound(len(self._inbound))
+            if not self._ran:
+                self._warn_never_ran()
             top_level = [c for c in self._registry.values() if c.parent is None]
             for ctx in reversed(top_level):
                 self._stop_actor(ctx, "engine closed", [])
@@ -5094,6 +5098,16 @@ class Engine(_Lifecycle):
             self._closed_event.set()
         if self._guards.interrupted:
             raise self._guards.interrupted.pop(0)
+
+
+    def _warn_never_ran(self) -> None:
+        """Closing an engine that never ran, with messages queued: they become
+        dead letters, each logged at most at INFO; say why once, louder."""
+        queued = sum(len(ctx._inbox) for ctx in self._registry.values())
+        if queued or self._asks:
+            log.warning("closing an engine that never ran: %d queued messages become dead "
+                        "letters and %d asks fail; call engine.run() (or run_forever()) "
+                        "before close() to deliver them", queued, len(self._asks))
 
 
 class _Required:

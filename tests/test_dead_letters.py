@@ -119,3 +119,39 @@ def test_a_stopped_dead_letter_subscriber_is_forgotten(engine):
     engine.send("nobody", "lost")
 
     assert engine.dead_letter_count == 1
+
+
+def _never_ran_warnings(caplog):
+    return [r for r in caplog.records
+            if r.levelno == logging.WARNING and "never ran" in r.getMessage()]
+
+
+def test_closing_an_engine_that_never_ran_with_messages_queued_warns_once(engine, caplog):
+    caplog.set_level(logging.WARNING, logger="backstage")
+    engine.spawn_actor(Recorder, id="rec")
+    engine.send("rec", "one")
+    engine.send("rec", "two")
+    engine.ask("rec", "three?")
+
+    engine.close()
+
+    [warning] = _never_ran_warnings(caplog)
+    assert warning.getMessage().startswith(
+        "closing an engine that never ran: 3 queued messages become dead letters and "
+        "1 asks fail; call engine.run()")
+    assert [d.envelope.message for d in engine.dead_letters] == ["one", "two", "three?"]
+
+
+def test_closing_an_engine_that_ran_or_has_nothing_queued_does_not_warn(engine, caplog):
+    caplog.set_level(logging.WARNING, logger="backstage")
+    other = Engine(backend=engine.backend)
+    other.spawn_actor(Recorder, id="rec")
+    other.close()                           # nothing queued
+    engine.spawn_actor(Recorder, id="rec")
+    engine.send("rec", "one")
+    engine.run()
+    engine.send("rec", "two")
+
+    engine.close()                          # it ran: "two" is a dead letter, told at INFO
+
+    assert _never_ran_warnings(caplog) == []
