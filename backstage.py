@@ -3316,6 +3316,26 @@ _NO_ASYNCIO = ("an async receive on the {backend} backend can await ctx.ask(), "
                "engine with Engine(backend='asyncio') or 'uvloop'; it awaited {awaited!r}")
 
 
+def _asyncio_misuse(exc: BaseException, backend: str) -> TypeError | None:
+    """The TypeError to raise for ``exc`` if asyncio raised it because no
+    asyncio loop runs (``asyncio.sleep``: RuntimeError "no running event
+    loop"; ``asyncio.Event().wait()``: AttributeError on None), in an async
+    receive on a loop without asyncio; None for any other exception."""
+    where = getattr(sys.modules.get("asyncio"), "__file__", None)
+    if where is None or not isinstance(exc, (RuntimeError, AttributeError)):
+        return None
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or not tb.tb_frame.f_code.co_filename.startswith(
+            os.path.dirname(where) + os.sep):
+        return None
+    return TypeError(f"an async receive on the {backend} backend has no asyncio loop, and "
+                     f"asyncio failed for want of one ({exc!r}); it can await ctx.ask(), "
+                     f"ctx.run_in_thread() and ctx.sleep(); to use asyncio, make the engine "
+                     f"with Engine(backend='asyncio') or 'uvloop'")
+
+
 def _is_coroutine_function(fn: Any) -> bool:
     fn = getattr(fn, "__func__", fn)
     code = getattr(fn, "__code__", None)
@@ -3549,6 +3569,11 @@ class _Waiting(_Asking):
                 awaited = coro.send(None)
             except StopIteration:
                 return                  # awaited nothing: no more cost than this
+            except (RuntimeError, AttributeError) as exc:
+                misuse = _asyncio_misuse(exc, self.backend)
+                if misuse is None:
+                    raise
+                raise misuse from exc
             suspended = _Suspended(ctx, coro, envelope)
             self._park_for(ctx, suspended)
             self._wait_for(suspended, awaited)
@@ -3716,6 +3741,10 @@ class _Waiting(_Asking):
         except StopIteration:
             return self._coroutine_ended(suspended, None)
         except Exception as failure:
+            misuse = _asyncio_misuse(failure, self.backend)
+            if misuse is not None:
+                misuse.__cause__ = failure
+                failure = misuse
             return self._coroutine_ended(suspended, failure)
         except BaseException:
             self._coroutine_ended(suspended, None)
@@ -4278,6 +4307,8 @@ class _Lifecycle(_DeadLetters):
                     f"spawn_actor() found {actor_id!r} taken by an actor of class "
                     f"{type(actor).__name__}, not {actor_class.__name__}: pick another id, "
                     f"or take the one there with get_actor({actor_id!r})")
+            if actor is not None:
+                _warn_unused_spawn(existing, capacity, overflow, args, kwargs)
             return actor
         if parent is not None and parent._state is not _RUNNING:
             raise RuntimeError(f"actor {parent.actor_id!r} is stopping; it cannot spawn children")
@@ -6984,6 +7015,43 @@ class Cluster:
 # Helpers
 # Small functions the rooms above share: argument checks and wrappers.
 ###############################################################################
+
+# What a Pool actor is made with (see _spawn_pool), named for _warn_unused_spawn.
+_POOL_SPAWN_FIELDS = ("actor_class", "size", "args", "kwargs", "routing", "hash_key",
+                      "capacity", "overflow", "supervisor")
+
+
+def _warn_unused_spawn(ctx: Context, capacity: int, overflow: str, args: tuple[Any, ...],
+                       kwargs: dict[str, Any] | None) -> None:
+    """A spawn found its id taken by an actor of its class, which it returns
+    (DESIGN: as in the seed): warn if the call asked for anything else than
+    what that actor has, which it then does not get.  A repeated spawn with
+    the same arguments (get-or-spawn) says nothing."""
+    unused = []
+    old_args, old_kwargs = ctx._init_args or ((), None)
+    if type(ctx._actor) is Pool:     # (actor_class, size, args, kwargs, routing, ...)
+        given = dict(zip(_POOL_SPAWN_FIELDS, args, strict=True))
+        had = dict(zip(_POOL_SPAWN_FIELDS, old_args, strict=True))
+    else:
+        given = {"args": args, "kwargs": kwargs or {}}
+        had = {"args": old_args, "kwargs": old_kwargs or {}}
+    for name, value in given.items():
+        try:
+            if value != had[name]:
+                unused.append(f"{name}={reprlib.repr(value)} (it has {reprlib.repr(had[name])})")
+        except Exception:   # noqa: BLE001 - an __eq__ that cannot say (arrays): not told
+            pass
+    if overflow != ctx.overflow:
+        unused.append(f"overflow={overflow!r} (it has {ctx.overflow!r})")
+    elif OVERFLOW_POLICIES[overflow].bounded and capacity != ctx.capacity:
+        unused.append(f"capacity={capacity} (it has {ctx.capacity})")
+    if unused:
+        log.warning("spawn %r: the id is taken by a running %s, which is returned as it "
+                    "is; not used: %s (get_actor(id) takes an actor without spawning; "
+                    "poison_pill it first to spawn it anew)", ctx.actor_id,
+                    type(ctx._actor).__name__, "; ".join(unused),
+                    extra={"actor_id": ctx.actor_id})
+
 
 def _init_mismatch(actor_class: Any, ctx: Context, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> str | None:

@@ -448,6 +448,62 @@ def test_awaiting_an_asyncio_object_on_the_selectors_backend_fails_with_advice()
         future.result()
 
 
+class AsyncioCalls:
+    """Calls asyncio functions that need a running asyncio loop."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    async def receive(self, envelope):
+        if envelope.message == "after an await":
+            await self.ctx.sleep(0)
+            await asyncio.sleep(0.001)
+        elif envelope.message == "sleep":
+            await asyncio.sleep(0.001)      # (sleep(0) is a bare yield: no loop needed)
+        elif envelope.message == "event":
+            await asyncio.Event().wait()
+        elif envelope.message == "own":
+            raise RuntimeError("the handler's own")
+        envelope.reply("done")
+
+
+@pytest.mark.parametrize("call", ["sleep", "event", "after an await"])
+def test_asyncio_functions_on_the_selectors_backend_fail_with_advice(call):
+    with Engine(backend="selectors") as engine:
+        engine.spawn_actor(AsyncioCalls, id="user")
+        future = engine.ask("user", call)
+        engine.run()
+
+    with pytest.raises(TypeError, match=r"^an async receive on the selectors backend has no "
+                                        r"asyncio loop, and asyncio failed for want of one "
+                                        r"\((RuntimeError|AttributeError)\(.*\)\); it can "
+                                        r"await ctx.ask\(\), .* make the engine with "
+                                        r"Engine\(backend='asyncio'\)") as raised:
+        future.result()
+    assert isinstance(raised.value.__cause__, (RuntimeError, AttributeError))
+
+
+def test_a_handlers_own_runtime_error_on_the_selectors_backend_is_left_as_it_is():
+    with Engine(backend="selectors") as engine:
+        engine.spawn_actor(AsyncioCalls, id="user")
+        future = engine.ask("user", "own")
+        engine.run()
+
+    with pytest.raises(RuntimeError, match=r"^the handler's own$"):
+        future.result()
+
+
+def test_asyncio_functions_work_in_an_async_receive_on_asyncio_loops(backend):
+    if backend == "selectors":
+        pytest.skip("no asyncio loop on the selectors backend (the test above)")
+    with Engine(backend=backend) as engine:
+        engine.spawn_actor(AsyncioCalls, id="user")
+        futures = [engine.ask("user", call) for call in ("sleep", "after an await")]
+        engine.run()
+
+    assert [f.result() for f in futures] == ["done", "done"]
+
+
 def test_an_async_actor_and_a_plain_one_exchange_messages(engine):
     class Pinger:
         def __init__(self, ctx):

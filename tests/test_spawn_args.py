@@ -1,5 +1,6 @@
 """Constructor arguments: spawn_actor(cls, id, *args, capacity=..., overflow=..., **kwargs)."""
 
+import logging
 import threading
 
 import pytest
@@ -163,3 +164,46 @@ def test_a_spawn_from_another_thread_passes_the_arguments(backend):
             runner.join(10)
         engine.run()
         assert made[0].said == ["hola, mundo~"]
+
+
+def _unused_spawn_warnings(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "which is returned as it is" in r.getMessage()]
+
+
+def test_spawning_a_taken_id_again_with_the_same_arguments_returns_the_actor_quietly(engine,
+                                                                                     caplog):
+    caplog.set_level(logging.WARNING, logger="backstage")
+    first = engine.spawn_actor(Greeter, "g", "hello", capacity=8, overflow="fail")
+    engine.spawn_pool(Greeter, "p", 2, "hi")
+
+    again = engine.spawn_actor(Greeter, "g", "hello", capacity=8, overflow="fail")
+    engine.spawn_pool(Greeter, "p", 2, "hi")
+
+    assert again is first
+    assert _unused_spawn_warnings(caplog) == []
+
+
+def test_spawning_a_taken_id_with_other_arguments_warns_what_is_not_used(engine, caplog):
+    caplog.set_level(logging.WARNING, logger="backstage")
+    first = engine.spawn_actor(Greeter, "g", "hello", capacity=8, overflow="fail")
+    engine.spawn_pool(Greeter, "p", 2, "hi")
+
+    again = engine.spawn_actor(Greeter, "g", "bye", punctuation="?", capacity=8,
+                               overflow="grow")
+    engine.spawn_actor(Greeter, "g", "hello", capacity=9, overflow="fail")
+    engine.spawn_pool(Greeter, "p", 4, "hi")
+
+    assert again is first and first.greeting == "hello"
+    assert _unused_spawn_warnings(caplog) == [
+        "spawn 'g': the id is taken by a running Greeter, which is returned as it is; not "
+        "used: args=('bye',) (it has ('hello',)); kwargs={'punctuation': '?'} (it has {}); "
+        "overflow='grow' (it has 'fail') (get_actor(id) takes an actor without spawning; "
+        "poison_pill it first to spawn it anew)",
+        "spawn 'g': the id is taken by a running Greeter, which is returned as it is; not "
+        "used: capacity=9 (it has 8) (get_actor(id) takes an actor without spawning; "
+        "poison_pill it first to spawn it anew)",
+        "spawn 'p': the id is taken by a running Pool, which is returned as it is; not "
+        "used: size=4 (it has 2) (get_actor(id) takes an actor without spawning; "
+        "poison_pill it first to spawn it anew)",
+    ]
