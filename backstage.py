@@ -6861,7 +6861,7 @@ def _check_inspector_args(inspector: Any, interval: Any) -> None:
 # Transport name -> where its cluster class lives, and how to install what it needs.
 TRANSPORTS: dict[str, tuple[str, str]] = {
     "ray": ("backends.ray_transport:RayCluster",
-            "pip install 'ray>=2.60' (or pip install 'backstage-actors[ray]')"),
+            "pip install 'ray==2.60.0' (the version it is tested with)"),
 }
 
 

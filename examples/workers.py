@@ -3,6 +3,7 @@
 import os
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # a checkout
 
@@ -30,7 +31,7 @@ class Boss:
         self.next = 0
         self.total = 0
         self.results = 0
-        self.report = ctx.run_recurring(0.05, self.print_progress)
+        self.report = ctx.run_recurring(0.01, self.print_progress)
 
     def receive(self, envelope: backstage.Envelope) -> None:
         if envelope.sender_id is None:            # a job from outside
@@ -55,6 +56,8 @@ def main() -> None:
     def feed(start: int) -> None:                               # other threads send safely
         for n in range(start, 10_000, 2):
             engine.send("boss", n)
+            if n % 400 < 2:
+                time.sleep(0.002)                   # jobs arrive over time: reports show
 
     feeders = [threading.Thread(target=feed, args=(s,)) for s in (0, 1)]
     for t in feeders:
