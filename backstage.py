@@ -1047,10 +1047,13 @@ class _BoundedInbox(list[Any]):
             self._policy.full(self._ctx.engine, self._ctx, item, None)
 
     def _fresh(self) -> _BoundedInbox:
-        """The inbox after a turn took this one's messages, refilled from the waiters."""
+        """The inbox after a turn took this one's messages.  Waiting senders
+        come in once the turn is over (``_after_turn``), into the room its
+        handled messages left: a turn cut short gives back the rest of its
+        batch first (``_pause_turn``), and with waiters let in at the start
+        an async receive's inbox held capacity + batch."""
         inbox = _BoundedInbox(self._ctx, self._policy)
         self._ctx._inbox = inbox
-        self._ctx.engine._admit_waiting(self._ctx)
         return inbox
 
 
@@ -1742,7 +1745,7 @@ class _Guards:
     (see the attribute limit in the essay): the cross-thread queue's bound, and
     what the failure and dead-letter logs have said already."""
     __slots__ = ("inbound_capacity", "inbound_slow_at", "inbound_fail", "inbound_room",
-                 "interrupted",
+                 "interrupted", "ran",
                  "failures", "dead_letters_logged")
 
     def __init__(self, inbound_capacity: int, inbound_overflow: str) -> None:
@@ -1751,6 +1754,7 @@ class _Guards:
         self.inbound_fail = inbound_overflow == "fail"  # ... or get InboxFull
         self.inbound_room = threading.Event()           # set by each drain
         self.interrupted: list[BaseException] = []  # SystemExit etc. from deinits
+        self.ran = False                            # a run began once (Engine._close)
         self.failures: dict[str, list[Any]] = {}  # id -> [last logged, not logged since]
         self.dead_letters_logged: dict[str, int] = {}  # target id -> dead letters since
 
@@ -2257,8 +2261,6 @@ class _Sending(_EngineState):
             ctx._head = 0
         else:
             ctx._head = end
-        if inbox.__class__ is not list:
-            self._admit_waiting(ctx)
         return batch
 
     # The two delivery loops below are copies (see the essay): keep their
@@ -2372,8 +2374,12 @@ class _Sending(_EngineState):
 
     def _after_turn(self, ctx: Context) -> None:
         """Back of the ready queue if it has more, parked if it waits (for room, a
-        link, a coroutine), else idle."""
-        if ctx._extra is not None and ctx._extra.waiting_on:
+        link, a coroutine), else idle.  A bounded inbox first lets in senders
+        waiting for room, into what the turn handled (see _BoundedInbox._fresh)."""
+        extra = ctx._extra
+        if extra is not None and extra.waiting and ctx._inbox.__class__ is _BoundedInbox:
+            self._admit_waiting(ctx)
+        if extra is not None and extra.waiting_on:
             ctx._scheduled = _PARKED    # waits (for room, a link, a coroutine): no turns
             return
         if len(ctx._inbox) > ctx._head:
@@ -4837,7 +4843,6 @@ class Engine(_Lifecycle):
         self._inbound_scheduled = False              # a _process_inbound is queued
         self._thread_id: int | None = _get_ident()   # the engine's thread; None once closed
         self._running = False                        # inside run() or run_forever()
-        self._ran = False                            # a run began once (see _close)
         self._until_idle = False                     # run() (True) or run_forever()
         self._stop_requested = False                 # stop() was called: end the run
         self._close_requested = False                # close() waits for the run to end
@@ -5027,7 +5032,7 @@ class Engine(_Lifecycle):
                 raise RuntimeError("the engine is already running; run() and run_forever() "
                                    "may not be nested or called from two threads")
             self._running = True
-            self._ran = True
+            self._guards.ran = True
         self._thread_id = _get_ident()
         self._until_idle = until_idle
         # _stop_requested is not reset here: a stop() from another thread that
@@ -5108,7 +5113,7 @@ class Engine(_Lifecycle):
             if self._inspector is not None:
                 self._inspector.close()
             self._process_inbound(len(self._inbound))
-            if not self._ran:
+            if not self._guards.ran:
                 self._warn_never_ran()
             top_level = [c for c in self._registry.values() if c.parent is None]
             for ctx in reversed(top_level):

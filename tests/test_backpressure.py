@@ -51,6 +51,32 @@ def test_block_keeps_every_message_in_order_and_the_inbox_within_capacity(engine
     assert engine.dead_letter_count == 0
 
 
+class AsyncSampler(Recorder):
+    """An async receive that awaits, then records its own inbox length."""
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.lengths = []
+
+    async def receive(self, envelope):
+        await self.ctx.sleep(0.001)
+        self.lengths.append(self.ctx.inbox_len)
+        self.envelopes.append(envelope)
+
+
+def test_block_keeps_an_async_receivers_inbox_within_capacity_while_it_awaits(engine):
+    target = engine.spawn_actor(AsyncSampler, id="t", capacity=4, overflow="block")
+    producer = engine.spawn_actor(Producer, id="p")
+    producer.n = 12
+
+    engine.send("p", "go")
+    engine.run()
+
+    assert target.messages == list(range(12))
+    assert max(target.lengths) <= 4         # (the rest of a paused batch came on top: 10)
+    assert engine.dead_letter_count == 0
+
+
 def test_a_blocked_sender_gets_no_turn_until_the_target_has_room(engine):
     target = engine.spawn_actor(Sampler, id="t", capacity=2, overflow="block")
     producer = engine.spawn_actor(Producer, id="p")
