@@ -1711,11 +1711,7 @@ class Timer:
         try:
             self._callback()
         except Exception as exc:
-            log.exception("timer callback of actor %r failed", self._ctx.actor_id,
-                          extra={"actor_id": self._ctx.actor_id})
-            engine = self._ctx.engine
-            if engine._failures is not None:
-                engine._note_failure(self._ctx, exc, "a timer callback")
+            self._ctx.engine._callback_failed(self._ctx, exc, "timer callback")
         if not self._recurring:
             self._end()
 
@@ -4536,6 +4532,17 @@ class _Lifecycle(_DeadLetters):
             return self._root_strategy
         return getattr(parent._actor, "supervisor", None) or DEFAULT_CHILD_STRATEGY
 
+    def _callback_failed(self, ctx: Context, exc: Exception, what: str) -> None:
+        """A timer or fd callback of ``ctx`` raised ``exc`` (in its except block):
+        logged, counted as the actor's failure (the feed's ``failures``), and
+        the run's failure under raise_failures.  The actor goes on."""
+        log.exception("%s of actor %r failed", what, ctx.actor_id,
+                      extra={"actor_id": ctx.actor_id})
+        if self._inspector is not None:
+            self._inspector.failed(ctx)
+        if self._failures is not None:
+            self._note_failure(ctx, exc, f"a {what}")
+
     def _handle_failure(self, ctx: Context, exc: BaseException, envelope: Envelope | None,
                         rest: Iterator[tuple[Any, ...]] | None) -> None:
         """``receive`` of ``ctx`` raised ``exc`` on ``envelope``: let its supervisor decide.
@@ -7137,9 +7144,6 @@ def _guarded(ctx: Context, callback: Callable[[], Any]) -> Callable[[], None]:
         try:
             callback()
         except Exception as exc:
-            log.exception("fd callback of actor %r failed", ctx.actor_id,
-                          extra={"actor_id": ctx.actor_id})
-            if ctx.engine._failures is not None:
-                ctx.engine._note_failure(ctx, exc, "a watch callback")
+            ctx.engine._callback_failed(ctx, exc, "fd callback")
     return run
 

@@ -94,6 +94,49 @@ def test_the_feed_counts_restarts_and_failures_per_actor_and_shows_the_strategy(
     assert snap["engine"]["failures"] == 3 and snap["engine"]["restarts"] == 3
 
 
+class FailingCallbacks:
+    """A timer that fails twice and a watch callback that fails once."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.ticks = 0
+        self.r, self.w = socket.socketpair()
+        self.w.send(b"x")
+        ctx.watch_readable(self.r, self.readable)
+        ctx.run_recurring(0.01, self.tick)
+
+    def tick(self):
+        self.ticks += 1
+        if self.ticks <= 2:
+            raise RuntimeError("a failing timer")
+
+    def readable(self):
+        self.r.recv(1)
+        raise RuntimeError("a failing watch")
+
+    def receive(self, envelope):
+        pass
+
+    def deinit(self):
+        self.ctx.unwatch(self.r)
+        self.r.close()
+        self.w.close()
+
+
+def test_the_feed_counts_failures_of_an_actors_timer_and_watch_callbacks(
+        backend, sockdir, quiet_failures):
+    engine = feed_engine(backend, sockdir)
+    engine.spawn_actor(FailingCallbacks, id="cb")
+
+    with Running(engine):
+        client = Client(engine.inspector_path)
+        snap = client.snapshot(lambda s: by_id(s)["cb"]["failures"] >= 3)
+        client.close()
+
+    assert by_id(snap)["cb"]["failures"] == 3 and by_id(snap)["cb"]["restarts"] == 0
+    assert snap["engine"]["failures"] == 3
+
+
 def test_dead_letters_after_a_poison_pill_are_listed_most_recent_first_and_counted(
         backend, sockdir):
     engine = feed_engine(backend, sockdir)
