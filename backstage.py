@@ -6424,7 +6424,22 @@ class _InspectorFeed:
                 return self._reply(client, {
                     "type": "error", "cmd": name,
                     "error": f"no actor has the id {actor_id!r}; nothing was stopped"})
-            self._engine.poison_pill(actor_id)
+            ctx = self._engine._registry[actor_id]
+            inbox = ctx._inbox
+            if inbox.__class__ is _BoundedInbox and ctx.overflow != "drop_oldest" \
+                    and not inbox.has_room():
+                return self._reply(client, {
+                    "type": "error", "cmd": name,
+                    "error": f"the inbox of {actor_id!r} is full (capacity {ctx.capacity}, "
+                             f"overflow {ctx.overflow!r}): a poison pill would not get in; "
+                             f"nothing was stopped, try again once it has room"})
+            try:
+                self._engine.poison_pill(actor_id)
+            except Exception as exc:    # noqa: BLE001 - told to the client, not raised in the loop
+                return self._reply(client, {
+                    "type": "error", "cmd": name,
+                    "error": f"the poison pill for {actor_id!r} failed: {exc}; nothing was "
+                             f"stopped"})
             return self._reply(client, {"type": "reply", "cmd": name, "ok": True,
                                         "id": actor_id})
         if name == "interval":

@@ -48,8 +48,8 @@ class Client:
         assert raw.endswith(b"\n"), f"the feed closed the connection: {raw!r}"
         return json.loads(raw)
 
-    def until(self, predicate):
-        for _ in range(10_000):
+    def until(self, predicate, lines=10_000):
+        for _ in range(lines):
             obj = self.line()
             if predicate(obj):
                 return obj
@@ -58,8 +58,8 @@ class Client:
     def snapshot(self, predicate=lambda s: True):
         return self.until(lambda o: o["type"] == "snapshot" and predicate(o))
 
-    def reply(self):
-        return self.until(lambda o: o["type"] != "snapshot")
+    def reply(self, lines=10_000):
+        return self.until(lambda o: o["type"] != "snapshot", lines)
 
     def send(self, obj):
         data = obj if isinstance(obj, bytes) else json.dumps(obj).encode() + b"\n"
@@ -388,6 +388,39 @@ def test_poison_pill_by_command_stops_the_actor(backend, sockdir):
     assert reply == {"v": 1, "type": "reply", "cmd": "poison_pill", "ok": True, "id": "victim"}
     assert Stoppable.deinits == 1
     assert list(by_id(after)) == ["bystander"]
+
+
+class Slow:
+    """Takes its time over each message, so that its inbox fills."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    async def receive(self, envelope):
+        await self.ctx.sleep(30)
+
+
+@pytest.mark.parametrize("overflow", ["fail", "drop", "block"])
+def test_a_poison_pill_command_to_a_full_inbox_gets_an_error_line(backend, sockdir, overflow):
+    engine = Engine(backend=backend, inspector=os.path.join(sockdir, "s.sock"))
+    slow = engine.spawn_actor(Slow, id="slow", capacity=2, overflow=overflow)
+    engine.send("slow", 0)
+    engine.send("slow", 1)
+
+    with Running(engine):
+        wait_for(lambda: slow.ctx.inbox_len == 1, "the first message taken")
+        engine.send("slow", 2, timeout=DEADLINE)           # full now: 1 and 2 wait
+        client = Client(engine.inspector_path)
+        client.send({"cmd": "poison_pill", "id": "slow"})
+        reply = client.reply(lines=10)         # (a snapshot each half second)
+        client.close()
+        alive = engine.actor_ids
+
+    assert reply["type"] == "error"
+    assert reply["error"] == (f"the inbox of 'slow' is full (capacity 2, overflow "
+                              f"{overflow!r}): a poison pill would not get in; nothing was "
+                              f"stopped, try again once it has room")
+    assert alive == ["slow"]
 
 
 def test_interval_command_changes_the_snapshot_interval(backend, sockdir):
