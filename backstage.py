@@ -6786,10 +6786,12 @@ class _Watchdog:
         what = _describe(self._held_ctx, callback)
         if slow is not None and not self._warned and held_for >= slow:
             self._warned = True
+            held_ctx = self._held_ctx
             log.warning("%s has held the engine thread for %.1f s (over slow_callback_s=%s): "
                         "no other actor, timer or I/O runs meanwhile; move blocking work to "
                         "a thread (or raise slow_callback_s, or pass None)",
-                        what, held_for, slow)
+                        what, held_for, slow,
+                        extra={"actor_id": held_ctx.actor_id} if held_ctx is not None else None)
         feed = engine._inspector
         if feed is not None and not self._stuck_sent and held_for >= feed.stuck_after:
             self._stuck_sent = True
@@ -6838,6 +6840,8 @@ def _callback_of(frame: Any) -> tuple[Context | None, Any]:
                 names = outer.f_code.co_varnames
                 if "ctx" in names:
                     found = outer.f_locals.get("ctx")            # a turn
+                elif "suspended" in names:      # an async receive's step after an await
+                    found = getattr(outer.f_locals.get("suspended"), "ctx", None)
                 elif "self" in names:
                     found = getattr(outer.f_locals.get("self"), "_ctx", None)  # a Timer
             return (found if isinstance(found, Context) else None), frame

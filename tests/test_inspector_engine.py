@@ -306,10 +306,38 @@ def test_a_slow_receive_is_logged_naming_the_actor(backend, caplog):
         engine.run()
         engine.close()
 
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert warnings[0].startswith("receive of slow has held the engine thread for ")
-    assert "slow_callback_s=0.2" in warnings[0]
+    assert warnings[0].getMessage().startswith("receive of slow has held the engine thread for ")
+    assert "slow_callback_s=0.2" in warnings[0].getMessage()
+    assert warnings[0].actor_id == "slow"
+
+
+class AsyncSleeper:
+    """Blocks the engine thread after its first await."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    async def receive(self, envelope):
+        await self.ctx.sleep(0)
+        time.sleep(envelope.message)
+
+
+def test_an_async_receive_that_blocks_after_an_await_is_logged_naming_the_actor(backend,
+                                                                                 caplog):
+    engine = Engine(backend=backend, slow_callback_s=0.2)
+    engine.spawn_actor(AsyncSleeper, id="slow")
+    engine.send("slow", 1.0)
+
+    with caplog.at_level(logging.WARNING, logger="backstage"):
+        engine.run()
+        engine.close()
+
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].getMessage().startswith("receive of slow has held the engine thread")
+    assert warnings[0].actor_id == "slow"
 
 
 class Ticking:
@@ -333,9 +361,11 @@ def test_a_slow_timer_callback_is_logged_naming_its_actor(backend, caplog):
         engine.run()
         engine.close()
 
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert warnings[0].startswith("Ticking.block of actor ticker has held the engine thread")
+    assert warnings[0].getMessage().startswith(
+        "Ticking.block of actor ticker has held the engine thread")
+    assert warnings[0].actor_id == "ticker"
 
 
 def test_slow_callback_s_none_starts_no_watchdog(backend):
