@@ -876,6 +876,7 @@ class Model:
         self.sort = sort if sort in SORTS else "msgs/s"  # a column key
         self.reverse = False                           # the sort's other direction
         self.filter = ""                               # substring of id or type
+        self.type_filter: str | None = None            # one type (Enter on it, grouped)
         self.grouped = False                           # one row per actor type
         self.screen = "table"                          # "table", "tree" or "dead"
         self.help = False                              # the key list over the screen
@@ -973,6 +974,8 @@ class Model:
         actors: list[Row] = snap["actors"] if snap else []
         if self.screen == "tree":
             return [row for _, row in tree_rows(actors, self.filter)]
+        if self.type_filter is not None:
+            actors = [r for r in actors if r["type"] == self.type_filter]
         if self.filter:
             needle = self.filter.lower()
             actors = [r for r in actors
@@ -1244,7 +1247,8 @@ class View:
                                    else ""), w) for c, w in titles)
         paint.line(y + 1, header, theme.title | theme.header)
         if not rows:
-            paint.text(y + 2, 1, "no actor matches the filter" if model.filter else "no actors",
+            paint.text(y + 2, 1, "no actor matches the filter"
+                       if model.filter or model.type_filter is not None else "no actors",
                        theme.dim)
             return
         visible = rows[model.top:model.top + max(height, 0)]
@@ -1277,12 +1281,14 @@ class View:
             fields.append((0, "supervision tree (t: back to the table)"))
         else:
             fields.append((0, f" sort: {model.sort}" + (f" {direction}" if direction else "")))
+        if model.type_filter is not None and model.screen == "table":
+            fields.append((1, f"type: {model.type_filter} (Esc: all types)"))
         if model.filter:
             fields.append((1, f"filter: {model.filter}"))
         if model.grouped and model.screen == "table":
             fields.append((2, "grouped by type"))
         total = len(model.snapshot["actors"]) if model.snapshot else 0
-        if model.filter:
+        if model.filter or (model.type_filter is not None and model.screen == "table"):
             fields.append((1, f"{len(rows)} of {total} shown"))
         return fields
 
@@ -1446,7 +1452,7 @@ class App:
             ((ord("r"),), "r", "reverse the sort", self.reverse),
             ((ord("/"),), "/", "filter by id or type (Enter keeps, Esc restores)",
              self.start_filter),
-            ((ord("g"),), "g", "group by type; Enter on a type shows its actors",
+            ((ord("g"),), "g", "group by type; Enter on a type shows its actors (Esc: the types)",
              self.toggle_group),
             ((ord("d"),), "d", "dead letters: the latest, by target, by reason",
              lambda: self.switch("dead")),
@@ -1569,6 +1575,7 @@ class App:
     def toggle_group(self) -> None:
         model = self.model
         model.grouped = not model.grouped
+        model.type_filter = None
         model.screen = "table"
         model.selected, model.cursor, model.top = None, 0, 0
         model.detail = None
@@ -1583,8 +1590,8 @@ class App:
         elif model.screen == "dead":
             return
         elif model.grouped and model.screen == "table" and model.selected is not None:
-            # Enter on a type: show its actors.
-            model.filter, model.grouped = model.selected, False
+            # Enter on a type: show its actors (that type's only; Esc goes back).
+            model.type_filter, model.grouped = model.selected, False
             model.selected, model.cursor, model.top = None, 0, 0
         elif model.selected is not None:
             model.detail = model.selected
@@ -1595,6 +1602,9 @@ class App:
             model.detail = None
         elif model.screen != "table":
             model.screen = "table"
+        elif model.type_filter is not None:     # from one type's actors to the types
+            model.selected, model.type_filter, model.grouped = model.type_filter, None, True
+            model.cursor = model.top = 0
 
     def ask_kill(self) -> None:
         model = self.model

@@ -149,7 +149,16 @@ def waiting(engine):
     engine.send("producer", 3)          # one fits the inbox; two wait for room
 
 
-SCENARIOS = {f.__name__: f for f in (widths, poison, restarts, flood, stuck, waiting)}
+def types(engine):
+    """Types whose names share a prefix, and an id holding another type's name."""
+    worker, stats = type("Worker", (Sink,), {}), type("Stats", (Sink,), {})
+    engine.spawn_actor(worker, id="w1")
+    engine.spawn_actor(worker, id="w2")
+    engine.spawn_actor(stats, id="worker-stats")
+    engine.spawn_actor(type("WorkerPool", (Sink,), {}), id="wp")
+
+
+SCENARIOS = {f.__name__: f for f in (widths, poison, restarts, flood, stuck, waiting, types)}
 
 
 def main():

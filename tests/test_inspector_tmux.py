@@ -147,7 +147,7 @@ def demo(backend):
 def table(screen):
     """The first word of each table row: below the column titles, less the bottom line."""
     lines = screen.splitlines()
-    start = next((i for i, line in enumerate(lines) if re.match(r"^ ID", line)), None)
+    start = next((i for i, line in enumerate(lines) if re.match(r"^ (ID|TYPE)\b", line)), None)
     if start is None:
         return []
     rows = [line for line in lines[start + 1:] if line.strip()]
@@ -226,6 +226,21 @@ def test_the_dead_letters_view_after_a_poison_pill_with_messages_queued(tmux, sc
     assert [re.search(r"Job\(n=(\d)\)", line).group(1) for line in rows] == list("43210")
     assert "by reason:" in screen
     assert all(" Job " in line for line in rows)
+
+
+def test_enter_on_a_type_shows_that_types_actors_and_esc_goes_back(tmux, scenario):
+    tmux.inspect(scenario("types"), width=140)
+    tmux.wait(lambda s: "worker-stats" in s, "the first snapshot")
+
+    tmux.keys("g")
+    screen = tmux.wait(lambda s: "grouped by type" in s, "the types")
+    assert table(screen) == ["Stats", "Worker", "WorkerPool"]
+    tmux.keys("Down", "Enter")
+    screen = tmux.wait(lambda s: "type: Worker" in s, "the actors of Worker")
+    assert sorted(table(screen)) == ["w1", "w2"]
+    tmux.keys("Escape")
+    screen = tmux.wait(lambda s: "grouped by type" in s, "the types again")
+    assert table(screen) == ["Stats", "Worker", "WorkerPool"]
 
 
 def test_restarts_are_shown_for_a_failing_child(tmux, scenario):

@@ -212,16 +212,35 @@ def test_g_groups_by_type_with_sums():
     assert "pool/worker-2" not in text
 
 
-def test_enter_on_a_type_shows_its_actors():
-    app, window = make_app()
+def test_enter_on_a_type_shows_its_actors_and_no_other_type():
+    rows = [*ROWS, row("worker-stats", "Stats", rate=5.0), row("wp", "WorkerPool", rate=1.0)]
+    app, window = make_app(rows)
     app.press(ord("g"))
     frame(app, window)                      # the cursor is on the first type: Worker
 
     app.press(10)
+    text = frame(app, window)
 
     assert app.model.grouped is False
-    assert app.model.filter == "Worker"
+    assert app.model.type_filter == "Worker" and app.model.filter == ""
     assert table_ids(app, window) == ["pool/worker-2", "pool/worker-10"]
+    assert "type: Worker" in text and "2 of 7 shown" in text
+    assert "worker-stats" not in text and " wp " not in text
+
+
+def test_esc_after_enter_on_a_type_goes_back_to_the_types():
+    app, window = make_app()
+    app.press(ord("g"))
+    frame(app, window)
+    app.press(10)
+    frame(app, window)
+
+    app.press(27)
+    text = frame(app, window)
+
+    assert app.model.grouped is True and app.model.type_filter is None
+    assert app.model.selected == "Worker"
+    assert "grouped by type" in text and "type: Worker" not in text
 
 
 def test_arrows_and_pages_move_the_selection_which_follows_its_actor():
