@@ -1537,6 +1537,10 @@ class Context:
         if not callable(fn):
             raise TypeError(f"run_in_thread() needs a function to call, not {fn!r}: write "
                             f"ctx.run_in_thread(fetch, url), not ctx.run_in_thread(fetch(url))")
+        if _is_coroutine_function(fn):
+            raise TypeError(f"run_in_thread() runs a plain function on another thread, and "
+                            f"{_name_of(fn)} is an async def (its result would be a coroutine "
+                            f"never run): await it in an async def receive, or make it a def")
         future: AskFuture[_R] = self.engine._call_on_loop(self.engine._run_in_thread_here,
                                                       fn, args, kwargs)
         return future
@@ -1626,6 +1630,7 @@ class Context:
         if not callable(callback):
             raise TypeError(f"run_recurring() needs a callable callback, not {callback!r}: "
                             f"pass the function itself, run_recurring(1.0, self.tick)")
+        _refuse_async_callback("run_recurring", callback)
         return self.engine._call_on_loop(Timer, self, interval_s, callback, True)
 
     def send_after(self, delay_s: float, target_id: str, message: Any) -> Timer:
@@ -3345,6 +3350,20 @@ def _is_coroutine_function(fn: Any) -> bool:
 
 
 _FUNCTION = type(_is_coroutine_function)
+
+
+def _name_of(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _refuse_async_callback(call: str, callback: Any) -> None:
+    """A timer's or watch's callback is called, not awaited: an async def's
+    body would never run."""
+    if _is_coroutine_function(callback):
+        raise TypeError(f"{call}() calls its callback and does not await it, and "
+                        f"{_name_of(callback)} is an async def, whose body would never run: "
+                        f"pass a plain def, which can send the actor a message for its async "
+                        f"receive to await in")
 
 
 def _study(actor_class: type) -> tuple[type, Any, bool]:
@@ -6594,6 +6613,7 @@ def _check_watchable(call: str, fileobj: Any, callback: Any) -> None:
     number = _fd_number(call, fileobj)
     if not callable(callback):
         raise TypeError(f"{call}() needs a callable callback, not {callback!r}")
+    _refuse_async_callback(call, callback)
     try:
         mode = os.fstat(number).st_mode
     except OSError:

@@ -26,6 +26,10 @@ def noop():
     pass
 
 
+async def async_noop():
+    pass
+
+
 class NoReceive:
     def __init__(self, ctx):
         pass
@@ -310,6 +314,9 @@ TABLE = [
       r"^run_recurring\(\) needs a callable callback, not 'noop'", new=True),
     C("run_recurring", lambda e, c: c.run_recurring(1, noop()), TypeError,
       r"^run_recurring\(\) needs a callable callback, not None", new=True),
+    C("run_recurring", lambda e, c: c.run_recurring(1, async_noop), TypeError,
+      r"^run_recurring\(\) calls its callback and does not await it, and async_noop is an "
+      r"async def, whose body would never run: pass a plain def", new=True),
     C("send_after", lambda e, c: c.send_after(-1, "a", 1), ValueError,
       r"^send_after\(\) needs delay_s zero or more seconds, got -1"),
     C("send_after", lambda e, c: c.send_after(None, "a", 1), TypeError,
@@ -342,6 +349,9 @@ TABLE = [
       r"not 1\.5", new=True),
     C("watch_writable", lambda e, c: c.watch_writable(1, None), TypeError,
       r"^watch_writable\(\) needs a callable callback, not None", new=True),
+    C("watch_readable", lambda e, c: c.watch_readable(0, async_noop), TypeError,
+      r"^watch_readable\(\) calls its callback and does not await it, and async_noop is an "
+      r"async def", new=True),
     C("unwatch", lambda e, c: c.unwatch([]), TypeError,
       r"^unwatch\(\) needs the socket, file object or int fd that was watched, not \[\]",
       new=True),
@@ -397,6 +407,9 @@ TABLE = [
       r"^forward\(\) needs a str actor id, not 3"),
     C("run_in_thread", lambda e, c: c.run_in_thread(3), TypeError,
       r"^run_in_thread\(\) needs a function to call, not 3"),
+    C("run_in_thread", lambda e, c: c.run_in_thread(async_noop), TypeError,
+      r"^run_in_thread\(\) runs a plain function on another thread, and async_noop is an "
+      r"async def .*: await it in an async def receive, or make it a def", new=True),
     C("sleep", lambda e, c: c.sleep(-1), ValueError,
       r"^sleep\(\) needs a finite number of seconds, zero or more, not -1"),
     C("stash", lambda e, c: c.stash(3), TypeError,
