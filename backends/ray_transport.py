@@ -1356,13 +1356,27 @@ class EngineHost:
     def watch(self) -> None:
         threading.Event().wait()            # never set: the call fails when we die
 
-    def spawn(self, src: int, seq: int, actor_class: type, actor_id: str,
-              args: tuple[Any, ...], kwargs: dict[str, Any],
-              options: dict[str, Any]) -> tuple[Any, ...]:
+    def spawn(self, src: int, seq: int, payload: bytes) -> tuple[Any, ...]:
+        """The driver's spawn_actor, ``payload`` the pickled (class, id, args,
+        kwargs, options): ("ok", None) or ("err", exception).  Unpickled here,
+        so that one that does not unpickle still takes its place in the
+        driver's order (as a deliver does) and fails with why."""
         host = self.host
         result: Future[Any] = Future()
-        host.loop.call_soon_threadsafe(host.arrive, src, seq, lambda: _spawn_into(
-            result, host, actor_class, actor_id, args, kwargs, options))
+        thunk: Callable[[], None]
+        try:
+            actor_class, actor_id, args, kwargs, options = pickle.loads(payload)
+        except Exception as exc:
+            failure = TypeError(
+                f"engine {self.index} could not unpickle the spawn's class or arguments "
+                f"({exc!r}); pass ones the engine processes can import: a module on the "
+                f"PYTHONPATH they inherit from the driver's environment, not one added to "
+                f"sys.path after the cluster started")
+            thunk = lambda: result.set_result(("err", failure))    # noqa: E731
+        else:
+            thunk = lambda: _spawn_into(                            # noqa: E731
+                result, host, actor_class, actor_id, args, kwargs, options)
+        host.loop.call_soon_threadsafe(host.arrive, src, seq, thunk)
         return result.result()              # type: ignore[no-any-return]
 
     @ray.method(concurrency_group="replies", enable_task_events=False)
@@ -1855,19 +1869,23 @@ class RayCluster:
         if where in self._lost:
             raise backstage.BackstageError(f"cannot spawn {actor_id!r} on engine {where}: "
                                            f"{self._lost[where]}")
-        why = _picklable((actor_class, args, kwargs))
-        if why is not None:
-            raise TypeError(_unpicklable_reason(f"spawn_actor({actor_class.__name__}, ...)", why))
+        try:
+            # Pickled here, unpickled by the engine (EngineHost.spawn): one
+            # that Ray could not unpickle there would never take its sequence
+            # number, and the engine would hold the driver's later calls.
+            payload = _dumps((actor_class, actor_id, args, kwargs, options))
+        except Exception as exc:
+            raise TypeError(_unpicklable_reason(f"spawn_actor({actor_class.__name__}, ...)",
+                                                f"{type(exc).__name__}: {exc}")) from None
         if where != placed:
             self._move(actor_id, where)
         with self._lock:
             self._check_open(f"spawn {actor_id!r}")        # close() may have begun since
             self._flush(where, force=True)
-            ref = self.hosts[where].spawn.remote(DRIVER, self._next_seq(where), actor_class,
-                                                 actor_id, args, kwargs, options)
-        status, exc = ray.get(ref)
+            ref = self.hosts[where].spawn.remote(DRIVER, self._next_seq(where), payload)
+        status, failure = ray.get(ref)
         if status == "err":
-            raise exc
+            raise failure
 
     def _move(self, actor_id: str, where: int) -> None:
         """Place ``actor_id`` on engine ``where`` on every engine, before its spawn.

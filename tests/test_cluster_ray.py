@@ -9,6 +9,7 @@ not parametrised over loop backends.
 """
 
 import fractions
+import importlib
 import json
 import os
 import pickle
@@ -239,6 +240,26 @@ def test_an_exception_in_the_constructor_propagates_to_spawn_actor(cluster):
 
     with pytest.raises(backstage.ActorNotFound):
         _ask(cluster, "no-path", "x")
+
+
+def test_a_spawn_whose_arguments_do_not_unpickle_on_the_engine_fails_and_the_driver_goes_on(
+        cluster, tmp_path, monkeypatch):
+    (tmp_path / "late_module.py").write_text("class Config:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))        # the driver's only, after the start
+    late_module = importlib.import_module("late_module")
+    target = _id_on(cluster, 1, "late-config")
+    counter = _id_on(cluster, 1, "late-counter")
+    cluster.spawn_actor(Echo, counter)
+
+    with pytest.raises(TypeError, match=r"^engine 1 could not unpickle the spawn's class or "
+                                        r"arguments \(ModuleNotFoundError.*late_module.*; pass "
+                                        r"ones the engine processes can import"):
+        cluster.spawn_actor(Echo, target, late_module.Config())
+
+    assert _ask(cluster, counter, "still there")[0] == "still there"  # in the driver's order
+    cluster.spawn_actor(Echo, _id_on(cluster, 1, "late-after"))
+    with pytest.raises(backstage.ActorNotFound):
+        _ask(cluster, target, "x")
 
 
 # -- actors across engines --------------------------------------------------------
