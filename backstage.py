@@ -136,6 +136,7 @@ import bisect
 import collections
 import enum
 import errno
+import functools
 import heapq
 import importlib
 import itertools
@@ -5528,10 +5529,13 @@ class Pool(Generic[_A]):
         answers: list[Any] = [None] * len(live)
         waiting = [len(live)]
         engine = self.ctx.engine
+        # A local ask's parts are of its kind (a proxied call's run the method);
+        # an ask from elsewhere (another engine, the driver) gathers plain asks.
+        kind: type[_Reply] = reply.__class__ if isinstance(reply, _Reply) else _Reply
         for index, routee in enumerate(live):
-            part = type(reply)(engine, AskFuture(engine), routee.actor_id, sender_id, False)
+            part = kind(engine, AskFuture(engine), routee.actor_id, sender_id, False)
             part.future.add_done_callback(
-                lambda future, i=index: _gather(reply, answers, waiting, i, future))
+                functools.partial(_gather, reply, answers, waiting, index))
             self._deliver(routee, (sender_id, message, part))
 
     def _consistent_hash(self, item: Any) -> None:
@@ -5556,10 +5560,11 @@ class Pool(Generic[_A]):
         self._no_routee(item)
 
 
-def _gather(reply: _Reply, answers: list[Any], waiting: list[int], index: int,
+def _gather(reply: Any, answers: list[Any], waiting: list[int], index: int,
             future: Future[Any]) -> None:
-    """One routee answered a broadcast ask: settle the ask once all have, or one failed."""
-    if reply.future.done():
+    """One routee answered a broadcast ask: settle the ask once all have, or one
+    failed.  ``reply``: any reply channel (``done()``, ``settle()``)."""
+    if reply.done():
         return
     exc = future.exception()
     if exc is not None:

@@ -716,6 +716,15 @@ class _Run(NamedTuple):
     no_tuples: bool             # vouched: none arrives as a tuple (_KEEP_THEIR_CLASS)
 
 
+def _wire_items(items: Any, form: int) -> list[Any]:
+    """The plain sends of a batch's entry as it crossed, as (sender, message,
+    None) tuples: what becomes dead letters if the entry fails."""
+    if form == _ONE_SENDER:
+        sender_id, messages, _ = items
+        return backstage._run_items(sender_id, messages)
+    return [item for item in items if item[2] is None]
+
+
 def _items(items: list[Any], sender: Any) -> list[Any]:
     """An entry's items as tuples: a run's messages with their sender."""
     return items if sender is _EXPLICIT else backstage._run_items(sender.sender_id, items)
@@ -952,16 +961,28 @@ class _Host:
         if seq != expect:
             self.held.setdefault(src, {})[seq] = (thunk, answer)
             return
-        thunk()
+        self._in_order(src, thunk, answer)
         expect += 1
         held = self.held.get(src)
         while held:
             entry = held.pop(expect, None)
             if entry is None:
                 break
-            entry[0]()
+            self._in_order(src, *entry)
             expect += 1
         self.expect[src] = expect
+
+    def _in_order(self, src: int, thunk: Callable[[], Any], answer: _Answer | None) -> None:
+        """Run one of ``src``'s calls in its turn.  One that raises (a bug) is
+        logged and its place passes, answered if it waits: a call left
+        unfinished would hold every later call of ``src`` for good."""
+        try:
+            thunk()
+        except Exception:
+            log.exception("engine %d: a call from %s failed; its place in the order passes",
+                          self.index, "the driver" if src == DRIVER else f"engine {src}")
+            if answer is not None and not answer.done():
+                answer.set_result(None)
 
     def release_held(self, src: int | None = None) -> None:
         """Drop what arrived early from the lost peer ``src``, answering its calls
@@ -1019,34 +1040,48 @@ class _Host:
         marks: list[Any] = []
         self.marks = marks
         for target_id, items, form in wire:
-            if form == _ONE_SENDER:
-                self._deliver_from_one(target_id, *items)
-                continue
-            if form == _PLAIN:
-                self._deliver(target_id, items)
-                continue
-            if target_id is None:
-                self._control(src, items)
-                continue
-            run = []
-            for item in items:
-                if item[2] is None:
-                    run.append(item)
-                    continue
-                made = self._uncode(src, target_id, item)
-                if made is _UNWANTED:
-                    continue
-                if made is not None:
-                    run.append(made)
-                    continue
-                if run:
-                    self._deliver(target_id, run)
-                    run = []
-                self._operate(src, target_id, item)
-            if run:
-                self._deliver(target_id, run)
+            try:
+                self._apply_entry(src, target_id, items, form)
+            except Exception as exc:        # a bug: the rest of the batch still goes in
+                log.exception("engine %d: an entry from engine %s for %r failed",
+                              self.index, src, target_id)
+                if target_id is not None:
+                    self.engine._dead_letter_all(
+                        target_id, _wire_items(items, form),
+                        f"engine {self.index} failed to take it in ({exc!r}); possibly "
+                        f"delivered")
         if handled is not None:
             self.when_handled(src, marks, handled)
+
+    def _apply_entry(self, src: int, target_id: str | None, items: Any, form: Any) -> None:
+        """One entry of a batch (see _Link._wire): a run, plain items, a
+        control, or items with asks and operations among them."""
+        if form == _ONE_SENDER:
+            self._deliver_from_one(target_id, *items)   # type: ignore[arg-type]
+            return
+        if form == _PLAIN:
+            self._deliver(target_id, items)              # type: ignore[arg-type]
+            return
+        if target_id is None:
+            self._control(src, items)
+            return
+        run = []
+        for item in items:
+            if item[2] is None:
+                run.append(item)
+                continue
+            made = self._uncode(src, target_id, item)
+            if made is _UNWANTED:
+                continue
+            if made is not None:
+                run.append(made)
+                continue
+            if run:
+                self._deliver(target_id, run)
+                run = []
+            self._operate(src, target_id, item)
+        if run:
+            self._deliver(target_id, run)
 
     def _deliver_from_one(self, target_id: str, sender_id: str | None,
                           messages: list[Any], no_tuples: bool) -> None:

@@ -75,7 +75,7 @@ class Remote:
         self.ctx = ctx
         self.got = []
 
-    OPS = ("send", "ask", "asks", "spawn", "subscribe", "unsubscribe", "publish", "monitor", "pill",
+    OPS = ("send", "ask", "asks", "spawn", "spawn_pool", "subscribe", "unsubscribe", "publish", "monitor", "pill",
            "where", "dead_letters", "unpicklable", "unloadable", "got", "boom", "subscriptions",
            "block", "send_becoming_tuple")
 
@@ -110,6 +110,10 @@ class Remote:
         elif op == "spawn":
             cls, actor_id = args
             ctx.spawn_actor(cls, actor_id)
+            envelope.reply(engine_index(ctx))
+        elif op == "spawn_pool":
+            cls, pool_id, size, routing = args
+            ctx.spawn_pool(cls, pool_id, size, routing=routing)
             envelope.reply(engine_index(ctx))
         elif op == "subscribe":
             ctx.subscribe_to_actor(args[0])

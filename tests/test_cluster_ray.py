@@ -264,6 +264,19 @@ def test_a_spawn_whose_arguments_do_not_unpickle_on_the_engine_fails_and_the_dri
 
 # -- actors across engines --------------------------------------------------------
 
+def test_an_actor_asks_a_broadcast_pool_on_another_engine_and_gets_every_answer(cluster):
+    owner = _spawn_on(cluster, 0, Remote, "bcast-owner")
+    asker = _spawn_on(cluster, 1, Remote, "bcast-asker")
+    pool = _id_on(cluster, 0, "bcast-pool")
+    _ask(cluster, owner, ("spawn_pool", Echo, pool, 2, "broadcast"))
+
+    status, answers = _ask(cluster, asker, ("ask", pool, "hi"))
+    again = _ask(cluster, asker, ("ask", owner, ("got",)))    # the link goes on
+
+    assert status == "ok" and answers == [("hi", 0, (), {}), ("hi", 0, (), {})]
+    assert again == ("ok", [])
+
+
 def test_actors_send_and_ask_across_engines(cluster):
     a = _spawn_on(cluster, 0, Remote, "cross-a")
     b = _spawn_on(cluster, 1, Collector, "cross-b")
@@ -1442,6 +1455,47 @@ def _lone_link(engine, sent, remote=None):
     link = host.links[1]
     link.waiter = Waiter(link)
     return link
+
+
+def test_a_call_that_fails_on_the_receiving_engine_passes_its_place_in_the_order(lone_engine):
+    from backends import ray_transport
+
+    host = _lone_link(lone_engine, []).host
+    ran, answer = [], ray_transport._Answer()
+
+    def fails():
+        raise RuntimeError("a bug in applying a call")
+
+    host.arrive(1, 2, lambda: ran.append(2))          # early: held for 1
+    host.arrive(1, 1, fails, answer)
+
+    assert ran == [2] and host.expect[1] == 3
+    assert answer.done()                                # its caller is answered
+
+
+def test_an_entry_that_fails_to_go_in_is_dead_letters_and_the_rest_of_the_batch_goes_in(
+        lone_engine, monkeypatch):
+    from backends import ray_transport
+
+    host = _lone_link(lone_engine, []).host
+    lone_engine.spawn_actor(Collector, id="good")
+    deliver = host._deliver
+
+    def deliver_or_fail(target_id, items):
+        if target_id == "bad":
+            raise RuntimeError("a bug in delivering")
+        deliver(target_id, items)
+
+    monkeypatch.setattr(host, "_deliver", deliver_or_fail)
+    plain = ray_transport._PLAIN
+    host.apply(1, [("bad", [("far", "lost", None)], plain),
+                   ("good", [("far", "kept", None)], plain)])
+
+    [letter] = lone_engine.dead_letters
+    assert letter.target_id == "bad" and letter.envelope.message == "lost"
+    assert letter.reason.startswith("engine 0 failed to take it in (RuntimeError(")
+    assert letter.reason.endswith("possibly delivered")
+    assert lone_engine.get_context("good").inbox_len == 1
 
 
 def test_a_batch_packed_and_not_yet_sent_rides_back_first_and_is_not_delivered_if_lost(lone_engine):
