@@ -76,8 +76,8 @@ class Remote:
         self.got = []
 
     OPS = ("send", "ask", "asks", "spawn", "spawn_pool", "subscribe", "unsubscribe", "publish",
-           "monitor", "pill", "where", "dead_letters", "unpicklable", "unloadable", "got", "boom", "subscriptions",
-           "block", "send_becoming_tuple")
+           "monitor", "pill", "where", "dead_letters", "unpicklable", "unloadable", "got", "boom",
+           "subscriptions", "block", "send_becoming_tuple")
 
     def receive(self, envelope):
         message = envelope.message
