@@ -2904,13 +2904,7 @@ class _Reply:
 
     def unanswered(self) -> None:
         """The target handled the ask and dropped its envelope without a reply."""
-        if self.engine._closed:
-            self.settle(None, EngineClosed(f"no reply from {self.target_id!r}: {_CLOSED}"))
-            return
-        self.settle(None, BackstageError(
-            f"{self.target_id!r} handled the ask without replying, and kept no hold of "
-            f"the envelope: answer with envelope.reply(value), or keep the envelope to "
-            f"reply later"))
+        self.settle(None, _unanswered(self.engine, self.target_id))
 
     def time_out(self, timeout: float) -> None:
         if not self.future.done():
@@ -2927,6 +2921,16 @@ class _Reply:
         if self.remote_id is not None:
             engine._transport.replies.pop(self.remote_id, None)  # type: ignore[union-attr]
         engine._check_idle()
+
+
+def _unanswered(engine: Engine, target_id: str) -> BackstageError:
+    """Why an ask whose target dropped its envelope unanswered fails (the
+    reply channels' ``unanswered``, which ``_AskedEnvelope`` calls)."""
+    if engine._closed:
+        return EngineClosed(f"no reply from {target_id!r}: {_CLOSED}")
+    return BackstageError(
+        f"{target_id!r} handled the ask without replying, and kept no hold of the "
+        f"envelope: answer with envelope.reply(value), or keep the envelope to reply later")
 
 
 class _RemoteReply:
@@ -2951,6 +2955,12 @@ class _RemoteReply:
             return
         self._done = True
         self.send_back(self.reply_id, value, exc)
+
+    def unanswered(self) -> None:
+        """The target handled the ask and dropped its envelope without a reply."""
+        self.settle(None, BackstageError(
+            "the target handled the ask without replying, and kept no hold of the envelope: "
+            "answer with envelope.reply(value), or keep the envelope to reply later"))
 
 
 class AskFuture(Future[_R]):

@@ -225,6 +225,12 @@ class _RemoteReply:
         else:
             self._settle_here(value, exc)
 
+    def unanswered(self) -> None:
+        """The target handled the ask and dropped its envelope without a reply
+        (``_AskedEnvelope``'s finaliser, maybe on another thread): the asker
+        is told so now, as on one engine, not at its timeout."""
+        self.settle(None, backstage._unanswered(self.host.engine, self.target_id))
+
     def _settle_here(self, value: Any, exc: BaseException | None) -> None:
         if self.flag:
             if exc is None:

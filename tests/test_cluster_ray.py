@@ -264,6 +264,18 @@ def test_a_spawn_whose_arguments_do_not_unpickle_on_the_engine_fails_and_the_dri
 
 # -- actors across engines --------------------------------------------------------
 
+def test_an_ask_to_another_engine_handled_without_a_reply_fails_at_once(cluster):
+    asker = _spawn_on(cluster, 0, Remote, "unanswered-asker")
+    silent = _spawn_on(cluster, 1, Collector, "unanswered-silent")
+
+    outcome = _ask(cluster, asker, ("ask", silent, "no answer to this"))
+
+    assert outcome == ("err", "BackstageError",
+                       f"{silent!r} handled the ask without replying, and kept no hold of the "
+                       f"envelope: answer with envelope.reply(value), or keep the envelope to "
+                       f"reply later")       # not TimeoutError, 10 s later
+
+
 def test_an_actor_asks_a_broadcast_pool_on_another_engine_and_gets_every_answer(cluster):
     owner = _spawn_on(cluster, 0, Remote, "bcast-owner")
     asker = _spawn_on(cluster, 1, Remote, "bcast-asker")
