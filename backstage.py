@@ -6979,7 +6979,9 @@ class Cluster:
             raise
         self.transport = transport
         self.engines = engines
-        self._impl = getattr(module, class_name)(engines, address, **options)
+        cluster_class = getattr(module, class_name)
+        _check_cluster_options(transport, cluster_class, engines, address, options)
+        self._impl = cluster_class(engines, address, **options)
 
     def __repr__(self) -> str:
         return f"<Cluster {self.transport} engines={self.engines}>"
@@ -7049,6 +7051,8 @@ class Cluster:
         (their traffic dead-lettered, their actors' monitors told); timers and
         pending asks do not count.
         """
+        if timeout is not None:
+            _check_delay("wait_idle", "timeout", timeout, allow_zero=True)
         idle: bool = self._impl.wait_idle(timeout)
         return idle
 
@@ -7064,6 +7068,11 @@ class Cluster:
 
     def kill_engine(self, engine: int) -> None:
         """Kill one engine's process, as a crash would (for tests and drills)."""
+        if isinstance(engine, bool) or not isinstance(engine, int) \
+                or not 0 <= engine < self.engines:
+            raise (ValueError if isinstance(engine, int) and not isinstance(engine, bool)
+                   else TypeError)(f"kill_engine() needs an engine number from 0 to "
+                                   f"{self.engines - 1}, got {engine!r}")
         self._impl.kill_engine(engine)
 
     @property
@@ -7136,6 +7145,19 @@ def _init_mismatch(actor_class: Any, ctx: Context, args: tuple[Any, ...],
     except ValueError:
         return None                         # no signature to read (a builtin)
     return None
+
+def _check_cluster_options(transport: str, cluster_class: Any, engines: int,
+                           address: str | None, options: dict[str, Any]) -> None:
+    """Options the transport does not take, refused in the Cluster's own words."""
+    import inspect
+    try:
+        inspect.signature(cluster_class).bind(engines, address, **options)
+    except TypeError as exc:
+        takes = [p.name for p in inspect.signature(cluster_class).parameters.values()
+                 if p.kind is p.KEYWORD_ONLY]
+        raise TypeError(f"Cluster(transport={transport!r}) {exc}: its options are "
+                        f"{', '.join(takes)} (docs/cluster.md)") from None
+
 
 def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: Any) -> None:
     if not isinstance(actor_class, type):

@@ -1770,6 +1770,9 @@ class RayCluster:
         if inspector is not False and not isinstance(inspector, (bool, str)):
             raise TypeError(f"inspector must be True or a directory (str), not {inspector!r}")
         backstage._check_engine_args(dead_letters_kept, 1, "block")
+        if ray_init is not None and not isinstance(ray_init, dict):
+            raise TypeError(f"ray_init must be a dict of ray.init() arguments (or None), not "
+                            f"{ray_init!r}")
         if engine_options is not None and (
                 not isinstance(engine_options, list) or len(engine_options) != engines
                 or not all(isinstance(o, dict) for o in engine_options)):
@@ -1801,6 +1804,9 @@ class RayCluster:
         self._calls = 0
         if not ray.is_initialized():
             self._init_ray(address, ray_init or {})
+        elif ray_init or address is not None:
+            log.warning("Ray already runs in this process (another Cluster, or ray.init()): "
+                        "this cluster uses it, and its address and ray_init are not used")
         self.name = name if name is not None else f"{backstage._program_name()}-{os.getpid()}"
         settings = {"batch_limit": batch_limit, "window": window, "send_buffer": send_buffer,
                     "inspector": inspector,

@@ -234,6 +234,39 @@ def test_spawn_actor_with_bad_arguments_raises_at_the_call(cluster):
         cluster.send(3, "x")
 
 
+@pytest.mark.parametrize("call, error, message", [
+    (lambda c: c.kill_engine(-1), ValueError,
+     r"^kill_engine\(\) needs an engine number from 0 to 2, got -1$"),
+    (lambda c: c.kill_engine(3), ValueError, r"^kill_engine\(\) needs an engine number from 0"),
+    (lambda c: c.kill_engine("1"), TypeError,
+     r"^kill_engine\(\) needs an engine number from 0 to 2, got '1'$"),
+    (lambda c: c.kill_engine(True), TypeError, r"^kill_engine\(\) needs an engine number"),
+    (lambda c: c.wait_idle(-1), ValueError,
+     r"^wait_idle\(\) needs timeout zero or more seconds, got -1"),
+    (lambda c: c.wait_idle(float("nan")), ValueError,
+     r"^wait_idle\(\) needs a finite timeout in seconds, got nan"),
+    (lambda c: c.wait_idle("5"), TypeError,
+     r"^wait_idle\(\) needs a number of seconds for timeout, not '5'"),
+])
+def test_bad_arguments_to_the_drivers_calls_are_refused_and_change_nothing(cluster, call, error,
+                                                                           message):
+    with pytest.raises(error, match=message):
+        call(cluster)
+
+    assert cluster.lost == {}
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"bogus": 1}, TypeError, r"^Cluster\(transport='ray'\) got an unexpected keyword "
+                              r"argument 'bogus': its options are batch_limit, window"),
+    ({"ray_init": 5}, TypeError, r"^ray_init must be a dict of ray.init\(\) arguments"),
+])
+def test_a_cluster_with_a_bad_option_is_refused_before_it_starts(cluster, options, error,
+                                                                 message):
+    with pytest.raises(error, match=message):
+        backstage.Cluster("ray", engines=2, **options)
+
+
 def test_an_exception_in_the_constructor_propagates_to_spawn_actor(cluster):
     with pytest.raises(TypeError):
         cluster.spawn_actor(Deinit, "no-path")      # Deinit needs a path
