@@ -4752,6 +4752,10 @@ class _Lifecycle(_DeadLetters):
             if target is not None and target._monitors \
                     and target._monitors.get(ctx.actor_id) is ctx:
                 del target._monitors[ctx.actor_id]
+                if target._inbox.__class__ is _StandInInbox and not self._closed:
+                    # The target's own engine keeps the watch too: without this,
+                    # a later actor under the watcher's id got its TERMINATED.
+                    self._enqueue(target, (ctx.actor_id, None, _DEMONITOR))
         ctx._extra.monitoring = None
 
     def _tell_monitors(self, ctx: Context, reason: str) -> None:

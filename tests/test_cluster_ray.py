@@ -779,6 +779,22 @@ def test_monitor_across_engines_tells_terminated_when_the_remote_actor_stops(clu
         (watched, "TERMINATED", backstage.Terminated(watched, "stopped by poison pill"), None)]
 
 
+def test_a_watcher_that_stops_leaves_the_monitors_of_an_actor_on_another_engine(cluster):
+    watcher = _spawn_on(cluster, 0, Remote, "stale-watcher")
+    watched = _spawn_on(cluster, 1, Remote, "stale-watched")
+    _ask(cluster, watcher, ("monitor", watched))
+    cluster.poison_pill(watcher)
+    assert cluster.wait_idle(60)
+
+    cluster.spawn_actor(Remote, watcher)       # a new actor under the id: it watches nothing
+    held = cluster._impl.call(1, lambda engine: len(engine._registry[watched]._monitors or {}))
+    cluster.poison_pill(watched)
+    assert cluster.wait_idle(60)
+
+    assert held == 0
+    assert _ask(cluster, watcher, ("got",)) == []
+
+
 def test_an_actor_spawns_an_actor_whose_id_every_engine_then_reaches(cluster):
     spawner = _id_on(cluster, 0, "spawner")
     child = _id_on(cluster, 1, "spawned-elsewhere")     # its hash says engine 1
