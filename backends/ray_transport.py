@@ -1202,6 +1202,10 @@ class _Host:
                 engine._demonitor_here(remote, target_id)
         except Exception as exc:
             log.warning("%r on behalf of %r failed: %s", target_id, sender_id, exc)
+            if code == _SUB and remote._state is _RUNNING:
+                # No publisher here: the subscriber's engine drops the
+                # subscription, as it does when a publisher stops.
+                engine._enqueue(remote, (target_id, topic, backstage._DROPPED))
 
     def _control(self, src: int, control: tuple[Any, ...]) -> None:
         if control[0] == "reply":

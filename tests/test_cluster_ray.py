@@ -779,6 +779,20 @@ def test_monitor_across_engines_tells_terminated_when_the_remote_actor_stops(clu
         (watched, "TERMINATED", backstage.Terminated(watched, "stopped by poison pill"), None)]
 
 
+def test_a_subscription_to_an_id_with_no_actor_on_another_engine_is_dropped(cluster):
+    subscriber = _spawn_on(cluster, 0, Remote, "ghost-subscriber")
+    ghost = _id_on(cluster, 1, "ghost-publisher")
+
+    _ask(cluster, subscriber, ("subscribe", ghost))     # no error: that would take a round trip
+    assert cluster.wait_idle(60)
+    cluster.spawn_actor(Remote, ghost)                  # a publisher, after the fact
+    _ask(cluster, ghost, ("publish", ["not for the subscriber"]))
+    assert cluster.wait_idle(60)
+
+    assert _ask(cluster, subscriber, ("subscriptions",)) == []
+    assert _ask(cluster, subscriber, ("got",)) == []
+
+
 def test_a_watcher_that_stops_leaves_the_monitors_of_an_actor_on_another_engine(cluster):
     watcher = _spawn_on(cluster, 0, Remote, "stale-watcher")
     watched = _spawn_on(cluster, 1, Remote, "stale-watched")
