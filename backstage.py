@@ -1806,7 +1806,7 @@ class _EngineState:
                            timeout: float | None) -> None: ...
         def _admit_waiting(self, ctx: Context) -> None: ...
         def _hold_senders(self, stand_in: Context, sender_ids: Iterable[str | None]) -> None: ...
-        def _run_call(self, ctx: Context, call: MethodCall, reply: _Reply) -> None: ...
+        def _run_call(self, ctx: Context, call: MethodCall, reply: Any) -> None: ...
         def get_actor(self, actor_id: str) -> Any: ...
         def stop(self) -> None: ...
 
@@ -2402,7 +2402,7 @@ class _Sending(_EngineState):
                 self._stop_actor(ctx, "stopped by poison pill", list(rest))
                 return True
             raise AssertionError(f"unknown engine command {envelope.message!r}")
-        if tag.__class__ is _CallReply:         # a proxied method call
+        if tag.__class__ in _CALL_REPLIES:      # a proxied method call
             self._run_call(ctx, envelope.message, tag)
             return True
         envelope.topic = None
@@ -2467,6 +2467,14 @@ class _Sending(_EngineState):
             return None
         resolved: Context | None = transport.resolve(target_id)
         return resolved
+
+    def _elsewhere(self, target_id: str) -> bool:
+        """Whether ``target_id`` lives on another engine: its record is (or,
+        asked on the engine thread, becomes) a transport's stand-in."""
+        ctx = self._registry.get(target_id)
+        if ctx is None and _get_ident() == self._thread_id:
+            ctx = self._resolve_missing(target_id)
+        return ctx is not None and ctx._inbox.__class__ is _StandInInbox
 
     def _install_stand_in(
             self, target_id: str, flush: Callable[[Context, list[Any]], Any],
@@ -3050,6 +3058,12 @@ class _CallReply(_Reply):
     __slots__ = ()
 
 
+# The reply channels whose ask is a proxied method call (``_apply_tag`` runs
+# the method, not receive): ours, and a transport's for a call from another
+# engine, which it adds (the transport seam).
+_CALL_REPLIES: set[type] = {_CallReply}
+
+
 # Methods a proxy never reaches: the engine's hooks.
 _NOT_PROXIED = frozenset({"receive", "deinit"})
 
@@ -3260,7 +3274,7 @@ class _Asking(_BackPressure):
             _check_proxied_class(target_id, actor_class, self.get_actor(target_id))
         else:
             actor = self.get_actor(target_id)
-            if actor is None and cls is None:
+            if actor is None and cls is None and not self._elsewhere(target_id):
                 raise ActorNotFound(
                     f"cannot make a proxy for {target_id!r}: no actor has that id; pass its "
                     f"class, engine.proxy({target_id!r}, TheClass), to make one before "
@@ -3284,8 +3298,9 @@ class _Asking(_BackPressure):
             self._ask_here(reply, call, proxy._timeout)
         return future
 
-    def _run_call(self, ctx: Context, call: MethodCall, reply: _Reply) -> None:
-        """Run a proxied call on the actor and settle its future (see Proxy)."""
+    def _run_call(self, ctx: Context, call: MethodCall, reply: Any) -> None:
+        """Run a proxied call on the actor and settle its future (see Proxy);
+        ``reply``: one of the _CALL_REPLIES."""
         actor = ctx._actor
         method = call.method
         try:
@@ -5545,7 +5560,8 @@ class Pool(Generic[_A]):
         engine = self.ctx.engine
         # A local ask's parts are of its kind (a proxied call's run the method);
         # an ask from elsewhere (another engine, the driver) gathers plain asks.
-        kind: type[_Reply] = reply.__class__ if isinstance(reply, _Reply) else _Reply
+        kind: type[_Reply] = reply.__class__ if isinstance(reply, _Reply) else \
+            _CallReply if reply.__class__ in _CALL_REPLIES else _Reply
         for index, routee in enumerate(live):
             part = kind(engine, AskFuture(engine), routee.actor_id, sender_id, False)
             part.future.add_done_callback(

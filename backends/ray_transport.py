@@ -84,7 +84,7 @@ _HOLD_VALVE = 1.0
 
 # Wire codes of queued items that are not plain sends.  A plain send crosses
 # as the engine's own (sender_id, message, None) tuple, untouched.
-_PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON, _DROPPED = range(1, 10)
+_PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON, _DROPPED, _CALL = range(1, 11)
 _MT = backstage.MessageType
 _CODES = {_MT.PUBLISH: _PUBLISH, _MT.TERMINATED: _TERMINATED, _MT.POISON_PILL: _PILL,
           _MT.SUBSCRIBE: _SUB, _MT.UNSUBSCRIBE: _UNSUB, "monitor": _MON, "demonitor": _DEMON,
@@ -240,6 +240,15 @@ class _RemoteReply:
             return
         self.flag = True
         self.host.send_reply(self.src, self.reply_id, value, exc)
+
+
+class _RemoteCallReply(_RemoteReply):
+    """The reply channel of a proxied method call from another engine: as an
+    item's tag, it says "run the method" (backstage._CALL_REPLIES)."""
+    __slots__ = ()
+
+
+backstage._CALL_REPLIES.add(_RemoteCallReply)
 
 
 class _Link:
@@ -588,10 +597,11 @@ class _Link:
     def _code(self, item: Any) -> tuple[Any, ...]:
         sender_id, kind, message, topic, reply = backstage._item_fields(item)
         if reply is not None:                   # an ask
+            asked_as = _CALL if reply.__class__ in backstage._CALL_REPLIES else _ASK
             if reply.done():
                 # It timed out before it left: its answer, if any, is a late one
                 # (a dead letter), and nothing is kept for it.
-                return (sender_id, (message, _ENDED_ASK), _ASK)
+                return (sender_id, (message, _ENDED_ASK), asked_as)
             engine = self.host.engine
             reply_id = engine._register_reply(reply)
             asked = self.asked
@@ -601,7 +611,7 @@ class _Link:
                 # Asks that ended without an answer from the peer (timed out, and
                 # never answered) are dropped now and then, not kept for good.
                 self.asked = {i: r for i, r in asked.items() if i in pending}
-            return (sender_id, (message, reply_id), _ASK)
+            return (sender_id, (message, reply_id), asked_as)
         code = _CODES.get(kind)
         if code is None:                        # a send: a bare message from Engine.send
             return (sender_id, message, None)
@@ -1166,9 +1176,10 @@ class _Host:
             if not self.engine._wants_publication(target_id, sender_id, topic):
                 return _UNWANTED
             return backstage._remote_item(sender_id, _MT.PUBLISH, message, topic)
-        if code == _ASK:
+        if code == _ASK or code == _CALL:
             message, reply_id = message
-            return (sender_id, message, _RemoteReply(self, src, reply_id, target_id))
+            reply = (_RemoteReply if code == _ASK else _RemoteCallReply)
+            return (sender_id, message, reply(self, src, reply_id, target_id))
         if code == _TERMINATED:
             watched = self.engine._registry.get(sender_id)
             if watched is not None and _is_stand_in(watched) and watched._monitors:

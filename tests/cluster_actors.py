@@ -32,6 +32,27 @@ class Echo:
             pass        # a plain send
 
 
+class Account:
+    """A balance with methods, for proxies; its receive answers what it got."""
+
+    def __init__(self, ctx, balance=0):
+        self.ctx = ctx
+        self.balance = balance
+
+    def receive(self, envelope):
+        envelope.reply(("receive", envelope.message))
+
+    def deposit(self, amount):
+        self.balance += amount
+        return self.balance
+
+    def withdraw(self, amount):
+        if amount > self.balance:
+            raise ValueError(f"only {self.balance} left")
+        self.balance -= amount
+        return self.balance
+
+
 class Spins:
     """Never idle: each message it takes, it sends itself another."""
 
@@ -77,7 +98,7 @@ class Remote:
 
     OPS = ("send", "ask", "asks", "spawn", "spawn_pool", "subscribe", "unsubscribe", "publish",
            "monitor", "pill", "where", "dead_letters", "unpicklable", "unloadable", "got", "boom",
-           "subscriptions", "block", "send_becoming_tuple")
+           "subscriptions", "block", "send_becoming_tuple", "proxy")
 
     def receive(self, envelope):
         message = envelope.message
@@ -111,6 +132,12 @@ class Remote:
             cls, actor_id = args
             ctx.spawn_actor(cls, actor_id)
             envelope.reply(engine_index(ctx))
+        elif op == "proxy":     # a proxied method call: ("ok", result) or ("err", ...)
+            target, cls, method, call_args = args
+            future = getattr(ctx.proxy(target, cls), method)(*call_args)
+            future.add_done_callback(lambda f: envelope.reply(
+                ("ok", f.result()) if f.exception() is None
+                else ("err", type(f.exception()).__name__, str(f.exception()))))
         elif op == "spawn_pool":
             cls, pool_id, size, routing = args
             ctx.spawn_pool(cls, pool_id, size, routing=routing)

@@ -36,6 +36,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r "
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster_actors import (  # noqa: E402
+    Account,
     AnswersUnloadable,
     Burst,
     Collector,
@@ -296,6 +297,19 @@ def test_a_spawn_whose_arguments_do_not_unpickle_on_the_engine_fails_and_the_dri
 
 
 # -- actors across engines --------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [Account, None])
+def test_a_proxy_call_to_another_engine_runs_the_method_and_its_future_holds_the_result(
+        cluster, cls):
+    caller = _spawn_on(cluster, 0, Remote, "proxy-caller")
+    account = _spawn_on(cluster, 1, Account, f"proxy-account-{cls is None}", 100)
+
+    deposited = _ask(cluster, caller, ("proxy", account, cls, "deposit", (5,)))
+    overdrawn = _ask(cluster, caller, ("proxy", account, cls, "withdraw", (1000,)))
+
+    assert deposited == ("ok", 105)
+    assert overdrawn == ("err", "ValueError", "only 105 left")
+
 
 def test_an_ask_to_another_engine_handled_without_a_reply_fails_at_once(cluster):
     asker = _spawn_on(cluster, 0, Remote, "unanswered-asker")
