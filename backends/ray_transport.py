@@ -949,13 +949,15 @@ class _Host:
         return self.engine._install_stand_in(target_id, link.hand, link.hand_run)
 
     def spawned(self, ctx: Any) -> None:
+        """An actor spawned here: every other engine is told where ``ctx``'s id
+        lives, its hash engine included (an actor elsewhere that spawned the
+        id too would make two actors under one id)."""
         actor_id = ctx.actor_id
         if self.pins.get(actor_id) == self.index:
             return
-        if home_of(actor_id, self.count) != self.index or actor_id in self.pins:
-            self.pins[actor_id] = self.index
-            for link in self.links.values():
-                link.add_control(("pin", actor_id, self.index))
+        self.pins[actor_id] = self.index
+        for link in self.links.values():
+            link.add_control(("pin", actor_id, self.index))
 
     def placing(self, actor_id: str) -> None:
         """Before an actor spawns here: refuse an id placed on another engine."""
@@ -1935,7 +1937,11 @@ class RayCluster:
             # Pickled here, unpickled by the engine (EngineHost.spawn): one
             # that Ray could not unpickle there would never take its sequence
             # number, and the engine would hold the driver's later calls.
-            payload = _dumps((actor_class, actor_id, args, kwargs, options))
+            # cloudpickle, as Ray's own arguments: a class of the driver's
+            # __main__ travels by value (pickle would name a module the engine
+            # processes do not have).
+            payload: bytes = ray.cloudpickle.dumps(  # type: ignore[no-untyped-call]
+                (actor_class, actor_id, args, kwargs, options), protocol=5)
         except Exception as exc:
             raise TypeError(_unpicklable_reason(f"spawn_actor({actor_class.__name__}, ...)",
                                                 f"{type(exc).__name__}: {exc}")) from None
@@ -1948,6 +1954,21 @@ class RayCluster:
         status, failure = ray.get(ref)
         if status == "err":
             raise failure
+        if pin is None:
+            self._announce(actor_id, where)
+
+    def _announce(self, actor_id: str, where: int) -> None:
+        """Tell the other engines, in the driver's order, that ``actor_id`` now
+        lives on engine ``where`` (its hash engine): an actor there then cannot
+        spawn a second one under the id (_Host.placing), for anything the
+        driver sends it from now on."""
+        with self._lock:
+            for engine in range(self.count):
+                if engine != where and engine not in self._lost:
+                    self._pending[engine].append((None, ("pin", actor_id, where), None,
+                                                  "control"))
+                    if self._window_used[engine] < self._window:
+                        self._flush(engine, force=False)
 
     def _move(self, actor_id: str, where: int) -> None:
         """Place ``actor_id`` on engine ``where`` on every engine, before its spawn.
@@ -2043,6 +2064,8 @@ class RayCluster:
     def _dead_letter(self, target_id: str, message: Any, kind: str, reason: str) -> None:
         if kind == "ask":           # message: its reply id; the ask fails instead
             self._fail_asks([message], reason)
+            return
+        if kind == "control":       # the driver's word to an engine: no message lost
             return
         mtype = backstage.MessageType.POISON_PILL if kind == "pill" else \
             backstage.MessageType.SEND

@@ -909,6 +909,31 @@ def test_an_actor_cannot_spawn_an_id_the_cluster_places_on_another_engine(cluste
     assert _ask(cluster, pinned, "x")[1] == 2
 
 
+def test_an_actor_cannot_spawn_an_id_the_driver_spawned_on_another_engine(cluster):
+    spawned = _spawn_on(cluster, 1, Echo, "driver-spawned")      # no pin: its hash engine
+    spawner = _spawn_on(cluster, 0, Remote, "second-spawner")
+
+    with pytest.raises(ValueError, match=rf"^cannot spawn '{spawned}' on engine 0: the "
+                                         r"cluster places it on engine 1"):
+        _ask(cluster, spawner, ("spawn", Echo, spawned))
+
+    assert _ask(cluster, spawned, "x")[1] == 1
+
+
+def test_an_actor_cannot_spawn_an_id_an_actor_spawned_on_its_hash_engine(cluster):
+    first = _spawn_on(cluster, 1, Remote, "hash-spawner")
+    second = _spawn_on(cluster, 0, Remote, "other-spawner")
+    child = _id_on(cluster, 1, "hash-child")
+    assert _ask(cluster, first, ("spawn", Echo, child)) == 1
+    assert cluster.wait_idle(60)                 # the engines have heard where it lives
+
+    with pytest.raises(ValueError, match=rf"^cannot spawn '{child}' on engine 0: the cluster "
+                                         r"places it on engine 1"):
+        _ask(cluster, second, ("spawn", Echo, child))
+
+    assert cluster.get_engine_of(child) == 1
+
+
 def test_an_actor_cannot_spawn_an_id_its_engine_sends_to_another_engine(cluster):
     spawner = _id_on(cluster, 0, "standin-spawner")
     target = _id_on(cluster, 1, "standin-target")
