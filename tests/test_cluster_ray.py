@@ -1435,6 +1435,17 @@ def test_the_word_count_example_counts_as_one_process_would():
     assert "counts match a count made in one process" in out.stdout.splitlines()
 
 
+def test_classes_of_the_drivers_script_travel_to_the_engines_by_value():
+    script = Path(__file__).resolve().parent / "cluster_main_script.py"
+
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=170)
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == ["got [Job(n=1), [Job(n=2), Job(n=3)]]",
+                                       "dead letters 0"]
+
+
 @pytest.mark.parametrize("many", [False, True], ids=["send", "send_many"])
 def test_the_cluster_benchs_sources_deliver_every_message(cluster, many):
     # A guard on the bench's own actors (the session's Ray is joined, not restarted).
