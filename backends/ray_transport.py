@@ -1475,6 +1475,11 @@ class EngineHost:
     def dead_letters(self) -> list[Any]:
         return self.host.engine._call_on_loop(_dead_letters, self.host)
 
+    def pin_of(self, actor_id: str) -> int | None:
+        """Where this engine was told ``actor_id`` lives, or None: read on Ray's
+        thread, as ``placed``."""
+        return self.host.pins.get(actor_id)
+
     def placed(self, actor_id: str) -> int:
         """Where this engine sends ``actor_id``: where it was pinned or an actor
         spawned it, as every engine was told, else here.  Read on Ray's thread
@@ -1882,9 +1887,31 @@ class RayCluster:
 
     def engine_of(self, actor_id: str) -> int:
         """Where the driver sends ``actor_id``: its pin, else its hash engine
-        (which forwards to where an actor spawned it)."""
+        (which forwards to where an actor spawned it), unless that is lost."""
         where = self._pins.get(actor_id)
-        return where if where is not None else home_of(actor_id, self.count)
+        if where is not None:
+            return where
+        home = home_of(actor_id, self.count)
+        return home if home not in self._lost else self._placed_after_loss(actor_id, home)
+
+    def _placed_after_loss(self, actor_id: str, home: int) -> int:
+        """Where ``actor_id`` lives now that its hash engine ``home`` is lost: an
+        actor may have spawned it on another engine, and every engine was told
+        (_Host.spawned).  One live engine is asked, once: the answer is kept as
+        the driver's pin (``home`` if none: its sends are dead letters)."""
+        where = home
+        for engine in range(self.count):
+            if engine in self._lost:
+                continue
+            try:
+                placed = ray.get(self.hosts[engine].pin_of.remote(actor_id))
+            except ray.exceptions.RayActorError:
+                continue                        # lost meanwhile: ask the next
+            if placed is not None and placed not in self._lost:
+                where = placed
+            break
+        self._pins[actor_id] = where
+        return where
 
     def where(self, actor_id: str) -> int:
         """The engine ``actor_id`` lives on: the driver's pin, else what its hash
@@ -1938,8 +1965,10 @@ class RayCluster:
         placed = self.engine_of(actor_id)
         where = placed if pin is None else pin
         if where in self._lost:
-            raise backstage.BackstageError(f"cannot spawn {actor_id!r} on engine {where}: "
-                                           f"{self._lost[where]}")
+            live = [i for i in range(self.count) if i not in self._lost]
+            raise backstage.BackstageError(
+                f"cannot spawn {actor_id!r} on engine {where}: {self._lost[where]}; pass "
+                f"pin= one of the live engines {live} to spawn it there")
         try:
             # Pickled here, unpickled by the engine (EngineHost.spawn): one
             # that Ray could not unpickle there would never take its sequence

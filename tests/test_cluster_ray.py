@@ -1089,6 +1089,28 @@ def test_an_engine_whose_process_is_killed_tells_monitors_and_fails_asks(cluster
             _ask(doomed, target, "ping")
 
 
+def test_the_driver_still_reaches_an_actor_spawned_away_from_its_lost_hash_engine(cluster):
+    with backstage.Cluster("ray", engines=3) as doomed:
+        spawner = _spawn_on(doomed, 0, Remote, "away-spawner")
+        away = _id_on(doomed, 1, "away-child")           # its hash says engine 1
+        assert _ask(doomed, spawner, ("spawn", Collector, away)) == 0
+        assert doomed.wait_idle(60)
+
+        doomed.kill_engine(1)
+        while 1 not in doomed.lost:
+            time.sleep(0.01)
+        doomed.send(away, "from the driver")
+        assert doomed.wait_idle(60)
+
+        assert doomed.get_engine_of(away) == 0
+        assert _ask(doomed, away, "get") == [(None, "SEND", "from the driver", None)]
+        assert [d for d in doomed.dead_letters() if d.target_id == away] == []
+        with pytest.raises(backstage.BackstageError, match=r"on engine 1: engine 1 lost.*; pass "
+                                                           r"pin= one of the live engines "
+                                                           r"\[0, 2\] to spawn it there$"):
+            doomed.spawn_actor(Echo, _id_on(doomed, 1, "after-the-loss"))
+
+
 def test_subscribers_to_a_publisher_on_a_lost_engine_lose_the_subscription(cluster):
     with backstage.Cluster("ray", engines=2) as doomed:
         publisher = _id_on(doomed, 1, "lost-publisher")
