@@ -1047,14 +1047,17 @@ class _BoundedInbox(list[Any]):
         else:
             self._policy.full(self._ctx.engine, self._ctx, item, None)
 
-    def _fresh(self) -> _BoundedInbox:
-        """The inbox after a turn took this one's messages.  Waiting senders
-        come in once the turn is over (``_after_turn``), into the room its
-        handled messages left: a turn cut short gives back the rest of its
-        batch first (``_pause_turn``), and with waiters let in at the start
-        an async receive's inbox held capacity + batch."""
+    def _fresh(self, batch: int) -> _BoundedInbox:
+        """The inbox after a turn took this one's ``batch`` messages, refilled
+        from the waiters.  A batch over the capacity (the rest of a turn cut
+        short came back: an async receive awaiting, or a send waiting for room)
+        leaves that much less room, so such turns cannot make the inbox grow
+        (10 queued at capacity 4 and climbing, fed by a timer); it holds at most
+        twice its capacity less one while the rest waits."""
         inbox = _BoundedInbox(self._ctx, self._policy)
-        self._ctx._inbox = inbox
+        ctx = self._ctx
+        ctx._inbox = inbox
+        ctx.engine._admit_waiting(ctx, max(0, batch - ctx._capacity))
         return inbox
 
 
@@ -1804,7 +1807,7 @@ class _EngineState:
                             rest: Iterator[Any] | None) -> None: ...
         def _post_and_wait(self, target: Context, item: tuple[Any, ...],
                            timeout: float | None) -> None: ...
-        def _admit_waiting(self, ctx: Context) -> None: ...
+        def _admit_waiting(self, ctx: Context, over: int = 0) -> None: ...
         def _hold_senders(self, stand_in: Context, sender_ids: Iterable[str | None]) -> None: ...
         def _run_call(self, ctx: Context, call: MethodCall, reply: Any) -> None: ...
         def get_actor(self, actor_id: str) -> Any: ...
@@ -2252,8 +2255,8 @@ class _Sending(_EngineState):
                 # _head_sender in step while it is delivered).
                 ctx._tail_sender = _NO_TAIL
                 ctx._inbox = []
-            else:
-                inbox._fresh()  # type: ignore[attr-defined]  # a bounded inbox: let waiting senders in
+            else:       # a bounded inbox: let waiting senders in
+                inbox._fresh(len(inbox) - head)  # type: ignore[attr-defined]
             return inbox if head == 0 else inbox[head:]
         batch = inbox[head:end]
         # Two or more left: a plain list of one item never holds a bare
@@ -2263,6 +2266,8 @@ class _Sending(_EngineState):
             ctx._head = 0
         else:
             ctx._head = end
+        if inbox.__class__ is not list:
+            self._admit_waiting(ctx, max(0, len(batch) - ctx._capacity))
         return batch
 
     # The two delivery loops below are copies (see the essay): keep their
@@ -2376,12 +2381,8 @@ class _Sending(_EngineState):
 
     def _after_turn(self, ctx: Context) -> None:
         """Back of the ready queue if it has more, parked if it waits (for room, a
-        link, a coroutine), else idle.  A bounded inbox first lets in senders
-        waiting for room, into what the turn handled (see _BoundedInbox._fresh)."""
-        extra = ctx._extra
-        if extra is not None and extra.waiting and ctx._inbox.__class__ is _BoundedInbox:
-            self._admit_waiting(ctx)
-        if extra is not None and extra.waiting_on:
+        link, a coroutine), else idle."""
+        if ctx._extra is not None and ctx._extra.waiting_on:
             ctx._scheduled = _PARKED    # waits (for room, a link, a coroutine): no turns
             return
         if len(ctx._inbox) > ctx._head:
@@ -2720,13 +2721,14 @@ class _BackPressure(_Sending):
                     stack.append(other)
         return False
 
-    def _admit_waiting(self, ctx: Context) -> None:
-        """Move waiting messages into ``ctx``'s inbox while it has room."""
+    def _admit_waiting(self, ctx: Context, over: int = 0) -> None:
+        """Move waiting messages into ``ctx``'s inbox while it has room, less
+        ``over`` (by how much the batch a turn just took exceeds the capacity)."""
         waiting = ctx._waiting
         if not waiting:
             return
         inbox = ctx._inbox
-        room = ctx._capacity - (len(inbox) - ctx._head)
+        room = ctx._capacity - (len(inbox) - ctx._head) - over
         while waiting and room > 0:
             item, sender, waiter = waiting.popleft()
             list.append(inbox, item)

@@ -64,16 +64,52 @@ class AsyncSampler(Recorder):
         self.envelopes.append(envelope)
 
 
-def test_block_keeps_an_async_receivers_inbox_within_capacity_while_it_awaits(engine):
+def test_block_keeps_an_async_receivers_inbox_under_twice_its_capacity_while_it_awaits(
+        engine):
     target = engine.spawn_actor(AsyncSampler, id="t", capacity=4, overflow="block")
     producer = engine.spawn_actor(Producer, id="p")
-    producer.n = 12
+    producer.n = 60
 
     engine.send("p", "go")
     engine.run()
 
-    assert target.messages == list(range(12))
-    assert max(target.lengths) <= 4         # (the rest of a paused batch came on top: 10)
+    assert target.messages == list(range(60))
+    # The rest of a paused batch comes back on top of the senders let in; the room
+    # they get is what the batch left under the capacity (without: 10 at 12 sent,
+    # growing with every paused turn).
+    assert max(target.lengths) <= 2 * 4 - 1
+    assert engine.dead_letter_count == 0
+
+
+class SelfNoting(Recorder):
+    """On its first message: sends itself a note, or shuts itself down."""
+
+    def __init__(self, ctx, how):
+        super().__init__(ctx)
+        self.how = how
+
+    def receive(self, envelope):
+        super().receive(envelope)
+        if envelope.message == 0:
+            if self.how == "note":
+                self.ctx.send(self.ctx.actor_id, "note")
+            else:
+                self.ctx.shutdown()
+
+
+@pytest.mark.parametrize("how", ["note", "shutdown"])
+def test_an_actor_sends_to_its_own_block_inbox_while_a_sender_waits_for_room(engine, how):
+    target = engine.spawn_actor(SelfNoting, "t", how, capacity=4, overflow="block")
+    producer = engine.spawn_actor(Producer, id="p")
+    producer.n = 5                          # the fifth waits for room
+
+    engine.send("p", "go")
+    engine.run()
+
+    if how == "note":
+        assert target.messages == [0, 1, 2, 3, 4, "note"]
+    else:
+        assert target.messages == [0, 1, 2, 3, 4] and engine.get_actor("t") is None
     assert engine.dead_letter_count == 0
 
 
@@ -473,4 +509,45 @@ def test_outside_messages_left_by_a_blocked_sender_are_delivered_later_whole(eng
 
     assert target.messages == sent
     assert max(target.lengths) <= 1
+    assert engine.dead_letter_count == 0
+
+
+class Replier(Recorder):
+    """Answers "m1" with a send to "b"."""
+
+    def receive(self, envelope):
+        super().receive(envelope)
+        if envelope.message == "m1":
+            self.ctx.send("b", "reply")
+
+
+class Requester(Recorder):
+    """On "go", sends "m1" and "m2" to "a", whose inbox holds one."""
+
+    def receive(self, envelope):
+        super().receive(envelope)
+        if envelope.message == "go":
+            self.ctx.send("a", "m1")
+            self.ctx.send("a", "m2")        # waits for room in "a"
+
+
+class Filler:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        self.ctx.send("b", "fill")
+
+
+def test_two_block_actors_answer_each_other_while_one_waits_for_room_in_the_other(engine):
+    a = engine.spawn_actor(Replier, id="a", capacity=1, overflow="block")
+    b = engine.spawn_actor(Requester, id="b", capacity=1, overflow="block")
+    engine.spawn_actor(Filler, id="d")
+
+    engine.send("b", "go")
+    engine.send("d", "go")
+    engine.run()
+
+    assert a.messages == ["m1", "m2"]
+    assert b.messages == ["go", "fill", "reply"]
     assert engine.dead_letter_count == 0
