@@ -3356,9 +3356,13 @@ def _asyncio_misuse(exc: BaseException, backend: str) -> TypeError | None:
     asyncio loop runs (``asyncio.sleep``: RuntimeError "no running event
     loop"; ``asyncio.Event().wait()``: AttributeError on None), in an async
     receive on a loop without asyncio; None for any other exception."""
-    where = getattr(sys.modules.get("asyncio"), "__file__", None)
-    if where is None or not isinstance(exc, (RuntimeError, AttributeError)):
+    asyncio = sys.modules.get("asyncio")
+    where = getattr(asyncio, "__file__", None)
+    if where is None or asyncio._get_running_loop() is not None:    # type: ignore[union-attr]
         return None
+    if not (isinstance(exc, RuntimeError) and str(exc) == "no running event loop"
+            or isinstance(exc, AttributeError) and str(exc).startswith("'NoneType' object")):
+        return None     # asyncio's own complaint of something else (a Lock not acquired)
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
@@ -7113,6 +7117,29 @@ class Cluster:
 # Small functions the rooms above share: argument checks and wrappers.
 ###############################################################################
 
+_IDENTITY_EQ: Any = object.__eq__
+
+
+def _alike(a: Any, b: Any) -> bool:
+    """False only if ``a`` and ``b`` are known to differ: a value whose class
+    compares by identity (a lambda, a fresh strategy object) or whose ``==``
+    cannot say (an array) is taken as alike, for a get-or-spawn makes them anew."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(map(_alike, a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_alike(a[k], b[k]) for k in a)
+    if getattr(type(a), "__eq__", None) is _IDENTITY_EQ:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:       # noqa: BLE001 - an __eq__ that cannot say
+        return True
+
+
 # What a Pool actor is made with (see _spawn_pool), named for _warn_unused_spawn.
 _POOL_SPAWN_FIELDS = ("actor_class", "size", "args", "kwargs", "routing", "hash_key",
                       "capacity", "overflow", "supervisor")
@@ -7127,17 +7154,15 @@ def _warn_unused_spawn(ctx: Context, capacity: int, overflow: str, args: tuple[A
     unused = []
     old_args, old_kwargs = ctx._init_args or ((), None)
     if type(ctx._actor) is Pool:     # (actor_class, size, args, kwargs, routing, ...)
-        given = dict(zip(_POOL_SPAWN_FIELDS, args, strict=True))
-        had = dict(zip(_POOL_SPAWN_FIELDS, old_args, strict=True))
+        made = len(_POOL_SPAWN_FIELDS) == len(args) == len(old_args)    # (not a bare get)
+        given = dict(zip(_POOL_SPAWN_FIELDS, args, strict=True)) if made else {}
+        had = dict(zip(_POOL_SPAWN_FIELDS, old_args, strict=True)) if made else {}
     else:
         given = {"args": args, "kwargs": kwargs or {}}
         had = {"args": old_args, "kwargs": old_kwargs or {}}
     for name, value in given.items():
-        try:
-            if value != had[name]:
-                unused.append(f"{name}={reprlib.repr(value)} (it has {reprlib.repr(had[name])})")
-        except Exception:   # noqa: BLE001 - an __eq__ that cannot say (arrays): not told
-            pass
+        if name in had and not _alike(value, had[name]):
+            unused.append(f"{name}={reprlib.repr(value)} (it has {reprlib.repr(had[name])})")
     if overflow != ctx.overflow:
         unused.append(f"overflow={overflow!r} (it has {ctx.overflow!r})")
     elif OVERFLOW_POLICIES[overflow].bounded and capacity != ctx.capacity:

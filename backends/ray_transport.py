@@ -1071,12 +1071,23 @@ class _Host:
                 log.exception("engine %d: an entry from engine %s for %r failed",
                               self.index, src, target_id)
                 if target_id is not None:
-                    self.engine._dead_letter_all(
-                        target_id, _wire_items(items, form),
-                        f"engine {self.index} failed to take it in ({exc!r}); possibly "
-                        f"delivered")
+                    self._failed_entry(src, target_id, items, form, exc)
         if handled is not None:
             self.when_handled(src, marks, handled)
+
+    def _failed_entry(self, src: int, target_id: str, items: Any, form: int,
+                      exc: Exception) -> None:
+        """An entry that raised as it went in: its plain sends become dead
+        letters and its asks fail, both "possibly delivered" (part of it may
+        have gone in before the error)."""
+        reason = f"engine {self.index} failed to take it in ({exc!r}); possibly delivered"
+        self.engine._dead_letter_all(target_id, _wire_items(items, form), reason)
+        if form != _CODED:
+            return
+        for _, message, code in items:
+            if (code == _ASK or code == _CALL) and message[1] != _ENDED_ASK:
+                _RemoteReply(self, src, message[1], target_id).settle(
+                    None, RuntimeError(reason))
 
     def _apply_entry(self, src: int, target_id: str | None, items: Any, form: Any) -> None:
         """One entry of a batch (see _Link._wire): a run, plain items, a
@@ -1898,20 +1909,20 @@ class RayCluster:
         """Where ``actor_id`` lives now that its hash engine ``home`` is lost: an
         actor may have spawned it on another engine, and every engine was told
         (_Host.spawned).  One live engine is asked, once: the answer is kept as
-        the driver's pin (``home`` if none: its sends are dead letters)."""
-        where = home
+        the driver's pin.  None found: ``home``, asked again next time (an
+        actor may spawn it later); its sends meanwhile are dead letters."""
         for engine in range(self.count):
             if engine in self._lost:
                 continue
             try:
-                placed = ray.get(self.hosts[engine].pin_of.remote(actor_id))
-            except ray.exceptions.RayActorError:
-                continue                        # lost meanwhile: ask the next
+                placed: int | None = ray.get(self.hosts[engine].pin_of.remote(actor_id))
+            except Exception:       # noqa: BLE001 - lost meanwhile, or closing: ask the next
+                continue
             if placed is not None and placed not in self._lost:
-                where = placed
+                self._pins[actor_id] = placed
+                return placed
             break
-        self._pins[actor_id] = where
-        return where
+        return home
 
     def where(self, actor_id: str) -> int:
         """The engine ``actor_id`` lives on: the driver's pin, else what its hash
@@ -1990,7 +2001,7 @@ class RayCluster:
         status, failure = ray.get(ref)
         if status == "err":
             raise failure
-        if pin is None:
+        if where == placed:         # (a move told every engine already, see _move)
             self._announce(actor_id, where)
 
     def _announce(self, actor_id: str, where: int) -> None:

@@ -909,8 +909,10 @@ def test_an_actor_cannot_spawn_an_id_the_cluster_places_on_another_engine(cluste
     assert _ask(cluster, pinned, "x")[1] == 2
 
 
-def test_an_actor_cannot_spawn_an_id_the_driver_spawned_on_another_engine(cluster):
-    spawned = _spawn_on(cluster, 1, Echo, "driver-spawned")      # no pin: its hash engine
+@pytest.mark.parametrize("pin", [None, 1], ids=["by its hash", "pinned to its hash engine"])
+def test_an_actor_cannot_spawn_an_id_the_driver_spawned_on_another_engine(cluster, pin):
+    spawned = _id_on(cluster, 1, f"driver-spawned-{pin}")
+    cluster.spawn_actor(Echo, spawned, pin=pin)
     spawner = _spawn_on(cluster, 0, Remote, "second-spawner")
 
     with pytest.raises(ValueError, match=rf"^cannot spawn '{spawned}' on engine 0: the "
@@ -1105,6 +1107,16 @@ def test_the_driver_still_reaches_an_actor_spawned_away_from_its_lost_hash_engin
         assert doomed.get_engine_of(away) == 0
         assert _ask(doomed, away, "get") == [(None, "SEND", "from the driver", None)]
         assert [d for d in doomed.dead_letters() if d.target_id == away] == []
+
+        late = _id_on(doomed, 1, "late-child")           # sent to before it is spawned
+        doomed.send(late, "too early")
+        assert _ask(doomed, spawner, ("spawn", Collector, late)) == 0
+        assert doomed.wait_idle(60)
+        doomed.send(late, "in time")
+        assert doomed.wait_idle(60)
+        assert _ask(doomed, late, "get") == [(None, "SEND", "in time", None)]
+        assert [d.envelope.message for d in doomed.dead_letters()
+                if d.target_id == late] == ["too early"]
         with pytest.raises(backstage.BackstageError, match=r"on engine 1: engine 1 lost.*; pass "
                                                            r"pin= one of the live engines "
                                                            r"\[0, 2\] to spawn it there$"):

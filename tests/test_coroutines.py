@@ -464,6 +464,8 @@ class AsyncioCalls:
             await asyncio.Event().wait()
         elif envelope.message == "own":
             raise RuntimeError("the handler's own")
+        elif envelope.message == "lock":
+            asyncio.Lock().release()            # asyncio's own complaint: not acquired
         envelope.reply("done")
 
 
@@ -490,6 +492,16 @@ def test_a_handlers_own_runtime_error_on_the_selectors_backend_is_left_as_it_is(
         engine.run()
 
     with pytest.raises(RuntimeError, match=r"^the handler's own$"):
+        future.result()
+
+
+def test_asyncios_own_complaints_on_the_selectors_backend_are_left_as_they_are():
+    with Engine(backend="selectors") as engine:
+        engine.spawn_actor(AsyncioCalls, id="user")
+        future = engine.ask("user", "lock")
+        engine.run()
+
+    with pytest.raises(RuntimeError, match=r"^Lock is not acquired"):
         future.result()
 
 

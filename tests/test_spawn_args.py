@@ -6,7 +6,7 @@ import threading
 import pytest
 from conftest import Recorder
 
-from backstage import Directive, Engine, OneForOne
+from backstage import Directive, Engine, OneForOne, Pool
 
 
 class Greeter:
@@ -181,6 +181,22 @@ def test_spawning_a_taken_id_again_with_the_same_arguments_returns_the_actor_qui
     engine.spawn_pool(Greeter, "p", 2, "hi")
 
     assert again is first
+    assert _unused_spawn_warnings(caplog) == []
+
+
+def test_a_get_or_spawn_that_makes_its_lambdas_and_strategies_anew_returns_quietly(engine,
+                                                                                  caplog):
+    caplog.set_level(logging.WARNING, logger="backstage")
+
+    def get_pool():
+        return engine.spawn_pool(Greeter, "p", 2, "hi", routing="consistent_hash",
+                                 hash_key=lambda m: m, supervisor=OneForOne(max_restarts=3))
+
+    first = get_pool()
+    again = get_pool()
+    plain = engine.spawn_actor(Pool, "p")          # a bare get of the pool, by its class
+
+    assert again is first and plain is first
     assert _unused_spawn_warnings(caplog) == []
 
 
