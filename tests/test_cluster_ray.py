@@ -1657,6 +1657,27 @@ def test_an_entry_that_fails_to_go_in_is_dead_letters_and_the_rest_of_the_batch_
     assert lone_engine.get_context("good").inbox_len == 1
 
 
+def test_an_entry_that_fails_to_go_in_fails_the_asks_in_it(lone_engine, monkeypatch):
+    from backends import ray_transport
+
+    host = _lone_link(lone_engine, []).host
+    link = host.links[1]
+
+    def fails(target_id, items):
+        raise RuntimeError("a bug in delivering")
+
+    monkeypatch.setattr(host, "_deliver", fails)
+    host.apply(1, [("bad", [("far", "sent", None),
+                            ("far", ("asked", "reply-7"), ray_transport._ASK)],
+                    ray_transport._CODED)])
+
+    [letter] = lone_engine.dead_letters
+    assert letter.envelope.message == "sent"
+    [(_, control, _)] = list(link.pending)
+    assert control[:3] == ("reply", "reply-7", None)
+    assert str(control[3]).startswith("engine 0 failed to take it in (RuntimeError(")
+
+
 def test_a_batch_packed_and_not_yet_sent_rides_back_first_and_is_not_delivered_if_lost(lone_engine):
     engine = lone_engine
     from backends import ray_transport
