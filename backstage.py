@@ -2938,9 +2938,12 @@ def _unanswered(engine: Engine, target_id: str) -> BackstageError:
     reply channels' ``unanswered``, which ``_AskedEnvelope`` calls)."""
     if engine._closed:
         return EngineClosed(f"no reply from {target_id!r}: {_CLOSED}")
-    return BackstageError(
-        f"{target_id!r} handled the ask without replying, and kept no hold of the "
-        f"envelope: answer with envelope.reply(value), or keep the envelope to reply later")
+    return BackstageError(f"{target_id!r} {_UNANSWERED}")
+
+
+# Why an ask fails when its target dropped the envelope unanswered.
+_UNANSWERED = ("handled the ask without replying, and kept no hold of the envelope: "
+               "answer with envelope.reply(value), or keep the envelope to reply later")
 
 
 class _RemoteReply:
@@ -2968,9 +2971,7 @@ class _RemoteReply:
 
     def unanswered(self) -> None:
         """The target handled the ask and dropped its envelope without a reply."""
-        self.settle(None, BackstageError(
-            "the target handled the ask without replying, and kept no hold of the envelope: "
-            "answer with envelope.reply(value), or keep the envelope to reply later"))
+        self.settle(None, BackstageError(f"the target {_UNANSWERED}"))
 
 
 class AskFuture(Future[_R]):

@@ -469,12 +469,18 @@ class AsyncioCalls:
         envelope.reply("done")
 
 
-@pytest.mark.parametrize("call", ["sleep", "event", "after an await"])
-def test_asyncio_functions_on_the_selectors_backend_fail_with_advice(call):
+def _asked_on_selectors(call):
+    """The future of asking an AsyncioCalls actor ``call`` on the selectors backend."""
     with Engine(backend="selectors") as engine:
         engine.spawn_actor(AsyncioCalls, id="user")
         future = engine.ask("user", call)
         engine.run()
+    return future
+
+
+@pytest.mark.parametrize("call", ["sleep", "event", "after an await"])
+def test_asyncio_functions_on_the_selectors_backend_fail_with_advice(call):
+    future = _asked_on_selectors(call)
 
     with pytest.raises(TypeError, match=r"^an async receive on the selectors backend has no "
                                         r"asyncio loop, and asyncio failed for want of one "
@@ -486,20 +492,14 @@ def test_asyncio_functions_on_the_selectors_backend_fail_with_advice(call):
 
 
 def test_a_handlers_own_runtime_error_on_the_selectors_backend_is_left_as_it_is():
-    with Engine(backend="selectors") as engine:
-        engine.spawn_actor(AsyncioCalls, id="user")
-        future = engine.ask("user", "own")
-        engine.run()
+    future = _asked_on_selectors("own")
 
     with pytest.raises(RuntimeError, match=r"^the handler's own$"):
         future.result()
 
 
 def test_asyncios_own_complaints_on_the_selectors_backend_are_left_as_they_are():
-    with Engine(backend="selectors") as engine:
-        engine.spawn_actor(AsyncioCalls, id="user")
-        future = engine.ask("user", "lock")
-        engine.run()
+    future = _asked_on_selectors("lock")
 
     with pytest.raises(RuntimeError, match=r"^Lock is not acquired"):
         future.result()

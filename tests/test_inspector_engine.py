@@ -297,16 +297,23 @@ def test_a_blocking_receive_sends_stuck_then_unstuck_naming_the_actor(backend, s
     assert unstuck["for_s"] >= stuck["for_s"]
 
 
-def test_a_slow_receive_is_logged_naming_the_actor(backend, caplog):
+def _warnings_of_a_slow(actor_class, backend, caplog):
+    """The WARNING records of a run in which ``actor_class`` ("slow") holds the
+    engine thread for 1 s with slow_callback_s=0.2."""
     engine = Engine(backend=backend, slow_callback_s=0.2)
-    engine.spawn_actor(Sleeper, id="slow")
+    engine.spawn_actor(actor_class, id="slow")
     engine.send("slow", 1.0)
 
     with caplog.at_level(logging.WARNING, logger="backstage"):
         engine.run()
         engine.close()
 
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    return [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_slow_receive_is_logged_naming_the_actor(backend, caplog):
+    warnings = _warnings_of_a_slow(Sleeper, backend, caplog)
+
     assert len(warnings) == 1
     assert warnings[0].getMessage().startswith("receive of slow has held the engine thread for ")
     assert "slow_callback_s=0.2" in warnings[0].getMessage()
@@ -326,15 +333,8 @@ class AsyncSleeper:
 
 def test_an_async_receive_that_blocks_after_an_await_is_logged_naming_the_actor(backend,
                                                                                  caplog):
-    engine = Engine(backend=backend, slow_callback_s=0.2)
-    engine.spawn_actor(AsyncSleeper, id="slow")
-    engine.send("slow", 1.0)
+    warnings = _warnings_of_a_slow(AsyncSleeper, backend, caplog)
 
-    with caplog.at_level(logging.WARNING, logger="backstage"):
-        engine.run()
-        engine.close()
-
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert warnings[0].getMessage().startswith("receive of slow has held the engine thread")
     assert warnings[0].actor_id == "slow"
