@@ -167,6 +167,7 @@ from typing import (
     NamedTuple,
     ParamSpec,
     TypeVar,
+    get_args,
     overload,
 )
 
@@ -176,6 +177,7 @@ __all__ = [
     "RestForOne", "Loop", "Handle", "SelectorLoop", "BackstageError",
     "EngineClosed", "ActorNotFound", "InboxFull", "AskFuture",
     "Proxy", "proxy_method", "MethodCall", "Pool", "ROUTINGS", "Probe", "Cluster",
+    "Overflow", "InboundOverflow", "Routing",
 ]
 
 __version__ = "0.1.0"
@@ -299,6 +301,14 @@ _CLOSED = "the engine is closed; make a new Engine to go on"
 
 DEFAULT_CAPACITY = 1024
 DEFAULT_TOPIC = "default"
+# What a send to a full inbox does: spawn_actor(overflow=...), see the
+# policies in "The inbox" (OVERFLOW_POLICIES, which a test holds to these).
+Overflow = Literal["grow", "block", "drop", "drop_oldest", "fail"]
+# What a send from another thread does when the cross-thread queue is full:
+# Engine(inbound_overflow=...).
+InboundOverflow = Literal["block", "fail"]
+# How a pool picks its routee: spawn_pool(routing=...), see "Pools".
+Routing = Literal["round_robin", "least_loaded", "broadcast", "consistent_hash"]
 DEAD_LETTER_TOPIC = "dead_letters"
 DEAD_LETTERS_KEPT = 1000
 
@@ -1452,7 +1462,7 @@ class Context:
     # Spawning other actors, and stopping this one.
 
     def spawn_actor(self, actor_class: type[_A], /, id: str, *args: Any,
-                    capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                    capacity: int = DEFAULT_CAPACITY, overflow: Overflow = "grow",
                     **kwargs: Any) -> _A:
         """Spawn a top-level actor (no parent), ``actor_class(ctx, *args, **kwargs)``;
         see ``Engine.spawn_actor``."""
@@ -1460,7 +1470,7 @@ class Context:
         return actor
 
     def spawn_child_actor(self, actor_class: type[_A], /, id: str, *args: Any,
-                          capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                          capacity: int = DEFAULT_CAPACITY, overflow: Overflow = "grow",
                           **kwargs: Any) -> _A:
         """Spawn ``actor_class(ctx, *args, **kwargs)`` as an actor that this one
         supervises, and that stops when this one stops."""
@@ -1468,9 +1478,9 @@ class Context:
         return actor
 
     def spawn_pool(self, actor_class: type[_A], /, id: str, size: int, *args: Any,
-                   routing: str = "round_robin",
+                   routing: Routing = "round_robin",
                    hash_key: Callable[[Any], Hashable] | None = None,
-                   capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                   capacity: int = DEFAULT_CAPACITY, overflow: Overflow = "grow",
                    supervisor: SupervisorStrategy | None = None, **kwargs: Any) -> Pool[_A]:
         """``Engine.spawn_pool``, the pool being this actor's child (it stops with it)."""
         pool: Pool[_A] = self.engine._spawn_pool(actor_class, id, size, args, kwargs, routing,
@@ -4280,7 +4290,7 @@ class _Lifecycle(_DeadLetters):
     # A new actor: its Context, its place in the registry and its parent.
 
     def spawn_actor(self, actor_class: type[_A], /, id: str, *args: Any,
-                    capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                    capacity: int = DEFAULT_CAPACITY, overflow: Overflow = "grow",
                     **kwargs: Any) -> _A:
         """Create an actor of ``actor_class`` under ``id`` and return the instance.
 
@@ -4302,9 +4312,9 @@ class _Lifecycle(_DeadLetters):
         return actor
 
     def spawn_pool(self, actor_class: type[_A], /, id: str, size: int, *args: Any,
-                   routing: str = "round_robin",
+                   routing: Routing = "round_robin",
                    hash_key: Callable[[Any], Hashable] | None = None,
-                   capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                   capacity: int = DEFAULT_CAPACITY, overflow: Overflow = "grow",
                    supervisor: SupervisorStrategy | None = None, **kwargs: Any) -> Pool[_A]:
         """A pool: a router under ``id`` and ``size`` routees
         ``actor_class(ctx, *args, **kwargs)`` under ``id/0``, ``id/1``, ...; any thread.
@@ -4873,7 +4883,7 @@ class Engine(_Lifecycle):
                  inspector: bool | str | os.PathLike[str] = False,
                  inspector_interval: float = INSPECTOR_INTERVAL,
                  inbound_capacity: int = INBOUND_CAPACITY,
-                 inbound_overflow: str = "block",
+                 inbound_overflow: InboundOverflow = "block",
                  slow_callback_s: float | None = SLOW_CALLBACK_S,
                  thread_pool_size: int | None = None,
                  raise_failures: bool = False) -> None:
@@ -5257,7 +5267,7 @@ _name_the_public_calls()
 ###############################################################################
 
 # The routings spawn_pool knows, by name.
-ROUTINGS = ("round_robin", "least_loaded", "broadcast", "consistent_hash")
+ROUTINGS: tuple[str, ...] = get_args(Routing)
 
 # Points per routee on a consistent-hash ring: enough that 4 routees share
 # 400 keys within about +-30 % of even, and a new routee takes keys from all.
@@ -6706,7 +6716,7 @@ def _check_engine_args(dead_letters_kept: Any, inbound_capacity: Any,
                          f"got {dead_letters_kept!r}")
     _check_at_least_one("inbound_capacity", inbound_capacity,
                         ": the entries the cross-thread queue holds")
-    if inbound_overflow not in ("block", "fail"):
+    if inbound_overflow not in get_args(InboundOverflow):
         raise ValueError(f"inbound_overflow must be 'block' or 'fail', got {inbound_overflow!r}: "
                          f"what a send from another thread does when the cross-thread "
                          f"queue is full")
@@ -7020,7 +7030,7 @@ class Cluster:
         self.close()
 
     def spawn_actor(self, actor_class: type, id: str, *args: Any, pin: int | None = None,
-                    capacity: int = DEFAULT_CAPACITY, overflow: str = "grow",
+                    capacity: int = DEFAULT_CAPACITY, overflow: Overflow = "grow",
                     **kwargs: Any) -> None:
         """Create an actor on its engine; it exists when this returns.
 

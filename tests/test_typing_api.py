@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import typing
 from pathlib import Path
 
 import pytest
+
+import backstage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +60,9 @@ async def awaits() -> None:
     reveal_type(await typed.add(5))
 
 reveal_type(engine.proxy("c"))
+engine.spawn_actor(Counter, "d", 1, overflow="drop-oldest")
+engine.spawn_pool(Counter, "q", 2, 0, routing="round-robin")
+backstage.Engine(inbound_overflow="drop")
 '''
 
 EXPECTED = [
@@ -73,7 +79,22 @@ EXPECTED = [
     'Revealed type is "int"',
     'Revealed type is "int"',
     'Revealed type is "backstage.Proxy[Any]"',
+    'Argument "overflow" to "spawn_actor" of "_Lifecycle" has incompatible type '
+    '"Literal[\'drop-oldest\']"; expected "Literal[\'grow\', \'block\', \'drop\', '
+    '\'drop_oldest\', \'fail\']"',
+    'Argument "routing" to "spawn_pool" of "_Lifecycle" has incompatible type '
+    '"Literal[\'round-robin\']"; expected "Literal[\'round_robin\', \'least_loaded\', '
+    '\'broadcast\', \'consistent_hash\']"',
+    'Argument "inbound_overflow" to "Engine" has incompatible type "Literal[\'drop\']"; '
+    'expected "Literal[\'block\', \'fail\']"',
 ]
+
+
+def test_the_option_types_name_every_policy_and_routing_the_engine_knows():
+    # Overflow and Routing are what a type checker holds spawn_actor(overflow=)
+    # and spawn_pool(routing=) to: the engine's own tables must agree.
+    assert typing.get_args(backstage.Overflow) == tuple(backstage.OVERFLOW_POLICIES)
+    assert typing.get_args(backstage.Routing) == backstage.ROUTINGS
 
 
 def test_spawn_actor_pools_and_proxies_are_typed_as_far_as_python_allows(tmp_path):
