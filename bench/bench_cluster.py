@@ -1,6 +1,7 @@
 """backstage.Cluster on Ray against Ray's own actors, in one run, as ratios.
 
     .venv/bin/python bench/bench_cluster.py [--quick] [--out bench/results-cluster.md]
+    .venv/bin/python bench/bench_cluster.py --threads    # CPU per call by thread
 
 - throughput between two engines, one way and both ways, at link batch limits
   of 100, 1,000 and 10,000, against Ray's own batched actor -> actor calls
@@ -376,6 +377,81 @@ def ray_call_cost(sender_class: Any, receiver_class: Any, calls: int = 2000,
     return cpu / calls * 1e6
 
 
+# -- where the CPU goes, per thread ---------------------------------------------------
+# The figures docs/cluster.md gives per thread: CPU-ns of each thread of the
+# sending and the receiving process, from /proc's schedstat (nanoseconds; the
+# stat file's ticks are 10 ms), over one one-way run, per call of ``limit``.
+
+def _thread_cpu(pid: int, names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds so far of each thread of ``pid``, by name (``names``: the
+    Python names of native thread ids, else the kernel's)."""
+    seconds: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue                    # ended meanwhile
+        name = names.get(int(tid), comm)
+        if name.startswith("backstage-link-"):
+            name = "backstage-link (waiter: .remote, ray.wait, ray.get)"
+        elif name.startswith("backstage-engine-"):
+            name = "backstage-engine (sends or receives, packing)"
+        elif name.startswith("ray::"):
+            name = "ray:: (the actor's calls run here)"
+        elif name.startswith("Dummy-"):
+            name = "ray:: (the actor's calls run here)"     # Ray's pool threads in Python
+        seconds[name] = seconds.get(name, 0.0) + ns / 1e9
+    return seconds
+
+
+def _python_threads(engine: backstage.Engine) -> dict[int, str]:
+    import threading
+    return {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+
+
+def _split(before: dict[str, float], after: dict[str, float], calls: float) -> dict[str, float]:
+    return {name: (after[name] - before.get(name, 0.0)) / calls * 1e6 for name in after}
+
+
+def thread_split(limit: int, n: int) -> list[str]:
+    """Lines of CPU-us per call by thread, one way: ours, then Ray's own."""
+    calls = n / limit
+    lines = []
+
+    def report(who: str, side: str, split: dict[str, float]) -> None:
+        lines.append(f"{who} {side}, batch {limit:,}: {sum(split.values()):.0f} CPU-us a call")
+        for name, us in sorted(split.items(), key=lambda kv: -kv[1]):
+            if us >= 5:
+                lines.append(f"    {us:6.0f}  {name}")
+
+    with backstage.Cluster("ray", engines=2, batch_limit=limit, window=4) as cluster:
+        src, sink = _id_on(cluster, 0, "src"), _id_on(cluster, 1, "sink")
+        cluster.spawn_actor(Sink, sink, n)
+        cluster.spawn_actor(Source, src)
+        impl = cluster._impl
+        names = [impl.call(e, _python_threads) for e in (0, 1)]
+        before = [_thread_cpu(pid, names[e]) for e, pid in enumerate(impl.pids)]
+        _ask(cluster, src, ("go", sink, n, 10_000))
+        _ask(cluster, sink, "ended")
+        after = [_thread_cpu(pid, names[e]) for e, pid in enumerate(impl.pids)]
+    report("Backstage", "sender", _split(before[0], after[0], calls))
+    report("Backstage", "receiver", _split(before[1], after[1], calls))
+    receiver, sender = RayReceiver.remote(n), RaySender.remote()
+    pids = ray.get([sender.pid.remote(), receiver.pid.remote()])
+    before = [_thread_cpu(pid, {}) for pid in pids]
+    ray.get(sender.go.remote(receiver, n, limit, 4))
+    ray.get(receiver.ended.remote())
+    after = [_thread_cpu(pid, {}) for pid in pids]
+    for actor in (sender, receiver):
+        ray.kill(actor)
+    report("Ray's own", "sender", _split(before[0], after[0], calls))
+    report("Ray's own", "receiver", _split(before[1], after[1], calls))
+    return lines
+
+
 # -- main ----------------------------------------------------------------------------
 
 def main() -> None:
@@ -383,11 +459,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results-cluster.md"))
+    parser.add_argument("--threads", action="store_true",
+                        help="only CPU per call by thread, one way at batches of 100 and "
+                             "1,000 (printed, not written)")
     args = parser.parse_args()
     n = 100_000 if args.quick else 400_000
     rounds = 2_000 if args.quick else 10_000
     ray.init(include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1",
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, **RAY_INIT)
+    if args.threads:
+        try:
+            for limit in (100, 1_000):
+                print("\n".join(thread_split(limit, n)), flush=True)
+        finally:
+            ray.shutdown()
+        return
     rows = []
     med = statistics.median
 

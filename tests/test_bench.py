@@ -163,3 +163,37 @@ def test_run_py_runs_a_cell_in_a_subprocess_and_writes_its_report(tmp_path):
     data = json.loads(out.with_suffix(".json").read_text())
     assert [c["scenario"] for c in data["cells"]] == ["actor_burst"]
     assert "## actor_burst" in out.read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None or sys.platform != "linux",
+                    reason="the cluster bench needs Ray, and /proc")
+def test_the_cluster_bench_counts_each_threads_cpu_under_its_role():
+    import os
+    import threading
+    import time
+
+    from bench.bench_cluster import _thread_cpu
+
+    spun, read = threading.Event(), threading.Event()
+
+    def spin() -> None:
+        end = time.thread_time() + 0.05
+        while time.thread_time() < end:
+            pass
+        spun.set()
+        read.wait(10)                   # alive, so that /proc still lists it
+
+    names = {}
+    link = threading.Thread(target=spin, name="backstage-link-0-1")
+    before = _thread_cpu(os.getpid(), {})
+    link.start()
+    while link.native_id is None:
+        time.sleep(0.001)
+    names[link.native_id] = link.name
+    spun.wait(10)
+    after = _thread_cpu(os.getpid(), names)
+    read.set()
+    link.join()
+    role = "backstage-link (waiter: .remote, ray.wait, ray.get)"
+    assert after[role] - before.get(role, 0.0) >= 0.04
+    assert not any(name.startswith("backstage-link-0") for name in after)
