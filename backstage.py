@@ -4336,9 +4336,10 @@ class _Lifecycle(_DeadLetters):
                     overflow: str, supervisor: Any, parent: Context | None) -> Any:
         _check_pool_args(size, routing, hash_key, supervisor)
         _check_spawn_args(actor_class, pool_id, capacity, overflow)
-        return self._spawn(Pool, pool_id, DEFAULT_CAPACITY, "grow", parent,
-                           (actor_class, size, args, kwargs, routing, hash_key, capacity,
-                            overflow, supervisor))
+        # By name: _warn_unused_spawn compares a later spawn's with these.
+        return self._spawn(Pool, pool_id, DEFAULT_CAPACITY, "grow", parent, (), dict(
+            routee_class=actor_class, size=size, args=args, kwargs=kwargs, routing=routing,
+            hash_key=hash_key, capacity=capacity, overflow=overflow, supervisor=supervisor))
 
     def _spawn(self, actor_class: type, actor_id: str, capacity: int, overflow: str,
                parent: Context | None, args: tuple[Any, ...] = (),
@@ -7151,11 +7152,6 @@ def _alike(a: Any, b: Any) -> bool:
         return True
 
 
-# What a Pool actor is made with (see _spawn_pool), named for _warn_unused_spawn.
-_POOL_SPAWN_FIELDS = ("actor_class", "size", "args", "kwargs", "routing", "hash_key",
-                      "capacity", "overflow", "supervisor")
-
-
 def _warn_unused_spawn(ctx: Context, capacity: int, overflow: str, args: tuple[Any, ...],
                        kwargs: dict[str, Any] | None) -> None:
     """A spawn found its id taken by an actor of its class, which it returns
@@ -7164,10 +7160,8 @@ def _warn_unused_spawn(ctx: Context, capacity: int, overflow: str, args: tuple[A
     the same arguments (get-or-spawn) says nothing."""
     unused = []
     old_args, old_kwargs = ctx._init_args or ((), None)
-    if type(ctx._actor) is Pool:     # (actor_class, size, args, kwargs, routing, ...)
-        made = len(_POOL_SPAWN_FIELDS) == len(args) == len(old_args)    # (not a bare get)
-        given = dict(zip(_POOL_SPAWN_FIELDS, args, strict=True)) if made else {}
-        had = dict(zip(_POOL_SPAWN_FIELDS, old_args, strict=True)) if made else {}
+    if type(ctx._actor) is Pool:     # made by name (see _spawn_pool); a bare get: none
+        given, had = kwargs or {}, old_kwargs or {}
     else:
         given = {"args": args, "kwargs": kwargs or {}}
         had = {"args": old_args, "kwargs": old_kwargs or {}}
