@@ -5,7 +5,7 @@ import threading
 import pytest
 from conftest import Recorder
 
-from backstage import ActorNotFound, AskFuture, Engine
+from backstage import ActorNotFound, AskFuture, Engine, EngineClosed
 
 
 class Doubler:
@@ -225,3 +225,68 @@ def test_close_fails_asks_still_waiting(backend):
 
     with pytest.raises(EngineClosed, match=r"^no reply from 'd'"):
         future.result(timeout=1)
+
+
+class _KeepsAndRepliesLate:
+    """Keeps each ask's envelope; on "flush", replies to them all."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.kept = []
+
+    def receive(self, envelope):
+        if envelope.message == "flush":
+            for kept in self.kept:
+                kept.reply("late")
+        else:
+            self.kept.append(envelope)
+            self.ctx.send_after(0.1, self.ctx.actor_id, "flush")
+
+
+class _AsksWithATimeout:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        self.ctx.ask("slow", "question", timeout=0.02)
+
+
+def test_a_late_reply_to_an_actors_timed_out_ask_is_a_dead_letter_when_it_is_the_last_work(
+        engine):
+    # The reply is the last thing the engine does: it was settled in a callback
+    # of its own, which a run() that returned once idle left behind for good.
+    engine.spawn_actor(_KeepsAndRepliesLate, "slow")
+    engine.spawn_actor(_AsksWithATimeout, "asker")
+
+    engine.send("asker", "go")
+    engine.run()
+
+    assert [(d.envelope.message, d.reason) for d in engine.dead_letters] == [
+        ("late", "reply came after the ask was answered or timed out")]
+
+
+class _Keeps:
+    def __init__(self, ctx):
+        self.kept = []
+        self.has_one = threading.Event()
+
+    def receive(self, envelope):
+        self.kept.append(envelope)
+        self.has_one.set()
+
+
+def test_a_reply_after_close_is_a_dead_letter_on_every_backend(engine):
+    keeper = engine.spawn_actor(_Keeps, "keeper")
+    future = engine.ask("keeper", "question", timeout=30)
+    runner = threading.Thread(target=engine.run_forever)
+    runner.start()
+    assert keeper.has_one.wait(10)
+    engine.close()
+    runner.join(10)
+    with pytest.raises(EngineClosed):
+        future.result()
+
+    keeper.kept[0].reply("after close")     # raised EngineClosed on asyncio; lost on selectors
+
+    assert [(d.envelope.message, d.reason) for d in engine.dead_letters][-1] == (
+        "after close", "reply came after the ask was answered or timed out")

@@ -551,3 +551,28 @@ def test_two_block_actors_answer_each_other_while_one_waits_for_room_in_the_othe
     assert a.messages == ["m1", "m2"]
     assert b.messages == ["go", "fill", "reply"]
     assert engine.dead_letter_count == 0
+
+
+class _FillsThenStops(Recorder):
+    """On "go": fills its own inbox (capacity 4) with a, b, c, d, then stops itself."""
+
+    def receive(self, envelope):
+        super().receive(envelope)
+        if envelope.message == "go":
+            for message in "abcd":
+                self.ctx.send(self.ctx.actor_id, message)
+            self.ctx.shutdown()             # on a full inbox: InboxFull, dropped, ...
+
+
+@pytest.mark.parametrize("overflow", ["block", "drop", "drop_oldest", "fail"])
+def test_an_actor_stops_itself_even_when_its_bounded_inbox_is_full(engine, overflow):
+    # The stop goes in past the policy: it neither waits for room only this
+    # actor makes, nor is dropped, nor fails, nor drops a message for itself.
+    target = engine.spawn_actor(_FillsThenStops, "t", capacity=4, overflow=overflow)
+
+    engine.send("t", "go")
+    engine.run()
+
+    assert target.messages == ["go", "a", "b", "c", "d"]
+    assert engine.get_actor("t") is None
+    assert engine.dead_letter_count == 0 and engine.restart_count == 0

@@ -85,6 +85,11 @@ def closed(engine):
     return engine
 
 
+def pooled(engine):
+    engine.spawn_pool(Recorder, "p", 2)
+    return engine
+
+
 def run_async_on(engine):
     asyncio.run(engine.run_async())
 
@@ -374,6 +379,11 @@ TABLE = [
     C("proxy", lambda e, c: c.proxy([]), TypeError, r"^proxy\(\) needs a str actor id, not \[\]"),
     E("spawn_pool", lambda e, c: e.spawn_pool(Recorder, "p", 0), ValueError,
       r"^spawn_pool\(\) needs a size of at least 1, got 0"),
+    E("spawn_pool", lambda e, c: e.spawn_pool(Recorder, "a", 2), TypeError,
+      r"^spawn_pool\(\) found 'a' taken by an actor of class Recorder, not a pool: pick "
+      r"another id", new=True),
+    E("spawn_actor", lambda e, c: pooled(e).spawn_actor(Recorder, "p"), TypeError,
+      r"^spawn_actor\(\) found 'p' taken by a pool of Recorder, not Recorder", new=True),
     E("spawn_pool", lambda e, c: e.spawn_pool(Recorder, "p", 2, routing="nope"), ValueError,
       r"^unknown routing 'nope': use one of 'round_robin', 'least_loaded'"),
     E("spawn_actor", lambda e, c: e.spawn_actor(Recorder), TypeError,

@@ -628,3 +628,72 @@ def test_a_pool_handle_made_before_the_pool_restarted_still_resizes_it(backend):
         assert engine.get_actor("pool").routees == ["pool/0", "pool/1", "pool/2"]
     finally:
         engine.close()
+
+
+# -- the engine's own follow-ups while other threads fill its cross-thread queue ----
+
+class _SlowQuitter:
+    """Takes long enough for other threads to fill the cross-thread queue, then stops."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        threading.Event().wait(0.05)
+        self.ctx.shutdown()
+
+
+def _flooded(engine, pool_sends):
+    """Run ``engine`` while 4 threads keep its cross-thread queue full and the
+    pool's routees stop; whether run_forever returned when asked (not stuck)."""
+    engine.spawn_actor(Recorder, "sink")
+    runner = threading.Thread(target=engine.run_forever, daemon=True)
+    runner.start()
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            try:
+                engine.send("sink", 1, timeout=0.2)
+            except InboxFull:
+                pass
+
+    floods = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
+    for thread in floods:
+        thread.start()
+    for i in range(pool_sends):
+        for _ in range(1000):           # until it goes in ("fail" refuses at once)
+            try:
+                engine.send("pool", i, timeout=1)
+                break
+            except InboxFull:
+                threading.Event().wait(0.001)
+        threading.Event().wait(0.06)
+    stop.set()
+    for thread in floods:
+        thread.join(5)
+    engine.stop()
+    runner.join(10)
+    return not runner.is_alive()
+
+
+def test_a_routee_stopping_while_other_threads_fill_the_queue_does_not_stall_the_engine(
+        backend):
+    engine = Engine(backend=backend, inbound_capacity=8)
+    engine.spawn_pool(_SlowQuitter, "pool", 2)
+    # (not closed if stuck: close() would wait for the stuck thread)
+    assert _flooded(engine, 4), "the engine thread waited on its own queue"
+    engine.close()
+
+
+def test_a_routee_stopping_while_the_queue_is_full_is_replaced_under_inbound_overflow_fail(
+        backend):
+    engine = Engine(backend=backend, inbound_capacity=8, inbound_overflow="fail")
+    engine.spawn_pool(_SlowQuitter, "pool", 1)
+    assert _flooded(engine, 2)          # two replacements: within the restart intensity
+    try:
+        assert engine.get_actor("pool").routees == ["pool/0"]
+        assert not [d for d in engine.dead_letters if d.envelope.message_type.name ==
+                    "TERMINATED"]
+    finally:
+        engine.close()

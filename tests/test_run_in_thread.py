@@ -5,7 +5,7 @@ import threading
 import pytest
 from conftest import Recorder, Running, raised_in_receive
 
-from backstage import AskFuture, Engine, EngineClosed
+from backstage import AskFuture, Engine, EngineClosed, InboxFull
 
 
 class Offloader:
@@ -205,3 +205,59 @@ def test_the_thread_pool_size_must_be_a_positive_int(size):
     with pytest.raises((TypeError, ValueError), match=r"^thread_pool_size must be an int of at "
                                                       r"least 1"):
         Engine(thread_pool_size=size)
+
+
+class _Sleeper:
+    """On each message, 20 jobs of 10 ms; their futures in ``futures``."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.futures = []
+
+    def receive(self, envelope):
+        import time
+        for _ in range(20):
+            self.futures.append(self.ctx.run_in_thread(time.sleep, 0.01))
+
+
+def test_jobs_end_while_other_threads_keep_the_queue_full_under_inbound_overflow_fail(
+        backend):
+    # A job's result comes back through the cross-thread queue; under "fail" a
+    # full queue refused it, and the job's future never ended.
+    engine = Engine(backend=backend, inbound_capacity=16, inbound_overflow="fail",
+                    thread_pool_size=4)
+    engine.spawn_actor(Recorder, "sink")
+    sleeper = engine.spawn_actor(_Sleeper, "w")
+    runner = threading.Thread(target=engine.run_forever, daemon=True)
+    runner.start()
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            try:
+                engine.send("sink", 1)
+            except InboxFull:
+                pass
+
+    floods = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
+    for thread in floods:
+        thread.start()
+    try:
+        for i in range(5):
+            while True:                 # until it goes in ("fail" refuses at once)
+                try:
+                    engine.send("w", i)
+                    break
+                except InboxFull:
+                    threading.Event().wait(0.001)
+            threading.Event().wait(0.05)
+        threading.Event().wait(0.3)
+    finally:
+        stop.set()
+        for thread in floods:
+            thread.join(5)
+    for future in sleeper.futures:
+        assert future.exception(timeout=5) is None
+    engine.stop()
+    runner.join(5)
+    engine.close()
