@@ -2610,11 +2610,26 @@ class _Sending(_EngineState):
                 ctx._tail_sender = _MIXED   # tuples: no bare message may follow them
         else:
             for item in items:
+                if inbox.__class__ is _BoundedInbox and inbox._policy.name == "block" \
+                        and not inbox.has_room():
+                    self._wait_from_afar(ctx, item)
+                    continue
                 try:
                     inbox.append(item)
                 except InboxFull as exc:
                     self._dead_letter(target_id, _item_envelope(*item), f"inbox full: {exc}")
         if len(ctx._inbox) > ctx._head and not ctx._scheduled:
+            self._schedule(ctx)
+
+    def _wait_from_afar(self, ctx: Context, item: Any) -> None:
+        """A message from another engine for a full "block" inbox waits in line,
+        with no sender here to pause: the transport holds its sender back by
+        answering the batch only once the actor took it (its marks count the
+        line), as a link's answer is its back-pressure."""
+        if ctx._waiting is None:
+            ctx._waiting = collections.deque()
+        ctx._waiting.append((item, None, None))
+        if not ctx._scheduled:
             self._schedule(ctx)
 
     def _deliver_remote_run(self, target_id: str, sender_id: str | None,
@@ -2770,7 +2785,8 @@ class _BackPressure(_Sending):
             if not waiter.done():
                 waiter.set_result(None)
             return
-        assert sender is not None           # no waiter: an actor sent it
+        if sender is None:
+            return                          # from another engine (_wait_from_afar)
         waiting_on = sender._waiting_on
         left = waiting_on[target] - 1
         if left:

@@ -1144,8 +1144,12 @@ class _Host:
     def _mark(self, target_id: str) -> None:
         ctx = self.engine._registry.get(target_id)
         if ctx is not None and not _is_stand_in(ctx):
-            # Handled once the actor's count of messages taken reaches this.
-            self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head))
+            # Handled once the actor's count of messages taken reaches this,
+            # those waiting for room in a "block" inbox included: the answer,
+            # and so the sender's link, waits for them (Engine._wait_from_afar).
+            waiting = ctx._waiting
+            self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head
+                               + (len(waiting) if waiting else 0)))
 
     def when_handled(self, src: int, marks: list[Any], handled: _Answer) -> None:
         self.unhandled.append((src, marks, handled))

@@ -89,6 +89,23 @@ class Collector:
                          envelope.topic))
 
 
+class SlowCollector(Collector):
+    """A Collector that takes a millisecond a message, and notes its inbox's
+    longest length (ask "longest")."""
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.longest = 0
+
+    def receive(self, envelope):
+        if envelope.message == "longest":
+            envelope.reply(self.longest)
+            return
+        self.longest = max(self.longest, len(self.ctx._inbox) - self.ctx._head)
+        time.sleep(0.001)
+        super().receive(envelope)
+
+
 class Remote:
     """Does, on its engine, what an ask tells it to; answers with the outcome."""
 

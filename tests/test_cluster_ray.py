@@ -51,6 +51,7 @@ from cluster_actors import (  # noqa: E402
     Rally,
     Remote,
     SendsBack,
+    SlowCollector,
     SlowPickle,
     Spins,
     Unloadable,
@@ -706,6 +707,28 @@ def test_per_sender_order_holds_from_several_senders_on_several_engines(cluster)
     assert len(got) == 2000 * len(senders)
     for s in senders:
         assert [m for sender, _, m, _ in got if sender == s] == list(range(2000))
+
+
+def test_a_block_inbox_keeps_every_message_from_another_engine_and_the_driver_in_order(
+        cluster):
+    # They were dead letters "inbox full" past its capacity, as a send from the
+    # engine's thread outside any actor: they wait in line now, and the link's
+    # answer waits for them (back-pressure on the sending engine).
+    sink = _id_on(cluster, 1, "block-sink")
+    cluster.spawn_actor(SlowCollector, sink, capacity=8, overflow="block")
+    producer = _id_on(cluster, 0, "block-producer")
+    cluster.spawn_actor(Burst, producer)
+
+    _ask(cluster, producer, ("go", sink, 400, 100))
+    for i in range(200):
+        cluster.send(sink, ("driver", i))
+
+    assert cluster.wait_idle(120)
+    got = _ask(cluster, sink, "get")
+    assert [m for sender, _, m, _ in got if sender == producer] == list(range(400))
+    assert [m[1] for _, _, m, _ in got if type(m) is tuple] == list(range(200))
+    assert _ask(cluster, sink, "longest") <= 8
+    assert not [d for d in cluster.dead_letters() if d.target_id == sink]
 
 
 def test_per_sender_order_holds_both_ways_when_batches_ride_back_on_answers(cluster):

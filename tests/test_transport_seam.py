@@ -539,3 +539,32 @@ def test_a_full_transport_holds_no_one_for_a_send_from_outside_any_actor(engine)
     engine.run()
 
     assert transport.sent == [0, 1, 2, 3]
+
+
+class SlowEcho(Echo):
+    def receive(self, envelope):
+        time.sleep(0.001)
+        super().receive(envelope)
+
+
+def test_messages_from_another_engine_wait_for_room_in_a_block_inbox(pair):
+    # They were dead letters "inbox full" (a send from the engine's thread
+    # outside any actor cannot wait): they wait in line, in order, now.
+    a, b, _, _, client, _ = pair
+    slow = b.spawn_actor(SlowEcho, id="slow", capacity=4, overflow="block")
+
+    class Burst:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def receive(self, envelope):
+            if envelope.message == "go":        # not the echoes that come back
+                for i in range(50):
+                    self.ctx.send("slow", i)
+
+    a.spawn_actor(Burst, id="burst")
+    a.send("burst", "go")
+
+    assert wait_for(lambda: len(slow.seen) >= 50)
+    assert [m for _, _, m in slow.seen] == list(range(50))
+    assert b.dead_letter_count == 0
