@@ -1794,6 +1794,77 @@ class _AskClock:
                                            threading.TIMEOUT_MAX) if heap else None)
 
 
+# Set on the thread that settles the driver's asks (see _Settler).
+_settling_here = threading.local()
+
+
+class _DriverFuture(Future):  # type: ignore[type-arg]
+    """A driver ask's future: waiting on it where its answer would be settled
+    (in a done callback of another ask) raises at once instead of for good."""
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._refuse_to_wait()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._refuse_to_wait()
+        return super().exception(timeout)
+
+    def _refuse_to_wait(self) -> None:
+        if not self.done() and getattr(_settling_here, "active", False):
+            raise backstage.BackstageError(
+                "a done callback of a cluster ask waited for another ask's answer; "
+                "callbacks run on the thread that settles the asks, so it would wait "
+                "forever: chain with add_done_callback, or wait on a thread of your own")
+
+
+class _Settler:
+    """The driver's thread that settles its asks, so that their done callbacks
+    run on a thread of the driver's, never on Ray's: a callback there that
+    called the cluster (spawn_actor, stats, an ask's result) waited on Ray
+    from Ray's own I/O thread, and hung the driver and close() for good."""
+
+    def __init__(self, settle: Callable[[], None]) -> None:
+        self._settle = settle
+        self._wake = threading.Condition()
+        self._due = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def kick(self) -> None:
+        """Settle what is decided, soon, on the settler's thread; any thread."""
+        with self._wake:
+            if self._stopped:
+                return
+            self._due = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="backstage-cluster-settler")
+                self._thread.start()
+            self._wake.notify()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        _settling_here.active = True
+        while True:
+            with self._wake:
+                while not self._due and not self._stopped:
+                    self._wake.wait()
+                if self._stopped and not self._due:
+                    return
+                self._due = False
+            try:
+                self._settle()
+            except Exception:
+                log.exception("cluster: settling the driver's asks")
+
+
 class RayCluster:
     """The driver's side of ``backstage.Cluster(transport="ray")``: see backstage.Cluster."""
 
@@ -1840,6 +1911,7 @@ class RayCluster:
         self._collecting: set[int] = set()          # engines with a collect_replies call open
         self._settling: list[tuple[Future[Any], str, Any]] = []   # asks decided, to settle
         self._clock = _AskClock(self._timed_out, self._asked)
+        self._settler = _Settler(self._settle)
         self._closed = False
         # Driver calls that talk to the engines, under way: close() shuts Ray
         # down only after they end, so that none reaches Ray after it (Ray's
@@ -2110,7 +2182,7 @@ class RayCluster:
                                           f"the batch to engine {where} failed: {exc!r}")
                 if self._pending[where]:
                     self._flush(where, force=False)
-        self._settle()
+        self._settler.kick()                # not here: this is Ray's I/O thread
 
     def _dead_letter(self, target_id: str, message: Any, kind: str, reason: str) -> None:
         if kind == "ask":           # message: its reply id; the ask fails instead
@@ -2131,7 +2203,7 @@ class RayCluster:
         if why is not None:
             raise TypeError(_unpicklable_reason(f"the message {message!r}", why))
         where = self.engine_of(target_id)
-        future: Future[Any] = Future()
+        future: Future[Any] = _DriverFuture()
         if where in self._lost:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: {self._lost[where]}"))
             return future
@@ -2175,7 +2247,7 @@ class RayCluster:
                         self._settling.append((entry[0], *_unpickled_outcome(outcome)))
             if not self._closed and any(e == where for _, e, _ in self._asked.values()):
                 self._collect(where)
-        self._settle()
+        self._settler.kick()                # not here: this is Ray's I/O thread
 
     def _timed_out(self, due: list[tuple[str, float]]) -> None:
         """The ask clock's thread: these asks' timeouts ran out (unless answered)."""
@@ -2185,7 +2257,7 @@ class RayCluster:
                 if entry is not None:
                     self._settling.append((entry[0], "err", TimeoutError(
                         f"no reply from {entry[2]!r} within {timeout} s")))
-        self._settle()
+        self._settler.kick()                # the clock's thread keeps to its deadlines
 
     def _fail_asks(self, reply_ids: list[str], reason: str,
                    error: type[Exception] = ActorNotFound) -> None:
@@ -2312,6 +2384,7 @@ class RayCluster:
                 self._flush(where, force=True)      # what waited: dead letters
         self._settle()
         self._clock.stop()
+        self._settler.stop()
         # The calls under way end once their engines are gone (wait_idle too).
         with self._gate:
             if not self._gate.wait_for(lambda: not self._calls, timeout=_CLOSE_WAIT):

@@ -709,6 +709,44 @@ def test_per_sender_order_holds_from_several_senders_on_several_engines(cluster)
         assert [m for sender, _, m, _ in got if sender == s] == list(range(2000))
 
 
+def test_a_driver_asks_done_callback_may_call_the_cluster(cluster):
+    # It ran on Ray's I/O thread: a spawn_actor or stats there waited on Ray
+    # from Ray's own thread, and hung the driver (and close) for good.
+    echo = _id_on(cluster, 0, "callback-echo")
+    cluster.spawn_actor(Echo, echo)
+    done, seen = threading.Event(), {}
+
+    def callback(future):
+        seen["thread"] = threading.current_thread().name
+        cluster.spawn_actor(Echo, "spawned-in-a-callback")
+        seen["engines"] = len(cluster.stats())
+        done.set()
+
+    cluster.ask(echo, "hello", timeout=30).add_done_callback(callback)
+
+    assert done.wait(60)
+    assert seen == {"thread": "backstage-cluster-settler", "engines": 3}
+    assert _ask(cluster, "spawned-in-a-callback", "hi") is not None
+
+
+def test_waiting_for_an_ask_in_another_asks_done_callback_raises_at_once(cluster):
+    echo = _id_on(cluster, 1, "callback-echo-b")
+    cluster.spawn_actor(Echo, echo)
+    done, seen = threading.Event(), {}
+
+    def callback(future):
+        try:
+            cluster.ask(echo, "second", timeout=30).result(30)
+        except backstage.BackstageError as exc:
+            seen["error"] = str(exc)
+        done.set()
+
+    cluster.ask(echo, "first", timeout=30).add_done_callback(callback)
+
+    assert done.wait(60)
+    assert seen["error"].startswith("a done callback of a cluster ask waited for another ask")
+
+
 def test_a_block_inbox_keeps_every_message_from_another_engine_and_the_driver_in_order(
         cluster):
     # They were dead letters "inbox full" past its capacity, as a send from the
