@@ -1159,11 +1159,23 @@ def test_the_driver_still_reaches_an_actor_spawned_away_from_its_lost_hash_engin
         assert _ask(doomed, spawner, ("spawn", Collector, away)) == 0
         assert doomed.wait_idle(60)
 
+        lived = _spawn_on(doomed, 1, Collector, "lived-on-the-lost-engine")
+
         doomed.kill_engine(1)
         while 1 not in doomed.lost:
             time.sleep(0.01)
         doomed.send(away, "from the driver")
         assert doomed.wait_idle(60)
+
+        # Where an id that lived on the lost engine is: asked of a live engine
+        # once, not at every send (each was a Ray call).
+        asked = []
+        ask_where = doomed._impl._ask_where
+        doomed._impl._ask_where = lambda actor_id: asked.append(actor_id) or ask_where(actor_id)
+        for i in range(20):
+            doomed.send(lived, i)
+        assert asked == [lived]
+        assert len([d for d in doomed.dead_letters() if d.target_id == lived]) == 20
 
         assert doomed.get_engine_of(away) == 0
         assert _ask(doomed, away, "get") == [(None, "SEND", "from the driver", None)]
