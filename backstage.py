@@ -7135,7 +7135,9 @@ class Cluster:
         return idle
 
     def dead_letters(self) -> list[DeadLetter]:
-        """The dead letters of every live engine and of the driver's own sends."""
+        """The dead letters of every live engine and of the driver's own sends
+        (the newest ``dead_letters_kept`` of those, as an engine keeps); once
+        closed, the driver's own only (those of close() among them)."""
         letters: list[DeadLetter] = self._impl.dead_letters()
         return letters
 

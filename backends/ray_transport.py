@@ -1903,7 +1903,8 @@ class RayCluster:
         self._batch_limit = batch_limit
         self._pins: dict[str, int] = {}
         self._lost: dict[int, str] = {}
-        self._dead: list[DeadLetter] = []
+        # The driver's own dead letters, the newest dead_letters_kept, as an engine keeps.
+        self._dead: deque[DeadLetter] = deque(maxlen=dead_letters_kept)
         self._inflight: set[Any] = set()
         # reply id -> (future, engine, target id) of the asks not yet answered
         self._asked: dict[str, tuple[Future[Any], int, str]] = {}
@@ -2148,6 +2149,10 @@ class RayCluster:
         Once the cluster is closing, they are dead letters instead (asks fail)."""
         pending = self._pending[where]
         if self._closed:
+            if pending:
+                log.warning("cluster: %d of the driver's messages to engine %d had not gone "
+                            "when it closed: dead letters (asks fail); call wait_idle() "
+                            "before close() to let them arrive", len(pending), where)
             for target_id, _, message, kind in pending:
                 self._dead_letter(target_id, message, kind, "the cluster closed before "
                                   "the driver's batch went")
@@ -2336,6 +2341,8 @@ class RayCluster:
         return True
 
     def dead_letters(self) -> list[Any]:
+        if self._closed:            # the engines' went with them; the driver's are here
+            return list(self._dead)
         with self._open("read the dead letters"):
             live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
             out = list(self._dead)

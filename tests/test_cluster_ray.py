@@ -1196,6 +1196,20 @@ def test_the_driver_still_reaches_an_actor_spawned_away_from_its_lost_hash_engin
             doomed.spawn_actor(Echo, _id_on(doomed, 1, "after-the-loss"))
 
 
+def test_the_driver_keeps_its_newest_dead_letters_up_to_dead_letters_kept_also_after_close(
+        cluster):
+    with backstage.Cluster("ray", engines=2, dead_letters_kept=5) as doomed:
+        lost = _spawn_on(doomed, 1, Collector, "kept-lost")
+        doomed.kill_engine(1)
+        while 1 not in doomed.lost:
+            time.sleep(0.01)
+        for i in range(20):
+            doomed.send(lost, i)            # dead letters of the driver's own
+        assert [d.envelope.message for d in doomed.dead_letters()
+                if d.target_id == lost] == [15, 16, 17, 18, 19]
+    assert [d.envelope.message for d in doomed.dead_letters()] == [15, 16, 17, 18, 19]
+
+
 def test_subscribers_to_a_publisher_on_a_lost_engine_lose_the_subscription(cluster):
     with backstage.Cluster("ray", engines=2) as doomed:
         publisher = _id_on(doomed, 1, "lost-publisher")
