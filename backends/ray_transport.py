@@ -1885,6 +1885,10 @@ class RayCluster:
         if inspector is not False and not isinstance(inspector, (bool, str)):
             raise TypeError(f"inspector must be True or a directory (str), not {inspector!r}")
         backstage._check_engine_args(dead_letters_kept, 1, "block")
+        backstage._check_delay("Cluster", "start_timeout", start_timeout, allow_zero=False)
+        if address is not None and not isinstance(address, str):
+            raise TypeError(f"address must be a Ray address (a str such as 'auto' or "
+                            f"'ray://host:10001') or None to start Ray here, not {address!r}")
         if ray_init is not None and not isinstance(ray_init, dict):
             raise TypeError(f"ray_init must be a dict of ray.init() arguments (or None), not "
                             f"{ray_init!r}")
@@ -1933,15 +1937,33 @@ class RayCluster:
             host = _host_class(max(2, engines * window), engines)
             self.hosts = [host.options(**options[i]).remote(i, engines, settings)
                           for i in range(engines)]
-            self.pids = ray.get([h.start.remote(self.hosts) for h in self.hosts],
-                                timeout=start_timeout)
+            self.pids = self._start(options, start_timeout)
             for i, handle in enumerate(self.hosts):
                 ref = handle.watch.remote()
                 ref.future().add_done_callback(
                     lambda fut, i=i: self._engine_lost(i, f"engine {i} lost"))
         except BaseException:
+            for handle in getattr(self, "hosts", ()):   # in a Ray that stays (joined)
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
             self._shutdown_ray()
             raise
+
+    def _start(self, options: list[dict[str, Any]], timeout: float) -> list[int]:
+        """Start every engine; their pids.  An engine Ray has not started within
+        ``timeout`` (it could not place it: a resource no node has, or too few
+        CPUs) is named with its options, not left as Ray's bare GetTimeoutError."""
+        refs = [h.start.remote(self.hosts) for h in self.hosts]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        if len(ready) < len(refs):
+            late = [i for i, ref in enumerate(refs) if ref not in ready]
+            raise TimeoutError(
+                f"engine(s) {late} did not start within start_timeout={timeout} s: Ray could "
+                f"not place them (their engine_options: {[options[i] for i in late]}; ask "
+                f"only for resources some node has) or the machine is too slow to start "
+                f"them (pass a longer start_timeout=)")
+        pids: list[int] = ray.get(refs)
+        return pids
 
     def _init_ray(self, address: str | None, ray_init: dict[str, Any]) -> None:
         kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False}
@@ -2084,7 +2106,14 @@ class RayCluster:
             self._check_open(f"spawn {actor_id!r}")        # close() may have begun since
             self._flush(where, force=True)
             ref = self.hosts[where].spawn.remote(DRIVER, self._next_seq(where), payload)
-        status, failure = ray.get(ref)
+        try:
+            status, failure = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            live = [i for i in range(self.count) if i != where and i not in self._lost]
+            raise backstage.BackstageError(
+                f"cannot spawn {actor_id!r} on engine {where}: engine {where} was lost during "
+                f"the spawn (the actor may have been made there, and is gone with it); pass "
+                f"pin= one of the live engines {live} to spawn it there") from None
         if status == "err":
             raise failure
         if where == placed:         # (a move told every engine already, see _move)
@@ -2344,16 +2373,26 @@ class RayCluster:
         if self._closed:            # the engines' went with them; the driver's are here
             return list(self._dead)
         with self._open("read the dead letters"):
-            live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
             out = list(self._dead)
-            for records in ray.get([h.dead_letters.remote() for h in live]):
+            for records in self._from_live(lambda h: h.dead_letters.remote()):
                 out.extend(records)
             return out
 
     def stats(self) -> list[Any]:
         with self._open("read the stats"):
-            live = [h for i, h in enumerate(self.hosts) if i not in self._lost]
-            return ray.get([h.stats.remote() for h in live])
+            return self._from_live(lambda h: h.stats.remote())
+
+    def _from_live(self, call: Callable[[Any], Any]) -> list[Any]:
+        """``call``'s answer from each live engine; one lost meanwhile is left
+        out, as an engine the driver knew lost is (not Ray's ActorDiedError)."""
+        refs = [call(h) for i, h in enumerate(self.hosts) if i not in self._lost]
+        answers = []
+        for ref in refs:
+            try:
+                answers.append(ray.get(ref))
+            except ray.exceptions.RayActorError:
+                continue
+        return answers
 
     def call(self, engine: int, fn: Callable[..., Any], *args: Any) -> Any:
         with self._open(f"call {getattr(fn, '__name__', fn)!r} on engine {engine}"):

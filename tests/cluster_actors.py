@@ -63,6 +63,16 @@ class Spins:
         self.ctx.send(self.ctx.actor_id, "spin")
 
 
+class SlowInit:
+    """Takes ``seconds`` to be made."""
+
+    def __init__(self, ctx, seconds):
+        time.sleep(seconds)
+
+    def receive(self, envelope):
+        pass
+
+
 class SlowPickle:
     """A message that takes ``delay`` seconds to pickle, as a large one would."""
 

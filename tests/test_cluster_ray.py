@@ -52,6 +52,7 @@ from cluster_actors import (  # noqa: E402
     Remote,
     SendsBack,
     SlowCollector,
+    SlowInit,
     SlowPickle,
     Spins,
     Unloadable,
@@ -262,11 +263,26 @@ def test_bad_arguments_to_the_drivers_calls_are_refused_and_change_nothing(clust
     ({"bogus": 1}, TypeError, r"^Cluster\(transport='ray'\) got an unexpected keyword "
                               r"argument 'bogus': its options are batch_limit, window"),
     ({"ray_init": 5}, TypeError, r"^ray_init must be a dict of ray.init\(\) arguments"),
+    ({"start_timeout": -1}, ValueError,
+     r"^Cluster\(\) needs start_timeout more than zero seconds, got -1"),
+    ({"address": 123}, TypeError, r"^address must be a Ray address \(a str such as 'auto'"),
 ])
 def test_a_cluster_with_a_bad_option_is_refused_before_it_starts(cluster, options, error,
                                                                  message):
     with pytest.raises(error, match=message):
         backstage.Cluster("ray", engines=2, **options)
+
+
+def test_an_engine_ray_cannot_place_is_named_with_its_options(cluster):
+    # A resource no node has: Ray waits for a node that never comes.  It was
+    # Ray's bare GetTimeoutError after the start timeout.
+    with pytest.raises(TimeoutError, match=r"^engine\(s\) \[0\] did not start within "
+                                           r"start_timeout=2 s: Ray could not place them "
+                                           r"\(their engine_options: \[\{'resources': "
+                                           r"\{'no-such-node': 0.01\}\}\]"):
+        backstage.Cluster("ray", engines=2, start_timeout=2,
+                          engine_options=[{"resources": {"no-such-node": 0.01}}, {}])
+    assert _ask(cluster, _spawn_on(cluster, 0, Echo, "after-unplaced"), "hi")[0] == "hi"
 
 
 def test_an_exception_in_the_constructor_propagates_to_spawn_actor(cluster):
@@ -1210,6 +1226,20 @@ def test_the_driver_keeps_its_newest_dead_letters_up_to_dead_letters_kept_also_a
     assert [d.envelope.message for d in doomed.dead_letters()] == [15, 16, 17, 18, 19]
 
 
+def test_a_driver_spawn_on_an_engine_lost_during_it_raises_a_backstage_error(cluster):
+    # It raised Ray's own ActorDiedError, with Ray's actor ids in it.
+    with backstage.Cluster("ray", engines=2) as doomed:
+        slow = _id_on(doomed, 1, "slow-to-make")
+        killer = threading.Timer(1.0, doomed.kill_engine, (1,))
+        killer.start()
+        with pytest.raises(backstage.BackstageError,
+                           match=r"^cannot spawn 'slow-to-make-\d+' on engine 1: engine 1 was "
+                                 r"lost during the spawn .*; pass pin= one of the live "
+                                 r"engines \[0\] to spawn it there$"):
+            doomed.spawn_actor(SlowInit, slow, 5.0)
+        killer.join()
+
+
 def test_subscribers_to_a_publisher_on_a_lost_engine_lose_the_subscription(cluster):
     with backstage.Cluster("ray", engines=2) as doomed:
         publisher = _id_on(doomed, 1, "lost-publisher")
@@ -1477,7 +1507,7 @@ def test_driver_calls_after_close_raise_engine_closed_and_start_no_ray_of_their_
              "spawn_actor": lambda: closed.spawn_actor(Echo, "x"),
              "poison_pill": lambda: closed.poison_pill("x"),
              "get_engine_of": lambda: closed.get_engine_of("x"),
-             "wait_idle": lambda: closed.wait_idle(1), "dead_letters": closed.dead_letters,
+             "wait_idle": lambda: closed.wait_idle(1),
              "stats": closed.stats, "kill_engine": lambda: closed.kill_engine(0)}
 
     refused = {}
@@ -1486,6 +1516,7 @@ def test_driver_calls_after_close_raise_engine_closed_and_start_no_ray_of_their_
             call()
         refused[name] = str(caught.value)
 
+    assert closed.dead_letters() == []      # the driver's own, as an engine's after close
     assert not ray.is_initialized()
     assert all("make a new backstage.Cluster" in why for why in refused.values())
 
