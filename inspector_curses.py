@@ -1775,8 +1775,19 @@ class Member:
         self.next_attempt = 0.0
 
 
-def cluster_table(members: Sequence[Member]) -> tuple[list[list[str]], list[str]]:
-    """One row of cells per engine, and the cluster's totals row."""
+def cluster_table(members: Sequence[Member], size: int = 0,
+                  ) -> tuple[list[list[str]], list[str]]:
+    """One row of cells per engine, and the cluster's totals row; engines of the
+    ``size`` whose feed is not on this machine (lost before the inspector
+    started, or on another machine) have a row "not here"."""
+    here = {m.index for m in members}
+    missing = [[f"engine {i}", "-", "not here"] + ["-"] * 7
+               for i in range(size) if i not in here]
+    rows, totals = _member_rows(members)
+    return rows + missing, totals           # (the cursor moves over the members' rows)
+
+
+def _member_rows(members: Sequence[Member]) -> tuple[list[list[str]], list[str]]:
     rows = []
     total: dict[str, int] = {"actors": 0, "messages": 0, "sent": 0, "dead": 0, "waiting": 0}
     total_rate = 0.0
@@ -1853,7 +1864,7 @@ class ClusterApp:
         entry = self.entry
         paint.line(0, f" backstage inspector: cluster {entry.name}, {len(self.members)} of "
                       f"{entry.size} engines on this machine", theme.header)
-        rows, totals = cluster_table(self.members)
+        rows, totals = cluster_table(self.members, self.entry.size)
         lines = format_table([CLUSTER_TITLES, *rows, totals], paint.width - 2)
         paint.line(2, " " + lines[0], theme.title)
         for i, line in enumerate(lines[1:-1]):
@@ -1893,7 +1904,7 @@ def format_cluster_once(entry: ClusterEntry, max_line: int = MAX_LINE) -> str:
             m.model.connected = True
         except OSError:
             m.model.connected = False
-    rows, totals = cluster_table(members)
+    rows, totals = cluster_table(members, entry.size)
     head = (f"cluster {entry.name}: {len(members)} of {entry.size} engines on this machine")
     return "\n".join(safe(line) for line in [head, *format_table([CLUSTER_TITLES, *rows,
                                                                     totals])])

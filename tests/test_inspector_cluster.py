@@ -94,3 +94,24 @@ def test_a_malformed_cluster_field_is_ignored():
     snap["engine"]["cluster"] = {"name": 3, "engine": "x"}
 
     assert ui.clean_snapshot(snap)["engine"]["cluster"] is None
+
+
+def test_an_engine_whose_feed_is_not_on_this_machine_has_a_row_not_here():
+    # Lost before the inspector started (its socket's process is gone), or on
+    # another machine: it was left out, and only the heading's count told.
+    engines = [engine_socket(f"/tmp/wc-{10 + i}.sock", {"name": "wc", "engine": i,
+                                                         "engines": 3}) for i in (0, 1)]
+    app = ui.ClusterApp(ui.ClusterEntry("wc", engines))
+    for m in app.members:
+        m.connection = FakeConnection([member_snapshot(m.index, [row("a", total=1)],
+                                                       pid=10 + m.index, rate=1.0, sent=0,
+                                                       size=3)])
+    app.tick(0.0)
+
+    lines = frame(app, FakeWindow(20, 100)).splitlines()
+
+    assert lines[0].strip() == "backstage inspector: cluster wc, 2 of 3 engines on this machine"
+    assert [lines[i].split()[:4] for i in (3, 4, 5)] == [
+        ["engine", "0", "10", "live"], ["engine", "1", "11", "live"],
+        ["engine", "2", "-", "not"]]
+    assert lines[5].split()[4] == "here" and lines[6].split()[0] == "cluster"
