@@ -2931,19 +2931,40 @@ class _Reply:
     def settle(self, value: Any, exc: BaseException | None) -> None:
         """Complete the ask with ``value`` or ``exc``; any thread."""
         engine = self.engine
-        if engine._closed:
-            # No loop runs its callbacks now: settled here (a dead letter, as
-            # close failed the ask), the same on every loop backend.
-            self._settle_here(value, exc)
-        elif _get_ident() != engine._thread_id:
-            engine._loop.call_soon_threadsafe(self._settle_here, value, exc)
-        elif self.deferred and not self.future.done():
+        if _get_ident() != engine._thread_id:
+            if engine._closed:          # no loop runs callbacks: settled here
+                self._settle_closed(value, exc)
+            else:
+                engine._loop.call_soon_threadsafe(self._settle_here, value, exc)
+        elif engine._closed and self.deferred and not self.future.done():
+            # Closing on this thread (a deinit replying): no callback may run
+            # inside it, and close fails the ask; the reply is a dead letter.
+            if exc is None:
+                engine._dead_letter(self.asker_id or "(ask)",
+                                    Envelope(self.target_id, _SEND, value),
+                                    "the engine closed before the reply reached the asker")
+        elif self.deferred and not self.future.done() and not engine._closed:
             engine._loop.call_soon(self._settle_here, value, exc)
         else:
             # Not deferred, or a late reply: no done callback can run, and a
             # callback for it could be left behind by a run() that returns
             # once idle (the ask no longer counts), and so never recorded.
             self._settle_here(value, exc)
+
+    def _settle_closed(self, value: Any, exc: BaseException | None) -> None:
+        """Another thread's reply once the engine is closed (or closing): the
+        future is settled, and a late reply recorded as a dead letter, without
+        touching what close() may still be changing on its thread."""
+        try:
+            if exc is None:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(exc)
+        except InvalidStateError:       # failed by close, answered or timed out
+            if exc is None:
+                self.engine._dead_letter_after_close(
+                    self.asker_id or "(ask)", Envelope(self.target_id, _SEND, value),
+                    "reply came after the ask was answered or timed out")
 
     def _settle_here(self, value: Any, exc: BaseException | None) -> None:
         # Set, and told by InvalidStateError that it was done already, rather
@@ -3244,7 +3265,10 @@ class _Asking(_BackPressure):
         return self._ask(target_id, message, timeout, None, deferred=False)
 
     def _ask(self, target_id: str, message: Any, timeout: float | None,
-             asker_id: str | None, deferred: bool) -> AskFuture[Any]:
+             asker_id: str | None, deferred: bool, across: bool = False) -> AskFuture[Any]:
+        """``across``: made on the engine thread for an asker elsewhere (a
+        cluster's driver), whom nothing here can pause: it waits in line for
+        room in a full "block" inbox within its timeout, as another thread's."""
         if type(target_id) is not str:
             raise TypeError(f"ask() needs a str actor id, not {target_id!r}")
         if timeout is not None:
@@ -3259,7 +3283,7 @@ class _Asking(_BackPressure):
         elif _get_ident() != self._thread_id:
             self._hand_over((self._ask_here, (reply, message, timeout, True)), None)
         else:
-            self._ask_here(reply, message, timeout)
+            self._ask_here(reply, message, timeout, across)
         return future
 
     def _ask_here(self, reply: _Reply, message: Any, timeout: float | None,
@@ -4184,6 +4208,18 @@ class _DeadLetters(_PubSub):
             sender_id, message, tag = _unpack(item)
             if tag is not _COMMAND and not _is_remote_op(tag):
                 self._dead_letter(target_id, _item_envelope(sender_id, message, tag), reason)
+
+    def _dead_letter_after_close(self, target_id: str, envelope: Envelope,
+                                 reason: str) -> None:
+        """A dead letter another thread makes once the engine is closed: kept and
+        logged only (its subscribers stopped with the engine, and close() may
+        still be at work on its own thread)."""
+        record = DeadLetter(target_id, envelope, reason, time.time())
+        with self._lock:                # after close() is done, if it is not yet
+            self.dead_letter_count += 1
+            self.dead_letters.append(record)
+        log.info("dead letter for %r (%s): %s", target_id, reason, _Described(envelope),
+                 extra={"actor_id": target_id})
 
     def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None:
         """Record an undeliverable message, tell its subscribers, fail its ask."""

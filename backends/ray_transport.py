@@ -1267,7 +1267,10 @@ class _Host:
     def _ask_for_driver(self, reply_id: str, target_id: str, message: Any,
                         timeout: float | None) -> None:
         try:
-            future = self.engine.ask(target_id, message, timeout)
+            # Across: the driver is not an actor here to pause while it waits
+            # for room in a full "block" inbox; the ask waits in line instead.
+            future = self.engine._ask(target_id, message, timeout, None, deferred=False,
+                                      across=True)
         except BaseException as exc:
             self._reply_to_driver(reply_id, ("err", _portable_exception(exc)))
             return
@@ -1569,8 +1572,13 @@ def _host_class(deliver_threads: int, watch_threads: int) -> Any:
 ###############################################################################
 
 def _all_handled(marks: list[Any]) -> bool:
-    """Whether every actor a batch went to has taken what was queued for it then."""
-    return all(ctx._count >= mark or ctx._state is not _RUNNING for ctx, mark in marks)
+    """Whether every actor a batch went to has taken what was queued for it then:
+    its count reached the mark, or nothing is left to take (a message that
+    waited for room ahead of the batch's may have been withdrawn since, and
+    left the mark one too high)."""
+    return all(ctx._count >= mark or ctx._state is not _RUNNING
+               or (len(ctx._inbox) <= ctx._head and not ctx._waiting)
+               for ctx, mark in marks)
 
 
 def _placed_elsewhere(actor_id: str, here: int, where: int) -> str:
@@ -1875,7 +1883,7 @@ class RayCluster:
                  engine_options: list[dict[str, Any]] | None = None,
                  inspector: bool | str = False, dead_letters_kept: int = 1000,
                  name: str | None = None,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float | None = 60.0) -> None:
         backstage._check_at_least_one("batch_limit", batch_limit)
         backstage._check_at_least_one("window", window)
         if send_buffer is not None:
@@ -1885,7 +1893,9 @@ class RayCluster:
         if inspector is not False and not isinstance(inspector, (bool, str)):
             raise TypeError(f"inspector must be True or a directory (str), not {inspector!r}")
         backstage._check_engine_args(dead_letters_kept, 1, "block")
-        backstage._check_delay("Cluster", "start_timeout", start_timeout, allow_zero=False)
+        if start_timeout is not None:
+            backstage._check_delay("Cluster", "start_timeout", start_timeout,
+                                   allow_zero=False)
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be a Ray address (a str such as 'auto' or "
                             f"'ray://host:10001') or None to start Ray here, not {address!r}")
@@ -1949,7 +1959,7 @@ class RayCluster:
             self._shutdown_ray()
             raise
 
-    def _start(self, options: list[dict[str, Any]], timeout: float) -> list[int]:
+    def _start(self, options: list[dict[str, Any]], timeout: float | None) -> list[int]:
         """Start every engine; their pids.  An engine Ray has not started within
         ``timeout`` (it could not place it: a resource no node has, or too few
         CPUs) is named with its options, not left as Ray's bare GetTimeoutError."""

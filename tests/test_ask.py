@@ -290,3 +290,47 @@ def test_a_reply_after_close_is_a_dead_letter_on_every_backend(engine):
 
     assert [(d.envelope.message, d.reason) for d in engine.dead_letters][-1] == (
         "after close", "reply came after the ask was answered or timed out")
+
+
+class _RepliesInDeinit:
+    def __init__(self, ctx):
+        self.kept = None
+
+    def receive(self, envelope):
+        self.kept = envelope
+
+    def deinit(self):
+        if self.kept is not None:
+            self.kept.reply("from deinit")
+
+
+class _AsksAndNotes:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.outcome = None
+        self.asked = threading.Event()
+
+    def receive(self, envelope):
+        def note(future):
+            self.outcome = (future.exception(), self.ctx.engine.get_actor("keeper") is None)
+        self.ctx.ask("keeper", "question", timeout=30).add_done_callback(note)
+        self.asked.set()
+
+
+def test_a_reply_made_in_a_deinit_during_close_is_a_dead_letter_not_a_callback_inside_it(
+        engine):
+    engine.spawn_actor(_RepliesInDeinit, "keeper")
+    asker = engine.spawn_actor(_AsksAndNotes, "asker")
+    runner = threading.Thread(target=engine.run_forever)
+    runner.start()
+    engine.send("asker", "go")
+    assert asker.asked.wait(10)
+    threading.Event().wait(0.05)            # the ask reaches the keeper
+
+    engine.close()
+    runner.join(10)
+
+    error, _ = asker.outcome                # the ask failed with the close, as it was
+    assert isinstance(error, EngineClosed)
+    assert [(d.envelope.message, d.reason) for d in engine.dead_letters] == [
+        ("from deinit", "the engine closed before the reply reached the asker")]

@@ -568,3 +568,19 @@ def test_messages_from_another_engine_wait_for_room_in_a_block_inbox(pair):
     assert wait_for(lambda: len(slow.seen) >= 50)
     assert [m for _, _, m in slow.seen] == list(range(50))
     assert b.dead_letter_count == 0
+
+
+def test_an_ask_made_on_the_engine_thread_for_an_asker_elsewhere_waits_for_room(pair):
+    # A cluster's driver asks through the engine of the id: on its thread, with
+    # no actor there to pause, it was InboxFull at once for a full "block" inbox.
+    a, b, _, _, _, _ = pair
+    slow = b.spawn_actor(SlowEcho, id="slow", capacity=2, overflow="block")
+
+    def fill_then_ask():                    # on b's thread, as its transport would
+        b._deliver_remote("slow", [(None, i, None) for i in range(20)])    # 18 wait
+        return b._ask("slow", "asked", 10, None, deferred=False, across=True)
+
+    future = b._call_on_loop(fill_then_ask)
+
+    assert future.result(10) == ("echo", "asked")
+    assert [m for _, _, m in slow.seen][-1] == "asked" and len(slow.seen) == 21
