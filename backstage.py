@@ -7216,7 +7216,7 @@ def _alike(a: Any, b: Any) -> bool:
     cannot say (an array) is taken as alike, for a get-or-spawn makes them anew."""
     if a is b:
         return True
-    if type(a) is not type(b):
+    if type(a) is not type(b) or isinstance(a, type):   # a class is never made anew
         return False
     if isinstance(a, (tuple, list)):
         return len(a) == len(b) and all(map(_alike, a, b))

@@ -223,3 +223,14 @@ def test_spawning_a_taken_id_with_other_arguments_warns_what_is_not_used(engine,
         "used: size=4 (it has 2) (get_actor(id) takes an actor without spawning; "
         "poison_pill it first to spawn it anew)",
     ]
+
+
+def test_spawning_a_taken_pool_with_another_routee_class_warns_of_the_class(engine, caplog):
+    caplog.set_level(logging.WARNING, logger="backstage")
+    first = engine.spawn_pool(Greeter, "p", 2, "hi")
+
+    again = engine.spawn_pool(Recorder, "p", 2, "hi")
+
+    assert again is first
+    [warning] = _unused_spawn_warnings(caplog)
+    assert "not used: routee_class=<class 'conftest.Recorder'> (it has <class " in warning
