@@ -1982,13 +1982,7 @@ class _Sending(_EngineState):
         for new work from other threads.  On the engine thread, waiting for
         room would wait on itself; refused, the work would be lost.
         EngineClosed if the engine closed before the call could go in."""
-        entry = (fn, args)
-        self._inbound.append(entry)
-        if self._closed:
-            return self._take_back_if_closed(entry, None)
-        if not self._inbound_scheduled:
-            self._inbound_scheduled = True
-            self._loop.call_soon_threadsafe(self._process_inbound)
+        self._queue_inbound((fn, args))
 
     def _hand_over(self, entry: tuple[Any, ...], timeout: float | None) -> None:
         """Queue ``entry`` for the engine thread: a (fn, args) call, or a
@@ -1998,8 +1992,7 @@ class _Sending(_EngineState):
         seconds, then InboxFull), or raises InboxFull at once under
         ``inbound_overflow="fail"``.
         """
-        inbound = self._inbound
-        waiting = len(inbound)
+        waiting = len(self._inbound)
         if waiting >= self._guards.inbound_slow_at:
             if waiting >= self._guards.inbound_capacity:
                 self._wait_for_inbound_room(timeout)
@@ -2009,7 +2002,12 @@ class _Sending(_EngineState):
                 # sending threads).  8-thread flood, timer ticks kept:
                 # 62 of 300 without, see bench/edges.py for with.
                 time.sleep(0)
-        inbound.append(entry)
+        self._queue_inbound(entry)
+
+    def _queue_inbound(self, entry: tuple[Any, ...]) -> None:
+        """Append ``entry`` to the cross-thread queue, whatever its length, and
+        see that the engine thread drains it; EngineClosed if it closed first."""
+        self._inbound.append(entry)
         if self._closed:
             return self._take_back_if_closed(entry, None)
         if not self._inbound_scheduled:
@@ -2609,9 +2607,9 @@ class _Sending(_EngineState):
             if ctx._tail_sender is not _NO_TAIL:
                 ctx._tail_sender = _MIXED   # tuples: no bare message may follow them
         else:
+            block = inbox.__class__ is _BoundedInbox and inbox._policy.name == "block"
             for item in items:
-                if inbox.__class__ is _BoundedInbox and inbox._policy.name == "block" \
-                        and not inbox.has_room():
+                if block and not inbox.has_room():
                     self._wait_from_afar(ctx, item)
                     continue
                 try:
@@ -2936,15 +2934,15 @@ class _Reply:
                 self._settle_closed(value, exc)
             else:
                 engine._loop.call_soon_threadsafe(self._settle_here, value, exc)
-        elif engine._closed and self.deferred and not self.future.done():
-            # Closing on this thread (a deinit replying): no callback may run
-            # inside it, and close fails the ask; the reply is a dead letter.
-            if exc is None:
+        elif self.deferred and not self.future.done():
+            if not engine._closed:
+                engine._loop.call_soon(self._settle_here, value, exc)
+            elif exc is None:
+                # Closing on this thread (a deinit replying): no callback may
+                # run inside it, and close fails the ask; the reply is a dead letter.
                 engine._dead_letter(self.asker_id or "(ask)",
                                     Envelope(self.target_id, _SEND, value),
                                     "the engine closed before the reply reached the asker")
-        elif self.deferred and not self.future.done() and not engine._closed:
-            engine._loop.call_soon(self._settle_here, value, exc)
         else:
             # Not deferred, or a late reply: no done callback can run, and a
             # callback for it could be left behind by a run() that returns

@@ -1,5 +1,6 @@
 """Shared fixtures: every behaviour test runs on every loop backend."""
 
+import contextlib
 import signal
 import sys
 import threading
@@ -143,3 +144,39 @@ class Running:
         self.engine.close()
         self.thread.join(DEADLINE)
         assert not self.thread.is_alive()
+
+
+@contextlib.contextmanager
+def flooding(engine, threads=4):
+    """While inside: ``threads`` threads keep sending to a Recorder "sink" on the
+    running ``engine``, so that its cross-thread queue stays full."""
+    engine.spawn_actor(Recorder, "sink")
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            try:
+                engine.send("sink", 1, timeout=0.2)
+            except backstage.InboxFull:
+                pass
+
+    floods = [threading.Thread(target=flood, daemon=True) for _ in range(threads)]
+    for thread in floods:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in floods:
+            thread.join(5)
+
+
+def send_until_in(engine, target_id, message, tries=1000):
+    """Send from this thread until the message goes in (InboxFull: wait a ms, again)."""
+    for _ in range(tries):
+        try:
+            engine.send(target_id, message, timeout=1)
+            return
+        except backstage.InboxFull:
+            time.sleep(0.001)
+    raise AssertionError(f"{message!r} never went into the queue for {target_id!r}")

@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from conftest import Recorder
+from conftest import Recorder, flooding, send_until_in
 
 from backstage import (
     ActorNotFound,
@@ -646,32 +646,12 @@ class _SlowQuitter:
 def _flooded(engine, pool_sends):
     """Run ``engine`` while 4 threads keep its cross-thread queue full and the
     pool's routees stop; whether run_forever returned when asked (not stuck)."""
-    engine.spawn_actor(Recorder, "sink")
     runner = threading.Thread(target=engine.run_forever, daemon=True)
     runner.start()
-    stop = threading.Event()
-
-    def flood():
-        while not stop.is_set():
-            try:
-                engine.send("sink", 1, timeout=0.2)
-            except InboxFull:
-                pass
-
-    floods = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
-    for thread in floods:
-        thread.start()
-    for i in range(pool_sends):
-        for _ in range(1000):           # until it goes in ("fail" refuses at once)
-            try:
-                engine.send("pool", i, timeout=1)
-                break
-            except InboxFull:
-                threading.Event().wait(0.001)
-        threading.Event().wait(0.06)
-    stop.set()
-    for thread in floods:
-        thread.join(5)
+    with flooding(engine):
+        for i in range(pool_sends):
+            send_until_in(engine, "pool", i)
+            threading.Event().wait(0.06)
     engine.stop()
     runner.join(10)
     return not runner.is_alive()

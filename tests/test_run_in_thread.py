@@ -3,9 +3,9 @@
 import threading
 
 import pytest
-from conftest import Recorder, Running, raised_in_receive
+from conftest import Recorder, Running, flooding, raised_in_receive, send_until_in
 
-from backstage import AskFuture, Engine, EngineClosed, InboxFull
+from backstage import AskFuture, Engine, EngineClosed
 
 
 class Offloader:
@@ -226,36 +226,14 @@ def test_jobs_end_while_other_threads_keep_the_queue_full_under_inbound_overflow
     # full queue refused it, and the job's future never ended.
     engine = Engine(backend=backend, inbound_capacity=16, inbound_overflow="fail",
                     thread_pool_size=4)
-    engine.spawn_actor(Recorder, "sink")
     sleeper = engine.spawn_actor(_Sleeper, "w")
     runner = threading.Thread(target=engine.run_forever, daemon=True)
     runner.start()
-    stop = threading.Event()
-
-    def flood():
-        while not stop.is_set():
-            try:
-                engine.send("sink", 1)
-            except InboxFull:
-                pass
-
-    floods = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
-    for thread in floods:
-        thread.start()
-    try:
+    with flooding(engine):
         for i in range(5):
-            while True:                 # until it goes in ("fail" refuses at once)
-                try:
-                    engine.send("w", i)
-                    break
-                except InboxFull:
-                    threading.Event().wait(0.001)
+            send_until_in(engine, "w", i)
             threading.Event().wait(0.05)
         threading.Event().wait(0.3)
-    finally:
-        stop.set()
-        for thread in floods:
-            thread.join(5)
     for future in sleeper.futures:
         assert future.exception(timeout=5) is None
     engine.stop()
