@@ -1745,12 +1745,14 @@ class Timer:
 
 class _Transport:
     """An attached transport, and the asks that wait for answers through it."""
-    __slots__ = ("resolve", "spawned", "placing", "replies", "reply_ids")
+    __slots__ = ("resolve", "spawned", "stopped", "placing", "replies", "reply_ids")
 
     def __init__(self, transport: Any) -> None:
         self.resolve: Callable[[str], Context | None] = transport.resolve
-        # Told of every actor spawned here, if the transport wants to know.
+        # Told of every actor spawned here, and of every one that left the
+        # registry, if the transport wants to know.
         self.spawned: Callable[[Context], Any] | None = getattr(transport, "spawned", None)
+        self.stopped: Callable[[Context], Any] | None = getattr(transport, "stopped", None)
         # Asked before an actor spawns here; raises if the id lives on another engine.
         self.placing: Callable[[str], Any] | None = getattr(transport, "placing", None)
         self.replies: dict[str, _Reply] = {}     # reply id -> ask
@@ -2474,7 +2476,8 @@ class _Sending(_EngineState):
     # reaches the real actor in order with the sender's messages; a monitor
     # also stays on the stand-in, for a lost engine.  A transport with a
     # spawned(ctx) method is told of every spawn (the Ray transport announces
-    # where actor-spawned ids live); one with a placing(actor_id) method is
+    # where actor-spawned ids live), one with stopped(ctx) of every record that
+    # leaves the registry (it forgets them); one with a placing(actor_id) method is
     # asked before, and raises for an id that lives on another engine.  An id
     # with a stand-in here cannot be spawned here: one id, one place.
 
@@ -4564,6 +4567,8 @@ class _Lifecycle(_DeadLetters):
                 del parent._children[ctx.actor_id]
         if registry.get(ctx.actor_id) is ctx:
             del registry[ctx.actor_id]
+            if self._transport is not None and self._transport.stopped is not None:
+                self._transport.stopped(ctx)    # stand-ins too: it tells them apart
         if deinit:
             # The lookup written out, and _deinit called only for an actor
             # that has one (see the figure at the top of this function).

@@ -81,6 +81,9 @@ DEFAULT_WINDOW = 4
 # lets them go (see _Link.hold): a cycle of waits through another engine
 # cannot then stall them for good.
 _HOLD_VALVE = 1.0
+# Ids whose unpin each engine remembers, the newest, so that a pin overtaken
+# by it on another link is known stale (_Host.pin): 100 bytes each at most.
+UNPINNED_KEPT = 10_000
 
 # Wire codes of queued items that are not plain sends.  A plain send crosses
 # as the engine's own (sender_id, message, None) tuple, untouched.
@@ -114,6 +117,8 @@ _RIDE_HEADER = struct.Struct("<q")
 
 
 _RUNNING = backstage._RUNNING
+# What a record may hold besides its inbox (monitors, subscribers, held senders...).
+_EXTRAS_FIELDS = backstage._Extras.__slots__
 # The reply id of an ask that ended before its batch was packed: registered nowhere.
 _ENDED_ASK = "ended before it was sent"
 # The sender of an entry of a link whose items are tuples (see _Link.pending).
@@ -925,6 +930,11 @@ class _Host:
         self.window = settings.get("window", DEFAULT_WINDOW)
         self.send_buffer = settings.get("send_buffer") or self.window * self.batch_limit
         self.pins: dict[str, int] = {}
+        # What each engine said of where ids live, ordered by Lamport stamps:
+        # a pin that a later unpin overtook on another link is stale (Pins).
+        self.clock = 0
+        self.pin_stamps: dict[str, int] = {}
+        self.unpinned: dict[str, int] = {}      # id -> its unpin's stamp, the newest kept
         self.lost: dict[int, str] = {}
         self.lost_at: dict[int, float] = {}        # peer -> time.monotonic() it was found lost
         self.closing = False
@@ -962,9 +972,72 @@ class _Host:
         actor_id = ctx.actor_id
         if self.pins.get(actor_id) == self.index:
             return
-        self.pins[actor_id] = self.index
+        stamp = self.pin(actor_id, self.index)
         for link in self.links.values():
-            link.add_control(("pin", actor_id, self.index))
+            link.add_control(("pin", actor_id, self.index, stamp))
+
+    def stopped(self, ctx: Any) -> None:
+        """An actor here left the registry: every engine forgets where its id
+        lived, this one too.  Else each would keep an entry for every id ever
+        spawned in the cluster, for good (103 bytes each)."""
+        actor_id = ctx.actor_id
+        if self.pins.get(actor_id) != self.index or _is_stand_in(ctx) \
+                or self.engine._closed or self.closing:
+            return
+        stamp = self.unpin(actor_id, self.index)
+        for link in self.links.values():
+            link.add_control(("unpin", actor_id, self.index, stamp))
+
+    # -- pins ------------------------------------------------------------------
+    # Where ids live that are not (or not only) on their hash engine.  Each
+    # engine stamps what it says with a Lamport clock: an engine that spawns an
+    # id has heard the unpin of the id's last place (else placing() refuses),
+    # so its pin's stamp is higher than that unpin's, which is higher than the
+    # stale pin's.  Links keep order each, not among them, so a stale pin can
+    # come after the newer one, or after the unpin that ended it (kept for the
+    # newest UNPINNED_KEPT ids): both are ignored.
+
+    def pin(self, actor_id: str, where: int, stamp: int | None = None) -> int:
+        """Note that ``actor_id`` lives on engine ``where``; ``stamp``: the
+        sender's, None for this engine's own or the driver's word.  Returns
+        the stamp it is kept under (or the newer one it lost to)."""
+        if stamp is None:
+            self.clock = stamp = self.clock + 1
+        else:
+            self.clock = max(self.clock, stamp)
+            newer = max(self.pin_stamps.get(actor_id, 0), self.unpinned.get(actor_id, 0))
+            if stamp < newer:
+                return newer                # overtaken: ignored
+        self.unpinned.pop(actor_id, None)
+        self.pins[actor_id] = where
+        self.pin_stamps[actor_id] = stamp
+        return stamp
+
+    def unpin(self, actor_id: str, where: int, stamp: int | None = None) -> int:
+        """Forget that ``actor_id`` lives on engine ``where`` (it stopped there);
+        a pin to another engine, or a newer one, stays."""
+        if stamp is None:
+            self.clock = stamp = self.clock + 1
+        else:
+            self.clock = max(self.clock, stamp)
+        if self.pins.get(actor_id) != where or stamp < self.pin_stamps.get(actor_id, 0):
+            return stamp
+        del self.pins[actor_id]
+        del self.pin_stamps[actor_id]
+        unpinned = self.unpinned
+        unpinned[actor_id] = stamp
+        if len(unpinned) > UNPINNED_KEPT:
+            del unpinned[next(iter(unpinned))]
+        return stamp
+
+    def _unpinned_there(self, actor_id: str, where: int, stamp: int) -> None:
+        """Engine ``where`` says ``actor_id`` stopped there: forget its pin, and
+        an idle stand-in that sends there (the next send makes it anew)."""
+        ctx = self.engine._registry.get(actor_id)
+        sent_there = ctx is not None and _is_stand_in(ctx) and self._points_to(ctx, where)
+        self.unpin(actor_id, where, stamp)
+        if sent_there and _idle_stand_in(ctx, self.links[where]):
+            self.engine._stop_stand_in(actor_id, f"{actor_id!r} stopped on engine {where}")
 
     def placing(self, actor_id: str) -> None:
         """Before an actor spawns here: refuse an id placed on another engine."""
@@ -1250,8 +1323,10 @@ class _Host:
                 link.asked.pop(reply_id, None)
             self.engine._settle_reply(reply_id, value, exc)
         elif control[0] == "pin":
-            _, actor_id, where = control
-            self.pins[actor_id] = where
+            _, actor_id, where, *stamp = control       # the driver's pins have none
+            self.pin(actor_id, where, *stamp)
+        elif control[0] == "unpin":
+            self._unpinned_there(*control[1:])
         elif control[0] == "ask":
             self._ask_for_driver(*control[1:])
         elif control[0] == "unloaded":
@@ -1599,6 +1674,15 @@ def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: s
         result.set_result(("err", _portable_exception(exc)))
 
 
+def _idle_stand_in(ctx: Any, link: _Link) -> bool:
+    """Whether the stand-in ``ctx`` holds nothing: no message queued, no monitor,
+    subscriber or held sender, not in its link's care.  Dropping it loses nothing."""
+    if ctx._state is not _RUNNING or ctx._scheduled or len(ctx._inbox) or ctx in link.holding_for:
+        return False
+    extra = ctx._extra
+    return extra is None or not any(getattr(extra, name, None) for name in _EXTRAS_FIELDS)
+
+
 def _live_here(engine: Engine, actor_id: str) -> bool:
     """Whether a live actor (not a stand-in) has ``actor_id`` on this engine."""
     ctx = engine._registry.get(actor_id)
@@ -1611,7 +1695,7 @@ def _place(engine: Engine, actor_id: str, where: int) -> None:
     it held becomes dead letters: no actor had the id when they were sent)."""
     host = _current
     assert host is not None
-    host.pins[actor_id] = where
+    host.pin(actor_id, where)
     ctx = engine._registry.get(actor_id)
     if ctx is None or not _is_stand_in(ctx) or ctx._state is not _RUNNING:
         return

@@ -344,6 +344,14 @@ def link_stats(engine, new_peaks=False):
     return stats
 
 
+def known_of(engine, ids):
+    """For cluster.call: of ``ids``, those this engine keeps a pin for, and those
+    it keeps a record for (an actor or a stand-in)."""
+    from backends import ray_transport
+    pins = ray_transport._current.pins
+    return ([i for i in ids if i in pins], [i for i in ids if i in engine._registry])
+
+
 def asks_kept(engine, peer):
     """For cluster.call: the asks this engine's link to ``peer`` keeps, to fail
     them if ``peer`` is lost; with ``peer`` None, the asks of this engine's

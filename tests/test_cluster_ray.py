@@ -58,6 +58,7 @@ from cluster_actors import (  # noqa: E402
     Unloadable,
     Writer,
     asks_kept,
+    known_of,
     link_stats,
     turns_of,
     waits_of,
@@ -1013,6 +1014,48 @@ def test_an_actor_cannot_spawn_an_id_an_actor_spawned_on_its_hash_engine(cluster
     assert cluster.get_engine_of(child) == 1
 
 
+def test_every_engine_forgets_an_actor_that_stopped_and_drops_its_idle_stand_ins(cluster):
+    spawner = _spawn_on(cluster, 0, Remote, "forget-spawner")
+    sender = _spawn_on(cluster, 1, Remote, "forget-sender")
+    ids = [_id_on(cluster, 2, f"short-lived-{k}") for k in range(20)]    # hash: engine 2
+    for actor_id in ids:
+        assert _ask(cluster, spawner, ("spawn", Echo, actor_id)) == 0
+    for actor_id in ids:
+        _ask(cluster, sender, ("send", actor_id, ["hello"]))    # a stand-in on 1 for each
+    assert cluster.wait_idle(60)
+    assert [cluster._impl.call(e, known_of, ids) for e in range(3)] == [
+        (ids, ids), (ids, ids), (ids, [])]          # every engine knows where they live
+
+    for actor_id in ids:
+        cluster.poison_pill(actor_id)
+    assert cluster.wait_idle(60)
+
+    wait_for(lambda: all(cluster._impl.call(e, known_of, ids) == ([], []) for e in range(3)),
+             "every engine to forget the stopped actors")
+
+
+def test_an_id_that_stopped_on_one_engine_can_be_spawned_by_an_actor_on_another(cluster):
+    first = _spawn_on(cluster, 1, Remote, "respawn-first")
+    second = _spawn_on(cluster, 0, Remote, "respawn-second")
+    sender = _spawn_on(cluster, 2, Remote, "respawn-sender")
+    moving = _id_on(cluster, 2, "respawned")
+    assert _ask(cluster, first, ("spawn", Collector, moving)) == 1
+    assert cluster.wait_idle(60)                 # the engines have heard where it lives
+    _ask(cluster, sender, ("send", moving, ["to the first"]))
+    assert cluster.wait_idle(60)
+    assert _ask(cluster, moving, "get") == [(sender, "SEND", "to the first", None)]
+    _ask(cluster, first, ("pill", moving))
+    assert cluster.wait_idle(60)
+
+    assert _ask(cluster, second, ("spawn", Collector, moving)) == 0
+    assert cluster.wait_idle(60)
+    _ask(cluster, sender, ("send", moving, ["to the second"]))
+
+    assert cluster.wait_idle(60)
+    assert _ask(cluster, moving, "get") == [(sender, "SEND", "to the second", None)]
+    assert cluster.get_engine_of(moving) == 0
+
+
 def test_an_actor_cannot_spawn_an_id_its_engine_sends_to_another_engine(cluster):
     spawner = _id_on(cluster, 0, "standin-spawner")
     target = _id_on(cluster, 1, "standin-target")
@@ -1706,7 +1749,7 @@ def lone_engine():
     local.close()
 
 
-def _lone_link(engine, sent, remote=None):
+def _lone_link(engine, sent, remote=None, engines=2):
     """A host on ``engine`` (of this process) whose link to engine 1 records its calls
     in ``sent`` (or makes them with ``remote(packet)``) and never sees them answered."""
 
@@ -1728,10 +1771,30 @@ def _lone_link(engine, sent, remote=None):
         def _run(self):
             pass
 
-    host = ray_transport._Host(0, 2, [None, Peer()], {"batch_limit": 7, "window": 2}, engine)
-    link = host.links[1]
-    link.waiter = Waiter(link)
-    return link
+    host = ray_transport._Host(0, engines, [None] + [Peer()] * (engines - 1),
+                               {"batch_limit": 7, "window": 2}, engine)
+    for link in host.links.values():
+        link.waiter = Waiter(link)
+    return host.links[1]
+
+
+def test_a_pin_that_a_later_unpin_overtook_on_another_link_is_ignored(lone_engine):
+    # Actor "x" lived on engine 1, stopped, and lives on engine 2 now: engine 2
+    # heard of the stop before it spawned "x", so its stamps are higher.  Engine
+    # 0 hears from each over its own link, in any order between the two.
+    orders = {
+        "the new pin first": [("pin", "x", 2, 3), ("pin", "x", 1, 1), ("unpin", "x", 1, 2)],
+        "the old life last": [("pin", "x", 2, 3), ("unpin", "x", 2, 4), ("pin", "x", 1, 1)],
+        "in order": [("pin", "x", 1, 1), ("unpin", "x", 1, 2), ("pin", "x", 2, 3)],
+    }
+    found = {}
+    for name, controls in orders.items():
+        host = _lone_link(lone_engine, [], engines=3).host
+        for control in controls:
+            host._control(control[2], control)
+        found[name] = host.pins.get("x")
+
+    assert found == {"the new pin first": 2, "the old life last": None, "in order": 2}
 
 
 def test_a_call_that_fails_on_the_receiving_engine_passes_its_place_in_the_order(lone_engine):
