@@ -2531,11 +2531,12 @@ class _Sending(_EngineState):
     def _wants_publication(self, subscriber_id: str, publisher_id: str, topic: str) -> bool:
         """Whether a publication from another engine still goes to ``subscriber_id``
         (engine thread): no longer once it unsubscribed, as locally, though the
-        publisher may have sent it before it heard.  An id that is not a local
-        actor keeps it (forwarded, or a dead letter)."""
+        publisher may have sent it before it heard; nor once it stopped (an
+        actor that has the id now, here or elsewhere, did not subscribe): a
+        stopped subscriber gets no publications, and they are no dead letters."""
         sub = self._registry.get(subscriber_id)
         if sub is None or sub._inbox.__class__ is _StandInInbox:
-            return True
+            return False
         subscriptions = sub._subscriptions
         return subscriptions is not None and (publisher_id, topic) in subscriptions
 
@@ -3022,21 +3023,27 @@ class _RemoteReply:
     """The reply channel of an ask that came from another engine: for transports.
 
     ``send_back(reply_id, value, exc)`` carries the answer home, where
-    ``Engine._settle_reply`` completes the ask.  The first answer wins.
+    ``Engine._settle_reply`` completes the ask.  The first answer wins; a
+    second is a dead letter on ``engine``, the engine of ``target_id``, the
+    actor asked.
     """
-    __slots__ = ("send_back", "reply_id", "_done")
+    __slots__ = ("send_back", "reply_id", "_done", "engine", "target_id")
 
     def __init__(self, send_back: Callable[[str, Any, BaseException | None], Any],
-                 reply_id: str) -> None:
+                 reply_id: str, engine: Engine, target_id: str) -> None:
         self.send_back = send_back
         self.reply_id = reply_id
         self._done = False
+        self.engine = engine
+        self.target_id = target_id
 
     def done(self) -> bool:
         return self._done
 
     def settle(self, value: Any, exc: BaseException | None) -> None:
         if self._done:
+            if exc is None:
+                self.engine._late_reply(self.target_id, value)
             return
         self._done = True
         self.send_back(self.reply_id, value, exc)
@@ -4221,6 +4228,20 @@ class _DeadLetters(_PubSub):
             self.dead_letters.append(record)
         log.info("dead letter for %r (%s): %s", target_id, reason, _Described(envelope),
                  extra={"actor_id": target_id})
+
+    def _late_reply(self, replier_id: str, value: Any) -> None:
+        """A second reply to an ask from another engine, from any thread: a dead
+        letter (a transport's _RemoteReply)."""
+        envelope = Envelope(replier_id, _SEND, value)
+        reason = "reply came after the ask was answered"
+        if _get_ident() == self._thread_id:
+            self._dead_letter("(ask)", envelope, reason)
+            return
+        with self._lock:                # close() holds it to its end
+            if self._closed:
+                self._dead_letter_after_close("(ask)", envelope, reason)
+            else:
+                self._loop.call_soon_threadsafe(self._dead_letter, "(ask)", envelope, reason)
 
     def _dead_letter(self, target_id: str, envelope: Envelope, reason: str) -> None:
         """Record an undeliverable message, tell its subscribers, fail its ask."""

@@ -2276,9 +2276,12 @@ class RayCluster:
                 log.warning("cluster: %d of the driver's messages to engine %d had not gone "
                             "when it closed: dead letters (asks fail); call wait_idle() "
                             "before close() to let them arrive", len(pending), where)
+            reason = "the cluster closed before the driver's batch went"
             for target_id, _, message, kind in pending:
-                self._dead_letter(target_id, message, kind, "the cluster closed before "
-                                  "the driver's batch went")
+                if kind == "ask":
+                    self._fail_asks([message], reason, backstage.EngineClosed)
+                else:
+                    self._dead_letter(target_id, message, kind, reason)
             pending.clear()
             return
         while pending and (force or self._window_used[where] < self._window):

@@ -841,6 +841,26 @@ def test_no_publication_reaches_a_subscriber_on_another_engine_after_it_unsubscr
     assert _ask(cluster, subscriber, ("got",)) == []
 
 
+def test_a_publication_that_reaches_a_subscriber_on_another_engine_after_it_stopped_is_dropped(
+        cluster, tmp_path):
+    publisher = _spawn_on(cluster, 0, Remote, "pub-of-gone")
+    subscriber = _spawn_on(cluster, 1, Remote, "gone-sub")
+    _ask(cluster, subscriber, ("subscribe", publisher))
+    assert cluster.wait_idle(60)
+
+    # The publisher publishes before it hears that its subscriber stopped.
+    release = _blocked(cluster, publisher, tmp_path, then_publish=["too late"])
+    try:
+        cluster.poison_pill(subscriber)
+        wait_for(lambda: cluster._impl.call(1, known_of, [subscriber])[1] == [],
+                 "the subscriber to stop")
+    finally:
+        release.touch()
+    assert cluster.wait_idle(60)
+
+    assert [d for d in cluster.dead_letters() if d.envelope.message == "too late"] == []
+
+
 def test_subscribers_on_other_engines_lose_the_subscription_when_the_publisher_stops(cluster):
     publisher = _id_on(cluster, 1, "stopping-pub")
     subscribers = [_id_on(cluster, e, f"stopping-sub{e}") for e in (0, 2)]
@@ -1360,6 +1380,17 @@ def test_a_send_or_ask_under_way_in_another_thread_as_close_runs_raises_engine_c
 
     assert isinstance(outcome[0], backstage.EngineClosed), outcome
     assert "the cluster is closed" in str(outcome[0])
+
+
+def test_asks_the_driver_had_not_sent_when_the_cluster_closed_fail_with_engine_closed(cluster):
+    closing = _make_cluster(2, batch_limit=10, window=1)
+    closing.spawn_actor(Echo, "closing-echo", pin=0)
+    asks = [closing.ask("closing-echo", i, timeout=30) for i in range(3000)]
+
+    closing.close()
+
+    failures = [ask.exception(30) for ask in asks if ask.exception(30) is not None]
+    assert failures and {type(failure) for failure in failures} == {backstage.EngineClosed}
 
 
 def test_closing_a_cluster_runs_every_deinit_once(cluster, tmp_path):

@@ -43,7 +43,8 @@ class Loopback:
         items = []
         for record in records:
             sender_id, message_type, message, topic, reply_id = pickle.loads(record)
-            reply = None if reply_id is None else backstage._RemoteReply(self.reply, reply_id)
+            reply = None if reply_id is None else backstage._RemoteReply(
+                self.reply, reply_id, self.engine, target_id)
             items.append(backstage._remote_item(sender_id, message_type, message, topic, reply))
         self.engine._deliver_remote(target_id, items)
 
@@ -143,6 +144,27 @@ def test_an_ask_to_a_remote_actor_gets_its_reply(pair):
 
     assert future.result(20) == ("echo", "question")
     assert wait_for(lambda: not a._transport.replies)
+
+
+class RepliesTwice:
+    def __init__(self, ctx):
+        pass
+
+    def receive(self, envelope):
+        envelope.reply("first")
+        envelope.reply("second")
+
+
+def test_a_second_reply_to_an_ask_from_another_engine_is_a_dead_letter_there(pair):
+    a, b, ta, tb, client, echo = pair
+    b.spawn_actor(RepliesTwice, id="twice")
+
+    assert a.ask("twice", "question", timeout=20).result(20) == "first"
+
+    assert wait_for(lambda: b.dead_letter_count == 1)
+    [late] = b.dead_letters
+    assert (late.target_id, late.envelope.sender_id, late.envelope.message, late.reason) == (
+        "(ask)", "twice", "second", "reply came after the ask was answered")
 
 
 def test_an_id_no_engine_knows_is_a_dead_letter_and_fails_an_ask(pair):
