@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -84,6 +84,10 @@ _HOLD_VALVE = 1.0
 # Ids whose unpin each engine remembers, the newest, so that a pin overtaken
 # by it on another link is known stale (_Host.pin): 100 bytes each at most.
 UNPINNED_KEPT = 10_000
+# Seconds between sweeps of the stand-ins: one that held nothing and handed
+# nothing over since the sweep before is dropped (the next send makes it anew),
+# so an engine does not keep one for every id it ever sent to.
+STAND_IN_SWEEP_S = 30.0
 
 # Wire codes of queued items that are not plain sends.  A plain send crosses
 # as the engine's own (sender_id, message, None) tuple, untouched.
@@ -935,6 +939,8 @@ class _Host:
         self.clock = 0
         self.pin_stamps: dict[str, int] = {}
         self.unpinned: dict[str, int] = {}      # id -> its unpin's stamp, the newest kept
+        # id -> [its stand-in, what it had handed over at the last sweep]
+        self.stand_ins: dict[str, list[Any]] = {}
         self.lost: dict[int, str] = {}
         self.lost_at: dict[int, float] = {}        # peer -> time.monotonic() it was found lost
         self.closing = False
@@ -951,6 +957,7 @@ class _Host:
         self.replies_ready = threading.Condition()
         self.engine.attach_transport(self)
         self.engine._call_on_loop(_label_feed, self, settings)
+        self.loop.call_soon_threadsafe(self._sweep_later)
         global _current
         _current = self
 
@@ -962,8 +969,16 @@ class _Host:
             where = home_of(target_id, self.count)
         if where == self.index or where in self.lost:
             return None
-        link = self.links[where]
-        return self.engine._install_stand_in(target_id, link.hand, link.hand_run)
+        return self._stand_in(target_id, self.links[where])
+
+    def _stand_in(self, actor_id: str, link: _Link) -> Any:
+        """The stand-in for ``actor_id`` that sends over ``link``, made now if
+        need be, and kept in sight of the sweep."""
+        ctx = self.engine._install_stand_in(actor_id, link.hand, link.hand_run)
+        entry = self.stand_ins.get(actor_id)
+        if (entry is None or entry[0] is not ctx) and _is_stand_in(ctx):
+            self.stand_ins[actor_id] = [ctx, -1]
+        return ctx
 
     def spawned(self, ctx: Any) -> None:
         """An actor spawned here: every other engine is told where ``ctx``'s id
@@ -1036,8 +1051,45 @@ class _Host:
         ctx = self.engine._registry.get(actor_id)
         sent_there = ctx is not None and _is_stand_in(ctx) and self._points_to(ctx, where)
         self.unpin(actor_id, where, stamp)
-        if sent_there and _idle_stand_in(ctx, self.links[where]):
-            self.engine._stop_stand_in(actor_id, f"{actor_id!r} stopped on engine {where}")
+        if sent_there:
+            self._drop_if_idle(ctx, where)
+
+    def _sweep_later(self) -> None:
+        if not self.engine._closed:
+            self.loop.call_later(STAND_IN_SWEEP_S, self._sweep)
+
+    def _sweep(self) -> None:
+        self.sweep_stand_ins()
+        self._sweep_later()
+
+    def sweep_stand_ins(self) -> int:
+        """Drop every stand-in that holds nothing (``_idle_stand_in``) and handed
+        nothing over since the last sweep: those of ids that stopped, of ids
+        that never lived, of actors not sent to lately.  Dropping one loses
+        nothing, and keeps order: the next send makes it anew, over the same
+        link while the id's place is the same.  Returns how many went."""
+        links = self.links.values()
+        dropped = 0
+        for actor_id, entry in list(self.stand_ins.items()):
+            ctx: Any = entry[0]
+            if ctx._state is not _RUNNING:
+                del self.stand_ins[actor_id]            # stopped meanwhile
+            elif ctx._count == entry[1] and _idle_stand_in(ctx, links):
+                self.engine._stop_stand_in(actor_id, f"{actor_id!r} was not sent to lately")
+                del self.stand_ins[actor_id]
+                dropped += 1
+            else:
+                entry[1] = ctx._count
+        return dropped
+
+    def _drop_if_idle(self, ctx: Any, where: int) -> None:
+        """Drop the stand-in ``ctx`` of an actor that stopped on engine ``where``
+        if it holds nothing (``_idle_stand_in``): what it held goes first (an
+        actor that stops unsubscribes and demonitors through its stand-ins,
+        which may send after the word of its stop)."""
+        if ctx._state is _RUNNING and _idle_stand_in(ctx, self.links.values()):
+            self.engine._stop_stand_in(ctx.actor_id, f"{ctx.actor_id!r} stopped on engine "
+                                                     f"{where}")
 
     def placing(self, actor_id: str) -> None:
         """Before an actor spawns here: refuse an id placed on another engine."""
@@ -1298,7 +1350,7 @@ class _Host:
             link = self.links.get(src)
             if link is None or link.lost:
                 return
-            remote = engine._install_stand_in(sender_id, link.hand, link.hand_run)
+            remote = self._stand_in(sender_id, link)
         try:
             if code == _SUB:
                 engine._subscribe_here(remote, target_id, topic)
@@ -1314,6 +1366,9 @@ class _Host:
                 # No publisher here: the subscriber's engine drops the
                 # subscription, as it does when a publisher stops.
                 engine._enqueue(remote, (target_id, topic, backstage._DROPPED))
+        if (code == _UNSUB or code == _DEMON) and sender_id in self.unpinned \
+                and _is_stand_in(remote):
+            self._drop_if_idle(remote, src)     # the last of what it held, after its stop
 
     def _control(self, src: int, control: tuple[Any, ...]) -> None:
         if control[0] == "reply":
@@ -1323,8 +1378,12 @@ class _Host:
                 link.asked.pop(reply_id, None)
             self.engine._settle_reply(reply_id, value, exc)
         elif control[0] == "pin":
-            _, actor_id, where, *stamp = control       # the driver's pins have none
-            self.pin(actor_id, where, *stamp)
+            _, actor_id, where, *stamp = control
+            if stamp or actor_id not in self.unpinned:
+                self.pin(actor_id, where, *stamp)
+            # else the driver's word (it has no stamp) of a spawn whose actor
+            # was heard to stop since: the engine's own pin of a new life comes
+            # after, stamped.
         elif control[0] == "unpin":
             self._unpinned_there(*control[1:])
         elif control[0] == "ask":
@@ -1674,10 +1733,11 @@ def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: s
         result.set_result(("err", _portable_exception(exc)))
 
 
-def _idle_stand_in(ctx: Any, link: _Link) -> bool:
+def _idle_stand_in(ctx: Any, links: Iterable[_Link]) -> bool:
     """Whether the stand-in ``ctx`` holds nothing: no message queued, no monitor,
-    subscriber or held sender, not in its link's care.  Dropping it loses nothing."""
-    if ctx._state is not _RUNNING or ctx._scheduled or len(ctx._inbox) or ctx in link.holding_for:
+    subscriber, subscription or held sender, not in a link's care.  Dropping it
+    loses nothing: the next send to its id makes it anew."""
+    if ctx._scheduled or len(ctx._inbox) or any(ctx in link.holding_for for link in links):
         return False
     extra = ctx._extra
     return extra is None or not any(getattr(extra, name, None) for name in _EXTRAS_FIELDS)

@@ -352,6 +352,12 @@ def known_of(engine, ids):
     return ([i for i in ids if i in pins], [i for i in ids if i in engine._registry])
 
 
+def sweep_stand_ins(engine):
+    """For cluster.call: sweep this engine's stand-ins now; how many went."""
+    from backends import ray_transport
+    return ray_transport._current.sweep_stand_ins()
+
+
 def asks_kept(engine, peer):
     """For cluster.call: the asks this engine's link to ``peer`` keeps, to fail
     them if ``peer`` is lost; with ``peer`` None, the asks of this engine's

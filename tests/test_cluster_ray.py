@@ -60,6 +60,7 @@ from cluster_actors import (  # noqa: E402
     asks_kept,
     known_of,
     link_stats,
+    sweep_stand_ins,
     turns_of,
     waits_of,
 )
@@ -1054,6 +1055,47 @@ def test_every_engine_forgets_an_actor_that_stopped_and_drops_its_idle_stand_ins
              "every engine to forget the stopped actors")
 
 
+def test_an_actor_that_followed_and_watched_one_on_another_engine_leaves_no_record_there(
+        cluster):
+    room = _spawn_on(cluster, 1, Remote, "followed-room")
+    guests = [_spawn_on(cluster, 0, Remote, f"follower{k}") for k in range(5)]
+    for guest in guests:
+        _ask(cluster, guest, ("subscribe", room))
+        _ask(cluster, guest, ("monitor", room))
+    assert cluster.wait_idle(60)
+    assert cluster._impl.call(1, known_of, guests) == (guests, guests)   # stand-ins there
+
+    for guest in guests:
+        cluster.poison_pill(guest)    # it unsubscribes and demonitors as it stops
+    assert cluster.wait_idle(60)
+
+    wait_for(lambda: cluster._impl.call(1, known_of, guests) == ([], []),
+             "the room's engine to forget the guests")
+
+
+def test_a_sweep_drops_the_stand_ins_that_were_not_used_since_the_last_and_sends_go_on(cluster):
+    sender = _spawn_on(cluster, 0, Remote, "sweep-sender")
+    live = _spawn_on(cluster, 1, Collector, "sweep-live")
+    busy = _spawn_on(cluster, 1, Collector, "sweep-busy")
+    never = _id_on(cluster, 1, "sweep-never-lived")
+    for target in (live, busy, never):
+        _ask(cluster, sender, ("send", target, ["first"]))
+    assert cluster.wait_idle(60)
+    ids = [live, busy, never]
+    assert cluster._impl.call(0, known_of, ids)[1] == ids        # a stand-in for each
+
+    cluster._impl.call(0, sweep_stand_ins)         # notes what each has handed over
+    _ask(cluster, sender, ("send", busy, ["between"]))
+    assert cluster.wait_idle(60)
+    assert cluster._impl.call(0, sweep_stand_ins) >= 2    # those of earlier tests too
+
+    assert cluster._impl.call(0, known_of, ids)[1] == [busy]
+    _ask(cluster, sender, ("send", live, ["second"]))          # made anew
+    assert cluster.wait_idle(60)
+    assert _ask(cluster, live, "get") == [(sender, "SEND", "first", None),
+                                          (sender, "SEND", "second", None)]
+
+
 def test_an_id_that_stopped_on_one_engine_can_be_spawned_by_an_actor_on_another(cluster):
     first = _spawn_on(cluster, 1, Remote, "respawn-first")
     second = _spawn_on(cluster, 0, Remote, "respawn-second")
@@ -1817,6 +1859,8 @@ def test_a_pin_that_a_later_unpin_overtook_on_another_link_is_ignored(lone_engin
         "the new pin first": [("pin", "x", 2, 3), ("pin", "x", 1, 1), ("unpin", "x", 1, 2)],
         "the old life last": [("pin", "x", 2, 3), ("unpin", "x", 2, 4), ("pin", "x", 1, 1)],
         "in order": [("pin", "x", 1, 1), ("unpin", "x", 1, 2), ("pin", "x", 2, 3)],
+        # The driver's word of its spawn on engine 1 (no stamp) after the stop.
+        "the driver's word last": [("pin", "x", 1, 1), ("unpin", "x", 1, 2), ("pin", "x", 1)],
     }
     found = {}
     for name, controls in orders.items():
@@ -1825,7 +1869,8 @@ def test_a_pin_that_a_later_unpin_overtook_on_another_link_is_ignored(lone_engin
             host._control(control[2], control)
         found[name] = host.pins.get("x")
 
-    assert found == {"the new pin first": 2, "the old life last": None, "in order": 2}
+    assert found == {"the new pin first": 2, "the old life last": None, "in order": 2,
+                     "the driver's word last": None}
 
 
 def test_a_call_that_fails_on_the_receiving_engine_passes_its_place_in_the_order(lone_engine):
