@@ -6804,8 +6804,10 @@ def _check_id(call: str, actor_id: Any) -> None:
 
 
 def _check_at_least_one(what: str, value: Any, why: str = "") -> None:
-    """ValueError unless ``value`` is an int (not a bool) of at least 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """TypeError unless ``value`` is an int (not a bool); ValueError under 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int of at least 1, got {value!r}{why}")
+    if value < 1:
         raise ValueError(f"{what} must be an int of at least 1, got {value!r}{why}")
 
 
@@ -6813,8 +6815,10 @@ def _check_engine_args(dead_letters_kept: Any, inbound_capacity: Any,
                        inbound_overflow: Any) -> None:
     if isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int) \
             or not 1 <= dead_letters_kept <= DEAD_LETTERS_KEPT_MAX:
-        raise ValueError(f"dead_letters_kept must be an int from 1 to {DEAD_LETTERS_KEPT_MAX}, "
-                         f"got {dead_letters_kept!r}")
+        wrong_type = isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int)
+        raise (TypeError if wrong_type else ValueError)(
+            f"dead_letters_kept must be an int from 1 to {DEAD_LETTERS_KEPT_MAX}, "
+            f"got {dead_letters_kept!r}")
     _check_at_least_one("inbound_capacity", inbound_capacity,
                         ": the entries the cross-thread queue holds")
     if inbound_overflow not in get_args(InboundOverflow):
@@ -7142,8 +7146,9 @@ class Cluster:
         _check_spawn_args(actor_class, id, capacity, overflow)
         if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int)
                                 or not 0 <= pin < self.engines):
-            raise ValueError(f"pin must be an engine number from 0 to {self.engines - 1}, "
-                             f"got {pin!r}")
+            wrong_type = isinstance(pin, bool) or not isinstance(pin, int)
+            raise (TypeError if wrong_type else ValueError)(
+                f"pin must be an engine number from 0 to {self.engines - 1}, got {pin!r}")
         self._impl.spawn_actor(actor_class, id, args, kwargs, pin,
                                {"capacity": capacity, "overflow": overflow})
 
@@ -7176,8 +7181,7 @@ class Cluster:
         """The engine number ``actor_id`` lives on: pinned by spawn_actor, spawned
         there by an actor (once that engine has told the others), else placed
         by its hash."""
-        if type(actor_id) is not str:
-            raise TypeError(f"get_engine_of() needs a str actor id, not {actor_id!r}")
+        _check_id("get_engine_of", actor_id)
         engine: int = self._impl.where(actor_id)
         return engine
 

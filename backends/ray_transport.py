@@ -2040,6 +2040,9 @@ class RayCluster:
         if start_timeout is not None:
             backstage._check_delay("Cluster", "start_timeout", start_timeout,
                                    allow_zero=False)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"name must be the cluster's name in the inspector (a non-empty "
+                            f"str), or None for the program's name and pid, not {name!r}")
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be a Ray address (a str such as 'auto' or "
                             f"'ray://host:10001') or None to start Ray here, not {address!r}")

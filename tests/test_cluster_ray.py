@@ -252,6 +252,9 @@ def test_spawn_actor_with_bad_arguments_raises_at_the_call(cluster):
      r"^wait_idle\(\) needs a finite timeout in seconds, got nan"),
     (lambda c: c.wait_idle("5"), TypeError,
      r"^wait_idle\(\) needs a number of seconds for timeout, not '5'"),
+    (lambda c: c.spawn_actor(Echo, "bad-pin", pin="0"), TypeError,
+     r"^pin must be an engine number from 0 to 2, got '0'$"),
+    (lambda c: c.get_engine_of(""), ValueError, r"^get_engine_of\(\) got an empty actor id"),
 ])
 def test_bad_arguments_to_the_drivers_calls_are_refused_and_change_nothing(cluster, call, error,
                                                                            message):
@@ -268,6 +271,8 @@ def test_bad_arguments_to_the_drivers_calls_are_refused_and_change_nothing(clust
     ({"start_timeout": -1}, ValueError,
      r"^Cluster\(\) needs start_timeout more than zero seconds, got -1"),
     ({"address": 123}, TypeError, r"^address must be a Ray address \(a str such as 'auto'"),
+    ({"name": 5}, TypeError, r"^name must be the cluster's name in the inspector \(a "
+                             r"non-empty str\), or None"),
 ])
 def test_a_cluster_with_a_bad_option_is_refused_before_it_starts(cluster, options, error,
                                                                  message):
@@ -1566,11 +1571,12 @@ def test_a_cluster_of_no_engines_is_refused_at_the_call():
         backstage.Cluster(transport="ray", engines=0)
 
 
-@pytest.mark.parametrize("setting, value", [("batch_limit", 0), ("window", 2.5),
-                                            ("send_buffer", -1), ("send_buffer", True)])
-def test_link_settings_that_are_not_positive_ints_are_refused_at_the_call(setting, value):
-    with pytest.raises(ValueError, match=rf"^{setting} must be an int of at least 1, "
-                                         rf"got {value!r}"):
+@pytest.mark.parametrize("setting, value, error", [
+    ("batch_limit", 0, ValueError), ("window", 2.5, TypeError), ("send_buffer", -1, ValueError),
+    ("send_buffer", True, TypeError)])
+def test_link_settings_that_are_not_positive_ints_are_refused_at_the_call(setting, value, error):
+    with pytest.raises(error, match=rf"^{setting} must be an int of at least 1, "
+                                    rf"got {value!r}"):
         backstage.Cluster(transport="ray", engines=2, **{setting: value})
 
 
@@ -1596,9 +1602,9 @@ def test_engine_options_that_are_not_one_dict_per_engine_are_refused_at_the_call
         backstage.Cluster(transport="ray", engines=2, engine_options=options)
 
 
-@pytest.mark.parametrize("kept", [0, -1, "many"])
-def test_a_bad_dead_letters_kept_is_refused_at_the_call(kept):
-    with pytest.raises(ValueError, match=r"^dead_letters_kept must be an int from 1 to"):
+@pytest.mark.parametrize("kept, error", [(0, ValueError), (-1, ValueError), ("many", TypeError)])
+def test_a_bad_dead_letters_kept_is_refused_at_the_call(kept, error):
+    with pytest.raises(error, match=r"^dead_letters_kept must be an int from 1 to"):
         backstage.Cluster(transport="ray", engines=2, dead_letters_kept=kept)
 
 
