@@ -56,6 +56,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ray
 
+if not hasattr(ray, "remote"):
+    # A directory named ray found first on sys.path, such as Ray's own temp
+    # directory /tmp/ray for a program run from /tmp: a namespace package.
+    raise ImportError(f"'import ray' found {list(getattr(ray, '__path__', []))}, not Ray: "
+                      f"install Ray, or run from a directory without a 'ray' folder in it",
+                      name="ray")
+
 if TYPE_CHECKING:
     import backstage
     from backstage import ActorNotFound, DeadLetter, Engine, Envelope

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -1559,6 +1560,22 @@ def test_without_ray_installed_cluster_says_how_to_install_it(monkeypatch):
 
     with pytest.raises(ImportError, match=r"needs 'ray', which is not installed: pip install"):
         backstage.Cluster(transport="ray", engines=2)
+
+
+def test_a_folder_named_ray_found_instead_of_ray_is_named_in_the_install_hint(
+        monkeypatch, tmp_path):
+    # Ray's temp directory, /tmp/ray, is a namespace package "ray" to a program
+    # run from /tmp where Ray is not installed: it failed with an AttributeError.
+    folder = types.ModuleType("ray")
+    folder.__path__ = [str(tmp_path / "ray")]
+    monkeypatch.setitem(sys.modules, "ray", folder)
+    monkeypatch.delitem(sys.modules, "backends.ray_transport", raising=False)
+
+    with pytest.raises(ImportError, match=r"needs 'ray', which is not installed") as caught:
+        backstage.Cluster(transport="ray", engines=2)
+    assert str(caught.value.__cause__) == (
+        f"'import ray' found ['{tmp_path / 'ray'}'], not Ray: install Ray, or run from a "
+        f"directory without a 'ray' folder in it")
 
 
 def test_an_unknown_transport_is_refused_with_the_names_to_use():
