@@ -141,6 +141,11 @@ def _is_stand_in(ctx: Any) -> bool:
     return ctx._inbox.__class__ is backstage._StandInInbox
 
 
+def _sends_to(stand_in: Any) -> int:
+    """The engine a stand-in sends to: the peer of the link it hands its items to."""
+    return stand_in._inbox._flush.__self__.peer  # type: ignore[no-any-return]
+
+
 # The engine of this process, in an engine process (one per process).
 _current: _Host | None = None
 
@@ -992,9 +997,11 @@ class _Host:
         lives, its hash engine included (an actor elsewhere that spawned the
         id too would make two actors under one id)."""
         actor_id = ctx.actor_id
-        if self.pins.get(actor_id) == self.index:
-            return
-        stamp = self.pin(actor_id, self.index)
+        # Told even when the driver placed it here (pin=): a word stamped after
+        # anything this engine said of the id's earlier lives, which a link
+        # may still carry.
+        self.pin(actor_id, self.index)
+        stamp = self.pin_stamps[actor_id]
         for link in self.links.values():
             link.add_control(("pin", actor_id, self.index, stamp))
 
@@ -1011,29 +1018,32 @@ class _Host:
             link.add_control(("unpin", actor_id, self.index, stamp))
 
     # -- pins ------------------------------------------------------------------
-    # Where ids live that are not (or not only) on their hash engine.  Each
-    # engine stamps what it says with a Lamport clock: an engine that spawns an
-    # id has heard the unpin of the id's last place (else placing() refuses),
-    # so its pin's stamp is higher than that unpin's, which is higher than the
-    # stale pin's.  Links keep order each, not among them, so a stale pin can
-    # come after the newer one, or after the unpin that ended it (kept for the
-    # newest UNPINNED_KEPT ids): both are ignored.
+    # Where ids live that are not (or not only) on their hash engine.  Every
+    # word of where an id lives or stopped living carries a Lamport stamp: an
+    # engine's own (spawned, stopped) from its clock; the driver's move
+    # (pin=) one above every engine's clock, read as it checked that no
+    # actor lives under the id; the driver's word of its spawn the stamp the
+    # engine gave its own.  An engine that spawns an id has heard the unpin of
+    # the id's last place (else placing() refuses), so its pin's stamp is
+    # higher than that unpin's, which is higher than the stale pin's.  Links
+    # keep order each, not among them, so a stale word can come after a newer
+    # one, or after the unpin that ended it (kept for the newest UNPINNED_KEPT
+    # ids): either is ignored.
 
-    def pin(self, actor_id: str, where: int, stamp: int | None = None) -> int:
-        """Note that ``actor_id`` lives on engine ``where``; ``stamp``: the
-        sender's, None for this engine's own or the driver's word.  Returns
-        the stamp it is kept under (or the newer one it lost to)."""
+    def pin(self, actor_id: str, where: int, stamp: int | None = None) -> bool:
+        """Note that ``actor_id`` lives on engine ``where``, unless a newer word
+        says otherwise; ``stamp``: the word's, None for this engine's own.
+        Returns whether it was taken."""
         if stamp is None:
             self.clock = stamp = self.clock + 1
         else:
             self.clock = max(self.clock, stamp)
-            newer = max(self.pin_stamps.get(actor_id, 0), self.unpinned.get(actor_id, 0))
-            if stamp < newer:
-                return newer                # overtaken: ignored
+            if stamp < max(self.pin_stamps.get(actor_id, 0), self.unpinned.get(actor_id, 0)):
+                return False                # overtaken: ignored
         self.unpinned.pop(actor_id, None)
         self.pins[actor_id] = where
         self.pin_stamps[actor_id] = stamp
-        return stamp
+        return True
 
     def unpin(self, actor_id: str, where: int, stamp: int | None = None) -> int:
         """Forget that ``actor_id`` lives on engine ``where`` (it stopped there);
@@ -1047,6 +1057,7 @@ class _Host:
         del self.pins[actor_id]
         del self.pin_stamps[actor_id]
         unpinned = self.unpinned
+        unpinned.pop(actor_id, None)        # the newest last: the first goes first
         unpinned[actor_id] = stamp
         if len(unpinned) > UNPINNED_KEPT:
             del unpinned[next(iter(unpinned))]
@@ -1056,9 +1067,8 @@ class _Host:
         """Engine ``where`` says ``actor_id`` stopped there: forget its pin, and
         an idle stand-in that sends there (the next send makes it anew)."""
         ctx = self.engine._registry.get(actor_id)
-        sent_there = ctx is not None and _is_stand_in(ctx) and self._points_to(ctx, where)
         self.unpin(actor_id, where, stamp)
-        if sent_there:
+        if ctx is not None and _is_stand_in(ctx) and _sends_to(ctx) == where:
             self._drop_if_idle(ctx, where)
 
     def _sweep_later(self) -> None:
@@ -1066,8 +1076,10 @@ class _Host:
             self.loop.call_later(STAND_IN_SWEEP_S, self._sweep)
 
     def _sweep(self) -> None:
-        self.sweep_stand_ins()
-        self._sweep_later()
+        try:
+            self.sweep_stand_ins()
+        finally:
+            self._sweep_later()
 
     def sweep_stand_ins(self) -> int:
         """Drop every stand-in that holds nothing (``_idle_stand_in``) and handed
@@ -1088,6 +1100,23 @@ class _Host:
             else:
                 entry[1] = ctx._count
         return dropped
+
+    def _send_there(self, actor_id: str, where: int) -> None:
+        """``actor_id`` lives on engine ``where`` now: a stand-in for it that
+        sends elsewhere (to the engine of an earlier life, say, kept by a
+        monitor past that life's end) sends there from now on; one here, or
+        on a lost engine, stops.  What it sent before goes on as it went."""
+        ctx = self.engine._registry.get(actor_id)
+        if ctx is None or not _is_stand_in(ctx) or ctx._state is not _RUNNING \
+                or _sends_to(ctx) == where:
+            return
+        for link in self.links.values():
+            link.forget(ctx)
+        if where == self.index or where in self.lost:
+            self.engine._stop_stand_in(actor_id, f"{actor_id!r} is placed on engine {where} now")
+            return
+        link = self.links[where]
+        ctx._inbox._flush, ctx._inbox._flush_run = link.hand, link.hand_run
 
     def _drop_if_idle(self, ctx: Any, where: int) -> None:
         """Drop the stand-in ``ctx`` of an actor that stopped on engine ``where``
@@ -1351,6 +1380,9 @@ class _Host:
         engine = self.engine
         if code == _DROPPED:
             _publisher_stopped(engine, sender_id, target_id, topic)
+            publisher = engine._registry.get(sender_id)
+            if publisher is not None and _is_stand_in(publisher) and sender_id in self.unpinned:
+                self._drop_if_idle(publisher, src)      # it stopped: its last word here
             return
         remote = engine._registry.get(sender_id)
         if remote is None:
@@ -1385,12 +1417,9 @@ class _Host:
                 link.asked.pop(reply_id, None)
             self.engine._settle_reply(reply_id, value, exc)
         elif control[0] == "pin":
-            _, actor_id, where, *stamp = control
-            if stamp or actor_id not in self.unpinned:
-                self.pin(actor_id, where, *stamp)
-            # else the driver's word (it has no stamp) of a spawn whose actor
-            # was heard to stop since: the engine's own pin of a new life comes
-            # after, stamped.
+            _, actor_id, where, stamp = control
+            if self.pin(actor_id, where, stamp):
+                self._send_there(actor_id, where)
         elif control[0] == "unpin":
             self._unpinned_there(*control[1:])
         elif control[0] == "ask":
@@ -1459,14 +1488,10 @@ class _Host:
         log.warning("engine %d: %s", self.index, reason)
         engine = self.engine
         for ctx in list(engine._registry.values()):
-            if _is_stand_in(ctx) and ctx._state is _RUNNING and self._points_to(ctx, peer):
+            if _is_stand_in(ctx) and ctx._state is _RUNNING and _sends_to(ctx) == peer:
                 engine._stop_stand_in(ctx.actor_id, reason)
         self.links[peer].lose(reason)
         self.release_held(peer)
-
-    def _points_to(self, ctx: Any, peer: int) -> bool:
-        where = self.pins.get(ctx.actor_id)
-        return (where if where is not None else home_of(ctx.actor_id, self.count)) == peer
 
     # -- quiescence --------------------------------------------------------------
 
@@ -1731,11 +1756,12 @@ def _placed_elsewhere(actor_id: str, here: int, where: int) -> str:
 
 def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: str,
                 args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> None:
-    """The driver's spawn, on the engine's thread: ("ok", None) or ("err", exc)."""
+    """The driver's spawn, on the engine's thread: ("ok", the stamp of this
+    engine's word that the id lives here) or ("err", exc)."""
     try:
         host.placing(actor_id)
         host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
-        result.set_result(("ok", None))
+        result.set_result(("ok", host.pin_stamps.get(actor_id, 0)))
     except BaseException as exc:
         result.set_result(("err", _portable_exception(exc)))
 
@@ -1756,23 +1782,23 @@ def _live_here(engine: Engine, actor_id: str) -> bool:
     return ctx is not None and not _is_stand_in(ctx) and ctx._state is _RUNNING
 
 
-def _place(engine: Engine, actor_id: str, where: int) -> None:
-    """From now on ``actor_id`` lives on engine ``where``: the pin, and a stand-in
-    for it re-routed there (or stopped, when it is this engine or a lost one; what
-    it held becomes dead letters: no actor had the id when they were sent)."""
+def _place(engine: Engine, actor_id: str, where: int, stamp: int) -> None:
+    """The driver's move: from now on ``actor_id`` lives on engine ``where``, by
+    a word stamped ``stamp`` (above every engine's clock when the driver
+    checked that no actor lives under the id): the pin, and a stand-in for it
+    re-routed there (or stopped, when it is this engine or a lost one; what it
+    held becomes dead letters: no actor had the id when they were sent)."""
     host = _current
     assert host is not None
-    host.pin(actor_id, where)
-    ctx = engine._registry.get(actor_id)
-    if ctx is None or not _is_stand_in(ctx) or ctx._state is not _RUNNING:
-        return
-    for link in host.links.values():
-        link.forget(ctx)
-    if where == host.index or where in host.lost:
-        engine._stop_stand_in(actor_id, f"{actor_id!r} is placed on engine {where} now")
-        return
-    link = host.links[where]
-    ctx._inbox._flush, ctx._inbox._flush_run = link.hand, link.hand_run
+    host.pin(actor_id, where, stamp)
+    host._send_there(actor_id, where)
+
+
+def _live_here_at(engine: Engine, actor_id: str) -> tuple[bool, int]:
+    """Whether a live actor has ``actor_id`` here, and this engine's clock."""
+    host = _current
+    assert host is not None
+    return _live_here(engine, actor_id), host.clock
 
 
 def _publisher_stopped(engine: Engine, publisher_id: str, subscriber_id: str,
@@ -1787,6 +1813,8 @@ def _publisher_stopped(engine: Engine, publisher_id: str, subscriber_id: str,
         subscribed = stand_in._subscribers.get(topic)
         if subscribed is not None and subscribed.get(subscriber_id) is sub:
             del subscribed[subscriber_id]
+            if not subscribed:      # an empty topic would keep the stand-in from the sweep
+                del stand_in._subscribers[topic]
 
 
 def _outcome(future: Future[Any]) -> tuple[str, Any]:
@@ -2281,17 +2309,18 @@ class RayCluster:
         if status == "err":
             raise failure
         if where == placed:         # (a move told every engine already, see _move)
-            self._announce(actor_id, where)
+            self._announce(actor_id, where, failure)
 
-    def _announce(self, actor_id: str, where: int) -> None:
+    def _announce(self, actor_id: str, where: int, stamp: int) -> None:
         """Tell the other engines, in the driver's order, that ``actor_id`` now
         lives on engine ``where`` (its hash engine): an actor there then cannot
         spawn a second one under the id (_Host.placing), for anything the
-        driver sends it from now on."""
+        driver sends it from now on.  The word is the engine's own, with its
+        stamp (see _Host.pin): one that comes after the actor's stop is stale."""
         with self._lock:
             for engine in range(self.count):
                 if engine != where and engine not in self._lost:
-                    self._pending[engine].append((None, ("pin", actor_id, where), None,
+                    self._pending[engine].append((None, ("pin", actor_id, where, stamp), None,
                                                   "control"))
                     if self._window_used[engine] < self._window:
                         self._flush(engine, force=False)
@@ -2303,14 +2332,16 @@ class RayCluster:
         actors under one id would split its messages between them.
         """
         live = [i for i in range(self.count) if i not in self._lost]
-        found = ray.get([self.hosts[i].call.remote(_live_here, actor_id) for i in live])
-        elsewhere = [i for i, here in zip(live, found, strict=True) if here and i != where]
+        found = ray.get([self.hosts[i].call.remote(_live_here_at, actor_id) for i in live])
+        elsewhere = [i for i, (here, _) in zip(live, found, strict=True)
+                     if here and i != where]
         if elsewhere:
             raise ValueError(f"cannot pin {actor_id!r} to engine {where}: an actor with that "
                              f"id is live on engine {elsewhere[0]}; stop it first "
                              f"(cluster.poison_pill({actor_id!r}), then wait until it is "
                              f"gone) or pick another id")
-        ray.get([self.hosts[i].call.remote(_place, actor_id, where) for i in live])
+        stamp = max(clock for _, clock in found) + 1
+        ray.get([self.hosts[i].call.remote(_place, actor_id, where, stamp) for i in live])
         self._pins[actor_id] = where
 
     def send(self, target_id: str, message: Any, kind: str = "send") -> None:

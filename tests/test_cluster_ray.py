@@ -1102,6 +1102,20 @@ def test_a_sweep_drops_the_stand_ins_that_were_not_used_since_the_last_and_sends
                                           (sender, "SEND", "second", None)]
 
 
+def test_a_stand_in_for_a_publisher_that_stopped_goes_with_its_last_notice(cluster):
+    publisher = _spawn_on(cluster, 1, Remote, "stopping-publisher")
+    follower = _spawn_on(cluster, 0, Remote, "its-follower")
+    _ask(cluster, follower, ("subscribe", publisher))
+    assert cluster.wait_idle(60)
+    assert cluster._impl.call(0, known_of, [publisher])[1] == [publisher]
+
+    cluster.poison_pill(publisher)
+    assert cluster.wait_idle(60)
+
+    wait_for(lambda: cluster._impl.call(0, known_of, [publisher]) == ([], []),
+             "the follower's engine to forget the publisher")
+
+
 def test_an_id_that_stopped_on_one_engine_can_be_spawned_by_an_actor_on_another(cluster):
     first = _spawn_on(cluster, 1, Remote, "respawn-first")
     second = _spawn_on(cluster, 0, Remote, "respawn-second")
@@ -1874,26 +1888,56 @@ def _lone_link(engine, sent, remote=None, engines=2):
     return host.links[1]
 
 
-def test_a_pin_that_a_later_unpin_overtook_on_another_link_is_ignored(lone_engine):
-    # Actor "x" lived on engine 1, stopped, and lives on engine 2 now: engine 2
-    # heard of the stop before it spawned "x", so its stamps are higher.  Engine
-    # 0 hears from each over its own link, in any order between the two.
+def test_a_word_of_where_an_id_lives_that_a_newer_one_overtook_is_ignored(lone_engine):
+    # Engine 0 hears, over one link per engine and the driver's, in any order
+    # between links, what the others say of "x": ("pin" or "unpin", engine,
+    # stamp), or the driver's "place" (its move, pin=, stamped above every
+    # engine's clock).  Actor "x" lived on engine 1, stopped, and lives on
+    # engine 2 now.
+    from backends import ray_transport
+
     orders = {
-        "the new pin first": [("pin", "x", 2, 3), ("pin", "x", 1, 1), ("unpin", "x", 1, 2)],
-        "the old life last": [("pin", "x", 2, 3), ("unpin", "x", 2, 4), ("pin", "x", 1, 1)],
-        "in order": [("pin", "x", 1, 1), ("unpin", "x", 1, 2), ("pin", "x", 2, 3)],
-        # The driver's word of its spawn on engine 1 (no stamp) after the stop.
-        "the driver's word last": [("pin", "x", 1, 1), ("unpin", "x", 1, 2), ("pin", "x", 1)],
+        # Engine 2 heard of the stop before it spawned "x": its stamps are higher.
+        "the new pin first": [("pin", 2, 3), ("pin", 1, 1), ("unpin", 1, 2)],
+        "the old life last": [("pin", 2, 3), ("unpin", 2, 4), ("pin", 1, 1)],
+        "in order": [("pin", 1, 1), ("unpin", 1, 2), ("pin", 2, 3)],
+        # The driver's word of its spawn on engine 1 (the engine's own stamp)
+        # after the stop, though engine 0's clock is far ahead.
+        "the driver's word last": [("clock", 0, 65), ("pin", 1, 1), ("unpin", 1, 2),
+                                   ("pin", 1, 1)],
+        "the driver's word first": [("clock", 0, 65), ("pin", 1, 6), ("unpin", 1, 7)],
+        # The driver moved "x" to engine 2 (pin=2) after it lived there once:
+        # the old life's words come late, then the new life's pin.
+        "a move after an earlier life there": [("place", 2, 5), ("pin", 2, 1), ("unpin", 2, 2)],
     }
     found = {}
-    for name, controls in orders.items():
+    for name, words in orders.items():
         host = _lone_link(lone_engine, [], engines=3).host
-        for control in controls:
-            host._control(control[2], control)
+        for word, where, stamp in words:
+            if word == "clock":
+                host.clock = stamp
+            elif word == "place":
+                ray_transport._place(lone_engine, "x", where, stamp)
+            else:
+                host._control(where, (word, "x", where, stamp))
         found[name] = host.pins.get("x")
 
     assert found == {"the new pin first": 2, "the old life last": None, "in order": 2,
-                     "the driver's word last": None}
+                     "the driver's word last": None, "the driver's word first": None,
+                     "a move after an earlier life there": 2}
+
+
+def test_a_stand_in_sends_to_the_engine_a_newer_pin_names(lone_engine):
+    from backends import ray_transport
+
+    host = _lone_link(lone_engine, [], engines=3).host
+    host._control(1, ("pin", "x", 1, 1))
+    stand_in = host.resolve("x")                       # sends to engine 1
+    assert ray_transport._sends_to(stand_in) == 1
+
+    host._control(2, ("pin", "x", 2, 3))               # a new life on engine 2
+
+    assert ray_transport._sends_to(stand_in) == 2
 
 
 def test_a_call_that_fails_on_the_receiving_engine_passes_its_place_in_the_order(lone_engine):
