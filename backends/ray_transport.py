@@ -95,6 +95,10 @@ UNPINNED_KEPT = 10_000
 # nothing over since the sweep before is dropped (the next send makes it anew),
 # so an engine does not keep one for every id it ever sent to.
 STAND_IN_SWEEP_S = 30.0
+# The driver's own pins (pin= moves, ids of lost engines) are checked against
+# the engines' when they first number this many, then twice as many as were
+# left: those no engine keeps any more (their actors stopped) go.
+DRIVER_PINS_CHECKED_AT = 10_000
 
 # Wire codes of queued items that are not plain sends.  A plain send crosses
 # as the engine's own (sender_id, message, None) tuple, untouched.
@@ -1794,6 +1798,13 @@ def _place(engine: Engine, actor_id: str, where: int, stamp: int) -> None:
     host._send_there(actor_id, where)
 
 
+def _pinned_here(engine: Engine, actor_ids: list[str]) -> list[str]:
+    """Of ``actor_ids``, those this engine still says live here."""
+    host = _current
+    assert host is not None
+    return [actor_id for actor_id in actor_ids if host.pins.get(actor_id) == host.index]
+
+
 def _live_here_at(engine: Engine, actor_id: str) -> tuple[bool, int]:
     """Whether a live actor has ``actor_id`` here, and this engine's clock."""
     host = _current
@@ -2098,6 +2109,7 @@ class RayCluster:
         self._window = window
         self._batch_limit = batch_limit
         self._pins: dict[str, int] = {}
+        self._pins_checked_at = DRIVER_PINS_CHECKED_AT
         self._lost: dict[int, str] = {}
         # The driver's own dead letters, the newest dead_letters_kept, as an engine keeps.
         self._dead: deque[DeadLetter] = deque(maxlen=dead_letters_kept)
@@ -2210,6 +2222,7 @@ class RayCluster:
         if placed is None:
             return home
         self._pins[actor_id] = placed
+        self._check_pins()
         return placed
 
     def _ask_where(self, actor_id: str) -> int | None:
@@ -2343,6 +2356,33 @@ class RayCluster:
         stamp = max(clock for _, clock in found) + 1
         ray.get([self.hosts[i].call.remote(_place, actor_id, where, stamp) for i in live])
         self._pins[actor_id] = where
+        self._check_pins()
+
+    def _check_pins(self) -> None:
+        """Forget the driver's pins that their engines no longer keep (the actor
+        stopped there, and every engine forgot the id), once there are
+        DRIVER_PINS_CHECKED_AT of them, then twice as many as were left: one
+        call per engine now and then, not one per stop.  A pin to a lost
+        engine stays: its ids are placed there for good."""
+        if len(self._pins) < self._pins_checked_at:
+            return
+        by_engine: dict[int, list[str]] = {}
+        for actor_id, where in list(self._pins.items()):
+            if where not in self._lost:
+                by_engine.setdefault(where, []).append(actor_id)
+        engines = list(by_engine)
+        try:
+            kept = ray.get([self.hosts[e].call.remote(_pinned_here, by_engine[e])
+                            for e in engines])
+        except ray.exceptions.RayActorError:
+            kept = None                 # an engine lost meanwhile: next time
+        if kept is not None:
+            for engine, ids, still in zip(engines, (by_engine[e] for e in engines), kept,
+                                          strict=True):
+                for actor_id in set(ids) - set(still):
+                    if self._pins.get(actor_id) == engine:     # not moved meanwhile
+                        del self._pins[actor_id]
+        self._pins_checked_at = max(DRIVER_PINS_CHECKED_AT, 2 * len(self._pins))
 
     def send(self, target_id: str, message: Any, kind: str = "send") -> None:
         """Queue a send on the driver's link to the id's engine; sent at once while

@@ -1116,6 +1116,26 @@ def test_a_stand_in_for_a_publisher_that_stopped_goes_with_its_last_notice(clust
              "the follower's engine to forget the publisher")
 
 
+def test_the_driver_forgets_its_pins_of_actors_that_stopped_once_it_has_many(
+        cluster, monkeypatch):
+    stopped = [_id_on(cluster, 0, f"driver-pinned-{k}") for k in range(5)]   # hash: engine 0
+    for actor_id in stopped:
+        cluster.spawn_actor(Echo, actor_id, pin=1)          # moved: the driver keeps a pin
+    assert [cluster._impl._pins.get(i) for i in stopped] == [1] * 5
+    for actor_id in stopped:
+        cluster.poison_pill(actor_id)
+    assert cluster.wait_idle(60)
+    wait_for(lambda: cluster._impl.call(1, known_of, stopped) == ([], []),
+             "engine 1 to forget them")
+
+    monkeypatch.setattr(cluster._impl, "_pins_checked_at", 0)     # "many" now
+    live = _id_on(cluster, 0, "driver-pinned-live")
+    cluster.spawn_actor(Echo, live, pin=2)
+
+    assert [i for i in stopped + [live] if i in cluster._impl._pins] == [live]
+    assert _ask(cluster, live, "where are you")[1] == 2
+
+
 def test_an_id_that_stopped_on_one_engine_can_be_spawned_by_an_actor_on_another(cluster):
     first = _spawn_on(cluster, 1, Remote, "respawn-first")
     second = _spawn_on(cluster, 0, Remote, "respawn-second")
