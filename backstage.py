@@ -2531,12 +2531,12 @@ class _Sending(_EngineState):
     def _wants_publication(self, subscriber_id: str, publisher_id: str, topic: str) -> bool:
         """Whether a publication from another engine still goes to ``subscriber_id``
         (engine thread): no longer once it unsubscribed, as locally, though the
-        publisher may have sent it before it heard; nor once it stopped (an
-        actor that has the id now, here or elsewhere, did not subscribe): a
-        stopped subscriber gets no publications, and they are no dead letters."""
+        publisher may have sent it before it heard.  An id that is not a local
+        actor keeps it: the transport forwards it to where the id lives (whose
+        engine asks again) or drops it, as no actor here subscribed."""
         sub = self._registry.get(subscriber_id)
         if sub is None or sub._inbox.__class__ is _StandInInbox:
-            return False
+            return True
         subscriptions = sub._subscriptions
         return subscriptions is not None and (publisher_id, topic) in subscriptions
 

@@ -954,7 +954,10 @@ class _Host:
         # a pin that a later unpin overtook on another link is stale (Pins).
         self.clock = 0
         self.pin_stamps: dict[str, int] = {}
-        self.unpinned: dict[str, int] = {}      # id -> its unpin's stamp, the newest kept
+        self.unpinned: dict[tuple[str, int], int] = {}  # (id, engine) -> stamp of its
+        #                                               stop there, the newest kept
+        self.rival_pins: dict[str, dict[int, int]] = {}  # id -> {engine: stamp}: claims
+        #                                               not followed (see Pins)
         # id -> [its stand-in, what it had handed over at the last sweep]
         self.stand_ins: dict[str, list[Any]] = {}
         self.lost: dict[int, str] = {}
@@ -1004,8 +1007,7 @@ class _Host:
         # Told even when the driver placed it here (pin=): a word stamped after
         # anything this engine said of the id's earlier lives, which a link
         # may still carry.
-        self.pin(actor_id, self.index)
-        stamp = self.pin_stamps[actor_id]
+        stamp = self.pin(actor_id, self.index)
         for link in self.links.values():
             link.add_control(("pin", actor_id, self.index, stamp))
 
@@ -1014,7 +1016,7 @@ class _Host:
         lived, this one too.  Else each would keep an entry for every id ever
         spawned in the cluster, for good (103 bytes each)."""
         actor_id = ctx.actor_id
-        if self.pins.get(actor_id) != self.index or _is_stand_in(ctx) \
+        if not self.claims(actor_id, self.index) or _is_stand_in(ctx) \
                 or self.engine._closed or self.closing:
             return
         stamp = self.unpin(actor_id, self.index)
@@ -1022,49 +1024,77 @@ class _Host:
             link.add_control(("unpin", actor_id, self.index, stamp))
 
     # -- pins ------------------------------------------------------------------
-    # Where ids live that are not (or not only) on their hash engine.  Every
-    # word of where an id lives or stopped living carries a Lamport stamp: an
-    # engine's own (spawned, stopped) from its clock; the driver's move
-    # (pin=) one above every engine's clock, read as it checked that no
-    # actor lives under the id; the driver's word of its spawn the stamp the
-    # engine gave its own.  An engine that spawns an id has heard the unpin of
-    # the id's last place (else placing() refuses), so its pin's stamp is
-    # higher than that unpin's, which is higher than the stale pin's.  Links
-    # keep order each, not among them, so a stale word can come after a newer
-    # one, or after the unpin that ended it (kept for the newest UNPINNED_KEPT
-    # ids): either is ignored.
+    # Where ids live that are not (or not only) on their hash engine.  Each
+    # engine says where its own actors live (spawned) and when they stopped
+    # (stopped); what engine e said holds until e says otherwise, and a link
+    # keeps e's words in order.  Links keep no order among them, so two
+    # engines' words may both claim an id for a while (an earlier life whose
+    # stop is still on its way, a new one elsewhere): each claim is kept until
+    # its own engine ends it, and the id is sent to the claim with the
+    # highest Lamport stamp (an engine that spawns an id after it heard of its
+    # last stop stamps higher than that stop).  The driver's words come over
+    # its own link: its move (pin=) is stamped one above every engine's
+    # clock, read as it checked that no actor lives under the id; its word of
+    # a spawn carries the stamp the engine gave its own, and one that comes
+    # after that engine's stop of the id is stale (the last stop each engine
+    # said of an id is kept for the newest UNPINNED_KEPT).
 
-    def pin(self, actor_id: str, where: int, stamp: int | None = None) -> bool:
-        """Note that ``actor_id`` lives on engine ``where``, unless a newer word
-        says otherwise; ``stamp``: the word's, None for this engine's own.
-        Returns whether it was taken."""
+    def pin(self, actor_id: str, where: int, stamp: int | None = None) -> int | None:
+        """Engine ``where`` holds ``actor_id``; ``stamp``: the word's, None for
+        this engine's own.  Returns the claim's stamp, or None for a stale word."""
         if stamp is None:
             self.clock = stamp = self.clock + 1
         else:
             self.clock = max(self.clock, stamp)
-            if stamp < max(self.pin_stamps.get(actor_id, 0), self.unpinned.get(actor_id, 0)):
-                return False                # overtaken: ignored
-        self.unpinned.pop(actor_id, None)
-        self.pins[actor_id] = where
-        self.pin_stamps[actor_id] = stamp
-        return True
+            if stamp <= self.unpinned.get((actor_id, where), 0):
+                return None                 # a life that engine ended since
+        current = self.pins.get(actor_id)
+        if current is None or current == where:
+            stamp = max(stamp, self.pin_stamps.get(actor_id, 0)) if current == where else stamp
+            self.pins[actor_id] = where
+            self.pin_stamps[actor_id] = stamp
+            return stamp
+        rivals = self.rival_pins.setdefault(actor_id, {})
+        if stamp > self.pin_stamps[actor_id]:          # the newer claim is followed
+            rivals[current] = self.pin_stamps[actor_id]
+            rivals.pop(where, None)
+            self.pins[actor_id] = where
+            self.pin_stamps[actor_id] = stamp
+            return stamp
+        rivals[where] = stamp = max(stamp, rivals.get(where, 0))
+        return stamp
+
+    def claims(self, actor_id: str, where: int) -> bool:
+        """Whether engine ``where`` has said that it holds ``actor_id``."""
+        rivals = self.rival_pins.get(actor_id)
+        return self.pins.get(actor_id) == where or (rivals is not None and where in rivals)
 
     def unpin(self, actor_id: str, where: int, stamp: int | None = None) -> int:
-        """Forget that ``actor_id`` lives on engine ``where`` (it stopped there);
-        a pin to another engine, or a newer one, stays."""
+        """Engine ``where`` no longer holds ``actor_id`` (it stopped there): its
+        claim goes, unless newer; another engine's claim, if any, is followed."""
         if stamp is None:
             self.clock = stamp = self.clock + 1
         else:
             self.clock = max(self.clock, stamp)
-        if self.pins.get(actor_id) != where or stamp < self.pin_stamps.get(actor_id, 0):
-            return stamp
-        del self.pins[actor_id]
-        del self.pin_stamps[actor_id]
         unpinned = self.unpinned
-        unpinned.pop(actor_id, None)        # the newest last: the first goes first
-        unpinned[actor_id] = stamp
-        if len(unpinned) > UNPINNED_KEPT:
-            del unpinned[next(iter(unpinned))]
+        key = (actor_id, where)
+        if stamp > unpinned.pop(key, 0):
+            unpinned[key] = stamp           # the newest last: the first goes first
+            if len(unpinned) > UNPINNED_KEPT:
+                del unpinned[next(iter(unpinned))]
+        rivals = self.rival_pins.get(actor_id)
+        if self.pins.get(actor_id) == where and stamp >= self.pin_stamps[actor_id]:
+            if rivals:
+                best = max(rivals, key=rivals.__getitem__)
+                self.pins[actor_id] = best
+                self.pin_stamps[actor_id] = rivals.pop(best)
+            else:
+                del self.pins[actor_id]
+                del self.pin_stamps[actor_id]
+        elif rivals is not None and where in rivals and stamp >= rivals[where]:
+            del rivals[where]
+        if rivals is not None and not rivals:
+            del self.rival_pins[actor_id]
         return stamp
 
     def _unpinned_there(self, actor_id: str, where: int, stamp: int) -> None:
@@ -1136,6 +1166,9 @@ class _Host:
         where = self.pins.get(actor_id)
         if where is not None and where != self.index:
             raise ValueError(_placed_elsewhere(actor_id, self.index, where))
+        for rival in self.rival_pins.get(actor_id, ()):
+            if rival != self.index:         # an engine still says it holds the id
+                raise ValueError(_placed_elsewhere(actor_id, self.index, rival))
 
     # -- inbound ---------------------------------------------------------------
 
@@ -1362,6 +1395,12 @@ class _Host:
         sender_id, message, code = item
         if code == _PUBLISH:
             topic, message = message
+            if target_id not in self.engine._registry \
+                    and self.pins.get(target_id, self.index) == self.index:
+                # The subscriber stopped, and no engine says it holds the id:
+                # dropped, as a stopped subscriber's are on one engine (an
+                # actor spawned under the id since did not subscribe).
+                return _UNWANTED
             if not self.engine._wants_publication(target_id, sender_id, topic):
                 return _UNWANTED
             return backstage._remote_item(sender_id, _MT.PUBLISH, message, topic)
@@ -1385,7 +1424,8 @@ class _Host:
         if code == _DROPPED:
             _publisher_stopped(engine, sender_id, target_id, topic)
             publisher = engine._registry.get(sender_id)
-            if publisher is not None and _is_stand_in(publisher) and sender_id in self.unpinned:
+            if publisher is not None and _is_stand_in(publisher) \
+                    and (sender_id, src) in self.unpinned:
                 self._drop_if_idle(publisher, src)      # it stopped: its last word here
             return
         remote = engine._registry.get(sender_id)
@@ -1409,7 +1449,7 @@ class _Host:
                 # No publisher here: the subscriber's engine drops the
                 # subscription, as it does when a publisher stops.
                 engine._enqueue(remote, (target_id, topic, backstage._DROPPED))
-        if (code == _UNSUB or code == _DEMON) and sender_id in self.unpinned \
+        if (code == _UNSUB or code == _DEMON) and (sender_id, src) in self.unpinned \
                 and _is_stand_in(remote):
             self._drop_if_idle(remote, src)     # the last of what it held, after its stop
 
@@ -1422,8 +1462,9 @@ class _Host:
             self.engine._settle_reply(reply_id, value, exc)
         elif control[0] == "pin":
             _, actor_id, where, stamp = control
-            if self.pin(actor_id, where, stamp):
-                self._send_there(actor_id, where)
+            # A stand-in that sends elsewhere keeps doing so: what it sent may
+            # still be forwarded from there, and must not be overtaken.
+            self.pin(actor_id, where, stamp)
         elif control[0] == "unpin":
             self._unpinned_there(*control[1:])
         elif control[0] == "ask":

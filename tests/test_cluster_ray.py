@@ -1136,6 +1136,30 @@ def test_the_driver_forgets_its_pins_of_actors_that_stopped_once_it_has_many(
     assert _ask(cluster, live, "where are you")[1] == 2
 
 
+def test_publications_reach_a_new_life_of_a_subscriber_through_a_stand_in_of_its_last(
+        cluster):
+    publisher = _spawn_on(cluster, 0, Remote, "relives-publisher")
+    watcher = _spawn_on(cluster, 0, Remote, "relives-watcher")
+    first, second = (_spawn_on(cluster, e, Remote, f"relives-spawner{e}") for e in (1, 2))
+    subscriber = _id_on(cluster, 0, "relives-subscriber")
+    assert _ask(cluster, first, ("spawn", Remote, subscriber)) == 1
+    assert cluster.wait_idle(60)
+    _ask(cluster, watcher, ("monitor", subscriber))   # engine 0's stand-in for it, to 1
+    _ask(cluster, subscriber, ("subscribe", publisher))
+    assert cluster.wait_idle(60)
+    _ask(cluster, first, ("pill", subscriber))
+    assert cluster.wait_idle(60)
+
+    assert _ask(cluster, second, ("spawn", Remote, subscriber)) == 2   # its next life
+    assert cluster.wait_idle(60)
+    _ask(cluster, subscriber, ("subscribe", publisher))
+    assert cluster.wait_idle(60)
+    _ask(cluster, publisher, ("publish", ["news"]))
+    assert cluster.wait_idle(60)
+
+    assert _ask(cluster, subscriber, ("got",)) == [(publisher, "PUBLISH", "news", "default")]
+
+
 def test_an_id_that_stopped_on_one_engine_can_be_spawned_by_an_actor_on_another(cluster):
     first = _spawn_on(cluster, 1, Remote, "respawn-first")
     second = _spawn_on(cluster, 0, Remote, "respawn-second")
@@ -1919,7 +1943,12 @@ def test_a_word_of_where_an_id_lives_that_a_newer_one_overtook_is_ignored(lone_e
     orders = {
         # Engine 2 heard of the stop before it spawned "x": its stamps are higher.
         "the new pin first": [("pin", 2, 3), ("pin", 1, 1), ("unpin", 1, 2)],
-        "the old life last": [("pin", 2, 3), ("unpin", 2, 4), ("pin", 1, 1)],
+        "the old life last": [("pin", 2, 3), ("unpin", 2, 4), ("pin", 1, 1), ("unpin", 1, 2)],
+        # Two lives that knew nothing of each other: engine 2 ran its clock up
+        # and ended its life of "x"; engine 1, which had heard of none of it,
+        # spawned "x" with a lower stamp.  Engine 1's claim holds.
+        "lives unaware of each other": [("pin", 2, 67), ("unpin", 2, 68), ("pin", 1, 6)],
+        "their words crossed": [("pin", 2, 67), ("pin", 1, 6), ("unpin", 2, 68)],
         "in order": [("pin", 1, 1), ("unpin", 1, 2), ("pin", 2, 3)],
         # The driver's word of its spawn on engine 1 (the engine's own stamp)
         # after the stop, though engine 0's clock is far ahead.
@@ -1943,21 +1972,24 @@ def test_a_word_of_where_an_id_lives_that_a_newer_one_overtook_is_ignored(lone_e
         found[name] = host.pins.get("x")
 
     assert found == {"the new pin first": 2, "the old life last": None, "in order": 2,
+                     "lives unaware of each other": 1, "their words crossed": 1,
                      "the driver's word last": None, "the driver's word first": None,
                      "a move after an earlier life there": 2}
 
 
-def test_a_stand_in_sends_to_the_engine_a_newer_pin_names(lone_engine):
+def test_a_stand_in_keeps_its_engine_when_a_pin_names_another(lone_engine):
+    # What it sent may be on its way from there to the actor (the id's hash
+    # engine forwards): sending straight to the new place would overtake it.
     from backends import ray_transport
 
     host = _lone_link(lone_engine, [], engines=3).host
-    host._control(1, ("pin", "x", 1, 1))
-    stand_in = host.resolve("x")                       # sends to engine 1
+    actor_id = next(f"x{i}" for i in range(100) if ray_transport.home_of(f"x{i}", 3) == 1)
+    stand_in = host.resolve(actor_id)                   # sends to its hash engine
     assert ray_transport._sends_to(stand_in) == 1
 
-    host._control(2, ("pin", "x", 2, 3))               # a new life on engine 2
+    host._control(2, ("pin", actor_id, 2, 3))          # an actor on engine 2 spawned it
 
-    assert ray_transport._sends_to(stand_in) == 2
+    assert ray_transport._sends_to(stand_in) == 1 and host.pins[actor_id] == 2
 
 
 def test_a_call_that_fails_on_the_receiving_engine_passes_its_place_in_the_order(lone_engine):
