@@ -958,6 +958,10 @@ class _Host:
         #                                               stop there, the newest kept
         self.rival_pins: dict[str, dict[int, int]] = {}  # id -> {engine: stamp}: claims
         #                                               not followed (see Pins)
+        # id -> (engine, stamp, sweep number): a claim only the driver has made
+        # so far (its word of a spawn), ended at the sweep after the next.
+        self.hearsay: dict[str, tuple[int, int, int]] = {}
+        self.sweeps = 0
         # id -> [its stand-in, what it had handed over at the last sweep]
         self.stand_ins: dict[str, list[Any]] = {}
         self.lost: dict[int, str] = {}
@@ -1121,13 +1125,17 @@ class _Host:
         that never lived, of actors not sent to lately.  Dropping one loses
         nothing, and keeps order: the next send makes it anew, over the same
         link while the id's place is the same.  Returns how many went."""
-        links = self.links.values()
+        self.sweeps += 1
+        for actor_id, (where, stamp, made) in list(self.hearsay.items()):
+            if made < self.sweeps - 1:
+                del self.hearsay[actor_id]
+                self.unpin(actor_id, where, stamp)
         dropped = 0
         for actor_id, entry in list(self.stand_ins.items()):
             ctx: Any = entry[0]
             if ctx._state is not _RUNNING:
                 del self.stand_ins[actor_id]            # stopped meanwhile
-            elif ctx._count == entry[1] and _idle_stand_in(ctx, links):
+            elif ctx._count == entry[1] and self._droppable(ctx):
                 self.engine._stop_stand_in(actor_id, f"{actor_id!r} was not sent to lately")
                 del self.stand_ins[actor_id]
                 dropped += 1
@@ -1152,12 +1160,23 @@ class _Host:
         link = self.links[where]
         ctx._inbox._flush, ctx._inbox._flush_run = link.hand, link.hand_run
 
+    def _droppable(self, ctx: Any) -> bool:
+        """Whether the stand-in ``ctx`` may go: it holds nothing, and a new one
+        would send over the same link, or the id lives nowhere now.  One that
+        sends elsewhere than the id lives (its hash engine forwards) stays:
+        what it sent may be on its way there still, and a new one sending
+        straight to the actor could overtake it."""
+        if not _idle_stand_in(ctx, self.links.values()):
+            return False
+        where = self.pins.get(ctx.actor_id)
+        return where is None or where == _sends_to(ctx)
+
     def _drop_if_idle(self, ctx: Any, where: int) -> None:
         """Drop the stand-in ``ctx`` of an actor that stopped on engine ``where``
         if it holds nothing (``_idle_stand_in``): what it held goes first (an
         actor that stops unsubscribes and demonitors through its stand-ins,
         which may send after the word of its stop)."""
-        if ctx._state is _RUNNING and _idle_stand_in(ctx, self.links.values()):
+        if ctx._state is _RUNNING and self._droppable(ctx):
             self.engine._stop_stand_in(ctx.actor_id, f"{ctx.actor_id!r} stopped on engine "
                                                      f"{where}")
 
@@ -1167,7 +1186,7 @@ class _Host:
         if where is not None and where != self.index:
             raise ValueError(_placed_elsewhere(actor_id, self.index, where))
         for rival in self.rival_pins.get(actor_id, ()):
-            if rival != self.index:         # an engine still says it holds the id
+            if rival != self.index and rival not in self.lost:  # it still says it holds the id
                 raise ValueError(_placed_elsewhere(actor_id, self.index, rival))
 
     # -- inbound ---------------------------------------------------------------
@@ -1464,7 +1483,15 @@ class _Host:
             _, actor_id, where, stamp = control
             # A stand-in that sends elsewhere keeps doing so: what it sent may
             # still be forwarded from there, and must not be overtaken.
-            self.pin(actor_id, where, stamp)
+            if src != DRIVER:
+                if self.hearsay.get(actor_id, (None,))[0] == where:
+                    del self.hearsay[actor_id]          # its engine's own word came
+                self.pin(actor_id, where, stamp)
+            elif not self.claims(actor_id, where) and self.pin(actor_id, where, stamp):
+                # The driver's word of its spawn, until the engine's own comes:
+                # if that came (and the stop after it) before this, and the
+                # stop is no longer remembered, the next sweep ends the claim.
+                self.hearsay[actor_id] = (where, stamp, self.sweeps)
         elif control[0] == "unpin":
             self._unpinned_there(*control[1:])
         elif control[0] == "ask":
@@ -1835,8 +1862,16 @@ def _place(engine: Engine, actor_id: str, where: int, stamp: int) -> None:
     held becomes dead letters: no actor had the id when they were sent)."""
     host = _current
     assert host is not None
+    host.rival_pins.pop(actor_id, None)     # no live engine holds it, the driver found
     host.pin(actor_id, where, stamp)
     host._send_there(actor_id, where)
+
+
+def _unplace(engine: Engine, actor_id: str, where: int, stamp: int) -> None:
+    """The driver's move whose spawn failed: its claim goes (as a stop would end it)."""
+    host = _current
+    assert host is not None
+    host.unpin(actor_id, where, stamp)
 
 
 def _pinned_here(engine: Engine, actor_ids: list[str]) -> list[str]:
@@ -2346,8 +2381,7 @@ class RayCluster:
         except Exception as exc:
             raise TypeError(_unpicklable_reason(f"spawn_actor({actor_class.__name__}, ...)",
                                                 f"{type(exc).__name__}: {exc}")) from None
-        if where != placed:
-            self._move(actor_id, where)
+        moved = self._move(actor_id, where) if where != placed else None
         with self._lock:
             self._check_open(f"spawn {actor_id!r}")        # close() may have begun since
             self._flush(where, force=True)
@@ -2361,6 +2395,8 @@ class RayCluster:
                 f"the spawn (the actor may have been made there, and is gone with it); pass "
                 f"pin= one of the live engines {live} to spawn it there") from None
         if status == "err":
+            if moved is not None:       # no actor will end the move's claim: it goes now
+                self._unmove(actor_id, where, moved)
             raise failure
         if where == placed:         # (a move told every engine already, see _move)
             self._announce(actor_id, where, failure)
@@ -2379,7 +2415,14 @@ class RayCluster:
                     if self._window_used[engine] < self._window:
                         self._flush(engine, force=False)
 
-    def _move(self, actor_id: str, where: int) -> None:
+    def _unmove(self, actor_id: str, where: int, stamp: int) -> None:
+        live = [i for i in range(self.count) if i not in self._lost]
+        with contextlib.suppress(ray.exceptions.RayActorError):    # lost: its pins with it
+            ray.get([self.hosts[i].call.remote(_unplace, actor_id, where, stamp) for i in live])
+        if self._pins.get(actor_id) == where:
+            del self._pins[actor_id]
+
+    def _move(self, actor_id: str, where: int) -> int:
         """Place ``actor_id`` on engine ``where`` on every engine, before its spawn.
 
         Refused while an actor is live under that id on another engine: two
@@ -2394,10 +2437,11 @@ class RayCluster:
                              f"id is live on engine {elsewhere[0]}; stop it first "
                              f"(cluster.poison_pill({actor_id!r}), then wait until it is "
                              f"gone) or pick another id")
-        stamp = max(clock for _, clock in found) + 1
+        stamp: int = max(clock for _, clock in found) + 1
         ray.get([self.hosts[i].call.remote(_place, actor_id, where, stamp) for i in live])
         self._pins[actor_id] = where
         self._check_pins()
+        return stamp
 
     def _check_pins(self) -> None:
         """Forget the driver's pins that their engines no longer keep (the actor

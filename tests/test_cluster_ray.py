@@ -321,6 +321,22 @@ def test_a_spawn_whose_arguments_do_not_unpickle_on_the_engine_fails_and_the_dri
         _ask(cluster, target, "x")
 
 
+def test_a_pin_whose_spawn_fails_on_the_engine_leaves_the_id_placed_nowhere(
+        cluster, tmp_path, monkeypatch):
+    (tmp_path / "late_pinned.py").write_text("class Config:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))        # the driver's only, after the start
+    late_pinned = importlib.import_module("late_pinned")
+    target = _id_on(cluster, 1, "late-pinned")
+
+    with pytest.raises(TypeError, match=r"^engine 2 could not unpickle"):
+        cluster.spawn_actor(Echo, target, late_pinned.Config(), pin=2)
+
+    assert [cluster._impl.call(e, known_of, [target])[0] for e in range(3)] == [[], [], []]
+    assert target not in cluster._impl._pins
+    spawner = _spawn_on(cluster, 0, Remote, "after-failed-pin")
+    assert _ask(cluster, spawner, ("spawn", Echo, target)) == 0     # not refused
+
+
 # -- actors across engines --------------------------------------------------------
 
 @pytest.mark.parametrize("cls", [Account, None])
@@ -1430,6 +1446,26 @@ def test_subscribers_to_a_publisher_on_a_lost_engine_lose_the_subscription(clust
         assert [t.actor_id for t in told] == [publisher]
 
 
+def test_the_actors_of_a_lost_engine_can_be_spawned_again_on_live_ones_with_pin(cluster):
+    with backstage.Cluster("ray", engines=3, ray_init=RAY_INIT) as doomed:
+        by_driver = _id_on(doomed, 1, "lost-by-driver")
+        doomed.spawn_actor(Echo, by_driver)
+        spawner = _spawn_on(doomed, 1, Remote, "lost-spawner")
+        by_actor = _id_on(doomed, 0, "lost-by-actor")
+        assert _ask(doomed, spawner, ("spawn", Echo, by_actor)) == 1
+        assert doomed.wait_idle(60)
+
+        doomed.kill_engine(1)
+        while 1 not in doomed.lost:
+            time.sleep(0.01)
+        assert doomed.wait_idle(60)
+
+        doomed.spawn_actor(Echo, by_driver, pin=0)
+        doomed.spawn_actor(Echo, by_actor, pin=2)
+        assert _ask(doomed, by_driver, "back")[1] == 0
+        assert _ask(doomed, by_actor, "back")[1] == 2
+
+
 def test_an_ask_from_the_driver_fails_when_the_engine_is_lost(cluster):
     with backstage.Cluster("ray", engines=2) as doomed:
         target = _id_on(doomed, 1, "lost-target")
@@ -1975,6 +2011,44 @@ def test_a_word_of_where_an_id_lives_that_a_newer_one_overtook_is_ignored(lone_e
                      "lives unaware of each other": 1, "their words crossed": 1,
                      "the driver's word last": None, "the driver's word first": None,
                      "a move after an earlier life there": 2}
+
+
+def test_the_drivers_word_of_a_spawn_that_its_engine_never_confirms_ends_at_the_second_sweep(
+        lone_engine):
+    # Its engine's own word, and the stop after it, came first and the stop is
+    # forgotten (10,000 stops since): nothing would ever end the driver's claim.
+    from backends import ray_transport
+
+    host = _lone_link(lone_engine, [], engines=3).host
+    host._control(ray_transport.DRIVER, ("pin", "late", 1, 5))
+    host._control(ray_transport.DRIVER, ("pin", "confirmed", 2, 7))
+    host._control(2, ("pin", "confirmed", 2, 7))        # its engine's own word
+    host.sweep_stand_ins()
+    assert host.pins == {"late": 1, "confirmed": 2}
+
+    host.sweep_stand_ins()
+
+    assert host.pins == {"confirmed": 2}
+
+
+def test_a_stand_in_that_sends_where_the_id_no_longer_lives_is_swept_only_once_it_lives_nowhere(
+        lone_engine):
+    # Its id's hash engine forwards what it sent: a new stand-in, straight to
+    # the actor, could overtake it while the actor lives.
+    from backends import ray_transport
+
+    host = _lone_link(lone_engine, [], engines=3).host
+    actor_id = next(f"y{i}" for i in range(100) if ray_transport.home_of(f"y{i}", 3) == 1)
+    host.resolve(actor_id)                              # to its hash engine, 1
+    host._control(2, ("pin", actor_id, 2, 3))          # an actor on engine 2 spawned it
+    host.sweep_stand_ins()
+    host.sweep_stand_ins()
+    assert lone_engine._registry.get(actor_id) is not None
+
+    host._control(2, ("unpin", actor_id, 2, 4))        # and stopped
+    host.sweep_stand_ins()
+
+    assert lone_engine._registry.get(actor_id) is None
 
 
 def test_a_stand_in_keeps_its_engine_when_a_pin_names_another(lone_engine):
