@@ -301,11 +301,17 @@ def test_an_exception_in_the_constructor_propagates_to_spawn_actor(cluster):
         _ask(cluster, "no-path", "x")
 
 
+def _driver_only_module(name, tmp_path, monkeypatch):
+    """A module of the driver's alone, made after the engines started: an
+    instance of its class does not unpickle on them."""
+    (tmp_path / f"{name}.py").write_text("class Config:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return importlib.import_module(name)
+
+
 def test_a_spawn_whose_arguments_do_not_unpickle_on_the_engine_fails_and_the_driver_goes_on(
         cluster, tmp_path, monkeypatch):
-    (tmp_path / "late_module.py").write_text("class Config:\n    pass\n")
-    monkeypatch.syspath_prepend(str(tmp_path))        # the driver's only, after the start
-    late_module = importlib.import_module("late_module")
+    late_module = _driver_only_module("late_module", tmp_path, monkeypatch)
     target = _id_on(cluster, 1, "late-config")
     counter = _id_on(cluster, 1, "late-counter")
     cluster.spawn_actor(Echo, counter)
@@ -323,9 +329,7 @@ def test_a_spawn_whose_arguments_do_not_unpickle_on_the_engine_fails_and_the_dri
 
 def test_a_pin_whose_spawn_fails_on_the_engine_leaves_the_id_placed_nowhere(
         cluster, tmp_path, monkeypatch):
-    (tmp_path / "late_pinned.py").write_text("class Config:\n    pass\n")
-    monkeypatch.syspath_prepend(str(tmp_path))        # the driver's only, after the start
-    late_pinned = importlib.import_module("late_pinned")
+    late_pinned = _driver_only_module("late_pinned", tmp_path, monkeypatch)
     target = _id_on(cluster, 1, "late-pinned")
 
     with pytest.raises(TypeError, match=r"^engine 2 could not unpickle"):
@@ -845,12 +849,18 @@ def test_publish_and_subscribe_across_engines(cluster):
         (publisher, "PUBLISH", "news-1", "default"), (publisher, "PUBLISH", "news-2", "default")]
 
 
-def test_no_publication_reaches_a_subscriber_on_another_engine_after_it_unsubscribes(
-        cluster, tmp_path):
-    publisher = _spawn_on(cluster, 0, Remote, "late-pub")
-    subscriber = _spawn_on(cluster, 1, Remote, "late-sub")
+def _subscribed(cluster, prefix):
+    """A publisher on engine 0, and its subscriber on engine 1."""
+    publisher = _spawn_on(cluster, 0, Remote, f"{prefix}-pub")
+    subscriber = _spawn_on(cluster, 1, Remote, f"{prefix}-sub")
     _ask(cluster, subscriber, ("subscribe", publisher))
     assert cluster.wait_idle(60)
+    return publisher, subscriber
+
+
+def test_no_publication_reaches_a_subscriber_on_another_engine_after_it_unsubscribes(
+        cluster, tmp_path):
+    publisher, subscriber = _subscribed(cluster, "late")
 
     # The publisher's engine is blocked when the unsubscribe reaches it; then
     # the publisher publishes to the subscribers it still knows of.
@@ -866,10 +876,7 @@ def test_no_publication_reaches_a_subscriber_on_another_engine_after_it_unsubscr
 
 def test_a_publication_that_reaches_a_subscriber_on_another_engine_after_it_stopped_is_dropped(
         cluster, tmp_path):
-    publisher = _spawn_on(cluster, 0, Remote, "pub-of-gone")
-    subscriber = _spawn_on(cluster, 1, Remote, "gone-sub")
-    _ask(cluster, subscriber, ("subscribe", publisher))
-    assert cluster.wait_idle(60)
+    publisher, subscriber = _subscribed(cluster, "gone")
 
     # The publisher publishes before it hears that its subscriber stopped.
     release = _blocked(cluster, publisher, tmp_path, then_publish=["too late"])
