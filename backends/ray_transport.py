@@ -1086,6 +1086,11 @@ class _Host:
             unpinned[key] = stamp           # the newest last: the first goes first
             if len(unpinned) > UNPINNED_KEPT:
                 del unpinned[next(iter(unpinned))]
+        self._end_claim(actor_id, where, stamp)
+        return stamp
+
+    def _end_claim(self, actor_id: str, where: int, stamp: int) -> None:
+        """Engine ``where``'s claim on ``actor_id`` ends, unless newer than ``stamp``."""
         rivals = self.rival_pins.get(actor_id)
         if self.pins.get(actor_id) == where and stamp >= self.pin_stamps[actor_id]:
             if rivals:
@@ -1099,7 +1104,6 @@ class _Host:
             del rivals[where]
         if rivals is not None and not rivals:
             del self.rival_pins[actor_id]
-        return stamp
 
     def _unpinned_there(self, actor_id: str, where: int, stamp: int) -> None:
         """Engine ``where`` says ``actor_id`` stopped there: forget its pin, and
@@ -1128,8 +1132,9 @@ class _Host:
         self.sweeps += 1
         for actor_id, (where, stamp, made) in list(self.hearsay.items()):
             if made < self.sweeps - 1:
+                # Not remembered as a stop: the engine's own word may still come.
                 del self.hearsay[actor_id]
-                self.unpin(actor_id, where, stamp)
+                self._end_claim(actor_id, where, stamp)
         dropped = 0
         for actor_id, entry in list(self.stand_ins.items()):
             ctx: Any = entry[0]
@@ -1833,7 +1838,9 @@ def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: s
     try:
         host.placing(actor_id)
         host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
-        result.set_result(("ok", host.pin_stamps.get(actor_id, 0)))
+        own = host.pin_stamps.get(actor_id, 0) if host.pins.get(actor_id) == host.index \
+            else host.rival_pins.get(actor_id, {}).get(host.index, 0)
+        result.set_result(("ok", own))
     except BaseException as exc:
         result.set_result(("err", _portable_exception(exc)))
 
@@ -1862,7 +1869,11 @@ def _place(engine: Engine, actor_id: str, where: int, stamp: int) -> None:
     held becomes dead letters: no actor had the id when they were sent)."""
     host = _current
     assert host is not None
-    host.rival_pins.pop(actor_id, None)     # no live engine holds it, the driver found
+    # The only claim from now on: no live engine holds the id, the driver
+    # found, and a lost engine's claim must not come back when it stops.
+    host.rival_pins.pop(actor_id, None)
+    host.pins.pop(actor_id, None)
+    host.pin_stamps.pop(actor_id, None)
     host.pin(actor_id, where, stamp)
     host._send_there(actor_id, where)
 
@@ -1875,10 +1886,12 @@ def _unplace(engine: Engine, actor_id: str, where: int, stamp: int) -> None:
 
 
 def _pinned_here(engine: Engine, actor_ids: list[str]) -> list[str]:
-    """Of ``actor_ids``, those this engine still says live here."""
+    """Of ``actor_ids``, those this engine knows an engine to hold: the driver
+    keeps its pin of those (it sends there, and the engine forwards: sending
+    elsewhere now could overtake what is on its way)."""
     host = _current
     assert host is not None
-    return [actor_id for actor_id in actor_ids if host.pins.get(actor_id) == host.index]
+    return [actor_id for actor_id in actor_ids if actor_id in host.pins]
 
 
 def _live_here_at(engine: Engine, actor_id: str) -> tuple[bool, int]:
@@ -2381,7 +2394,7 @@ class RayCluster:
         except Exception as exc:
             raise TypeError(_unpicklable_reason(f"spawn_actor({actor_class.__name__}, ...)",
                                                 f"{type(exc).__name__}: {exc}")) from None
-        moved = self._move(actor_id, where) if where != placed else None
+        moved = self._move(actor_id, where) if pin is not None or where != placed else None
         with self._lock:
             self._check_open(f"spawn {actor_id!r}")        # close() may have begun since
             self._flush(where, force=True)
@@ -2398,7 +2411,7 @@ class RayCluster:
             if moved is not None:       # no actor will end the move's claim: it goes now
                 self._unmove(actor_id, where, moved)
             raise failure
-        if where == placed:         # (a move told every engine already, see _move)
+        if moved is None:           # (a move told every engine already, see _move)
             self._announce(actor_id, where, failure)
 
     def _announce(self, actor_id: str, where: int, stamp: int) -> None:
@@ -2422,7 +2435,7 @@ class RayCluster:
         if self._pins.get(actor_id) == where:
             del self._pins[actor_id]
 
-    def _move(self, actor_id: str, where: int) -> int:
+    def _move(self, actor_id: str, where: int) -> int | None:
         """Place ``actor_id`` on engine ``where`` on every engine, before its spawn.
 
         Refused while an actor is live under that id on another engine: two
@@ -2437,6 +2450,8 @@ class RayCluster:
                              f"id is live on engine {elsewhere[0]}; stop it first "
                              f"(cluster.poison_pill({actor_id!r}), then wait until it is "
                              f"gone) or pick another id")
+        if any(here for i, (here, _) in zip(live, found, strict=True) if i == where):
+            return None         # placed there already: the spawn finds the actor
         stamp: int = max(clock for _, clock in found) + 1
         ray.get([self.hosts[i].call.remote(_place, actor_id, where, stamp) for i in live])
         self._pins[actor_id] = where

@@ -327,6 +327,19 @@ def test_a_spawn_whose_arguments_do_not_unpickle_on_the_engine_fails_and_the_dri
         _ask(cluster, target, "x")
 
 
+def test_a_pin_onto_the_engine_where_an_actor_spawned_the_id_keeps_that_actor_placed(cluster):
+    spawner = _spawn_on(cluster, 0, Remote, "keeps-spawner")
+    taken = _id_on(cluster, 2, "keeps-taken")
+    assert _ask(cluster, spawner, ("spawn", Echo, taken)) == 0
+    assert cluster.wait_idle(60)
+
+    with pytest.raises(Exception, match=taken):       # taken there, by another class
+        cluster.spawn_actor(Collector, taken, pin=0)
+
+    assert [cluster._impl.call(e, known_of, [taken])[0] for e in range(3)] == [[taken]] * 3
+    assert _ask(cluster, taken, "still here")[1] == 0
+
+
 def test_a_pin_whose_spawn_fails_on_the_engine_leaves_the_id_placed_nowhere(
         cluster, tmp_path, monkeypatch):
     late_pinned = _driver_only_module("late_pinned", tmp_path, monkeypatch)
@@ -1459,7 +1472,9 @@ def test_the_actors_of_a_lost_engine_can_be_spawned_again_on_live_ones_with_pin(
         doomed.spawn_actor(Echo, by_driver)
         spawner = _spawn_on(doomed, 1, Remote, "lost-spawner")
         by_actor = _id_on(doomed, 0, "lost-by-actor")
-        assert _ask(doomed, spawner, ("spawn", Echo, by_actor)) == 1
+        at_home = _id_on(doomed, 0, "lost-at-home")           # pinned to its hash engine
+        for actor_id in (by_actor, at_home):
+            assert _ask(doomed, spawner, ("spawn", Echo, actor_id)) == 1
         assert doomed.wait_idle(60)
 
         doomed.kill_engine(1)
@@ -1469,8 +1484,15 @@ def test_the_actors_of_a_lost_engine_can_be_spawned_again_on_live_ones_with_pin(
 
         doomed.spawn_actor(Echo, by_driver, pin=0)
         doomed.spawn_actor(Echo, by_actor, pin=2)
+        doomed.spawn_actor(Echo, at_home, pin=0)
         assert _ask(doomed, by_driver, "back")[1] == 0
         assert _ask(doomed, by_actor, "back")[1] == 2
+        assert _ask(doomed, at_home, "back")[1] == 0
+
+        doomed.poison_pill(by_actor)            # the lost engine's claim does not come back
+        assert doomed.wait_idle(60)
+        respawner = _spawn_on(doomed, 0, Remote, "lost-respawner")
+        assert _ask(doomed, respawner, ("spawn", Echo, by_actor)) == 0
 
 
 def test_an_ask_from_the_driver_fails_when_the_engine_is_lost(cluster):
@@ -2036,6 +2058,18 @@ def test_the_drivers_word_of_a_spawn_that_its_engine_never_confirms_ends_at_the_
     host.sweep_stand_ins()
 
     assert host.pins == {"confirmed": 2}
+    host._control(1, ("pin", "late", 1, 5))       # its engine's own word, very late
+    assert host.pins == {"confirmed": 2, "late": 1}
+
+
+def test_the_driver_keeps_its_pin_of_an_id_an_engine_knows_to_live_anywhere(lone_engine):
+    # It sends there, and that engine forwards: sending elsewhere could overtake.
+    from backends import ray_transport
+
+    host = _lone_link(lone_engine, [], engines=3).host
+    host._control(2, ("pin", "moved-on", 2, 1))
+
+    assert ray_transport._pinned_here(lone_engine, ["moved-on", "gone"]) == ["moved-on"]
 
 
 def test_a_stand_in_that_sends_where_the_id_no_longer_lives_is_swept_only_once_it_lives_nowhere(
