@@ -1082,10 +1082,9 @@ class _Host:
             self.clock = max(self.clock, stamp)
         unpinned = self.unpinned
         key = (actor_id, where)
-        if stamp > unpinned.pop(key, 0):
-            unpinned[key] = stamp           # the newest last: the first goes first
-            if len(unpinned) > UNPINNED_KEPT:
-                del unpinned[next(iter(unpinned))]
+        unpinned[key] = max(stamp, unpinned.pop(key, 0))    # the newest last: first goes first
+        if len(unpinned) > UNPINNED_KEPT:
+            del unpinned[next(iter(unpinned))]
         self._end_claim(actor_id, where, stamp)
         return stamp
 
@@ -1419,11 +1418,12 @@ class _Host:
         sender_id, message, code = item
         if code == _PUBLISH:
             topic, message = message
-            if target_id not in self.engine._registry \
-                    and self.pins.get(target_id, self.index) == self.index:
-                # The subscriber stopped, and no engine says it holds the id:
-                # dropped, as a stopped subscriber's are on one engine (an
-                # actor spawned under the id since did not subscribe).
+            if target_id not in self.engine._registry and target_id not in self.pins \
+                    and (target_id, self.index) in self.unpinned:
+                # The subscriber stopped here, and no engine says it holds the
+                # id: dropped, as a stopped subscriber's are on one engine (an
+                # actor spawned under the id since did not subscribe).  An id
+                # not known here is a dead letter, as any message to it.
                 return _UNWANTED
             if not self.engine._wants_publication(target_id, sender_id, topic):
                 return _UNWANTED
@@ -1684,7 +1684,8 @@ class EngineHost:
 
     def spawn(self, src: int, seq: int, payload: bytes) -> tuple[Any, ...]:
         """The driver's spawn_actor, ``payload`` the pickled (class, id, args,
-        kwargs, options): ("ok", None) or ("err", exception).  Unpickled here,
+        kwargs, options): ("ok", the stamp of this engine's word that the id
+        lives here) or ("err", exception).  Unpickled here,
         so that one that does not unpickle still takes its place in the
         driver's order (as a deliver does) and fails with why."""
         host = self.host
@@ -2433,7 +2434,7 @@ class RayCluster:
         with contextlib.suppress(ray.exceptions.RayActorError):    # lost: its pins with it
             ray.get([self.hosts[i].call.remote(_unplace, actor_id, where, stamp) for i in live])
         if self._pins.get(actor_id) == where:
-            del self._pins[actor_id]
+            self._pins.pop(actor_id, None)          # another driver thread may be here too
 
     def _move(self, actor_id: str, where: int) -> int | None:
         """Place ``actor_id`` on engine ``where`` on every engine, before its spawn.
@@ -2453,7 +2454,13 @@ class RayCluster:
         if any(here for i, (here, _) in zip(live, found, strict=True) if i == where):
             return None         # placed there already: the spawn finds the actor
         stamp: int = max(clock for _, clock in found) + 1
-        ray.get([self.hosts[i].call.remote(_place, actor_id, where, stamp) for i in live])
+        try:
+            ray.get([self.hosts[i].call.remote(_place, actor_id, where, stamp) for i in live])
+        except ray.exceptions.RayActorError:
+            self._unmove(actor_id, where, stamp)    # from the engines still there
+            raise backstage.BackstageError(
+                f"cannot pin {actor_id!r} to engine {where}: an engine was lost while the "
+                f"cluster placed it ({self._lost or 'found lost'}); try again") from None
         self._pins[actor_id] = where
         self._check_pins()
         return stamp
@@ -2481,7 +2488,7 @@ class RayCluster:
                                           strict=True):
                 for actor_id in set(ids) - set(still):
                     if self._pins.get(actor_id) == engine:     # not moved meanwhile
-                        del self._pins[actor_id]
+                        self._pins.pop(actor_id, None)         # nor forgotten by another thread
         self._pins_checked_at = max(DRIVER_PINS_CHECKED_AT, 2 * len(self._pins))
 
     def send(self, target_id: str, message: Any, kind: str = "send") -> None:

@@ -2092,6 +2092,31 @@ def test_a_stand_in_that_sends_where_the_id_no_longer_lives_is_swept_only_once_i
     assert lone_engine._registry.get(actor_id) is None
 
 
+def test_an_engine_remembers_the_newest_stop_it_heard_of_an_id(lone_engine):
+    from backends import ray_transport
+
+    host = _lone_link(lone_engine, [], engines=3).host
+    host._control(1, ("unpin", "x", 1, 5))
+    host.unpin("x", 1, 3)           # an older word come late (the driver's undo of a pin=)
+    host._control(ray_transport.DRIVER, ("pin", "x", 1, 4))    # of a life before the stop
+
+    assert "x" not in host.pins
+
+
+def test_a_publication_for_an_id_that_stopped_here_is_dropped_and_for_one_never_here_is_not(
+        lone_engine):
+    # Never here: its subscriber may live where this engine has not heard of
+    # yet; the publication is a dead letter, as any message to an unknown id.
+    from backends import ray_transport
+
+    host = _lone_link(lone_engine, [], engines=3).host
+    host.unpin("stopped-here", 0)           # as this engine's stop hook does
+    item = ("pub", ("default", "news"), ray_transport._PUBLISH)
+
+    assert host._uncode(1, "stopped-here", item) is ray_transport._UNWANTED
+    assert host._uncode(1, "never-here", item) is not ray_transport._UNWANTED
+
+
 def test_a_stand_in_keeps_its_engine_when_a_pin_names_another(lone_engine):
     # What it sent may be on its way from there to the actor (the id's hash
     # engine forwards): sending straight to the new place would overtake it.
