@@ -6813,12 +6813,12 @@ def _check_at_least_one(what: str, value: Any, why: str = "") -> None:
 
 def _check_engine_args(dead_letters_kept: Any, inbound_capacity: Any,
                        inbound_overflow: Any) -> None:
-    if isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int) \
-            or not 1 <= dead_letters_kept <= DEAD_LETTERS_KEPT_MAX:
-        wrong_type = isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int)
-        raise (TypeError if wrong_type else ValueError)(
-            f"dead_letters_kept must be an int from 1 to {DEAD_LETTERS_KEPT_MAX}, "
-            f"got {dead_letters_kept!r}")
+    says = f"dead_letters_kept must be an int from 1 to {DEAD_LETTERS_KEPT_MAX}, " \
+           f"got {dead_letters_kept!r}"
+    if isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int):
+        raise TypeError(says)
+    if not 1 <= dead_letters_kept <= DEAD_LETTERS_KEPT_MAX:
+        raise ValueError(says)
     _check_at_least_one("inbound_capacity", inbound_capacity,
                         ": the entries the cross-thread queue holds")
     if inbound_overflow not in get_args(InboundOverflow):
@@ -7144,11 +7144,12 @@ class Cluster:
         exception from ``__init__`` propagates here.
         """
         _check_spawn_args(actor_class, id, capacity, overflow)
-        if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int)
-                                or not 0 <= pin < self.engines):
-            wrong_type = isinstance(pin, bool) or not isinstance(pin, int)
-            raise (TypeError if wrong_type else ValueError)(
-                f"pin must be an engine number from 0 to {self.engines - 1}, got {pin!r}")
+        if pin is not None:
+            says = f"pin must be an engine number from 0 to {self.engines - 1}, got {pin!r}"
+            if isinstance(pin, bool) or not isinstance(pin, int):
+                raise TypeError(says)
+            if not 0 <= pin < self.engines:
+                raise ValueError(says)
         self._impl.spawn_actor(actor_class, id, args, kwargs, pin,
                                {"capacity": capacity, "overflow": overflow})
 

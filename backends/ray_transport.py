@@ -88,8 +88,8 @@ DEFAULT_WINDOW = 4
 # lets them go (see _Link.hold): a cycle of waits through another engine
 # cannot then stall them for good.
 _HOLD_VALVE = 1.0
-# Ids whose unpin each engine remembers, the newest, so that a pin overtaken
-# by it on another link is known stale (_Host.pin): 100 bytes each at most.
+# The stops (id, engine) each engine remembers, the newest, so that a word of
+# where an id lives that the stop overtook is known stale (_Host.pin).
 UNPINNED_KEPT = 10_000
 # Seconds between sweeps of the stand-ins: one that held nothing and handed
 # nothing over since the sweep before is dropped (the next send makes it anew),
@@ -266,9 +266,7 @@ class _RemoteReply:
     def _settle_here(self, value: Any, exc: BaseException | None) -> None:
         if self.flag:
             if exc is None:
-                self.host.engine._dead_letter(
-                    "(ask)", Envelope(self.target_id, backstage.MessageType.SEND, value),
-                    "reply came after the ask was answered")
+                self.host.engine._late_reply(self.target_id, value)
             return
         self.flag = True
         self.host.send_reply(self.src, self.reply_id, value, exc)
@@ -950,8 +948,8 @@ class _Host:
         self.window = settings.get("window", DEFAULT_WINDOW)
         self.send_buffer = settings.get("send_buffer") or self.window * self.batch_limit
         self.pins: dict[str, int] = {}
-        # What each engine said of where ids live, ordered by Lamport stamps:
-        # a pin that a later unpin overtook on another link is stale (Pins).
+        # What each engine said of where ids live (see Pins): pins and
+        # pin_stamps the claim followed, rival_pins the others.
         self.clock = 0
         self.pin_stamps: dict[str, int] = {}
         self.unpinned: dict[tuple[str, int], int] = {}  # (id, engine) -> stamp of its
@@ -1020,7 +1018,7 @@ class _Host:
         lived, this one too.  Else each would keep an entry for every id ever
         spawned in the cluster, for good (103 bytes each)."""
         actor_id = ctx.actor_id
-        if not self.claims(actor_id, self.index) or _is_stand_in(ctx) \
+        if self.claim_stamp(actor_id, self.index) is None or _is_stand_in(ctx) \
                 or self.engine._closed or self.closing:
             return
         stamp = self.unpin(actor_id, self.index)
@@ -1054,7 +1052,8 @@ class _Host:
                 return None                 # a life that engine ended since
         current = self.pins.get(actor_id)
         if current is None or current == where:
-            stamp = max(stamp, self.pin_stamps.get(actor_id, 0)) if current == where else stamp
+            if current == where:
+                stamp = max(stamp, self.pin_stamps[actor_id])
             self.pins[actor_id] = where
             self.pin_stamps[actor_id] = stamp
             return stamp
@@ -1068,10 +1067,11 @@ class _Host:
         rivals[where] = stamp = max(stamp, rivals.get(where, 0))
         return stamp
 
-    def claims(self, actor_id: str, where: int) -> bool:
-        """Whether engine ``where`` has said that it holds ``actor_id``."""
-        rivals = self.rival_pins.get(actor_id)
-        return self.pins.get(actor_id) == where or (rivals is not None and where in rivals)
+    def claim_stamp(self, actor_id: str, where: int) -> int | None:
+        """The stamp of engine ``where``'s claim on ``actor_id``, None if it has none."""
+        if self.pins.get(actor_id) == where:
+            return self.pin_stamps[actor_id]
+        return self.rival_pins.get(actor_id, {}).get(where)
 
     def unpin(self, actor_id: str, where: int, stamp: int | None = None) -> int:
         """Engine ``where`` no longer holds ``actor_id`` (it stopped there): its
@@ -1107,10 +1107,8 @@ class _Host:
     def _unpinned_there(self, actor_id: str, where: int, stamp: int) -> None:
         """Engine ``where`` says ``actor_id`` stopped there: forget its pin, and
         an idle stand-in that sends there (the next send makes it anew)."""
-        ctx = self.engine._registry.get(actor_id)
         self.unpin(actor_id, where, stamp)
-        if ctx is not None and _is_stand_in(ctx) and _sends_to(ctx) == where:
-            self._drop_if_idle(ctx, where)
+        self._drop_stopped(actor_id, where)
 
     def _sweep_later(self) -> None:
         if not self.engine._closed:
@@ -1123,11 +1121,10 @@ class _Host:
             self._sweep_later()
 
     def sweep_stand_ins(self) -> int:
-        """Drop every stand-in that holds nothing (``_idle_stand_in``) and handed
-        nothing over since the last sweep: those of ids that stopped, of ids
-        that never lived, of actors not sent to lately.  Dropping one loses
-        nothing, and keeps order: the next send makes it anew, over the same
-        link while the id's place is the same.  Returns how many went."""
+        """End the driver's unconfirmed words of two sweeps ago (hearsay), and
+        drop every stand-in that ``_droppable`` lets go and that handed nothing
+        over since the last sweep: those of ids that stopped, of ids that never
+        lived, of actors not sent to lately.  Returns how many went."""
         self.sweeps += 1
         for actor_id, (where, stamp, made) in list(self.hearsay.items()):
             if made < self.sweeps - 1:
@@ -1148,10 +1145,9 @@ class _Host:
         return dropped
 
     def _send_there(self, actor_id: str, where: int) -> None:
-        """``actor_id`` lives on engine ``where`` now: a stand-in for it that
-        sends elsewhere (to the engine of an earlier life, say, kept by a
-        monitor past that life's end) sends there from now on; one here, or
-        on a lost engine, stops.  What it sent before goes on as it went."""
+        """The driver moved ``actor_id`` to engine ``where`` (no actor lives
+        under it): a stand-in for it that sends elsewhere sends there from now
+        on; one here, or on a lost engine, stops."""
         ctx = self.engine._registry.get(actor_id)
         if ctx is None or not _is_stand_in(ctx) or ctx._state is not _RUNNING \
                 or _sends_to(ctx) == where:
@@ -1175,14 +1171,15 @@ class _Host:
         where = self.pins.get(ctx.actor_id)
         return where is None or where == _sends_to(ctx)
 
-    def _drop_if_idle(self, ctx: Any, where: int) -> None:
-        """Drop the stand-in ``ctx`` of an actor that stopped on engine ``where``
-        if it holds nothing (``_idle_stand_in``): what it held goes first (an
-        actor that stops unsubscribes and demonitors through its stand-ins,
-        which may send after the word of its stop)."""
-        if ctx._state is _RUNNING and self._droppable(ctx):
-            self.engine._stop_stand_in(ctx.actor_id, f"{ctx.actor_id!r} stopped on engine "
-                                                     f"{where}")
+    def _drop_stopped(self, actor_id: str, where: int) -> None:
+        """Drop the stand-in for ``actor_id``, heard to have stopped on engine
+        ``where``, if ``_droppable`` lets it go: at the word of the stop, and
+        again at each notice the actor sent as it stopped (it unsubscribes
+        and demonitors through its stand-ins, which may send after that word)."""
+        ctx = self.engine._registry.get(actor_id)
+        if ctx is not None and _is_stand_in(ctx) and ctx._state is _RUNNING \
+                and (actor_id, where) in self.unpinned and self._droppable(ctx):
+            self.engine._stop_stand_in(actor_id, f"{actor_id!r} stopped on engine {where}")
 
     def placing(self, actor_id: str) -> None:
         """Before an actor spawns here: refuse an id placed on another engine."""
@@ -1447,10 +1444,7 @@ class _Host:
         engine = self.engine
         if code == _DROPPED:
             _publisher_stopped(engine, sender_id, target_id, topic)
-            publisher = engine._registry.get(sender_id)
-            if publisher is not None and _is_stand_in(publisher) \
-                    and (sender_id, src) in self.unpinned:
-                self._drop_if_idle(publisher, src)      # it stopped: its last word here
+            self._drop_stopped(sender_id, src)          # its last word here, if it stopped
             return
         remote = engine._registry.get(sender_id)
         if remote is None:
@@ -1473,9 +1467,8 @@ class _Host:
                 # No publisher here: the subscriber's engine drops the
                 # subscription, as it does when a publisher stops.
                 engine._enqueue(remote, (target_id, topic, backstage._DROPPED))
-        if (code == _UNSUB or code == _DEMON) and (sender_id, src) in self.unpinned \
-                and _is_stand_in(remote):
-            self._drop_if_idle(remote, src)     # the last of what it held, after its stop
+        if code == _UNSUB or code == _DEMON:
+            self._drop_stopped(sender_id, src)  # the last of what it held, if it stopped
 
     def _control(self, src: int, control: tuple[Any, ...]) -> None:
         if control[0] == "reply":
@@ -1492,7 +1485,7 @@ class _Host:
                 if self.hearsay.get(actor_id, (None,))[0] == where:
                     del self.hearsay[actor_id]          # its engine's own word came
                 self.pin(actor_id, where, stamp)
-            elif not self.claims(actor_id, where) and self.pin(actor_id, where, stamp):
+            elif self.claim_stamp(actor_id, where) is None and self.pin(actor_id, where, stamp):
                 # The driver's word of its spawn, until the engine's own comes:
                 # if that came (and the stop after it) before this, and the
                 # stop is no longer remembered, the next sweep ends the claim.
@@ -1839,9 +1832,7 @@ def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: s
     try:
         host.placing(actor_id)
         host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
-        own = host.pin_stamps.get(actor_id, 0) if host.pins.get(actor_id) == host.index \
-            else host.rival_pins.get(actor_id, {}).get(host.index, 0)
-        result.set_result(("ok", own))
+        result.set_result(("ok", host.claim_stamp(actor_id, host.index) or 0))
     except BaseException as exc:
         result.set_result(("err", _portable_exception(exc)))
 
@@ -2484,9 +2475,8 @@ class RayCluster:
         except ray.exceptions.RayActorError:
             kept = None                 # an engine lost meanwhile: next time
         if kept is not None:
-            for engine, ids, still in zip(engines, (by_engine[e] for e in engines), kept,
-                                          strict=True):
-                for actor_id in set(ids) - set(still):
+            for engine, still in zip(engines, kept, strict=True):
+                for actor_id in set(by_engine[engine]) - set(still):
                     if self._pins.get(actor_id) == engine:     # not moved meanwhile
                         self._pins.pop(actor_id, None)         # nor forgotten by another thread
         self._pins_checked_at = max(DRIVER_PINS_CHECKED_AT, 2 * len(self._pins))
