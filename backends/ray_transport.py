@@ -252,7 +252,7 @@ class _RemoteReply:
 
     def settle(self, value: Any, exc: BaseException | None) -> None:
         engine = self.host.engine
-        if threading.get_ident() != engine._thread_id:
+        if not engine._on_engine_thread():
             self.host.loop.call_soon_threadsafe(self._settle_here, value, exc)
         else:
             self._settle_here(value, exc)

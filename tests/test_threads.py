@@ -237,3 +237,42 @@ def test_a_send_from_another_thread_to_an_id_with_no_actor_is_a_dead_letter(engi
     (letter,) = engine.dead_letters
     assert (letter.target_id, letter.envelope.sender_id, letter.envelope.message) == \
         ("nobody", None, ("a", "tuple"))
+
+
+def test_the_engine_thread_is_its_makers_then_the_running_ones_and_nobodys_once_closed(backend):
+    # Every call checks it with a mark the engine's thread holds (Engine._owner,
+    # an RLock, for speed), not by comparing thread ids: the mark must move
+    # with the thread that runs the engine, and go when it closes.
+    def from_another_thread():
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(engine._on_engine_thread()))
+        t.start()
+        t.join(10)
+        return seen
+
+    seen_in_run = []
+
+    class Looks:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def receive(self, envelope):
+            seen_in_run.append((threading.get_ident(), self.ctx.engine._on_engine_thread()))
+
+    engine = Engine(backend=backend)
+    try:
+        assert engine._on_engine_thread()
+        assert from_another_thread() == [False]
+        engine.spawn_actor(Looks, id="looks")
+        runner = _run_in_thread(engine)
+        engine.send("looks", "now")
+        wait_for(lambda: seen_in_run, "the actor's turn")
+        assert seen_in_run == [(runner.ident, True)]
+        assert not engine._on_engine_thread()       # the maker's is not, while it runs
+        engine.stop()
+        runner.join(10)
+        assert not engine._on_engine_thread()       # the last run's thread stays it
+    finally:
+        engine.close()
+    assert not engine._on_engine_thread()
+    assert from_another_thread() == [False]
