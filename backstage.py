@@ -1115,12 +1115,22 @@ def _run_items(sender_id: str | None, messages: list[Any]) -> list[Any]:
 def _run_classes(items: list[Any]) -> set[type] | None:
     """The classes of the messages, if a stand-in's ``items`` are plain sends of
     one sender (a plain send's tuple, then bare messages only); else None.
-    One pass over the types, in C, which also tells the transport what it
-    sends (see _deliver_remote_run's ``no_tuples``)."""
+    Passes over the types, in C, which also tell the transport what it sends
+    (see _deliver_remote_run's ``no_tuples``).  A run of one class is
+    counted by identity, with no set built: the sending engine's part of one
+    way at batch 1,000 (10,000 sends a turn) 2,338 -> 2,220 instructions a
+    message (callgrind, /work/wt/r11/sender.py of round 11); a mixed run
+    costs a list and a set, about 1.4x the one set of before (timeit)."""
     first = items[0]
     if len(items) < 2 or first.__class__ is not tuple or first[2] is not None:
         return None
-    classes = set(map(type, itertools.islice(items, 1, None)))
+    types = list(map(type, items))          # the first is a tuple
+    second = types[1]
+    if types[-1] is second and types.count(second) == len(types) - 1:
+        # The usual run, all of one class: counted by identity, no set made.
+        classes = {second}
+    else:
+        classes = set(itertools.islice(types, 1, None))
     if tuple in classes:
         return None
     classes.add(type(first[1]))

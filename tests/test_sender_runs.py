@@ -508,3 +508,33 @@ def test_a_run_from_another_engine_to_an_unknown_id_is_dead_letters_with_its_sen
 
     assert [(d.envelope.sender_id, d.envelope.message) for d in engine.dead_letters] == \
         [("far", 1), ("far", 2)]
+
+
+def test_a_stand_ins_items_are_a_run_with_their_classes_only_with_no_tuple_after_the_first():
+    # _run_classes counts a run of one class by identity and builds a set only
+    # for mixed runs: each case, against the plain definition.
+    def plain(items):
+        first = items[0]
+        if len(items) < 2 or type(first) is not tuple or first[2] is not None:
+            return None
+        rest = {type(m) for m in items[1:]}
+        return None if tuple in rest else rest | {type(first[1])}
+
+    cases = {
+        "one class": [("p", 0, None), 1, 2, 3],
+        "the first message another class": [("p", "zero", None), 1, 2],
+        "the last another class": [("p", 0, None), 1, 2, "three"],
+        "one in the middle another class": [("p", 0, None), 1, "two", 3],
+        "alternating classes": [("p", 0, None)] + [i if i % 2 else str(i) for i in range(1, 9)],
+        "a tuple in the middle": [("p", 0, None), 1, ("p", (2,), None), 3],
+        "a tuple last": [("p", 0, None), 1, 2, ("q", 3, None)],
+        "a tuple message first": [("p", (0,), None), 1, 2],
+        "two items": [("p", 0, None), 1],
+        "one item": [("p", 0, None)],
+        "a tagged item first": [("p", 0, MessageType.SEND), 1],
+        "bare only": [1, 2],
+    }
+    for name, items in cases.items():
+        assert backstage._run_classes(items) == plain(items), name
+    assert backstage._run_classes(cases["one class"]) == {int}
+    assert backstage._run_classes(cases["a tuple in the middle"]) is None
