@@ -763,6 +763,8 @@ _PUBLISH = MessageType.PUBLISH
 _SUBSCRIBE = MessageType.SUBSCRIBE
 _UNSUBSCRIBE = MessageType.UNSUBSCRIBE
 _MONITOR = "monitor"
+# _item_fields' message type of a publication passed on by ctx.forward.
+_FORWARDED_PUBLICATION = "forwarded publication"
 _DEMONITOR = "demonitor"
 # Queued by a publisher that stops, for each remote subscriber: "sender no
 # longer publishes to you on this topic" (the far engine drops the subscription).
@@ -921,14 +923,24 @@ class _SentEnvelope(_Envelope):
     topic = None
 
 
-def _publication(sender_id: str | None, message: Any, topic: str) -> _Envelope:
-    """The one envelope every subscriber of a publication receives."""
-    envelope = _Envelope()
+def _publication(sender_id: str | None, message: Any, topic: str,
+                 forwarded: bool = False) -> _Envelope:
+    """The one envelope every subscriber of a publication receives; with
+    ``forwarded``, the envelope of one that ``ctx.forward`` passed on."""
+    envelope = _ForwardedPublication() if forwarded else _Envelope()
     envelope.sender_id = sender_id
     envelope.message_type = _PUBLISH
     envelope.message = message
     envelope.topic = topic
     return envelope
+
+
+class _ForwardedPublication(_Envelope):
+    """A publication that ``ctx.forward`` passed on: its target need not
+    subscribe to it, so a transport must not drop it as unwanted (the far
+    engine keeps only publications its actors still subscribe to; see
+    ``_wants_publication``).  ``_item_fields`` names it FORWARDED_PUBLICATION."""
+    __slots__ = ()
 
 
 def _exact_refcounts() -> bool:
@@ -1145,7 +1157,9 @@ def _item_fields(item: Any) -> tuple[str | None, MessageType | str, Any, str | N
     ``Engine._register_reply`` for an id the far side can answer to).  A
     stand-in also holds operations for the remote actor: SUBSCRIBE and
     UNSUBSCRIBE (with the topic), "monitor" and "demonitor" (str tags), and
-    "dropped" (with the topic: the sender, a publisher, stopped).
+    "dropped" (with the topic: the sender, a publisher, stopped).  A
+    publication that ``ctx.forward`` passed on is "forwarded publication": its
+    target need not subscribe, so the far side keeps it.
     """
     sender_id, message, tag = _unpack(item)
     if _is_remote_op(tag):
@@ -1153,7 +1167,9 @@ def _item_fields(item: Any) -> tuple[str | None, MessageType | str, Any, str | N
     if tag is None:
         return sender_id, _SEND, message, None, None
     if tag is _PUBLISH:
-        return message.sender_id, _PUBLISH, message.message, message.topic, None
+        kind = _FORWARDED_PUBLICATION if message.__class__ is _ForwardedPublication \
+            else _PUBLISH
+        return message.sender_id, kind, message.message, message.topic, None
     if tag is _TERMINATED:
         return sender_id, _TERMINATED, message, None, None
     if tag is _COMMAND:
@@ -1161,21 +1177,22 @@ def _item_fields(item: Any) -> tuple[str | None, MessageType | str, Any, str | N
     return sender_id, _SEND, message, None, tag
 
 
-def _remote_item(sender_id: str | None, message_type: MessageType, message: Any,
+def _remote_item(sender_id: str | None, message_type: MessageType | str, message: Any,
                  topic: str | None = None, reply: Any = None) -> tuple[Any, Any, Any]:
     """The queued item for fields that came from another engine (``_item_fields``'
     inverse).  ``reply``: an object with ``settle(value, exc)`` and ``done()``,
     such as a ``_RemoteReply``, for an asked message."""
     if message_type is _SEND:
         return (sender_id, message, reply)
-    if message_type is _PUBLISH:
-        return (sender_id, _publication(sender_id, message, topic or DEFAULT_TOPIC), _PUBLISH)
+    if message_type is _PUBLISH or message_type == _FORWARDED_PUBLICATION:
+        return (sender_id, _publication(sender_id, message, topic or DEFAULT_TOPIC,
+                                        message_type is not _PUBLISH), _PUBLISH)
     if message_type is _TERMINATED:
         return (sender_id, message, _TERMINATED)
     if message_type is _POISON_PILL:
         return _PILL
-    raise ValueError(f"a remote item is a SEND, PUBLISH, TERMINATED or POISON_PILL, "
-                     f"not {message_type!r}")
+    raise ValueError(f"a remote item is a SEND, PUBLISH, {_FORWARDED_PUBLICATION!r}, "
+                     f"TERMINATED or POISON_PILL, not {message_type!r}")
 
 
 class _StoppedInbox(list[Any]):
@@ -1615,6 +1632,12 @@ class Context:
             raise TypeError(f"forward() needs a str actor id, not {target_id!r}")
         envelope_class = envelope.__class__
         item = _item_of("forward", envelope)
+        if item[2] is _PUBLISH:
+            # A copy of its own (the envelope is every subscriber's), marked:
+            # the target need not subscribe (see _ForwardedPublication).
+            item = (item[0], _publication(envelope.sender_id, envelope.message,
+                                          envelope.topic or DEFAULT_TOPIC, forwarded=True),
+                    _PUBLISH)
         engine = self.engine
         try:
             if engine._owner._is_owned():

@@ -102,11 +102,12 @@ DRIVER_PINS_CHECKED_AT = 10_000
 
 # Wire codes of queued items that are not plain sends.  A plain send crosses
 # as the engine's own (sender_id, message, None) tuple, untouched.
-_PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON, _DROPPED, _CALL = range(1, 11)
+(_PUBLISH, _TERMINATED, _ASK, _PILL, _SUB, _UNSUB, _MON, _DEMON, _DROPPED, _CALL,
+ _FORWARDED) = range(1, 12)
 _MT = backstage.MessageType
 _CODES = {_MT.PUBLISH: _PUBLISH, _MT.TERMINATED: _TERMINATED, _MT.POISON_PILL: _PILL,
           _MT.SUBSCRIBE: _SUB, _MT.UNSUBSCRIBE: _UNSUB, "monitor": _MON, "demonitor": _DEMON,
-          "dropped": _DROPPED}
+          "dropped": _DROPPED, backstage._FORWARDED_PUBLICATION: _FORWARDED}
 # What _Host._uncode gives for a publication its subscriber no longer wants.
 _UNWANTED = object()
 
@@ -645,7 +646,7 @@ class _Link:
         code = _CODES.get(kind)
         if code is None:                        # a send: a bare message from Engine.send
             return (sender_id, message, None)
-        if code == _PUBLISH:
+        if code == _PUBLISH or code == _FORWARDED:
             return (sender_id, (topic, message), code)
         if code in (_SUB, _UNSUB, _DROPPED):
             return (sender_id, topic, code)
@@ -1425,6 +1426,10 @@ class _Host:
             if not self.engine._wants_publication(target_id, sender_id, topic):
                 return _UNWANTED
             return backstage._remote_item(sender_id, _MT.PUBLISH, message, topic)
+        if code == _FORWARDED:          # its target need not subscribe: kept
+            topic, message = message
+            return backstage._remote_item(sender_id, backstage._FORWARDED_PUBLICATION,
+                                          message, topic)
         if code == _ASK or code == _CALL:
             message, reply_id = message
             reply = (_RemoteReply if code == _ASK else _RemoteCallReply)

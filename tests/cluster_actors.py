@@ -304,6 +304,20 @@ class Forwarder:
             self.ctx.send(self.target, item)
 
 
+class Relay:
+    """Subscribes to ``publisher`` and passes each publication on to each of
+    ``targets`` with ctx.forward."""
+
+    def __init__(self, ctx, publisher, targets):
+        self.ctx = ctx
+        self.targets = targets
+        ctx.subscribe_to_actor(publisher)
+
+    def receive(self, envelope):
+        for target in self.targets:
+            self.ctx.forward(target, envelope)
+
+
 class FanOut:
     """Forwards each message it gets to ``target`` ``copies`` times (ctx.forward:
     the target sees the original sender)."""

@@ -50,6 +50,7 @@ from cluster_actors import (  # noqa: E402
     Holder,
     RaisesTwoArgumentError,
     Rally,
+    Relay,
     Remote,
     SendsBack,
     SlowCollector,
@@ -860,6 +861,28 @@ def test_publish_and_subscribe_across_engines(cluster):
 
     assert _ask(cluster, subscriber, ("got",)) == [
         (publisher, "PUBLISH", "news-1", "default"), (publisher, "PUBLISH", "news-2", "default")]
+
+
+def test_a_publication_forwarded_to_an_actor_on_another_engine_arrives_as_that_publication(
+        cluster):
+    # The targets never subscribed: the far engine keeps a publication only
+    # for a subscriber, but a forwarded one is the forwarder's to pass on (it
+    # was dropped there, with no dead letter).  Engine 1 forwards it again, to 2.
+    publisher = _spawn_on(cluster, 0, Remote, "fwd-pub")
+    here = _spawn_on(cluster, 0, Collector, "fwd-here")
+    there = _spawn_on(cluster, 1, Collector, "fwd-there")
+    further = _spawn_on(cluster, 2, Collector, "fwd-further")
+    again = _spawn_on(cluster, 1, FanOut, "fwd-again", further, 1)
+    _spawn_on(cluster, 0, Relay, "fwd-relay", publisher, [here, there, again])
+    assert cluster.wait_idle(60)        # the subscription has reached the publisher
+    dead_before = len(cluster.dead_letters())
+
+    _ask(cluster, publisher, ("publish", ["headline"]))
+    assert cluster.wait_idle(60)
+
+    news = [(publisher, "PUBLISH", "headline", "default")]
+    assert [_ask(cluster, c, "get") for c in (here, there, further)] == [news] * 3
+    assert len(cluster.dead_letters()) == dead_before
 
 
 def _subscribed(cluster, prefix):

@@ -319,6 +319,34 @@ def test_a_publisher_that_stops_tells_each_remote_subscriber_after_its_publicati
     assert all(sender == "pub" for _, (sender, *_) in transport.handed)
 
 
+def test_a_forwarded_publication_is_named_so_to_the_transport_and_stays_so_on_arrival(engine):
+    # The far engine keeps a publication only for a subscriber; a forwarded
+    # one goes to whoever it was forwarded to, so the transport must tell.
+    transport = Recording(engine)
+    engine.attach_transport(transport)
+
+    class Relay:
+        def __init__(self, ctx):
+            self.ctx = ctx
+            ctx.subscribe_to_actor("pub")
+
+        def receive(self, envelope):
+            self.ctx.forward("far", envelope)
+
+    publisher = engine.spawn_actor(Echo, id="pub").ctx
+    engine.spawn_actor(Relay, id="relay")
+    engine._call_on_loop(lambda: publisher.publish_to_topic("default", "news"))
+    engine.run()
+
+    [(target, (sender, kind, message, topic, reply))] = transport.handed
+    assert (target, sender, kind, message, topic, reply) == (
+        "far", "pub", "forwarded publication", "news", "default", None)
+    _, envelope, _ = backstage._remote_item(sender, kind, message, topic)
+    assert (envelope.sender_id, envelope.message_type, envelope.message, envelope.topic) == (
+        "pub", MessageType.PUBLISH, "news", "default")
+    assert backstage._item_fields(("pub", envelope, backstage._PUBLISH))[1] == kind
+
+
 class Runs:
     """A transport with flush_run: keeps what each kind of turn hands over."""
 
