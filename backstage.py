@@ -2669,14 +2669,22 @@ class _Sending(_EngineState):
                 ctx._tail_sender = _MIXED   # tuples: no bare message may follow them
         else:
             block = inbox.__class__ is _BoundedInbox and inbox._policy.name == "block"
-            for item in items:
-                if block and not inbox.has_room():
-                    self._wait_from_afar(ctx, item)
-                    continue
-                try:
-                    inbox.append(item)
-                except InboxFull as exc:
-                    self._dead_letter(target_id, _item_envelope(*item), f"inbox full: {exc}")
+            pool = inbox._pool if isinstance(inbox, _RouterInbox) else None
+            if pool is not None:
+                pool._afar = True       # a full "block" routee: its line (Pool._deliver)
+            try:
+                for item in items:
+                    if block and not inbox.has_room():
+                        self._wait_from_afar(ctx, item)
+                        continue
+                    try:
+                        inbox.append(item)
+                    except InboxFull as exc:
+                        self._dead_letter(target_id, _item_envelope(*item),
+                                          f"inbox full: {exc}")
+            finally:
+                if pool is not None:
+                    pool._afar = False
         if len(ctx._inbox) > ctx._head and not ctx._scheduled:
             self._schedule(ctx)
 
@@ -5526,6 +5534,7 @@ class Pool(Generic[_A]):
         self._retiring: set[int] = set()           # slots told to stop by a resize
         self._live: list[Context] = []             # routees taking messages, in slot order
         self._next = 0                              # round-robin counter
+        self._afar = False                          # routing a batch from another engine
         self._stopping = False                      # a poison pill came: no new messages
         self._done = False                          # deinit ran: this instance is over
         self._replaced: collections.deque[float] = collections.deque()  # replacement times
@@ -5686,6 +5695,14 @@ class Pool(Generic[_A]):
     # -- routing: the router inbox calls one of these per message -------------
 
     def _deliver(self, routee: Context, item: Any) -> None:
+        if self._afar:
+            inbox = routee._inbox
+            if inbox.__class__ is _BoundedInbox and inbox._policy.name == "block" \
+                    and not inbox.has_room():
+                # From another engine: it waits in the routee's line, as one for
+                # a "block" actor does, and the transport's answer waits for it
+                # (it was a dead letter: its sender is not here to pause).
+                return self.ctx.engine._wait_from_afar(routee, item)
         try:
             _append_item(routee, item)
         except InboxFull:

@@ -1362,13 +1362,15 @@ class _Host:
 
     def _mark(self, target_id: str) -> None:
         ctx = self.engine._registry.get(target_id)
-        if ctx is not None and not _is_stand_in(ctx):
-            # Handled once the actor's count of messages taken reaches this,
-            # those waiting for room in a "block" inbox included: the answer,
-            # and so the sender's link, waits for them (Engine._wait_from_afar).
-            waiting = ctx._waiting
-            self.marks.append((ctx, ctx._count + len(ctx._inbox) - ctx._head
-                               + (len(waiting) if waiting else 0)))
+        if ctx is None or _is_stand_in(ctx):
+            return
+        if isinstance(ctx._inbox, backstage._RouterInbox):
+            # A pool holds nothing itself: what waits for room in its routees'
+            # "block" inboxes holds the answer (Pool._deliver).
+            self.marks.extend(_mark_of(routee) for routee in ctx._inbox._pool._live
+                              if routee._waiting)
+        else:
+            self.marks.append(_mark_of(ctx))
 
     def when_handled(self, src: int, marks: list[Any], handled: _Answer) -> None:
         self.unhandled.append((src, marks, handled))
@@ -1812,6 +1814,14 @@ def _host_class(deliver_threads: int, watch_threads: int) -> Any:
 ###############################################################################
 # Placement: one id, one engine
 ###############################################################################
+
+def _mark_of(ctx: Any) -> tuple[Any, int]:
+    """(ctx, count): handled once the actor's count of messages taken reaches
+    this, those waiting for room in a "block" inbox included: a call's answer,
+    and so the sender's link, waits for them (Engine._wait_from_afar)."""
+    waiting = ctx._waiting
+    return (ctx, ctx._count + len(ctx._inbox) - ctx._head + (len(waiting) if waiting else 0))
+
 
 def _all_handled(marks: list[Any]) -> bool:
     """Whether every actor a batch went to has taken what was queued for it then:

@@ -304,6 +304,17 @@ class Forwarder:
             self.ctx.send(self.target, item)
 
 
+class PoolKeeper:
+    """Spawns, as its child, a pool ``pool_id`` of ``size`` ``routee_class``
+    routees whose inboxes hold ``capacity`` with ``overflow``."""
+
+    def __init__(self, ctx, pool_id, routee_class, size, capacity, overflow):
+        ctx.spawn_pool(routee_class, pool_id, size, capacity=capacity, overflow=overflow)
+
+    def receive(self, envelope):
+        pass
+
+
 class Relay:
     """Subscribes to ``publisher`` and passes each publication on to each of
     ``targets`` with ctx.forward."""

@@ -48,6 +48,7 @@ from cluster_actors import (  # noqa: E402
     Flood,
     Forwarder,
     Holder,
+    PoolKeeper,
     RaisesTwoArgumentError,
     Rally,
     Relay,
@@ -861,6 +862,28 @@ def test_publish_and_subscribe_across_engines(cluster):
 
     assert _ask(cluster, subscriber, ("got",)) == [
         (publisher, "PUBLISH", "news-1", "default"), (publisher, "PUBLISH", "news-2", "default")]
+
+
+def test_messages_from_another_engine_and_the_driver_wait_for_room_in_a_pools_block_routees(
+        cluster):
+    # As they do for an actor with a "block" inbox: they wait in line at the
+    # routee (its sender is not here to pause), and the link's answer waits for
+    # them.  They were dead letters, 192 of 200, saying to send from an actor.
+    pool = _id_on(cluster, 1, "blocked-pool")
+    cluster.spawn_actor(PoolKeeper, _id_on(cluster, 1, "pool-keeper"), pool, SlowCollector,
+                        2, 4, "block", pin=1)
+    sender = _spawn_on(cluster, 0, Remote, "pool-feeder")
+    assert cluster.wait_idle(60)
+    dead_before = len(cluster.dead_letters())
+
+    _ask(cluster, sender, ("send", pool, list(range(100))))
+    for i in range(100, 200):
+        cluster.send(pool, i)
+    assert cluster.wait_idle(120)
+
+    got = [m for k in (0, 1) for _, _, m, _ in _ask(cluster, f"{pool}/{k}", "get")]
+    assert sorted(got) == list(range(200))
+    assert len(cluster.dead_letters()) == dead_before
 
 
 def test_a_publication_forwarded_to_an_actor_on_another_engine_arrives_as_that_publication(

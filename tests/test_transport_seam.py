@@ -347,6 +347,28 @@ def test_a_forwarded_publication_is_named_so_to_the_transport_and_stays_so_on_ar
     assert backstage._item_fields(("pub", envelope, backstage._PUBLISH))[1] == kind
 
 
+def test_items_from_another_engine_wait_for_room_in_a_pools_block_routees(engine):
+    # They wait in the chosen routee's line, as items for a "block" actor do
+    # (_wait_from_afar); they were dead letters (the sender is not here to pause).
+    got = []
+
+    class Keeps:
+        def __init__(self, ctx):
+            pass
+
+        def receive(self, envelope):
+            got.append((envelope.sender_id, envelope.message))
+
+    engine.spawn_pool(Keeps, id="pool", size=2, capacity=2, overflow="block")
+    engine._call_on_loop(lambda: engine._deliver_remote(
+        "pool", [("far", i, None) for i in range(10)] + [(None, "driver's", None)]))
+    engine.run()
+
+    assert sorted(got, key=str) == sorted([("far", i) for i in range(10)]
+                                          + [(None, "driver's")], key=str)
+    assert engine.dead_letter_count == 0
+
+
 class Runs:
     """A transport with flush_run: keeps what each kind of turn hands over."""
 
