@@ -176,10 +176,15 @@ def _dumps(obj: Any) -> bytes:
     classes, and for what names the driver's ``__main__`` (a class of its
     script): the engines' ``__main__`` is Ray's worker, so such a class
     travels by value, as Ray's own serializer sends it.  (A search of the
-    pickled bytes: a batch of 100 small messages is about 1 KB.)"""
+    pickled bytes: a batch of 100 small messages is about 1 KB.)  An open
+    file is refused, as the C pickler refuses it: cloudpickle would send a
+    copy of what a file open for reading holds, read on the sender's thread."""
     try:
         data = pickle.dumps(obj, protocol=5)
-    except Exception:
+    except Exception as exc:
+        if "cannot pickle '_io." in str(exc):
+            raise TypeError(f"{exc}: an open file does not travel; send its name, "
+                            f"or what you read from it") from exc
         data = b"__main__"
     if b"__main__" not in data:
         return data

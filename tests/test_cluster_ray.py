@@ -212,6 +212,17 @@ def test_an_unpicklable_message_from_the_driver_is_a_clear_error_at_the_send(clu
         cluster.ask("pickle-target", threading.Lock())
 
 
+def test_an_open_file_from_the_driver_is_a_clear_error_at_the_send(cluster, tmp_path):
+    # Ray's serializer (cloudpickle) would send what a file open for reading
+    # holds, read on the sender's thread: it travelled as a StringIO.
+    cluster.spawn_actor(Echo, "file-target")
+    (tmp_path / "notes.txt").write_text("private")
+
+    with open(tmp_path / "notes.txt") as file, \
+            pytest.raises(TypeError, match=r"an open file does not travel"):
+        cluster.send("file-target", ["notes", file])
+
+
 def _bad_then_good(cluster, prefix, op):
     """A Remote on engine 0 sends a Collector on engine 1 a bad message (``op``),
     then "after"; returns (sender, receiver)."""
