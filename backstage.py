@@ -1127,22 +1127,15 @@ def _run_items(sender_id: str | None, messages: list[Any]) -> list[Any]:
 def _run_classes(items: list[Any]) -> set[type] | None:
     """The classes of the messages, if a stand-in's ``items`` are plain sends of
     one sender (a plain send's tuple, then bare messages only); else None.
-    Passes over the types, in C, which also tell the transport what it sends
-    (see _deliver_remote_run's ``no_tuples``).  A run of one class is
-    counted by identity, with no set built: the sending engine's part of one
-    way at batch 1,000 (10,000 sends a turn) 2,338 -> 2,220 instructions a
-    message (callgrind, /work/wt/r11/sender.py of round 11); a mixed run
-    costs a list and a set, about 1.4x the one set of before (timeit)."""
+    One pass over the types, in C, which also tells the transport what it
+    sends (see _deliver_remote_run's ``no_tuples``).  A set, not a count of
+    the first class: counting compares classes with ==, which a metaclass
+    may define (it corrupted runs in a review).  A class that cannot be put
+    in a set raises, and the stand-in's turn takes each item alone."""
     first = items[0]
     if len(items) < 2 or first.__class__ is not tuple or first[2] is not None:
         return None
-    types = list(map(type, items))          # the first is a tuple
-    second = types[1]
-    if types[-1] is second and types.count(second) == len(types) - 1:
-        # The usual run, all of one class: counted by identity, no set made.
-        classes = {second}
-    else:
-        classes = set(itertools.islice(types, 1, None))
+    classes = set(map(type, itertools.islice(items, 1, None)))
     if tuple in classes:
         return None
     classes.add(type(first[1]))
@@ -2621,7 +2614,10 @@ class _Sending(_EngineState):
         if ctx._tail_sender is not _NO_TAIL:
             # Each stand-in list starts with a tuple (_NO_TAIL below).
             if flush_run is not None:
-                classes = _run_classes(items)
+                try:
+                    classes = _run_classes(items)
+                except Exception:       # a metaclass's __hash__ or __eq__ raised
+                    classes = None      # each item alone: nothing lost
             if classes is not None:
                 sender = items[0][0]
                 items[0] = items[0][1]      # items is ours: a slice

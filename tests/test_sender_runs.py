@@ -511,8 +511,7 @@ def test_a_run_from_another_engine_to_an_unknown_id_is_dead_letters_with_its_sen
 
 
 def test_a_stand_ins_items_are_a_run_with_their_classes_only_with_no_tuple_after_the_first():
-    # _run_classes counts a run of one class by identity and builds a set only
-    # for mixed runs: each case, against the plain definition.
+    # _run_classes, each case against the plain definition.
     def plain(items):
         first = items[0]
         if len(items) < 2 or type(first) is not tuple or first[2] is not None:

@@ -408,6 +408,42 @@ def test_one_senders_plain_sends_reach_flush_run_as_bare_messages_with_their_sen
     assert transport.flushed == []
 
 
+class _EqualsByName(type):
+    def __eq__(cls, other):             # and so no __hash__: such classes go in no set
+        return getattr(other, "__name__", None) == cls.__name__
+
+
+class Unhashable(metaclass=_EqualsByName):
+    pass
+
+
+class SendsUnhashables:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def receive(self, envelope):
+        for _ in range(3):
+            self.ctx.send("echo", Unhashable())
+
+
+def test_a_run_whose_class_goes_in_no_set_is_handed_over_item_by_item(engine):
+    # Telling a run's classes raised, and the stand-in's whole inbox was lost
+    # with no dead letter (found by a helper's review).
+    transport = Runs(engine)
+    engine.attach_transport(transport)
+    engine.spawn_actor(SendsUnhashables, id="client")
+
+    engine.send("client", "go")
+    engine.run()
+
+    assert transport.runs == []
+    [(target, items)] = transport.flushed
+    assert target == "echo" and len(items) == 3
+    assert all(sender == "client" and type(m) is Unhashable and tag is None
+               for sender, m, tag in items)
+    assert engine.dead_letter_count == 0
+
+
 class MixedRun:
     """On a message, sends a tuple, then an int and a str, to "echo" in one turn."""
 
