@@ -5593,7 +5593,7 @@ class Pool(Generic[_A]):
             routee = self._routees.get(slot)
             if routee is not None and slot not in self._retiring:
                 self._retiring.add(slot)
-                self.ctx.engine._enqueue(routee, _PILL)
+                self._pill(routee)
         for slot in range(old, size):
             if slot not in self._routees:   # a retiring one comes back when it has stopped
                 self._spawn_routee(slot)
@@ -5634,9 +5634,8 @@ class Pool(Generic[_A]):
             if item[1] is _POISON_PILL and not self._stopping:
                 self._stopping = True
                 self._live = []
-                engine = self.ctx.engine
                 for routee in list(self._routees.values()):
-                    engine._enqueue(routee, _PILL)  # after what each already has
+                    self._pill(routee)
                 self._maybe_done()
             return
         slot = self._slot_of.pop(item[0], None)
@@ -5649,6 +5648,15 @@ class Pool(Generic[_A]):
         elif slot < self.size:
             self.ctx.engine._follow_up(self._replace, slot)
         self._refresh()
+
+    def _pill(self, routee: Context) -> None:
+        """Stop ``routee`` after what its inbox already has, past its policy, as
+        ``Context.shutdown`` queues an actor's own stop: a full "block" inbox
+        raised InboxFull here, and left the pool half stopped for good (a
+        helper's review).  What waits for room then becomes dead letters."""
+        list.append(routee._inbox, _PILL)
+        if not routee._scheduled:
+            self.ctx.engine._schedule(routee)
 
     def _maybe_done(self) -> None:
         if not self._routees and self.ctx._state is _RUNNING:

@@ -369,6 +369,48 @@ def test_items_from_another_engine_wait_for_room_in_a_pools_block_routees(engine
     assert engine.dead_letter_count == 0
 
 
+def _pool_with_a_waiting_line(engine, got):
+    """A pool of two "block" routees of capacity 2, sent 10 from another engine:
+    2 queued and 3 waiting in each routee's line."""
+    class Keeps:
+        def __init__(self, ctx):
+            pass
+
+        def receive(self, envelope):
+            got.append(envelope.message)
+
+    pool = engine.spawn_pool(Keeps, id="pool", size=2, capacity=2, overflow="block")
+    engine._call_on_loop(lambda: engine._deliver_remote(
+        "pool", [("far", i, None) for i in range(10)]))
+    return pool
+
+
+def test_a_poison_pill_stops_a_pool_whose_block_routees_have_messages_waiting(engine):
+    # The pill went through the full inbox's policy, raised InboxFull, and left
+    # the pool half stopped for good.  Now each routee stops after what it has;
+    # what still waits for room is dead letters.
+    got = []
+    _pool_with_a_waiting_line(engine, got)
+
+    engine.poison_pill("pool")
+    engine.run()
+
+    assert [engine.get_context(i) for i in ("pool", "pool/0", "pool/1")] == [None] * 3
+    assert len(got) + engine.dead_letter_count == 10
+
+
+def test_a_resize_retires_a_block_routee_that_has_messages_waiting(engine):
+    got = []
+    pool = _pool_with_a_waiting_line(engine, got)
+
+    pool.resize(1)
+    engine.run()
+
+    assert engine.get_context("pool/1") is None
+    assert [ctx.actor_id for ctx in pool._live] == ["pool/0"]
+    assert len(got) + engine.dead_letter_count == 10
+
+
 class Runs:
     """A transport with flush_run: keeps what each kind of turn hands over."""
 
