@@ -37,10 +37,12 @@ How a message crosses (see docs/cluster.md for the whole design and figures):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
 import heapq
+import io
 import logging
 import operator
 import os
@@ -177,19 +179,34 @@ def _dumps(obj: Any) -> bytes:
     script): the engines' ``__main__`` is Ray's worker, so such a class
     travels by value, as Ray's own serializer sends it.  (A search of the
     pickled bytes: a batch of 100 small messages is about 1 KB.)  An open
-    file is refused, as the C pickler refuses it: cloudpickle would send a
-    copy of what a file open for reading holds, read on the sender's thread."""
+    file is refused, as the C pickler refuses it (see _Pickler)."""
     try:
         data = pickle.dumps(obj, protocol=5)
-    except Exception as exc:
-        if "cannot pickle '_io." in str(exc):
-            raise TypeError(f"{exc}: an open file does not travel; send its name, "
-                            f"or what you read from it") from exc
+    except Exception:
         data = b"__main__"
     if b"__main__" not in data:
         return data
-    pickled: bytes = ray.cloudpickle.dumps(obj, protocol=5)  # type: ignore[no-untyped-call]
-    return pickled
+    with io.BytesIO() as out:
+        _Pickler(out, protocol=5).dump(obj)  # type: ignore[no-untyped-call]
+        return out.getvalue()
+
+
+def _refuse_open_file(file: Any) -> Any:
+    """cloudpickle's way with a text file, but for the standard streams: refused.
+    cloudpickle sends a copy of what a file open for reading holds, read on
+    the sender's thread; sys.stdout and sys.stderr go as references to the
+    receiver's own."""
+    for name in ("stdout", "stderr"):
+        if file is getattr(sys, name):
+            return getattr, (sys, name)
+    raise TypeError(f"cannot pickle {file!r}: an open file does not travel; send its "
+                    f"name, or what you read from it")
+
+
+class _Pickler(ray.cloudpickle.Pickler):
+    """Ray's cloudpickle, open files refused (see _refuse_open_file)."""
+    dispatch_table = collections.ChainMap({io.TextIOWrapper: _refuse_open_file},
+                                          ray.cloudpickle.Pickler.dispatch_table)
 
 
 def _picklable(obj: Any) -> str | None:

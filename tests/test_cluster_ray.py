@@ -9,6 +9,7 @@ not parametrised over loop backends.
 """
 
 import fractions
+import functools
 import importlib
 import json
 import os
@@ -210,6 +211,21 @@ def test_an_unpicklable_message_from_the_driver_is_a_clear_error_at_the_send(clu
         cluster.send("pickle-target", threading.Lock())
     with pytest.raises(TypeError, match=r"cannot be pickled"):
         cluster.ask("pickle-target", threading.Lock())
+
+
+def test_a_message_that_names_the_standard_streams_still_travels(tmp_path, monkeypatch):
+    # Ray's serializer sends sys.stdout and sys.stderr as references to the
+    # receiver's own; refusing open files refused them too, for a while.
+    from backends import ray_transport
+
+    monkeypatch.setattr(sys, "stdout", sys.__stdout__)     # not pytest's capture
+    monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+    say, out = pickle.loads(ray_transport._dumps([functools.partial(print, file=sys.stderr),
+                                                  sys.stdout]))
+    assert (say.func, say.keywords, out) == (print, {"file": sys.stderr}, sys.stdout)
+    (tmp_path / "notes.txt").write_text("private")
+    with open(tmp_path / "notes.txt") as file:
+        assert "an open file does not travel" in ray_transport._picklable(["notes", file])
 
 
 def test_an_open_file_from_the_driver_is_a_clear_error_at_the_send(cluster, tmp_path):
