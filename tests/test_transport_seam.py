@@ -347,11 +347,10 @@ def test_a_forwarded_publication_is_named_so_to_the_transport_and_stays_so_on_ar
     assert backstage._item_fields(("pub", envelope, backstage._PUBLISH))[1] == kind
 
 
-def test_items_from_another_engine_wait_for_room_in_a_pools_block_routees(engine):
-    # They wait in the chosen routee's line, as items for a "block" actor do
-    # (_wait_from_afar); they were dead letters (the sender is not here to pause).
-    got = []
-
+def _pool_with_a_waiting_line(engine, got, items=None):
+    """A pool of two "block" routees of capacity 2, sent ``items`` (10 plain
+    sends of "far") from another engine: 2 queued and 3 waiting in each
+    routee's line.  Each routee keeps (sender, message) in ``got``."""
     class Keeps:
         def __init__(self, ctx):
             pass
@@ -359,30 +358,22 @@ def test_items_from_another_engine_wait_for_room_in_a_pools_block_routees(engine
         def receive(self, envelope):
             got.append((envelope.sender_id, envelope.message))
 
-    engine.spawn_pool(Keeps, id="pool", size=2, capacity=2, overflow="block")
-    engine._call_on_loop(lambda: engine._deliver_remote(
-        "pool", [("far", i, None) for i in range(10)] + [(None, "driver's", None)]))
-    engine.run()
-
-    assert sorted(got, key=str) == sorted([("far", i) for i in range(10)]
-                                          + [(None, "driver's")], key=str)
-    assert engine.dead_letter_count == 0
-
-
-def _pool_with_a_waiting_line(engine, got):
-    """A pool of two "block" routees of capacity 2, sent 10 from another engine:
-    2 queued and 3 waiting in each routee's line."""
-    class Keeps:
-        def __init__(self, ctx):
-            pass
-
-        def receive(self, envelope):
-            got.append(envelope.message)
-
     pool = engine.spawn_pool(Keeps, id="pool", size=2, capacity=2, overflow="block")
     engine._call_on_loop(lambda: engine._deliver_remote(
-        "pool", [("far", i, None) for i in range(10)]))
+        "pool", items or [("far", i, None) for i in range(10)]))
     return pool
+
+
+def test_items_from_another_engine_wait_for_room_in_a_pools_block_routees(engine):
+    # They wait in the chosen routee's line, as items for a "block" actor do
+    # (_wait_from_afar); they were dead letters (the sender is not here to pause).
+    got = []
+    sent = [("far", i, None) for i in range(10)] + [(None, "driver's", None)]
+    _pool_with_a_waiting_line(engine, got, sent)
+    engine.run()
+
+    assert sorted(got, key=str) == sorted([(s, m) for s, m, _ in sent], key=str)
+    assert engine.dead_letter_count == 0
 
 
 def test_a_poison_pill_stops_a_pool_whose_block_routees_have_messages_waiting(engine):
@@ -437,15 +428,21 @@ class Runs:
         self.classes.append(classes)
 
 
-def test_one_senders_plain_sends_reach_flush_run_as_bare_messages_with_their_sender(engine):
+def _one_turn_through_runs(engine, actor_class, message):
+    """``actor_class``'s turn on ``message``, its sends to "echo" handed to a
+    Runs transport; the transport."""
     transport = Runs(engine)
     engine.attach_transport(transport)
-    engine.spawn_actor(Client, id="client")
-
-    engine.send("client", 5)
+    engine.spawn_actor(actor_class, id="sender")
+    engine.send("sender", message)
     engine.run()
+    return transport
 
-    assert transport.runs == [("echo", "client", [0, 1, 2, 3, 4])]
+
+def test_one_senders_plain_sends_reach_flush_run_as_bare_messages_with_their_sender(engine):
+    transport = _one_turn_through_runs(engine, Client, 5)
+
+    assert transport.runs == [("echo", "sender", [0, 1, 2, 3, 4])]
     assert transport.classes == [{int}]
     assert transport.flushed == []
 
@@ -471,17 +468,12 @@ class SendsUnhashables:
 def test_a_run_whose_class_goes_in_no_set_is_handed_over_item_by_item(engine):
     # Telling a run's classes raised, and the stand-in's whole inbox was lost
     # with no dead letter (found by a helper's review).
-    transport = Runs(engine)
-    engine.attach_transport(transport)
-    engine.spawn_actor(SendsUnhashables, id="client")
-
-    engine.send("client", "go")
-    engine.run()
+    transport = _one_turn_through_runs(engine, SendsUnhashables, "go")
 
     assert transport.runs == []
     [(target, items)] = transport.flushed
     assert target == "echo" and len(items) == 3
-    assert all(sender == "client" and type(m) is Unhashable and tag is None
+    assert all(sender == "sender" and type(m) is Unhashable and tag is None
                for sender, m, tag in items)
     assert engine.dead_letter_count == 0
 
@@ -498,14 +490,9 @@ class MixedRun:
 
 
 def test_flush_run_is_told_the_classes_of_the_messages_the_first_one_included(engine):
-    transport = Runs(engine)
-    engine.attach_transport(transport)
-    engine.spawn_actor(MixedRun, id="mixed")
+    transport = _one_turn_through_runs(engine, MixedRun, "go")
 
-    engine.send("mixed", "go")
-    engine.run()
-
-    assert transport.runs == [("echo", "mixed", [(1, 2), 3, "x"])]
+    assert transport.runs == [("echo", "sender", [(1, 2), 3, "x"])]
     assert transport.classes == [{tuple, int, str}]
 
 
