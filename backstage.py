@@ -2519,7 +2519,9 @@ class _Sending(_EngineState):
     # queued items become dead letters and its monitors are told.
     # A publication arriving from another engine is kept only if
     # _wants_publication says so: unsubscribing takes effect at once here, as
-    # it does locally, though the publisher hears of it later.
+    # it does locally, though the publisher hears of it later.  One that
+    # ctx.forward passed on ("forwarded publication") is kept: its target
+    # need not subscribe.
     # Subscribing to, unsubscribing from, monitoring or demonitoring a
     # stand-in queues the operation in its inbox (tags _SUBSCRIBE,
     # _UNSUBSCRIBE, _MONITOR, _DEMONITOR; _item_fields names them), so it
