@@ -850,6 +850,14 @@ def _append_item(ctx: Context, item: Any) -> None:
             ctx._tail_sender = _MIXED
 
 
+def _is_block(inbox: Any) -> bool:
+    """Whether ``inbox`` is a bounded one with overflow "block": when it is
+    full, a message waits in its line, and so does a local sender (a forwarder
+    for what it forwards); one from another engine has no sender here to pause
+    (Engine._wait_from_afar)."""
+    return inbox.__class__ is _BoundedInbox and inbox._policy.name == "block"
+
+
 def _item_envelope(sender_id: str | None, message: Any, tag: Any) -> Envelope:
     """The envelope a queued (sender_id, message, tag) item stands for."""
     if tag is None:
@@ -1130,12 +1138,16 @@ def _run_classes(items: list[Any]) -> set[type] | None:
     One pass over the types, in C, which also tells the transport what it
     sends (see _deliver_remote_run's ``no_tuples``).  A set, not a count of
     the first class: counting compares classes with ==, which a metaclass
-    may define (it corrupted runs in a review).  A class that cannot be put
-    in a set raises, and the stand-in's turn takes each item alone."""
+    may define (it corrupted runs in a review).  A class that goes in no set
+    (its metaclass's __hash__ or __eq__ raises) gives None too: the stand-in's
+    turn then hands each item alone (the whole inbox was lost, in a review)."""
     first = items[0]
     if len(items) < 2 or first.__class__ is not tuple or first[2] is not None:
         return None
-    classes = set(map(type, itertools.islice(items, 1, None)))
+    try:
+        classes = set(map(type, itertools.islice(items, 1, None)))
+    except Exception:
+        return None
     if tuple in classes:
         return None
     classes.add(type(first[1]))
@@ -1823,7 +1835,7 @@ class _Guards:
         self.inbound_room = threading.Event()           # set by each drain
         self.interrupted: list[BaseException] = []  # SystemExit etc. from deinits
         self.ran = False                            # a run began once (Engine._close)
-        self.thread_id: int | None = _get_ident()   # the engine's (see Engine._owner)
+        self.thread_id: int | None = None           # the engine's (see Engine._owner)
         self.failures: dict[str, list[Any]] = {}  # id -> [last logged, not logged since]
         self.dead_letters_logged: dict[str, int] = {}  # target id -> dead letters since
 
@@ -2616,10 +2628,7 @@ class _Sending(_EngineState):
         if ctx._tail_sender is not _NO_TAIL:
             # Each stand-in list starts with a tuple (_NO_TAIL below).
             if flush_run is not None:
-                try:
-                    classes = _run_classes(items)
-                except Exception:       # a metaclass's __hash__ or __eq__ raised
-                    classes = None      # each item alone: nothing lost
+                classes = _run_classes(items)
             if classes is not None:
                 sender = items[0][0]
                 items[0] = items[0][1]      # items is ours: a slice
@@ -2666,7 +2675,7 @@ class _Sending(_EngineState):
             if ctx._tail_sender is not _NO_TAIL:
                 ctx._tail_sender = _MIXED   # tuples: no bare message may follow them
         else:
-            block = inbox.__class__ is _BoundedInbox and inbox._policy.name == "block"
+            block = _is_block(inbox)
             pool = inbox._pool if isinstance(inbox, _RouterInbox) else None
             if pool is not None:
                 pool._afar = True       # a full "block" routee: its line (Pool._deliver)
@@ -4102,8 +4111,7 @@ class _Waiting(_Asking):
         that waits is the forwarder (the original sender may be far away)."""
         target = self._registry.get(target_id)
         inbox = target._inbox if target is not None else None
-        if target is not None and isinstance(inbox, _BoundedInbox) \
-                and isinstance(inbox._policy, _Block) and not inbox.has_room():
+        if target is not None and _is_block(inbox) and not target._inbox.has_room():
             self._wait_for_room(target, item, None, forwarder)
             return
         self._post_here(target_id, *item)
@@ -5079,8 +5087,9 @@ class Engine(_Lifecycle):
         self._inbound: collections.deque[tuple[Any, ...]] = collections.deque()
         self._inbound_scheduled = False              # a _process_inbound is queued
         # The engine's thread (its maker, then the one in run(); no thread's once
-        # closed) holds this mark: _owner._is_owned() is the check of every call.
-        self._owner = _thread_mark()
+        # closed) holds this mark: _owner._is_owned() is the check of every call
+        # (the maker takes it below, _take_thread).
+        self._owner = _NO_THREAD
         self._running = False                        # inside run() or run_forever()
         self._until_idle = False                     # run() (True) or run_forever()
         self._stop_requested = False                 # stop() was called: end the run
@@ -5102,6 +5111,7 @@ class Engine(_Lifecycle):
             maxlen=dead_letters_kept)                # the most recent dead letters
         self.dead_letter_count = 0                   # every dead letter ever
         self._guards = _Guards(inbound_capacity, inbound_overflow)  # see _Guards
+        self._take_thread()
         self.started_at = time.time()
         self._watchdog: _Watchdog | None = None      # slow callbacks; the feed's stuck lines
         if raise_failures:
@@ -5701,14 +5711,11 @@ class Pool(Generic[_A]):
     # -- routing: the router inbox calls one of these per message -------------
 
     def _deliver(self, routee: Context, item: Any) -> None:
-        if self._afar:
-            inbox = routee._inbox
-            if inbox.__class__ is _BoundedInbox and inbox._policy.name == "block" \
-                    and not inbox.has_room():
-                # From another engine: it waits in the routee's line, as one for
-                # a "block" actor does, and the transport's answer waits for it
-                # (it was a dead letter: its sender is not here to pause).
-                return self.ctx.engine._wait_from_afar(routee, item)
+        if self._afar and _is_block(routee._inbox) and not routee._inbox.has_room():
+            # From another engine: it waits in the routee's line, as one for a
+            # "block" actor does, and the transport's answer waits for it (it
+            # was a dead letter: its sender is not here to pause).
+            return self.ctx.engine._wait_from_afar(routee, item)
         try:
             _append_item(routee, item)
         except InboxFull:
@@ -6891,24 +6898,22 @@ def _check_id(call: str, actor_id: Any) -> None:
                          f"spawned with")
 
 
-def _check_at_least_one(what: str, value: Any, why: str = "") -> None:
-    """TypeError unless ``value`` is an int (not a bool); ValueError under 1."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int of at least 1, got {value!r}{why}")
-    if value < 1:
-        raise ValueError(f"{what} must be an int of at least 1, got {value!r}{why}")
+def _check_int(what: str, value: Any, low: int = 1, high: int | None = None,
+               why: str = "", kind: str = "an int") -> None:
+    """TypeError unless ``value`` is an int (not a bool); ValueError outside
+    ``low`` .. ``high`` (no upper bound if None)."""
+    wrong_type = isinstance(value, bool) or not isinstance(value, int)
+    if wrong_type or value < low or (high is not None and value > high):
+        wanted = f"of at least {low}" if high is None else f"from {low} to {high}"
+        raise (TypeError if wrong_type else ValueError)(
+            f"{what} must be {kind} {wanted}, got {value!r}{why}")
 
 
 def _check_engine_args(dead_letters_kept: Any, inbound_capacity: Any,
                        inbound_overflow: Any) -> None:
-    says = f"dead_letters_kept must be an int from 1 to {DEAD_LETTERS_KEPT_MAX}, " \
-           f"got {dead_letters_kept!r}"
-    if isinstance(dead_letters_kept, bool) or not isinstance(dead_letters_kept, int):
-        raise TypeError(says)
-    if not 1 <= dead_letters_kept <= DEAD_LETTERS_KEPT_MAX:
-        raise ValueError(says)
-    _check_at_least_one("inbound_capacity", inbound_capacity,
-                        ": the entries the cross-thread queue holds")
+    _check_int("dead_letters_kept", dead_letters_kept, 1, DEAD_LETTERS_KEPT_MAX)
+    _check_int("inbound_capacity", inbound_capacity,
+               why=": the entries the cross-thread queue holds")
     if inbound_overflow not in get_args(InboundOverflow):
         raise ValueError(f"inbound_overflow must be 'block' or 'fail', got {inbound_overflow!r}: "
                          f"what a send from another thread does when the cross-thread "
@@ -7183,7 +7188,7 @@ class Cluster:
 
     def __init__(self, transport: str = "ray", engines: int = 2, *,
                  address: str | None = None, **options: Any) -> None:
-        _check_at_least_one("engines", engines)
+        _check_int("engines", engines)
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown transport {transport!r}: use one of "
                              f"{', '.join(map(repr, TRANSPORTS))}")
@@ -7233,11 +7238,7 @@ class Cluster:
         """
         _check_spawn_args(actor_class, id, capacity, overflow)
         if pin is not None:
-            says = f"pin must be an engine number from 0 to {self.engines - 1}, got {pin!r}"
-            if isinstance(pin, bool) or not isinstance(pin, int):
-                raise TypeError(says)
-            if not 0 <= pin < self.engines:
-                raise ValueError(says)
+            _check_int("pin", pin, 0, self.engines - 1, kind="an engine number")
         self._impl.spawn_actor(actor_class, id, args, kwargs, pin,
                                {"capacity": capacity, "overflow": overflow})
 

@@ -1438,6 +1438,10 @@ class _Host:
 
     def _uncode(self, src: int, target_id: str, item: tuple[Any, ...]) -> Any:
         sender_id, message, code = item
+        if code == _FORWARDED:          # its target need not subscribe: kept
+            topic, message = message
+            return backstage._remote_item(sender_id, backstage._FORWARDED_PUBLICATION,
+                                          message, topic)
         if code == _PUBLISH:
             topic, message = message
             if target_id not in self.engine._registry and target_id not in self.pins \
@@ -1450,10 +1454,6 @@ class _Host:
             if not self.engine._wants_publication(target_id, sender_id, topic):
                 return _UNWANTED
             return backstage._remote_item(sender_id, _MT.PUBLISH, message, topic)
-        if code == _FORWARDED:          # its target need not subscribe: kept
-            topic, message = message
-            return backstage._remote_item(sender_id, backstage._FORWARDED_PUBLICATION,
-                                          message, topic)
         if code == _ASK or code == _CALL:
             message, reply_id = message
             reply = (_RemoteReply if code == _ASK else _RemoteCallReply)
@@ -2192,11 +2192,11 @@ class RayCluster:
                  inspector: bool | str = False, dead_letters_kept: int = 1000,
                  name: str | None = None,
                  start_timeout: float | None = 60.0) -> None:
-        backstage._check_at_least_one("batch_limit", batch_limit)
-        backstage._check_at_least_one("window", window)
+        backstage._check_int("batch_limit", batch_limit)
+        backstage._check_int("window", window)
         if send_buffer is not None:
-            backstage._check_at_least_one("send_buffer", send_buffer,
-                                          "; or None for window * batch_limit")
+            backstage._check_int("send_buffer", send_buffer,
+                                 why="; or None for window * batch_limit")
         # Checked before Ray starts: a refusal leaves no Ray running.
         if inspector is not False and not isinstance(inspector, (bool, str)):
             raise TypeError(f"inspector must be True or a directory (str), not {inspector!r}")
