@@ -4492,9 +4492,10 @@ class _Lifecycle(_DeadLetters):
         ``actor_class(ctx, *args, **kwargs)`` under ``id/0``, ``id/1``, ...; any thread.
 
         A send, ask or proxy call to ``id`` goes to one routee, by ``routing``:
-        "round_robin", "least_loaded" (shortest inbox), "broadcast" (every
-        routee; an ask answers with the list of their answers) or
-        "consistent_hash" (by ``hash_key(message)``).  ``capacity`` and
+        "round_robin", "least_loaded" (shortest inbox, counting the messages
+        that wait for room in a full "block" one), "broadcast" (every routee;
+        an ask answers with the list of their answers) or "consistent_hash"
+        (by ``hash_key(message)``).  ``capacity`` and
         ``overflow`` are each routee's; ``supervisor`` treats failing routees
         (default ``OneForOne()``).  Returns the ``Pool``; an id already taken
         returns the actor there.
@@ -5748,12 +5749,12 @@ class Pool(Generic[_A]):
         start = self._next                  # ties go round the routees in turn
         self._next = start + 1
         best = live[start % count]
-        shortest = len(best._inbox) - best._head
+        shortest = _load(best)
         for step in range(1, count):
             if not shortest:
                 break
             routee = live[(start + step) % count]
-            length = len(routee._inbox) - routee._head
+            length = _load(routee)
             if length < shortest:
                 best, shortest = routee, length
         self._deliver(best, item)
@@ -5801,6 +5802,17 @@ class Pool(Generic[_A]):
                     and routee._state is _RUNNING:
                 return self._deliver(routee, item)
         self._no_routee(item)
+
+
+def _load(routee: Context) -> int:
+    """A routee's load for "least_loaded": its queued messages, and those
+    waiting for room in its full "block" inbox (a full inbox alone would tie
+    with every other full one, however long the line behind it)."""
+    length: int = len(routee._inbox) - routee._head
+    extra = routee._extra
+    if extra is not None and extra.waiting:
+        length += len(extra.waiting)
+    return length
 
 
 def _gather(reply: Any, answers: list[Any], waiting: list[int], index: int,

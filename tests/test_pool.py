@@ -677,3 +677,30 @@ def test_a_routee_stopping_while_the_queue_is_full_is_replaced_under_inbound_ove
                     "TERMINATED"]
     finally:
         engine.close()
+
+
+def test_least_loaded_counts_the_messages_waiting_for_room_in_a_full_block_routee(engine):
+    # Both routees are full; p/0 also has a sender waiting in line for room.
+    # Counting inboxes alone, they tie and the turn order picks p/0.
+    class Filler:
+        def __init__(self, ctx, target, count):
+            self.ctx = ctx
+            self.target = target
+            self.count = count
+
+        def receive(self, envelope):
+            for i in range(self.count):
+                self.ctx.send(self.target, f"{self.ctx.actor_id} {i}")
+
+    pool = engine.spawn_pool(Worker, "p", 2, routing="least_loaded", capacity=2,
+                             overflow="block")
+    engine.spawn_actor(Filler, "a", "p/0", 3)      # fills p/0, then waits for room
+    engine.spawn_actor(Filler, "b", "p/1", 2)      # fills p/1
+    engine.spawn_actor(Filler, "c", "p", 1)
+    for sender in ("a", "b", "c"):
+        engine.send(sender, "go")
+    engine.run()
+
+    seen = seen_by(engine, pool)
+    assert seen["p/1"] == ["b 0", "b 1", "c 0"]
+    assert seen["p/0"] == ["a 0", "a 1", "a 2"]
