@@ -3237,9 +3237,9 @@ class Proxy(Generic[_A]):
     with ``proxy_method`` to have attribute calls typed too.
     """
 
-    def __init__(self, engine: Engine, target_id: str, actor_class: type | None,
+    def __init__(self, engine: _ProxyCaller, target_id: str, actor_class: type | None,
                  sender_id: str | None, deferred: bool, timeout: float | None) -> None:
-        self._engine = engine
+        self._engine = engine           # an Engine, or a Cluster for the driver's proxies
         self._target_id = target_id
         self._class = actor_class       # for checking method names, when known
         self._sender_id = sender_id
@@ -3290,6 +3290,12 @@ class Proxy(Generic[_A]):
             return engine._call(self, MethodCall(name, args, kwargs))
         caller.__name__ = caller.__qualname__ = name
         return caller
+
+
+class _ProxyCaller(Protocol):
+    """What a Proxy queues its calls through: an Engine, or a Cluster."""
+
+    def _call(self, proxy: Proxy[Any], call: MethodCall, /) -> AskFuture[Any]: ...
 
 
 class _ProxyMethod(Generic[_P, _R]):
@@ -3416,33 +3422,20 @@ class _Asking(_BackPressure):
 
     def _make_proxy(self, target_id: str, cls: type | None, timeout: float | None,
                     sender_id: str | None, deferred: bool) -> Any:
-        if type(target_id) is not str:
-            raise TypeError(f"proxy() needs a str actor id, not {target_id!r}")
-        if cls is not None and not isinstance(cls, type):
-            raise TypeError(f"proxy() needs the actor's class (or a Proxy subclass), such as "
-                            f"engine.proxy({target_id!r}, Counter), not {cls!r}")
-        if timeout is not None:
-            _check_delay("proxy", "timeout", timeout, allow_zero=False)
-        proxy_class: type[Proxy[Any]] = Proxy
-        actor_class = cls
-        if cls is not None and issubclass(cls, Proxy):
-            proxy_class, actor_class = cls, _proxied_class(cls)
+        proxy_class, actor_class = _proxy_classes("engine", target_id, cls, timeout)
+        actor = self.get_actor(target_id)
+        live_class = None if actor is None else _class_behind(actor)
         if actor_class is not None:
-            _check_proxied_class(target_id, actor_class, self.get_actor(target_id))
+            _check_proxied_class(target_id, actor_class, live_class)
         else:
-            actor = self.get_actor(target_id)
             if actor is None and cls is None and not self._elsewhere(target_id):
-                raise ActorNotFound(
-                    f"cannot make a proxy for {target_id!r}: no actor has that id; pass its "
-                    f"class, engine.proxy({target_id!r}, TheClass), to make one before "
-                    f"the actor exists")
-            if actor is not None:
-                actor_class = actor.routee_class if isinstance(actor, Pool) else type(actor)
-        return proxy_class(self, target_id, actor_class, sender_id, deferred,  # type: ignore[arg-type]
-                           timeout)
+                raise ActorNotFound(_no_actor_to_proxy("engine", target_id))
+            actor_class = live_class
+        return proxy_class(self, target_id, actor_class, sender_id, deferred, timeout)
 
-    def _call(self, proxy: Proxy[Any], call: MethodCall) -> AskFuture[Any]:
-        """Queue ``call`` to the proxy's actor, as an ask; any thread."""
+    def _call(self, proxy: Proxy[Any], call: MethodCall, across: bool = False) -> AskFuture[Any]:
+        """Queue ``call`` to the proxy's actor, as an ask; any thread
+        (``across``: for a caller elsewhere, a cluster's driver; see _ask)."""
         if self._closed:
             raise EngineClosed(f"cannot call {proxy._target_id!r}: {_CLOSED}")
         future: AskFuture[Any] = AskFuture(self)  # type: ignore[arg-type]
@@ -3452,7 +3445,7 @@ class _Asking(_BackPressure):
         if not self._owner._is_owned():
             self._submit(self._ask_here, reply, call, proxy._timeout, True)
         else:
-            self._ask_here(reply, call, proxy._timeout)
+            self._ask_here(reply, call, proxy._timeout, across)
         return future
 
     def _run_call(self, ctx: Context, call: MethodCall, reply: Any) -> None:
@@ -6891,11 +6884,36 @@ def _check_unwatchable(call: str, fileobj: Any) -> None:
                         f"not {fileobj!r}")
 
 
-def _check_proxied_class(target_id: str, actor_class: type, actor: Any) -> None:
+def _class_behind(actor: Any) -> type:
+    """The class whose methods a proxy to ``actor`` calls: a pool's routees'."""
+    return actor.routee_class if isinstance(actor, Pool) else type(actor)
+
+
+def _proxy_classes(maker: str, target_id: Any, cls: Any,
+                   timeout: Any) -> tuple[type[Proxy[Any]], type | None]:
+    """proxy()'s arguments checked: the Proxy class to make, and the actor's
+    class if ``cls`` names it (``maker``: "engine" or "cluster", for the hint)."""
+    if type(target_id) is not str:
+        raise TypeError(f"proxy() needs a str actor id, not {target_id!r}")
+    if cls is not None and not isinstance(cls, type):
+        raise TypeError(f"proxy() needs the actor's class (or a Proxy subclass), such as "
+                        f"{maker}.proxy({target_id!r}, Counter), not {cls!r}")
+    if timeout is not None:
+        _check_delay("proxy", "timeout", timeout, allow_zero=False)
+    if cls is not None and issubclass(cls, Proxy):
+        return cls, _proxied_class(cls)
+    return Proxy, cls
+
+
+def _no_actor_to_proxy(maker: str, target_id: str) -> str:
+    return (f"cannot make a proxy for {target_id!r}: no actor has that id; pass its class, "
+            f"{maker}.proxy({target_id!r}, TheClass), to make one before the actor exists")
+
+
+def _check_proxied_class(target_id: str, actor_class: type, live_class: type | None) -> None:
     """proxy(id, cls) for a live actor of another class fails at the call, not per call."""
-    if actor is None:
+    if live_class is None:
         return
-    live_class = actor.routee_class if isinstance(actor, Pool) else type(actor)
     if not issubclass(live_class, actor_class):
         raise TypeError(f"proxy() for {target_id!r} was given {actor_class.__name__}, but "
                         f"that actor's class is {live_class.__name__}: pass its own class, or "
@@ -7254,6 +7272,29 @@ class Cluster:
         self._impl.spawn_actor(actor_class, id, args, kwargs, pin,
                                {"capacity": capacity, "overflow": overflow})
 
+    def spawn_pool(self, actor_class: type, /, id: str, size: int, *args: Any,
+                   routing: Routing = "round_robin",
+                   hash_key: Callable[[Any], Hashable] | None = None,
+                   capacity: int = DEFAULT_CAPACITY, overflow: Overflow = "grow",
+                   supervisor: SupervisorStrategy | None = None, pin: int | None = None,
+                   **kwargs: Any) -> None:
+        """``Engine.spawn_pool`` on one engine: the router ``id`` and its routees
+        ``id/0`` ... ``id/{size-1}`` live on the engine ``id``'s hash names, or
+        ``pin``; they exist when this returns.  Sends, asks and proxy calls to
+        ``id`` from the driver and from every engine reach the routees.
+
+        One pool uses one engine's core: to spread work over every engine,
+        spawn a pool (or actors) on each, ``pin=k``, and send to each in turn.
+        """
+        _check_pool_args(size, routing, hash_key, supervisor)
+        _check_spawn_args(actor_class, id, capacity, overflow)
+        if pin is not None:
+            _check_int("pin", pin, 0, self.engines - 1, kind="an engine number")
+        self._impl.spawn_actor(actor_class, id, args, kwargs, pin, {
+            "capacity": capacity, "overflow": overflow,
+            "pool": {"size": size, "routing": routing, "hash_key": hash_key,
+                     "supervisor": supervisor}})
+
     def send(self, target_id: str, message: Any) -> None:
         """Send ``message`` to ``target_id`` (sender_id None); any thread.
 
@@ -7264,13 +7305,51 @@ class Cluster:
             raise TypeError(f"send() needs a str actor id, not {target_id!r}")
         self._impl.send(target_id, message)
 
-    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> Future[Any]:
-        """Send ``message`` and return a future for the reply; any thread."""
+    def ask(self, target_id: str, message: Any, timeout: float | None = 5.0) -> AskFuture[Any]:
+        """Send ``message`` and return a future for the reply; any thread.
+
+        The future's callbacks run on a thread of the driver's; in asyncio
+        code, ``await`` it."""
         if type(target_id) is not str:
             raise TypeError(f"ask() needs a str actor id, not {target_id!r}")
         if timeout is not None:
             _check_delay("ask", "timeout", timeout, allow_zero=False)
-        future: Future[Any] = self._impl.ask(target_id, message, timeout)
+        future: AskFuture[Any] = self._impl.ask(target_id, message, timeout)
+        return future
+
+    @overload
+    def proxy(self, id: str, cls: None = None, *,
+              timeout: float | None = None) -> Proxy[Any]: ...
+    @overload
+    def proxy(self, id: str, cls: type[_PX], *, timeout: float | None = None) -> _PX: ...
+    @overload
+    def proxy(self, id: str, cls: type[_A], *, timeout: float | None = None) -> Proxy[_A]: ...
+
+    def proxy(self, id: str, cls: type | None = None, *,
+              timeout: float | None = None) -> Any:
+        """A proxy for the actor ``id``, on whichever engine it lives; any thread.
+
+        As ``Engine.proxy``: ``proxy.method(...)`` runs that method on the
+        actor's engine, as a message in order with this driver's sends, and
+        returns an ``AskFuture`` of its result (``result()``, callbacks on a
+        thread of the driver's, ``await`` in asyncio code).  Arguments and
+        results travel pickled.  ``cls``: the actor's class, to make a proxy
+        before the actor exists, or a ``Proxy`` subclass.  ``timeout``: seconds
+        after which a call fails with ``TimeoutError`` (default: none; a call
+        to a lost engine fails with ``ActorNotFound``).
+        """
+        proxy_class, actor_class = _proxy_classes("cluster", id, cls, timeout)
+        _check_id("proxy", id)
+        live_class = self._impl.class_for_proxy(id, actor_class)
+        if actor_class is None:
+            if live_class is None:
+                raise ActorNotFound(_no_actor_to_proxy("cluster", id))
+            actor_class = live_class
+        return proxy_class(self, id, actor_class, None, False, timeout)
+
+    def _call(self, proxy: Proxy[Any], call: MethodCall, /) -> AskFuture[Any]:
+        """A driver proxy's call: an ask whose message is ``call`` (see Proxy)."""
+        future: AskFuture[Any] = self._impl.ask(proxy._target_id, call, proxy._timeout, "call")
         return future
 
     def poison_pill(self, target_id: str) -> None:

@@ -1523,6 +1523,8 @@ class _Host:
             self._unpinned_there(*control[1:])
         elif control[0] == "ask":
             self._ask_for_driver(*control[1:])
+        elif control[0] == "call":
+            self._call_for_driver(*control[1:])
         elif control[0] == "unloaded":
             link = self.links.get(src)
             if link is not None:
@@ -1535,11 +1537,24 @@ class _Host:
 
     def _ask_for_driver(self, reply_id: str, target_id: str, message: Any,
                         timeout: float | None) -> None:
+        # Across: the driver is not an actor here to pause while it waits
+        # for room in a full "block" inbox; the ask waits in line instead.
+        self._for_driver(reply_id, lambda: self.engine._ask(
+            target_id, message, timeout, None, deferred=False, across=True))
+
+    def _call_for_driver(self, reply_id: str, target_id: str, call: backstage.MethodCall,
+                         timeout: float | None) -> None:
+        """A call of a driver's proxy, made here as a proxy of this engine's
+        would (across, as the driver's asks)."""
+        engine = self.engine
+        self._for_driver(reply_id, lambda: engine._call(
+            backstage.Proxy(engine, target_id, None, None, False, timeout), call, across=True))
+
+    def _for_driver(self, reply_id: str, ask: Callable[[], Future[Any]]) -> None:
+        """Make the driver's ask (or call) with ``ask``; its outcome goes back as
+        reply ``reply_id``, failing it if the ask could not be made."""
         try:
-            # Across: the driver is not an actor here to pause while it waits
-            # for room in a full "block" inbox; the ask waits in line instead.
-            future = self.engine._ask(target_id, message, timeout, None, deferred=False,
-                                      across=True)
+            future = ask()
         except BaseException as exc:
             self._reply_to_driver(reply_id, ("err", _portable_exception(exc)))
             return
@@ -1868,10 +1883,28 @@ def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: s
     engine's word that the id lives here) or ("err", exc)."""
     try:
         host.placing(actor_id)
-        host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
+        pool = options.pop("pool", None)        # Cluster.spawn_pool's
+        if pool is None:
+            host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
+        else:
+            host.engine.spawn_pool(actor_class, actor_id, pool.pop("size"), *args, **pool,
+                                   **options, **kwargs)
         result.set_result(("ok", host.claim_stamp(actor_id, host.index) or 0))
     except BaseException as exc:
         result.set_result(("err", _portable_exception(exc)))
+
+
+def _class_for_proxy(engine: Engine, actor_id: str, cls: type | None) -> tuple[str, Any]:
+    """On the engine's thread: ("ok", the live actor's class or None), or
+    ("wrong", why) if ``cls`` is not the live actor's (Engine.proxy's check)."""
+    actor = engine.get_actor(actor_id)
+    live_class = None if actor is None else backstage._class_behind(actor)
+    if cls is not None:
+        try:
+            backstage._check_proxied_class(actor_id, cls, live_class)
+        except TypeError as exc:
+            return "wrong", str(exc)
+    return "ok", live_class
 
 
 def _idle_stand_in(ctx: Any, links: Iterable[_Link]) -> bool:
@@ -2114,19 +2147,15 @@ class _AskClock:
 _settling_here = threading.local()
 
 
-class _DriverFuture(Future):  # type: ignore[type-arg]
-    """A driver ask's future: waiting on it where its answer would be settled
-    (in a done callback of another ask) raises at once instead of for good."""
+class _DriverFuture(backstage.AskFuture[Any]):
+    """A driver ask's (or proxy call's) future: waiting on it where its answer
+    would be settled (in a done callback of another ask) raises at once
+    instead of for good.  An AskFuture, so that asyncio code awaits it."""
 
-    def result(self, timeout: float | None = None) -> Any:
-        self._refuse_to_wait()
-        return super().result(timeout)
+    def __init__(self) -> None:
+        Future.__init__(self)       # no engine of the driver's to refuse waiting on
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._refuse_to_wait()
-        return super().exception(timeout)
-
-    def _refuse_to_wait(self) -> None:
+    def _refuse_to_deadlock(self) -> None:
         if not self.done() and getattr(_settling_here, "active", False):
             raise backstage.BackstageError(
                 "a done callback of a cluster ask waited for another ask's answer; "
@@ -2371,6 +2400,19 @@ class RayCluster:
 
     # -- calls from the driver -------------------------------------------------------
 
+    def class_for_proxy(self, actor_id: str, cls: type | None) -> type | None:
+        """The class of the live actor ``actor_id`` (a pool's routees'), or None;
+        TypeError if ``cls`` is given and the live actor is not one."""
+        where = self.where(actor_id)
+        if where in self._lost:
+            if cls is None:
+                raise ActorNotFound(f"cannot make a proxy for {actor_id!r}: {self._lost[where]}")
+            return None
+        status, value = self.call(where, _class_for_proxy, actor_id, cls)
+        if status == "wrong":
+            raise TypeError(value)
+        return value  # type: ignore[no-any-return]
+
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise backstage.EngineClosed(f"cannot {what}: the cluster is closed; make a new "
@@ -2610,15 +2652,17 @@ class RayCluster:
         self._dead.append(DeadLetter(target_id, Envelope(None, mtype, message), reason,
                                      time.time()))
 
-    def ask(self, target_id: str, message: Any, timeout: float | None) -> Future[Any]:
+    def ask(self, target_id: str, message: Any, timeout: float | None,
+            control: str = "ask") -> _DriverFuture:
         """The ask travels in the driver's batches to the id's engine, in order with
-        its sends; the reply comes back through that engine's collect_replies."""
+        its sends; the reply comes back through that engine's collect_replies.
+        ``control`` "call": ``message`` is a proxy's MethodCall, run as one."""
         self._check_open(f"ask {target_id!r}")        # not through _open: see send
         why = _picklable(message)
         if why is not None:
             raise TypeError(_unpicklable_reason(f"the message {message!r}", why))
         where = self.engine_of(target_id)
-        future: Future[Any] = _DriverFuture()
+        future = _DriverFuture()
         if where in self._lost:
             future.set_exception(ActorNotFound(f"cannot ask {target_id!r}: {self._lost[where]}"))
             return future
@@ -2632,7 +2676,7 @@ class RayCluster:
                 self._clock.start(reply_id, timeout)
             self._collect(where)
             self._pending[where].append(
-                (None, ("ask", reply_id, target_id, message, timeout), reply_id, "ask"))
+                (None, (control, reply_id, target_id, message, timeout), reply_id, "ask"))
             if self._window_used[where] < self._window:
                 self._flush(where, force=False)
         return future

@@ -444,6 +444,9 @@ class Dozer:
     async def receive(self, envelope):
         await self.ctx.sleep(envelope.message)
 
+    def ping(self):
+        return "pong"
+
 
 class SendsBack:
     """On ("hit", n): sends its sender n messages, one that does not unpickle,
@@ -513,3 +516,31 @@ class RaisesTwoArgumentError:
 
     def receive(self, envelope):
         raise TwoArgumentError("one", "two")
+
+
+class Ledger:
+    """Keeps what it received; its methods, for a driver's proxy."""
+
+    def __init__(self, ctx, balance=0):
+        self.ctx = ctx
+        self.balance = balance
+        self.seen = []
+
+    def receive(self, envelope):
+        self.seen.append(envelope.message)
+
+    def received(self):
+        return list(self.seen)
+
+    def deposit(self, amount):
+        self.balance += amount
+        return self.balance
+
+    def withdraw(self, amount):
+        if amount > self.balance:
+            raise ValueError(f"only {self.balance} left")
+        self.balance -= amount
+        return self.balance
+
+    def where(self):
+        return engine_index(self.ctx), self.ctx.actor_id

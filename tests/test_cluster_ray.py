@@ -49,6 +49,7 @@ from cluster_actors import (  # noqa: E402
     Flood,
     Forwarder,
     Holder,
+    Ledger,
     PoolKeeper,
     RaisesTwoArgumentError,
     Rally,
@@ -285,6 +286,17 @@ def test_spawn_actor_with_bad_arguments_raises_at_the_call(cluster):
     (lambda c: c.spawn_actor(Echo, "bad-pin", pin="0"), TypeError,
      r"^pin must be an engine number from 0 to 2, got '0'$"),
     (lambda c: c.get_engine_of(""), ValueError, r"^get_engine_of\(\) got an empty actor id"),
+    (lambda c: c.spawn_pool(Echo, "bad-pool", 0), ValueError,
+     r"^spawn_pool\(\) needs a size of at least 1, got 0$"),
+    (lambda c: c.spawn_pool(Echo, "bad-pool", 2, routing="nope"), ValueError,
+     r"^unknown routing 'nope': use one of 'round_robin'"),
+    (lambda c: c.spawn_pool(Echo, "bad-pool", 2, pin=3), ValueError,
+     r"^pin must be an engine number from 0 to 2, got 3$"),
+    (lambda c: c.proxy("bad-proxy", Echo, timeout=-1), ValueError,
+     r"^proxy\(\) needs timeout more than zero seconds, got -1$"),
+    (lambda c: c.proxy("bad-proxy", "Echo"), TypeError,
+     r"^proxy\(\) needs the actor's class \(or a Proxy subclass\), such as "
+     r"cluster.proxy\('bad-proxy', Counter\)"),
 ])
 def test_bad_arguments_to_the_drivers_calls_are_refused_and_change_nothing(cluster, call, error,
                                                                            message):
@@ -381,6 +393,99 @@ def test_a_pin_whose_spawn_fails_on_the_engine_leaves_the_id_placed_nowhere(
     assert target not in cluster._impl._pins
     spawner = _spawn_on(cluster, 0, Remote, "after-failed-pin")
     assert _ask(cluster, spawner, ("spawn", Echo, target)) == 0     # not refused
+
+
+# -- the driver's proxies and pools ------------------------------------------------
+
+def test_a_driver_proxy_runs_the_method_on_the_actors_engine_and_its_future_holds_the_result(
+        cluster):
+    ledger = _spawn_on(cluster, 2, Ledger, "driver-proxy", 100)
+    proxy = cluster.proxy(ledger)
+
+    assert proxy.deposit(5).result(30) == 105
+    with pytest.raises(ValueError, match="^only 105 left$"):
+        proxy.withdraw(1000).result(30)
+    assert proxy.call(Ledger.where).result(30) == (2, ledger)
+    assert proxy.call(lambda actor: actor.balance * 2).result(30) == 210
+
+
+def test_a_driver_proxy_call_comes_after_the_drivers_earlier_sends(cluster):
+    ledger = _spawn_on(cluster, 1, Ledger, "driver-proxy-order")
+    proxy = cluster.proxy(ledger, Ledger)
+
+    for i in range(300):
+        cluster.send(ledger, i)
+    received = proxy.received().result(30)
+
+    assert received == list(range(300))
+
+
+def test_a_driver_proxy_refuses_an_id_with_no_actor_a_wrong_class_and_an_unknown_method(
+        cluster):
+    ledger = _spawn_on(cluster, 0, Ledger, "driver-proxy-refuses")
+
+    with pytest.raises(backstage.ActorNotFound, match=r"cluster.proxy\('nobody-here', "
+                                                      r"TheClass\)"):
+        cluster.proxy("nobody-here")
+    with pytest.raises(TypeError, match="that actor's class is Ledger"):
+        cluster.proxy(ledger, Echo)
+    with pytest.raises(AttributeError, match="Ledger has no method 'nope'"):
+        cluster.proxy(ledger).nope()
+    with pytest.raises(TypeError, match="str actor id"):
+        cluster.proxy(5)
+
+
+def test_a_driver_proxy_made_with_the_class_before_the_actor_exists_reaches_it_once_spawned(
+        cluster):
+    ledger = _id_on(cluster, 1, "driver-proxy-early")
+    proxy = cluster.proxy(ledger, Ledger)
+    cluster.spawn_actor(Ledger, ledger, 7)
+
+    assert proxy.deposit(1).result(30) == 8
+
+
+def test_a_driver_proxy_call_and_a_driver_ask_are_awaited_in_asyncio_code(cluster):
+    import asyncio
+    ledger = _spawn_on(cluster, 0, Ledger, "driver-proxy-await", 10)
+    echo = _spawn_on(cluster, 1, Echo, "driver-ask-await")
+    proxy = cluster.proxy(ledger)
+
+    async def main():
+        return await proxy.deposit(2), await cluster.ask(echo, "hi")
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == (12, ("hi", 1, (), {}))
+
+
+def test_a_driver_proxy_call_that_times_out_fails_with_timeout_error(cluster):
+    dozer = _spawn_on(cluster, 2, Dozer, "driver-proxy-timeout")
+    proxy = cluster.proxy(dozer, timeout=0.2)
+    cluster.send(dozer, 1.0)            # busy for a second: the call waits behind it
+
+    with pytest.raises(TimeoutError):
+        proxy.ping().result(30)
+    assert cluster.proxy(dozer).ping().result(30) == "pong"
+
+
+def test_spawn_pool_from_the_driver_puts_the_router_and_its_routees_on_the_ids_engine(cluster):
+    pool = _id_on(cluster, 1, "driver-pool")
+    cluster.spawn_pool(Echo, pool, 3, "arg", routing="broadcast", key="k")
+
+    answers = _ask(cluster, pool, "hi")
+
+    assert answers == [("hi", 1, ("arg",), {"key": "k"})] * 3
+    assert [cluster.get_engine_of(f"{pool}/{i}") for i in range(3)] == [1, 1, 1]
+
+
+def test_spawn_pool_with_pin_puts_the_pool_on_that_engine_and_every_engine_reaches_it(cluster):
+    pool = _id_on(cluster, 0, "driver-pool-pinned")
+    cluster.spawn_pool(Ledger, pool, 2, pin=2)
+    asker = _spawn_on(cluster, 1, Remote, "driver-pool-asker")
+
+    first, second = (cluster.proxy(pool).where().result(30) for _ in range(2))
+    from_engine_1 = _ask(cluster, asker, ("proxy", pool, None, "where", ()))
+
+    assert {first, second} == {(2, f"{pool}/0"), (2, f"{pool}/1")}     # round robin
+    assert from_engine_1[0] == "ok" and from_engine_1[1][0] == 2
 
 
 # -- actors across engines --------------------------------------------------------

@@ -63,6 +63,13 @@ reveal_type(engine.proxy("c"))
 engine.spawn_actor(Counter, "d", 1, overflow="drop-oldest")
 engine.spawn_pool(Counter, "q", 2, 0, routing="round-robin")
 backstage.Engine(inbound_overflow="drop")
+
+
+def driver(cluster: backstage.Cluster) -> None:
+    reveal_type(cluster.proxy("c", Counter))
+    reveal_type(cluster.proxy("c", CounterProxy).add(5))
+    reveal_type(cluster.ask("c", "hi"))
+    cluster.spawn_pool(Counter, "q", 2, 0, routing="round-robin")
 '''
 
 EXPECTED = [
@@ -87,6 +94,12 @@ EXPECTED = [
     '\'broadcast\', \'consistent_hash\']"',
     'Argument "inbound_overflow" to "Engine" has incompatible type "Literal[\'drop\']"; '
     'expected "Literal[\'block\', \'fail\']"',
+    'Revealed type is "backstage.Proxy[program.Counter]"',
+    'Revealed type is "backstage.AskFuture[int]"',
+    'Revealed type is "backstage.AskFuture[Any]"',
+    'Argument "routing" to "spawn_pool" of "Cluster" has incompatible type '
+    '"Literal[\'round-robin\']"; expected "Literal[\'round_robin\', \'least_loaded\', '
+    '\'broadcast\', \'consistent_hash\']"',
 ]
 
 
