@@ -5537,6 +5537,7 @@ class Pool(Generic[_A]):
         self._live: list[Context] = []             # routees taking messages, in slot order
         self._next = 0                              # round-robin counter
         self._afar = False                          # routing a batch from another engine
+        self._block = overflow == "block"           # routees may have waiting lines
         self._stopping = False                      # a poison pill came: no new messages
         self._done = False                          # deinit ran: this instance is over
         self._replaced: collections.deque[float] = collections.deque()  # replacement times
@@ -5741,16 +5742,29 @@ class Pool(Generic[_A]):
         count = len(live)
         start = self._next                  # ties go round the routees in turn
         self._next = start + 1
+        if self._block:
+            return self._least_in_line(live, start, item)
+        # Other routees have no line: inboxes alone, with no call per routee
+        # (_load for every pool cost 8 busy routees 1,300 -> 1,700 ns a message).
         best = live[start % count]
-        shortest = _load(best)
+        shortest = len(best._inbox) - best._head
         for step in range(1, count):
             if not shortest:
                 break
             routee = live[(start + step) % count]
-            length = _load(routee)
+            length = len(routee._inbox) - routee._head
             if length < shortest:
                 best, shortest = routee, length
         self._deliver(best, item)
+
+    def _least_in_line(self, live: list[Context], start: int, item: Any) -> None:
+        """``_least_loaded`` for "block" routees: full ones tie on their
+        inboxes, so the messages waiting in their lines decide.  (A method of
+        its own: in _least_loaded, this closure made its locals cells, and 8
+        busy routees 17,350 -> 18,300 instructions a message; callgrind, 3.11.)"""
+        count = len(live)
+        self._deliver(min((live[(start + step) % count] for step in range(count)),
+                          key=_load), item)
 
     def _broadcast(self, item: Any) -> None:
         live = list(self._live)
@@ -5798,8 +5812,8 @@ class Pool(Generic[_A]):
 
 
 def _load(routee: Context) -> int:
-    """A routee's load for "least_loaded": its queued messages, and those
-    waiting for room in its full "block" inbox (a full inbox alone would tie
+    """A "block" routee's load for "least_loaded": its queued messages, and
+    those waiting for room in its full inbox (a full inbox alone would tie
     with every other full one, however long the line behind it)."""
     length: int = len(routee._inbox) - routee._head
     extra = routee._extra
