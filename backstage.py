@@ -4136,6 +4136,8 @@ def _forget_cancelled(future: Future[Any]) -> None:
     or asyncio cancelled the await), its ask stops counting as work."""
     if future.cancelled() and isinstance(future, AskFuture):
         engine = future._engine
+        if engine is None:
+            return                      # a cluster driver's: no engine counts it
         if engine._owner._is_owned():
             engine._forget_ask(future)
         elif not engine._closed:
@@ -4501,7 +4503,7 @@ class _Lifecycle(_DeadLetters):
                     kwargs: dict[str, Any], routing: str, hash_key: Any, capacity: int,
                     overflow: str, supervisor: Any, parent: Context | None) -> Any:
         _check_pool_args(size, routing, hash_key, supervisor)
-        _check_spawn_args(actor_class, pool_id, capacity, overflow)
+        _check_spawn_args(actor_class, pool_id, capacity, overflow, "spawn_pool")
         # By name: _warn_unused_spawn compares a later spawn's with these.
         return self._spawn(Pool, pool_id, DEFAULT_CAPACITY, "grow", parent, (), dict(
             routee_class=actor_class, size=size, args=args, kwargs=kwargs, routing=routing,
@@ -7301,7 +7303,7 @@ class Cluster:
         spawn a pool (or actors) on each, ``pin=k``, and send to each in turn.
         """
         _check_pool_args(size, routing, hash_key, supervisor)
-        _check_spawn_args(actor_class, id, capacity, overflow)
+        _check_spawn_args(actor_class, id, capacity, overflow, "spawn_pool")
         if pin is not None:
             _check_int("pin", pin, 0, self.engines - 1, kind="an engine number")
         self._impl.spawn_actor(actor_class, id, args, kwargs, pin, {
@@ -7523,16 +7525,18 @@ def _check_cluster_options(transport: str, cluster_class: Any, engines: int,
                         f"{', '.join(takes)} (docs/cluster.md)") from None
 
 
-def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: Any) -> None:
+def _check_spawn_args(actor_class: Any, actor_id: Any, capacity: Any, overflow: Any,
+                      call: str = "spawn_actor") -> None:
+    """``call``: the public call checked, for the message ("spawn_pool")."""
     if not isinstance(actor_class, type):
         if isinstance(actor_class, str):
-            raise TypeError(f"spawn_actor() needs the class itself, not its name "
-                            f"{actor_class!r}: import it and pass it, spawn_actor(Greeter, "
+            raise TypeError(f"{call}() needs the class itself, not its name "
+                            f"{actor_class!r}: import it and pass it, {call}(Greeter, "
                             f"id=...)")
-        raise TypeError(f"spawn_actor() needs a class, not {actor_class!r}: "
-                        f"write spawn_actor(Greeter, id=...), not spawn_actor(Greeter(), ...)")
+        raise TypeError(f"{call}() needs a class, not {actor_class!r}: "
+                        f"write {call}(Greeter, id=...), not {call}(Greeter(), ...)")
     if not callable(getattr(actor_class, "receive", None)):
-        raise TypeError(f"spawn_actor() needs a class with a receive(self, envelope) method; "
+        raise TypeError(f"{call}() needs a class with a receive(self, envelope) method; "
                         f"{actor_class.__name__} has none")
     if type(actor_id) is not str:
         if type(actor_id) is _Required:

@@ -1720,9 +1720,10 @@ class EngineHost:
         threading.Event().wait()            # never set: the call fails when we die
 
     def spawn(self, src: int, seq: int, payload: bytes) -> tuple[Any, ...]:
-        """The driver's spawn_actor, ``payload`` the pickled (class, id, args,
-        kwargs, options): ("ok", the stamp of this engine's word that the id
-        lives here) or ("err", exception).  Unpickled here,
+        """The driver's spawn_actor or spawn_pool, ``payload`` the pickled (class,
+        id, args, kwargs, options): ("ok", the stamp of this engine's word that
+        the id lives here, [(routee id, stamp), ...] of a pool) or ("err",
+        exception, []).  Unpickled here,
         so that one that does not unpickle still takes its place in the
         driver's order (as a deliver does) and fails with why."""
         host = self.host
@@ -1736,7 +1737,7 @@ class EngineHost:
                 f"({exc!r}); pass ones the engine processes can import: a module on the "
                 f"PYTHONPATH they inherit from the driver's environment, not one added to "
                 f"sys.path after the cluster started")
-            thunk = lambda: result.set_result(("err", failure))    # noqa: E731
+            thunk = lambda: result.set_result(("err", failure, []))    # noqa: E731
         else:
             thunk = lambda: _spawn_into(                            # noqa: E731
                 result, host, actor_class, actor_id, args, kwargs, options)
@@ -1784,6 +1785,11 @@ class EngineHost:
         spawned it, as every engine was told, else here.  Read on Ray's thread
         (a dict lookup): an engine in a long turn does not hold it up."""
         return self.host.pins.get(actor_id, self.index)
+
+    def proxy_class(self, actor_id: str, cls: type | None) -> tuple[str, Any]:
+        """For the driver's Cluster.proxy (see _class_for_proxy): read on Ray's
+        thread, as ``placed``, so that an engine in a long turn does not hold it up."""
+        return _class_for_proxy(self.host.engine, actor_id, cls)
 
     def get_actor_ids(self) -> list[Any]:
         engine = self.host.engine
@@ -1879,24 +1885,25 @@ def _placed_elsewhere(actor_id: str, here: int, where: int) -> str:
 
 def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: str,
                 args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> None:
-    """The driver's spawn, on the engine's thread: ("ok", the stamp of this
-    engine's word that the id lives here) or ("err", exc)."""
+    """The driver's spawn, on the engine's thread: see EngineHost.spawn."""
     try:
         host.placing(actor_id)
         pool = options.pop("pool", None)        # Cluster.spawn_pool's
+        routees: list[str] = []
         if pool is None:
             host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
         else:
-            host.engine.spawn_pool(actor_class, actor_id, pool.pop("size"), *args, **pool,
-                                   **options, **kwargs)
-        result.set_result(("ok", host.claim_stamp(actor_id, host.index) or 0))
+            routees = host.engine.spawn_pool(actor_class, actor_id, pool.pop("size"), *args,
+                                             **pool, **options, **kwargs).routees
+        result.set_result(("ok", host.claim_stamp(actor_id, host.index) or 0,
+                           [(r, host.claim_stamp(r, host.index) or 0) for r in routees]))
     except BaseException as exc:
-        result.set_result(("err", _portable_exception(exc)))
+        result.set_result(("err", _portable_exception(exc), []))
 
 
 def _class_for_proxy(engine: Engine, actor_id: str, cls: type | None) -> tuple[str, Any]:
-    """On the engine's thread: ("ok", the live actor's class or None), or
-    ("wrong", why) if ``cls`` is not the live actor's (Engine.proxy's check)."""
+    """("ok", the live actor's class or None), or ("wrong", why) if ``cls`` is
+    not the live actor's (Engine.proxy's check); any thread (get_actor is)."""
     actor = engine.get_actor(actor_id)
     live_class = None if actor is None else backstage._class_behind(actor)
     if cls is not None:
@@ -2153,7 +2160,8 @@ class _DriverFuture(backstage.AskFuture[Any]):
     instead of for good.  An AskFuture, so that asyncio code awaits it."""
 
     def __init__(self) -> None:
-        Future.__init__(self)       # no engine of the driver's to refuse waiting on
+        Future.__init__(self)
+        self._engine = None  # type: ignore[assignment]  # the driver has no engine
 
     def _refuse_to_deadlock(self) -> None:
         if not self.done() and getattr(_settling_here, "active", False):
@@ -2404,11 +2412,17 @@ class RayCluster:
         """The class of the live actor ``actor_id`` (a pool's routees'), or None;
         TypeError if ``cls`` is given and the live actor is not one."""
         where = self.where(actor_id)
-        if where in self._lost:
+        reason = self._lost.get(where)
+        if reason is None:
+            try:
+                with self._open(f"make a proxy for {actor_id!r}"):
+                    status, value = ray.get(self.hosts[where].proxy_class.remote(actor_id, cls))
+            except ray.exceptions.RayActorError:
+                reason = f"engine {where} lost"        # the driver may not know it yet
+        if reason is not None:
             if cls is None:
-                raise ActorNotFound(f"cannot make a proxy for {actor_id!r}: {self._lost[where]}")
-            return None
-        status, value = self.call(where, _class_for_proxy, actor_id, cls)
+                raise ActorNotFound(f"cannot make a proxy for {actor_id!r}: {reason}")
+            return None                 # its calls fail as asks to a lost engine do
         if status == "wrong":
             raise TypeError(value)
         return value  # type: ignore[no-any-return]
@@ -2471,7 +2485,7 @@ class RayCluster:
             self._flush(where, force=True)
             ref = self.hosts[where].spawn.remote(DRIVER, self._next_seq(where), payload)
         try:
-            status, failure = ray.get(ref)
+            status, failure, routees = ray.get(ref)
         except ray.exceptions.RayActorError:
             live = [i for i in range(self.count) if i != where and i not in self._lost]
             raise backstage.BackstageError(
@@ -2484,6 +2498,16 @@ class RayCluster:
             raise failure
         if moved is None:           # (a move told every engine already, see _move)
             self._announce(actor_id, where, failure)
+        for routee_id, stamp in routees:
+            # A pool's routees live where it does, whatever their hash: the
+            # driver goes straight there, and tells every engine before its
+            # next message, as of the pool's own id (the engine's own word
+            # would come over the links between engines, after this returns).
+            if home_of(routee_id, self.count) != where:
+                self._pins[routee_id] = where
+            self._announce(routee_id, where, stamp)
+        if routees:
+            self._check_pins()
 
     def _announce(self, actor_id: str, where: int, stamp: int) -> None:
         """Tell the other engines, in the driver's order, that ``actor_id`` now

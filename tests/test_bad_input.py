@@ -384,6 +384,12 @@ TABLE = [
       r"another id", new=True),
     E("spawn_actor", lambda e, c: pooled(e).spawn_actor(Recorder, "p"), TypeError,
       r"^spawn_actor\(\) found 'p' taken by a pool of Recorder, not Recorder", new=True),
+    E("spawn_pool", lambda e, c: e.spawn_pool("Recorder", "p", 2), TypeError,
+      r"^spawn_pool\(\) needs the class itself, not its name 'Recorder': import it and pass "
+      r"it, spawn_pool\(Greeter, id=\.\.\.\)$", new=True),
+    E("spawn_pool", lambda e, c: e.spawn_pool(object, "p", 2), TypeError,
+      r"^spawn_pool\(\) needs a class with a receive\(self, envelope\) method; object has "
+      r"none$", new=True),
     E("spawn_pool", lambda e, c: e.spawn_pool(Recorder, "p", 2, routing="nope"), ValueError,
       r"^unknown routing 'nope': use one of 'round_robin', 'least_loaded'"),
     E("spawn_actor", lambda e, c: e.spawn_actor(Recorder), TypeError,

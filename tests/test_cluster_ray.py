@@ -466,6 +466,53 @@ def test_a_driver_proxy_call_that_times_out_fails_with_timeout_error(cluster):
     assert cluster.proxy(dozer).ping().result(30) == "pong"
 
 
+def test_a_cancelled_await_of_a_driver_future_ends_quietly(cluster, caplog):
+    import asyncio
+    dozer = _spawn_on(cluster, 1, Dozer, "driver-await-cancel")
+    cluster.send(dozer, 1.0)                # busy: the calls below wait behind it
+    proxy = cluster.proxy(dozer)
+
+    async def main():
+        for future in (proxy.ping(), cluster.ask(dozer, "hi", timeout=None)):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(future, 0.05)
+            assert future.cancelled()
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records] == []     # no callback failed
+    assert proxy.ping().result(30) == "pong"
+
+
+def test_making_a_driver_proxy_waits_for_no_turn_of_the_actors_engine(cluster, tmp_path):
+    busy = _spawn_on(cluster, 1, Remote, "proxy-beside-busy")
+    ledger = _spawn_on(cluster, 1, Ledger, "proxy-while-busy")
+    release = _blocked(cluster, busy, tmp_path)           # engine 1: one long turn
+    made = []
+    try:
+        maker = threading.Thread(target=lambda: made.extend(
+            [cluster.proxy(ledger), cluster.proxy(ledger, Ledger)]), daemon=True)
+        maker.start()
+        maker.join(30)
+        assert len(made) == 2               # made while the engine is still in its turn
+    finally:
+        release.touch()
+    assert made[0].deposit(3).result(60) == 3
+
+
+def test_every_routee_of_a_pool_the_driver_spawned_is_placed_when_the_call_returns(cluster):
+    asker = _spawn_on(cluster, 1, Remote, "routee-asker")
+    for i in range(12):
+        pool = f"placed-pool-{i}"
+        cluster.spawn_pool(Echo, pool, 4, pin=0)
+        routees = [f"{pool}/{k}" for k in range(4)]
+
+        assert [cluster.get_engine_of(r) for r in routees] == [0] * 4
+        assert [_ask(cluster, r, "hi")[1] for r in routees] == [0] * 4
+        assert [_ask(cluster, asker, ("ask", r, "hi")) for r in routees] == \
+            [("ok", ("hi", 0, (), {}))] * 4
+
+
 def test_spawn_pool_from_the_driver_puts_the_router_and_its_routees_on_the_ids_engine(cluster):
     pool = _id_on(cluster, 1, "driver-pool")
     cluster.spawn_pool(Echo, pool, 3, "arg", routing="broadcast", key="k")
@@ -1685,6 +1732,18 @@ def test_an_ask_from_the_driver_fails_when_the_engine_is_lost(cluster):
 
         with pytest.raises(backstage.ActorNotFound, match="engine 1 lost"):
             _ask(doomed, target, "ping")
+
+
+def test_a_driver_proxy_made_right_after_its_engine_is_killed_fails_with_actor_not_found(
+        cluster):
+    with backstage.Cluster("ray", engines=2) as doomed:
+        ledger = _spawn_on(doomed, 1, Ledger, "proxy-lost")
+        doomed.kill_engine(1)
+
+        with pytest.raises(backstage.ActorNotFound, match="engine 1 lost"):
+            doomed.proxy(ledger)                    # not Ray's ActorDiedError
+        with pytest.raises(backstage.ActorNotFound, match="engine 1 lost"):
+            doomed.proxy(ledger, Ledger).deposit(1).result(30)
 
 
 def test_wait_idle_that_times_out_on_a_busy_engine_holds_up_no_other_driver_call(cluster):
