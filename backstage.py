@@ -4501,13 +4501,17 @@ class _Lifecycle(_DeadLetters):
 
     def _spawn_pool(self, actor_class: type, pool_id: str, size: int, args: tuple[Any, ...],
                     kwargs: dict[str, Any], routing: str, hash_key: Any, capacity: int,
-                    overflow: str, supervisor: Any, parent: Context | None) -> Any:
+                    overflow: str, supervisor: Any, parent: Context | None,
+                    routee_ids: list[str] | None = None) -> Any:
+        """``routee_ids``: route to these actors, made elsewhere (a cluster's
+        spread pool), instead of making children (see Pool)."""
         _check_pool_args(size, routing, hash_key, supervisor)
         _check_spawn_args(actor_class, pool_id, capacity, overflow, "spawn_pool")
         # By name: _warn_unused_spawn compares a later spawn's with these.
         return self._spawn(Pool, pool_id, DEFAULT_CAPACITY, "grow", parent, (), dict(
             routee_class=actor_class, size=size, args=args, kwargs=kwargs, routing=routing,
-            hash_key=hash_key, capacity=capacity, overflow=overflow, supervisor=supervisor))
+            hash_key=hash_key, capacity=capacity, overflow=overflow, supervisor=supervisor,
+            routee_ids=routee_ids))
 
     def _spawn(self, actor_class: type, actor_id: str, capacity: int, overflow: str,
                parent: Context | None, args: tuple[Any, ...] = (),
@@ -5525,9 +5529,14 @@ class Pool(Generic[_A]):
 
     def __init__(self, ctx: Context, routee_class: type[_A], size: int, args: tuple[Any, ...],
                  kwargs: dict[str, Any], routing: str, hash_key: Callable[[Any], Hashable] | None,
-                 capacity: int, overflow: str, supervisor: SupervisorStrategy | None) -> None:
+                 capacity: int, overflow: str, supervisor: SupervisorStrategy | None,
+                 routee_ids: list[str] | None = None) -> None:
         self.ctx = ctx
         self.routee_class = routee_class
+        # A spread pool's routees: actors of their own on other engines, made
+        # by the cluster's driver, which this pool routes to and watches but
+        # does not make, replace or resize (Cluster.spawn_pool(spread=True)).
+        self._group = routee_ids
         self.size = size                    # the routees it keeps
         self.routing = routing
         self.supervisor = supervisor or DEFAULT_CHILD_STRATEGY   # read by the engine
@@ -5597,6 +5606,10 @@ class Pool(Generic[_A]):
             return
         if self._stopping:
             raise RuntimeError(f"pool {self.ctx.actor_id!r} is stopping; it cannot resize")
+        if self._group is not None:
+            raise RuntimeError(f"pool {self.ctx.actor_id!r} is spread over a cluster's "
+                               f"engines, and its routees are not its own: it cannot resize; "
+                               f"spawn a new pool of the size wanted")
         old, self.size = self.size, size
         for slot in range(size, old):
             routee = self._routees.get(slot)
@@ -5612,6 +5625,8 @@ class Pool(Generic[_A]):
         """Make the routee of ``slot``; False (logged) if its id is taken or its __init__ fails."""
         ctx = self.ctx
         engine = ctx.engine
+        if self._group is not None:
+            return self._join_routee(slot)
         routee_id = f"{ctx.actor_id}/{slot}"
         if routee_id in engine._registry:
             raise ValueError(f"pool {ctx.actor_id!r} cannot make its routee {routee_id!r}: "
@@ -5620,6 +5635,20 @@ class Pool(Generic[_A]):
         engine._spawn_here(self.routee_class, routee_id, capacity, overflow, ctx, args, kwargs)
         routee = engine._registry[routee_id]
         engine._monitor_here(ctx, routee_id)
+        self._routees[slot] = routee
+        self._slot_of[routee_id] = slot
+        return True
+
+    def _join_routee(self, slot: int) -> bool:
+        """A spread pool's routee of ``slot``: the actor under its id, here or on
+        another engine (a stand-in), watched; False if there is none."""
+        engine = self.ctx.engine
+        routee_id = self._group[slot]                       # type: ignore[index]
+        routee = engine._registry.get(routee_id) or engine._resolve_missing(routee_id)
+        if routee is None:
+            log.error("pool %r: no actor %r to route to", self.ctx.actor_id, routee_id)
+            return False
+        engine._monitor_here(self.ctx, routee_id)
         self._routees[slot] = routee
         self._slot_of[routee_id] = slot
         return True
@@ -5654,7 +5683,7 @@ class Pool(Generic[_A]):
         self._retiring.discard(slot)
         if self._stopping:
             self._maybe_done()
-        elif slot < self.size:
+        elif slot < self.size and self._group is None:
             self.ctx.engine._follow_up(self._replace, slot)
         self._refresh()
 
@@ -5663,6 +5692,10 @@ class Pool(Generic[_A]):
         ``Context.shutdown`` queues an actor's own stop: a full "block" inbox
         raised InboxFull here, and left the pool half stopped for good (a
         helper's review).  What waits for room then becomes dead letters."""
+        if routee._inbox.__class__ is _StandInInbox:
+            # A spread pool's routee on another engine: a pill as any sent there.
+            self.ctx.engine._enqueue(routee, _PILL)
+            return
         list.append(routee._inbox, _PILL)
         if not routee._scheduled:
             self.ctx.engine._schedule(routee)
@@ -7293,23 +7326,54 @@ class Cluster:
                    hash_key: Callable[[Any], Hashable] | None = None,
                    capacity: int = DEFAULT_CAPACITY, overflow: Overflow = "grow",
                    supervisor: SupervisorStrategy | None = None, pin: int | None = None,
-                   **kwargs: Any) -> None:
+                   spread: bool = False, **kwargs: Any) -> None:
         """``Engine.spawn_pool`` on one engine: the router ``id`` and its routees
         ``id/0`` ... ``id/{size-1}`` live on the engine ``id``'s hash names, or
         ``pin``; they exist when this returns.  Sends, asks and proxy calls to
         ``id`` from the driver and from every engine reach the routees.
 
-        One pool uses one engine's core: to spread work over every engine,
-        spawn a pool (or actors) on each, ``pin=k``, and send to each in turn.
+        ``spread=True`` puts routee k on engine (router's + k) % engines, so
+        that the pool works on every engine's core.  Its routees are actors
+        of their own there (their engine's supervisor treats their failures);
+        the router routes to them and watches them: one that stops, or whose
+        engine is lost, leaves the pool, and is not replaced.  A poison pill
+        to the pool stops them all.  "least_loaded" cannot see their inboxes,
+        and is refused; a spread pool cannot resize.
         """
         _check_pool_args(size, routing, hash_key, supervisor)
         _check_spawn_args(actor_class, id, capacity, overflow, "spawn_pool")
         if pin is not None:
             _check_int("pin", pin, 0, self.engines - 1, kind="an engine number")
-        self._impl.spawn_actor(actor_class, id, args, kwargs, pin, {
-            "capacity": capacity, "overflow": overflow,
-            "pool": {"size": size, "routing": routing, "hash_key": hash_key,
-                     "supervisor": supervisor}})
+        if type(spread) is not bool:
+            raise TypeError(f"spread must be True or False, not {spread!r}")
+        if spread and routing == "least_loaded":
+            raise ValueError('a spread pool cannot route "least_loaded": its routees\' '
+                             'inboxes are on other engines; use "round_robin" or '
+                             '"consistent_hash", or spread=False')
+        pool: dict[str, Any] = {"size": size, "routing": routing, "hash_key": hash_key,
+                                "supervisor": supervisor}
+        options: dict[str, Any] = {"capacity": capacity, "overflow": overflow}
+        if spread:
+            pool["routee_ids"] = self._spawn_spread(actor_class, id, size, args, kwargs,
+                                                    pin, options)
+        self._impl.spawn_actor(actor_class, id, args, kwargs, pin, {**options, "pool": pool})
+
+    def _spawn_spread(self, actor_class: type, pool_id: str, size: int, args: tuple[Any, ...],
+                      kwargs: dict[str, Any], pin: int | None,
+                      options: dict[str, Any]) -> list[str]:
+        """A spread pool's routees, routee k pinned to engine (router's + k) %
+        engines; if one cannot be made, those made already are stopped."""
+        home: int = self._impl.engine_of(pool_id) if pin is None else pin
+        routee_ids = [f"{pool_id}/{k}" for k in range(size)]
+        try:
+            for k, routee_id in enumerate(routee_ids):
+                self._impl.spawn_actor(actor_class, routee_id, args, kwargs,
+                                       (home + k) % self.engines, options)
+        except BaseException:
+            for routee_id in routee_ids[:k]:
+                self.poison_pill(routee_id)
+            raise
+        return routee_ids
 
     def send(self, target_id: str, message: Any) -> None:
         """Send ``message`` to ``target_id`` (sender_id None); any thread.

@@ -1462,6 +1462,10 @@ class _Host:
             watched = self.engine._registry.get(sender_id)
             if watched is not None and _is_stand_in(watched) and watched._monitors:
                 watched._monitors.pop(target_id, None)   # told by its own engine
+                # Its last monitor told, if it stopped: kept, the stand-in sent on
+                # to the engine it stopped on, whose own stand-in (to the id's
+                # hash engine, this one) sent it back, for good.
+                self._drop_stopped(sender_id, src)
             return backstage._remote_item(sender_id, _MT.TERMINATED, message)
         if code == _PILL:
             return backstage._remote_item(None, _MT.POISON_PILL, None)
@@ -1892,6 +1896,11 @@ def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: s
         routees: list[str] = []
         if pool is None:
             host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
+        elif pool.get("routee_ids"):       # spread: its routees are placed already
+            host.engine._spawn_pool(actor_class, actor_id, pool["size"], args, kwargs,
+                                    pool["routing"], pool["hash_key"], options["capacity"],
+                                    options["overflow"], pool["supervisor"], None,
+                                    pool["routee_ids"])
         else:
             routees = host.engine.spawn_pool(actor_class, actor_id, pool.pop("size"), *args,
                                              **pool, **options, **kwargs).routees

@@ -535,6 +535,63 @@ def test_spawn_pool_with_pin_puts_the_pool_on_that_engine_and_every_engine_reach
     assert from_engine_1[0] == "ok" and from_engine_1[1][0] == 2
 
 
+def test_a_spread_pool_puts_a_routee_on_each_engine_and_routes_to_all_of_them(cluster):
+    pool = _id_on(cluster, 1, "spread-pool")
+    cluster.spawn_pool(Echo, pool, 3, "arg", spread=True, key="k")
+
+    engines = [_ask(cluster, pool, "hi")[1] for _ in range(6)]          # round robin
+
+    assert engines == [1, 2, 0, 1, 2, 0]
+    assert [cluster.get_engine_of(f"{pool}/{k}") for k in range(3)] == [1, 2, 0]
+    assert _ask(cluster, f"{pool}/1", "direct") == ("direct", 2, ("arg",), {"key": "k"})
+
+
+def test_a_spread_pool_takes_asks_broadcasts_and_proxy_calls_from_every_engine(cluster):
+    pool = _id_on(cluster, 0, "spread-bcast")
+    cluster.spawn_pool(Ledger, pool, 3, spread=True, routing="broadcast")
+    asker = _spawn_on(cluster, 2, Remote, "spread-asker")
+
+    from_driver = cluster.proxy(pool).where().result(30)
+    from_engine_2 = _ask(cluster, asker, ("proxy", pool, None, "where", ()))
+
+    assert sorted(from_driver) == [(0, f"{pool}/0"), (1, f"{pool}/1"), (2, f"{pool}/2")]
+    assert from_engine_2[0] == "ok" and sorted(from_engine_2[1]) == sorted(from_driver)
+
+
+def test_a_poison_pill_to_a_spread_pool_stops_its_routees_on_every_engine(cluster):
+    pool = _id_on(cluster, 2, "spread-pill")
+    cluster.spawn_pool(Echo, pool, 3, spread=True)
+    assert _ask(cluster, pool, "hi")[1] == 2
+
+    cluster.poison_pill(pool)
+    assert cluster.wait_idle(60)
+
+    for actor_id in [pool] + [f"{pool}/{k}" for k in range(3)]:
+        with pytest.raises(backstage.ActorNotFound):
+            _ask(cluster, actor_id, "still there?")
+
+
+def test_a_routee_of_a_spread_pool_that_stops_leaves_it_and_the_others_take_its_share(
+        cluster):
+    pool = _id_on(cluster, 0, "spread-leaver")
+    cluster.spawn_pool(Echo, pool, 3, spread=True)
+    cluster.poison_pill(f"{pool}/1")                # the routee on engine 1
+    assert cluster.wait_idle(60)
+
+    engines = [_ask(cluster, pool, "hi")[1] for _ in range(4)]
+
+    assert sorted(engines) == [0, 0, 2, 2]
+
+
+def test_a_spread_pool_refuses_least_loaded_and_a_spread_that_is_not_a_bool(cluster):
+    with pytest.raises(ValueError, match='a spread pool cannot route "least_loaded"'):
+        cluster.spawn_pool(Echo, "spread-bad", 2, spread=True, routing="least_loaded")
+    with pytest.raises(TypeError, match="^spread must be True or False, not 'yes'$"):
+        cluster.spawn_pool(Echo, "spread-bad", 2, spread="yes")
+    with pytest.raises(backstage.ActorNotFound):        # refused before any routee was made
+        _ask(cluster, "spread-bad/0", "made?")
+
+
 # -- actors across engines --------------------------------------------------------
 
 @pytest.mark.parametrize("cls", [Account, None])
@@ -1159,6 +1216,25 @@ def test_monitor_across_engines_tells_terminated_when_the_remote_actor_stops(clu
         (watched, "TERMINATED", backstage.Terminated(watched, "stopped by poison pill"), None)]
 
 
+def test_a_message_to_a_pinned_actor_that_stopped_watched_from_its_hash_engine_ends(cluster):
+    # The watcher's stand-in on the id's hash engine outlived the stop and sent
+    # on to the engine the actor stopped on, whose stand-in (to the hash
+    # engine) sent it back: the message went round between them for good.
+    from backends.ray_transport import home_of
+    target = next(f"watched-pinned-{i}" for i in range(1000)
+                  if home_of(f"watched-pinned-{i}", 3) == 2)
+    watcher = _spawn_on(cluster, 2, Remote, "pinned-watcher")
+    cluster.spawn_actor(Echo, target, pin=1)
+    _ask(cluster, watcher, ("monitor", target))
+    cluster.poison_pill(target)
+    assert cluster.wait_idle(60)
+    assert [kind for _, kind, _, _ in _ask(cluster, watcher, ("got",))] == ["TERMINATED"]
+
+    with pytest.raises(backstage.ActorNotFound, match="no such actor"):
+        _ask(cluster, target, "after the stop", timeout=10)
+    assert cluster.wait_idle(60)
+
+
 def test_a_subscription_to_an_id_with_no_actor_on_another_engine_is_dropped(cluster):
     subscriber = _spawn_on(cluster, 0, Remote, "ghost-subscriber")
     ghost = _id_on(cluster, 1, "ghost-publisher")
@@ -1744,6 +1820,20 @@ def test_a_driver_proxy_made_right_after_its_engine_is_killed_fails_with_actor_n
             doomed.proxy(ledger)                    # not Ray's ActorDiedError
         with pytest.raises(backstage.ActorNotFound, match="engine 1 lost"):
             doomed.proxy(ledger, Ledger).deposit(1).result(30)
+
+
+def test_a_spread_pool_routes_to_the_routees_left_when_one_engine_is_lost(cluster):
+    with backstage.Cluster("ray", engines=3, ray_init=RAY_INIT) as doomed:
+        pool = _id_on(doomed, 0, "spread-lost")
+        doomed.spawn_pool(Echo, pool, 3, spread=True)
+        doomed.kill_engine(2)
+        while 2 not in doomed.lost:
+            time.sleep(0.01)
+        assert doomed.wait_idle(60)
+
+        engines = [_ask(doomed, pool, "hi")[1] for _ in range(4)]
+
+        assert sorted(engines) == [0, 0, 1, 1]
 
 
 def test_wait_idle_that_times_out_on_a_busy_engine_holds_up_no_other_driver_call(cluster):
