@@ -53,6 +53,7 @@ import ray  # noqa: E402
 
 import backstage  # noqa: E402
 from bench.cluster_actors import (  # noqa: E402
+    Burner,
     Pinger,
     Ponger,
     RayPeer,
@@ -174,6 +175,18 @@ def _rate_and_p99(times: list[float]) -> tuple[float, float]:
 
 
 # -- scaling -------------------------------------------------------------------------
+
+def pool_scaling(spread: bool, jobs: int, work: int) -> float:
+    """Jobs per second of CPU-bound asks from the driver to a pool of 2 on a
+    cluster of 2 engines: spread over both (spread=True) or on one."""
+    with backstage.Cluster("ray", engines=2) as cluster:
+        cluster.spawn_pool(Burner, "burners", 2, spread=spread)
+        start = time.monotonic()
+        answers = [cluster.ask("burners", work, timeout=600) for _ in range(jobs)]
+        for answer in answers:
+            answer.result(605)
+        return jobs / (time.monotonic() - start)
+
 
 def scaling(engines: int, jobs: int, work: int) -> float:
     """Jobs per second of CPU-bound spinning, spread over ``engines`` engines."""
@@ -512,6 +525,11 @@ def main() -> None:
         one = med(scaling(1, jobs, work) for _ in range(args.repeat))
         two = med(scaling(2, jobs, work) for _ in range(args.repeat))
         line("CPU-bound work, 2 engines against 1", two, one, "jobs/s", ",.1f")
+        # Interleaved: a noisy machine moves both alike.
+        pools = [(pool_scaling(True, jobs, work), pool_scaling(False, jobs, work))
+                 for _ in range(args.repeat)]
+        line("CPU-bound asks to a pool of 2, spread over 2 engines against on 1",
+             med(x[0] for x in pools), med(x[1] for x in pools), "jobs/s", ",.1f")
         ceiling = med(machine_scaling() for _ in range(args.repeat))
         rows.append(f"| the machine's own ceiling: 2 CPU-bound processes against 1 | "
                     f"{ceiling:.2f}x | | |")

@@ -125,6 +125,21 @@ class Spinner:
         self.ctx.send(self.sink, total)
 
 
+class Burner:
+    """A routee of a pool: each ask is ``work`` iterations of spinning; answers
+    with the engine number it ran on."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    def receive(self, envelope: Any) -> None:
+        total = 0
+        for i in range(envelope.message):
+            total += i
+        from backends.ray_transport import this_engine
+        envelope.reply(this_engine())
+
+
 class SpinSink:
     def __init__(self, ctx: Any) -> None:
         self.ended = 0.0

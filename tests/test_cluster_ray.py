@@ -592,6 +592,61 @@ def test_a_spread_pool_refuses_least_loaded_and_a_spread_that_is_not_a_bool(clus
         _ask(cluster, "spread-bad/0", "made?")
 
 
+def test_a_spread_pools_routee_elsewhere_gets_its_messages_while_the_local_one_is_in_a_turn(
+        cluster, tmp_path):
+    # The router's engine also runs routee 0: behind its long turn, routee 1's
+    # stand-in waited to hand on its messages, and engine 1 sat idle.
+    pool = _id_on(cluster, 0, "spread-busy")
+    cluster.spawn_pool(Remote, pool, 2, spread=True)
+    sender = _spawn_on(cluster, 0, Remote, "spread-busy-sender")
+    files = [(tmp_path / f"{k}.started", tmp_path / f"{k}.release") for k in range(2)]
+    blocks = [("block", str(started), str(release), []) for started, release in files]
+
+    _ask(cluster, sender, ("send", pool, blocks))       # routee 0, then routee 1
+    try:
+        wait_for(files[0][0].exists, "routee 0 (engine 0) to block", timeout=60)
+        wait_for(files[1][0].exists, "routee 1 (engine 1) to start while routee 0 blocks",
+                 timeout=30)
+    finally:
+        for _, release in files:
+            release.touch()
+    assert cluster.wait_idle(60)
+
+
+def test_spawning_a_spread_pool_over_a_taken_id_makes_no_routee_and_leaves_the_taken_alone(
+        cluster):
+    actor = _spawn_on(cluster, 1, Ledger, "spread-taken")
+    cluster.proxy(actor).deposit(5).result(30)
+    with pytest.raises(TypeError, match=f"^spawn_pool\\(\\) found {actor!r} taken by an actor "
+                                        f"of class Ledger, not a pool: pick another id$"):
+        cluster.spawn_pool(Echo, actor, 3, spread=True)
+
+    plain = _id_on(cluster, 0, "spread-over-plain")
+    cluster.spawn_pool(Ledger, f"{plain}-other", 1)
+    cluster.spawn_actor(Ledger, f"{plain}/1", 7, pin=0)       # a routee's id, taken
+    with pytest.raises(ValueError, match=f"^cannot spread the pool {plain!r}: "
+                                         f"'{plain}/1', the id of one of its routees, is "
+                                         f"taken on engine 0"):
+        cluster.spawn_pool(Echo, plain, 3, spread=True)
+
+    assert cluster.proxy(actor).deposit(0).result(30) == 5      # untouched
+    assert cluster.proxy(f"{plain}/1").deposit(0).result(30) == 7
+    for routee_id in [f"{actor}/{k}" for k in range(3)] + [f"{plain}/0", f"{plain}/2"]:
+        with pytest.raises(backstage.ActorNotFound):
+            _ask(cluster, routee_id, "made?")
+
+
+def test_spawning_a_spread_pool_again_under_its_id_returns_it_and_makes_no_routee(cluster):
+    pool = _id_on(cluster, 2, "spread-again")
+    cluster.spawn_pool(Echo, pool, 2, spread=True)
+
+    cluster.spawn_pool(Echo, pool, 4, spread=True)
+
+    assert sorted(_ask(cluster, pool, "hi")[1] for _ in range(4)) == [0, 0, 2, 2]
+    with pytest.raises(backstage.ActorNotFound):
+        _ask(cluster, f"{pool}/2", "made?")
+
+
 # -- actors across engines --------------------------------------------------------
 
 @pytest.mark.parametrize("cls", [Account, None])
@@ -1832,8 +1887,11 @@ def test_a_spread_pool_routes_to_the_routees_left_when_one_engine_is_lost(cluste
         assert doomed.wait_idle(60)
 
         engines = [_ask(doomed, pool, "hi")[1] for _ in range(4)]
+        after = _id_on(doomed, 0, "spread-after-loss")
+        doomed.spawn_pool(Echo, after, 4, spread=True)          # over the live engines
 
         assert sorted(engines) == [0, 0, 1, 1]
+        assert sorted(_ask(doomed, after, "hi")[1] for _ in range(4)) == [0, 0, 1, 1]
 
 
 def test_wait_idle_that_times_out_on_a_busy_engine_holds_up_no_other_driver_call(cluster):
