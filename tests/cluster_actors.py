@@ -518,12 +518,11 @@ class RaisesTwoArgumentError:
         raise TwoArgumentError("one", "two")
 
 
-class Ledger:
-    """Keeps what it received; its methods, for a driver's proxy."""
+class Ledger(Account):
+    """An Account that keeps what it received, for a driver's proxy."""
 
     def __init__(self, ctx, balance=0):
-        self.ctx = ctx
-        self.balance = balance
+        super().__init__(ctx, balance)
         self.seen = []
 
     def receive(self, envelope):
@@ -531,16 +530,6 @@ class Ledger:
 
     def received(self):
         return list(self.seen)
-
-    def deposit(self, amount):
-        self.balance += amount
-        return self.balance
-
-    def withdraw(self, amount):
-        if amount > self.balance:
-            raise ValueError(f"only {self.balance} left")
-        self.balance -= amount
-        return self.balance
 
     def where(self):
         return engine_index(self.ctx), self.ctx.actor_id
