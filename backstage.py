@@ -5524,7 +5524,9 @@ class Pool(Generic[_A]):
     ``routing`` (see ``ROUTINGS``).  The routees are the router's children,
     ``id/0`` ... ``id/{size-1}``, supervised by ``supervisor``; one that stops
     is replaced under the same id, at most as often as the supervisor's
-    restart intensity allows.
+    restart intensity allows.  A cluster's spread pool
+    (``Cluster.spawn_pool(..., spread=True)``) routes to actors of their own
+    on several engines instead, which it watches and does not replace.
     """
 
     def __init__(self, ctx: Context, routee_class: type[_A], size: int, args: tuple[Any, ...],
