@@ -2191,6 +2191,15 @@ class _Sending(_EngineState):
             self._tick_scheduled = True
             self._loop.call_soon(self._tick)
 
+    def _schedule_ahead(self, ctx: Context) -> None:
+        """``_schedule`` at the front of the ready queue: for a stand-in whose
+        turn only hands its messages on (see Pool._deliver)."""
+        ctx._scheduled = True
+        self._ready.appendleft(ctx)
+        if not self._tick_scheduled:
+            self._tick_scheduled = True
+            self._loop.call_soon(self._tick)
+
     def _tick(self) -> None:
         """Give ready actors their turns, until none is ready or the budget is spent.
 
@@ -5763,14 +5772,9 @@ class Pool(Generic[_A]):
                 # local turns, which may be long.  Behind a local routee's turn
                 # of 128 jobs, the other engine sat idle: 300 CPU-bound asks
                 # over 2 engines, 1.05-1.1x a plain pool's jobs/s (review25).
-                engine = self.ctx.engine
-                routee._scheduled = True
-                engine._ready.appendleft(routee)
-                if not engine._tick_scheduled:
-                    engine._tick_scheduled = True
-                    engine._loop.call_soon(engine._tick)
-                return
-            self.ctx.engine._schedule(routee)
+                self.ctx.engine._schedule_ahead(routee)
+            else:
+                self.ctx.engine._schedule(routee)
 
     def _no_routee(self, item: Any, reason: str | None = None) -> None:
         if reason is None:
@@ -6957,8 +6961,7 @@ def _proxy_classes(maker: str, target_id: Any, cls: Any,
                    timeout: Any) -> tuple[type[Proxy[Any]], type | None]:
     """proxy()'s arguments checked: the Proxy class to make, and the actor's
     class if ``cls`` names it (``maker``: "engine" or "cluster", for the hint)."""
-    if type(target_id) is not str:
-        raise TypeError(f"proxy() needs a str actor id, not {target_id!r}")
+    _check_id("proxy", target_id)
     if cls is not None and not isinstance(cls, type):
         raise TypeError(f"proxy() needs the actor's class (or a Proxy subclass), such as "
                         f"{maker}.proxy({target_id!r}, Counter), not {cls!r}")
@@ -7347,8 +7350,8 @@ class Cluster:
         ``pin``; they exist when this returns.  Sends, asks and proxy calls to
         ``id`` from the driver and from every engine reach the routees.
 
-        ``spread=True`` puts routee k on engine (router's + k) % engines, so
-        that the pool works on every engine's core.  Its routees are actors
+        ``spread=True`` puts routee k on the k-th live engine from the router's,
+        so that the pool works on every engine's core.  Its routees are actors
         of their own there (their engine's supervisor treats their failures);
         the router routes to them and watches them: one that stops, or whose
         engine is lost, leaves the pool, and is not replaced.  A poison pill
@@ -7369,18 +7372,16 @@ class Cluster:
                                 "supervisor": supervisor}
         options: dict[str, Any] = {"capacity": capacity, "overflow": overflow}
         if spread:
-            routee_ids = self._spawn_spread(actor_class, id, size, args, kwargs, pin, options)
-            if routee_ids is None:
+            pool["routee_ids"] = self._spawn_spread(actor_class, id, size, args, kwargs, pin,
+                                                    options)
+            if pool["routee_ids"] is None:
                 return                      # a pool lives under the id: it is the one
-            pool["routee_ids"] = routee_ids
-            try:
-                self._impl.spawn_actor(actor_class, id, args, kwargs, pin,
-                                       {**options, "pool": pool})
-            except BaseException:
-                self._stop_all(routee_ids)
-                raise
-            return
-        self._impl.spawn_actor(actor_class, id, args, kwargs, pin, {**options, "pool": pool})
+        try:
+            self._impl.spawn_actor(actor_class, id, args, kwargs, pin, {**options, "pool": pool})
+        except BaseException:
+            if spread:
+                self._stop_all(pool["routee_ids"])
+            raise
 
     def _spawn_spread(self, actor_class: type, pool_id: str, size: int, args: tuple[Any, ...],
                       kwargs: dict[str, Any], pin: int | None,
@@ -7479,7 +7480,6 @@ class Cluster:
         to a lost engine fails with ``ActorNotFound``).
         """
         proxy_class, actor_class = _proxy_classes("cluster", id, cls, timeout)
-        _check_id("proxy", id)
         live_class = self._impl.class_for_proxy(id, actor_class)
         if actor_class is None:
             if live_class is None:

@@ -349,10 +349,7 @@ class _Link:
         (or now, see ``_before_local_turn``).  True: hold their senders (see
         ``hold``)."""
         self.add(ctx.actor_id, items, _EXPLICIT)
-        full = self.hold(ctx)
-        if not full:
-            self._before_local_turn(ctx)
-        return full
+        return self._handed(ctx)
 
     def hand_run(self, ctx: Any, sender_id: str | None, messages: list[Any],
                  classes: set[type]) -> bool:
@@ -360,6 +357,11 @@ class _Link:
         ``classes``: the set of the messages' classes, which says whether the
         run can be vouched tuple-free.  True: hold the sender (see ``hold``)."""
         self.add(ctx.actor_id, messages, _Run(sender_id, classes <= _KEEP_THEIR_CLASS))
+        return self._handed(ctx)
+
+    def _handed(self, ctx: Any) -> bool:
+        """After a stand-in's turn: whether to hold its senders, else perhaps
+        send at once (``_before_local_turn``)."""
         full = self.hold(ctx)
         if not full:
             self._before_local_turn(ctx)
@@ -372,11 +374,11 @@ class _Link:
         a plain pool's jobs/s.  Not for every stand-in: workers with a
         backlog, sending after each one's turn, made 2-3.4x the calls, at
         0.65-0.94x the throughput (review26), also when only calls in flight
-        for 5 ms or more sent early.  After
-        another stand-in's turn, the two batch together.  Not when the
-        stand-in's senders are to be held: sent now, the link could let them
-        go before the engine holds them, and they stayed held for good (the
-        word-count example hung)."""
+        for 5 ms or more sent early.  After another stand-in's turn, the two
+        batch together.  Not when the stand-in's senders are to be held (the
+        callers check): sent now, the link could let them go before the engine
+        holds them, and they stayed held for good (the word-count example
+        hung)."""
         ready = self.host.engine._ready
         if ready and ready[0]._inbox.__class__ is not backstage._StandInInbox \
                 and _routee_of_a_pool(ctx):
@@ -1932,14 +1934,13 @@ def _spawn_into(result: Future[Any], host: _Host, actor_class: type, actor_id: s
         routees: list[str] = []
         if pool is None:
             host.engine.spawn_actor(actor_class, actor_id, *args, **options, **kwargs)
-        elif pool.get("routee_ids"):       # spread: its routees are placed already
-            host.engine._spawn_pool(actor_class, actor_id, pool["size"], args, kwargs,
-                                    pool["routing"], pool["hash_key"], options["capacity"],
-                                    options["overflow"], pool["supervisor"], None,
-                                    pool["routee_ids"])
         else:
-            routees = host.engine.spawn_pool(actor_class, actor_id, pool.pop("size"), *args,
-                                             **pool, **options, **kwargs).routees
+            spread = pool.get("routee_ids")     # placed already by the driver
+            made = host.engine._spawn_pool(
+                actor_class, actor_id, pool["size"], args, kwargs, pool["routing"],
+                pool["hash_key"], options["capacity"], options["overflow"],
+                pool["supervisor"], None, spread)
+            routees = [] if spread else made.routees
         result.set_result(("ok", host.claim_stamp(actor_id, host.index) or 0,
                            [(r, host.claim_stamp(r, host.index) or 0) for r in routees]))
     except BaseException as exc:
