@@ -369,6 +369,8 @@ TABLE = [
 
     # -- proxies, pools and transports --------------------------------------------------
     E("proxy", lambda e, c: e.proxy(3), TypeError, r"^proxy\(\) needs a str actor id, not 3"),
+    E("proxy", lambda e, c: e.proxy(""), ValueError, r"^proxy\(\) got an empty actor id",
+      new=True),
     E("proxy", lambda e, c: e.proxy("a", OtherRecorder), TypeError,
       r"^proxy\(\) for 'a' was given OtherRecorder, but that actor's class is Recorder: "
       r"pass its own class, or leave the class out", new=True),
