@@ -4,14 +4,16 @@
     .venv/bin/python bench/bench_cluster.py --threads    # CPU per call by thread
 
 - throughput between two engines, one way and both ways, at link batch limits
-  of 100, 1,000 and 10,000, against Ray's own batched actor -> actor calls
+  of 100, 1,000 and 10,000, with the engines linked by socket (the default on
+  one node) and by Ray calls (``local_links=False``, as across nodes), against
+  Ray's own batched actor -> actor calls
   (a sender actor calling ``receiver.recv.remote(batch)`` fire-and-forget,
   at most ``window`` calls in flight, batches of the same size; both ways,
   two threaded actors that each send and receive, one process per side as
   with two engines); CPU seconds of the processes per message beside it;
   one way again with each turn's sends as one ``ctx.send_many``;
 - cross-engine ping-pong against two async Ray actors awaiting each other's
-  calls: round trips per second and p99;
+  calls: round trips per second and p99 (by socket and by Ray calls);
 - scaling: CPU-bound work with no cross-engine traffic on 2 engines against 1;
 - a Ray call alone (batches of 100, window 4, nothing else done), CPU per call:
   the engines' way (answers watched by a waiter thread; each call handed to
@@ -22,7 +24,8 @@
   another actor on one engine, against Ray's sender and receiver loops run
   back to back: the part of the CPU per message that no transport pays;
 - failure detection: SIGKILL an engine's process, time until the other engine
-  has turned its traffic into dead letters and told its monitors.
+  has turned its traffic into dead letters and told its monitors (by socket,
+  where the socket's end tells it, and by Ray calls, where Ray's watch call does).
 
 Medians of ``--repeat`` runs.  Times are taken with time.monotonic(), which is
 one clock for every process of a Linux machine.
@@ -103,10 +106,12 @@ def _ask(cluster: backstage.Cluster, actor_id: str, message: object, timeout: fl
 
 # -- throughput ----------------------------------------------------------------
 
-def ours_throughput(limit: int, n: int, both: bool, many: bool = False) -> tuple[float, float]:
+def ours_throughput(limit: int, n: int, both: bool, many: bool = False,
+                    local_links: bool = True) -> tuple[float, float]:
     """Messages per second between two engines, and CPU seconds per million
     messages; ``many``: the sources send each turn's messages with send_many."""
-    with backstage.Cluster("ray", engines=2, batch_limit=limit, window=4) as cluster:
+    with backstage.Cluster("ray", engines=2, batch_limit=limit, window=4,
+                           local_links=local_links) as cluster:
         pairs = [(0, 1), (1, 0)] if both else [(0, 1)]
         names = []
         for a, b in pairs:
@@ -151,8 +156,8 @@ def ray_throughput(limit: int, n: int, both: bool) -> tuple[float, float]:
 
 # -- ping-pong -----------------------------------------------------------------------
 
-def ours_ping_pong(rounds: int) -> tuple[float, float]:
-    with backstage.Cluster("ray", engines=2) as cluster:
+def ours_ping_pong(rounds: int, local_links: bool = True) -> tuple[float, float]:
+    with backstage.Cluster("ray", engines=2, local_links=local_links) as cluster:
         ping, pong = _id_on(cluster, 0, "ping"), _id_on(cluster, 1, "pong")
         cluster.spawn_actor(Ponger, pong)
         cluster.spawn_actor(Pinger, ping)
@@ -265,9 +270,9 @@ def _lost_at(engine: backstage.Engine) -> dict:
     return dict(host.lost_at) if host is not None else {}
 
 
-def detection() -> float:
+def detection(local_links: bool = True) -> float:
     """Milliseconds from SIGKILL of engine 1 to engine 0 having handled the loss."""
-    with backstage.Cluster("ray", engines=2) as cluster:
+    with backstage.Cluster("ray", engines=2, local_links=local_links) as cluster:
         pid = cluster._impl.pids[1]
         t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
@@ -496,16 +501,19 @@ def main() -> None:
         print(rows[-1], flush=True)
 
     try:
+        links = ((True, ""), (False, ", by Ray calls"))
         for both in (False, True):
             for limit in (100, 1_000, 10_000):
-                o = [ours_throughput(limit, n, both) for _ in range(args.repeat)]
                 r = [ray_throughput(limit, n, both) for _ in range(args.repeat)]
                 way = "both ways" if both else "one way"
-                line(f"throughput {way}, batch {limit:,}", med(x[0] for x in o),
-                     med(x[0] for x in r), "msg/s")
-                line(f"CPU per message {way}, batch {limit:,} (lower is better; ratio "
-                     f"ours/Ray)", med(x[1] for x in o), med(x[1] for x in r),
-                     "CPU-us", ",.2f")
+                for local, how in links:
+                    o = [ours_throughput(limit, n, both, local_links=local)
+                         for _ in range(args.repeat)]
+                    line(f"throughput {way}, batch {limit:,}{how}", med(x[0] for x in o),
+                         med(x[0] for x in r), "msg/s")
+                    line(f"CPU per message {way}, batch {limit:,}{how} (lower is better; "
+                         f"ratio ours/Ray)", med(x[1] for x in o), med(x[1] for x in r),
+                         "CPU-us", ",.2f")
         # The same one way with each turn's sends as one ctx.send_many: Ray's
         # sender hands a list per call; ours then hands one per turn too.
         for limit in (100, 1_000):
@@ -516,11 +524,13 @@ def main() -> None:
             line(f"CPU per message one way, batch {limit:,}, ctx.send_many (lower is better; "
                  f"ratio ours/Ray)", med(x[1] for x in o), med(x[1] for x in r),
                  "CPU-us", ",.2f")
-        o = [ours_ping_pong(rounds) for _ in range(args.repeat)]
         r = [ray_ping_pong(rounds) for _ in range(args.repeat)]
-        line("ping-pong round trips", med(x[0] for x in o), med(x[0] for x in r), "/s")
-        line("ping-pong p99 (lower is better)", med(x[1] for x in o), med(x[1] for x in r),
-             "us")
+        for local, how in links:
+            o = [ours_ping_pong(rounds, local) for _ in range(args.repeat)]
+            line(f"ping-pong round trips{how}", med(x[0] for x in o), med(x[0] for x in r),
+                 "/s")
+            line(f"ping-pong p99{how} (lower is better)", med(x[1] for x in o),
+                 med(x[1] for x in r), "us")
         jobs, work = (200, 200_000) if args.quick else (400, 300_000)
         one = med(scaling(1, jobs, work) for _ in range(args.repeat))
         two = med(scaling(2, jobs, work) for _ in range(args.repeat))
@@ -546,10 +556,11 @@ def main() -> None:
         line("CPU per message in one process, no call (sends and handler calls; "
              "lower is better)", med(x[0] for x in alone), med(x[1] for x in alone),
              "CPU-us", ",.3f")
-        detect = sorted(detection() for _ in range(max(3, args.repeat)))
-        rows.append(f"| failure detection (SIGKILL to dead letters + TERMINATED) | "
-                    f"median {med(detect):.1f} ms, max {detect[-1]:.1f} ms | | |")
-        print(rows[-1], flush=True)
+        for local, how in links:
+            detect = sorted(detection(local) for _ in range(max(3, args.repeat)))
+            rows.append(f"| failure detection (SIGKILL to dead letters + TERMINATED){how} | "
+                        f"median {med(detect):.1f} ms, max {detect[-1]:.1f} ms | | |")
+            print(rows[-1], flush=True)
     finally:
         ray.shutdown()
     load = os.getloadavg()

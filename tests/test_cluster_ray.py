@@ -17,6 +17,7 @@ import pickle
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -82,12 +83,20 @@ def _make_cluster(engines=3, **options):
     return backstage.Cluster("ray", engines=engines, ray_init=RAY_INIT, **options)
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    """Three engines for the whole run; small batches and window, to exercise both."""
-    c = _make_cluster(3, batch_limit=50, window=2)
+@pytest.fixture(scope="session", params=["by socket", "by Ray calls"])
+def cluster(request):
+    """Three engines for the whole run; small batches and window, to exercise both.
+    Each test that uses it runs twice: engines on one node linked by socket
+    (the default), and by Ray calls, as engines on different nodes are."""
+    c = _make_cluster(3, batch_limit=50, window=2,
+                      local_links=request.param == "by socket")
     yield c
     c.close()
+
+
+def _like(cluster, **options):
+    """A cluster of its own for a test, its engines linked as ``cluster``'s are."""
+    return backstage.Cluster("ray", local_links=cluster._impl.local_links, **options)
 
 
 def _id_on(cluster, engine, prefix):
@@ -743,6 +752,51 @@ def _blocked(cluster, actor_id, tmp_path, then_publish=()):
     return release
 
 
+# -- links on one node ------------------------------------------------------------
+
+def test_engines_on_one_node_send_by_socket_unless_local_links_is_false(cluster):
+    stats = cluster.stats()
+    assert len({s["node"] for s in stats}) == 1
+    via = {link["via"] for s in stats for link in s["links"].values()}
+    assert via == ({"socket"} if cluster._impl.local_links else {"ray"})
+
+
+def test_batches_larger_than_a_socket_holds_cross_whole_and_in_order(cluster):
+    # 1,000 messages of 3 KB a batch: 3 MB, where a socket holds about 200 KB.
+    with _like(cluster, engines=2, batch_limit=1000) as big:
+        sender = _id_on(big, 0, "big-sender")
+        collector = _id_on(big, 1, "big-collector")
+        big.spawn_actor(Remote, sender)
+        big.spawn_actor(Collector, collector)
+        messages = [f"{i:05d}" + "x" * 3000 for i in range(3000)]
+
+        _ask(big, sender, ("send", collector, messages), timeout=60)
+
+        assert big.wait_idle(60)
+        assert [m for _, _, m, _ in _ask(big, collector, "get")] == messages
+        assert big.stats()[0]["links"][1]["batches"] <= 5        # of up to 3 MB each
+
+
+def test_a_socket_that_is_not_a_peers_is_closed_and_the_links_go_on(cluster):
+    if not cluster._impl.local_links:
+        pytest.skip("engines linked by Ray calls listen on no socket")
+    from backends.ray_transport import _socket_address
+    sender = _spawn_on(cluster, 0, Remote, "stranger-sender")
+    collector = _spawn_on(cluster, 1, Collector, "stranger-collector")
+    stranger = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stranger.settimeout(30)
+    stranger.connect(_socket_address(cluster._impl.links_token, 1))
+    hello = b"not-this-clusters-token 0"
+
+    stranger.sendall(struct.pack("<I", len(hello)) + hello)
+
+    assert stranger.recv(16) == b""             # engine 1 closed it
+    stranger.close()
+    _ask(cluster, sender, ("send", collector, ["after the stranger"]))
+    wait_for(lambda: _ask(cluster, collector, "get"), "the message after the stranger")
+    assert cluster.lost == {}
+
+
 def test_an_engine_busy_in_a_long_turn_does_not_hold_up_traffic_between_two_others(
         cluster, tmp_path):
     busy = _id_on(cluster, 1, "busy-blocker")
@@ -760,8 +814,11 @@ def test_an_engine_busy_in_a_long_turn_does_not_hold_up_traffic_between_two_othe
     finally:
         release.touch()
 
-    got = _ask(cluster, behind, "get", timeout=120)              # engine 1 free again
-    assert "waits for engine 1" in [message for _, _, message, _ in got]
+    # Engine 1 free again.  The driver's "get" and engine 0's message have two
+    # senders, so either may come first (by socket, engine 0's does not come
+    # before the driver's call that was queued when engine 1 woke).
+    wait_for(lambda: "waits for engine 1" in [m for _, _, m, _ in _ask(cluster, behind, "get")],
+             "the message that waited for engine 1", timeout=120)
 
 
 def test_answers_send_the_next_batches_while_the_sending_engine_is_in_a_long_turn(
@@ -1667,8 +1724,8 @@ def test_an_engine_killed_mid_traffic_leaves_every_message_delivered_or_dead_let
         cluster, tmp_path):
     # A cluster of its own on the same Ray: killing one of its engines spares the others.
     path = tmp_path / "delivered.txt"
-    with backstage.Cluster("ray", engines=2, batch_limit=20, window=2,
-                           dead_letters_kept=10000) as doomed:
+    with _like(cluster, engines=2, batch_limit=20, window=2,
+                dead_letters_kept=10000) as doomed:
         sender = _id_on(doomed, 0, "kill-sender")
         receiver = _id_on(doomed, 1, "kill-receiver")
         watcher = _id_on(doomed, 0, "kill-watcher")
@@ -1702,7 +1759,7 @@ def test_an_engine_killed_mid_traffic_leaves_every_message_delivered_or_dead_let
 
 
 def test_an_engine_whose_process_is_killed_tells_monitors_and_fails_asks(cluster):
-    with backstage.Cluster("ray", engines=2) as doomed:
+    with _like(cluster, engines=2) as doomed:
         target = _id_on(doomed, 1, "sigkill-target")
         watcher = _id_on(doomed, 0, "sigkill-watcher")
         doomed.spawn_actor(Writer, target, os.devnull)
@@ -1730,7 +1787,7 @@ def test_an_engine_whose_process_is_killed_tells_monitors_and_fails_asks(cluster
 
 
 def test_the_driver_still_reaches_an_actor_spawned_away_from_its_lost_hash_engine(cluster):
-    with backstage.Cluster("ray", engines=3) as doomed:
+    with _like(cluster, engines=3) as doomed:
         spawner = _spawn_on(doomed, 0, Remote, "away-spawner")
         away = _id_on(doomed, 1, "away-child")           # its hash says engine 1
         assert _ask(doomed, spawner, ("spawn", Collector, away)) == 0
@@ -1775,7 +1832,7 @@ def test_the_driver_still_reaches_an_actor_spawned_away_from_its_lost_hash_engin
 
 def test_the_driver_keeps_its_newest_dead_letters_up_to_dead_letters_kept_also_after_close(
         cluster):
-    with backstage.Cluster("ray", engines=2, dead_letters_kept=5) as doomed:
+    with _like(cluster, engines=2, dead_letters_kept=5) as doomed:
         lost = _spawn_on(doomed, 1, Collector, "kept-lost")
         doomed.kill_engine(1)
         while 1 not in doomed.lost:
@@ -1789,7 +1846,7 @@ def test_the_driver_keeps_its_newest_dead_letters_up_to_dead_letters_kept_also_a
 
 def test_a_driver_spawn_on_an_engine_lost_during_it_raises_a_backstage_error(cluster):
     # It raised Ray's own ActorDiedError, with Ray's actor ids in it.
-    with backstage.Cluster("ray", engines=2) as doomed:
+    with _like(cluster, engines=2) as doomed:
         slow = _id_on(doomed, 1, "slow-to-make")
         killer = threading.Timer(1.0, doomed.kill_engine, (1,))
         killer.start()
@@ -1802,7 +1859,7 @@ def test_a_driver_spawn_on_an_engine_lost_during_it_raises_a_backstage_error(clu
 
 
 def test_subscribers_to_a_publisher_on_a_lost_engine_lose_the_subscription(cluster):
-    with backstage.Cluster("ray", engines=2) as doomed:
+    with _like(cluster, engines=2) as doomed:
         publisher = _id_on(doomed, 1, "lost-publisher")
         subscriber = _id_on(doomed, 0, "lost-subscriber")
         doomed.spawn_actor(Remote, publisher)
@@ -1823,7 +1880,7 @@ def test_subscribers_to_a_publisher_on_a_lost_engine_lose_the_subscription(clust
 
 
 def test_the_actors_of_a_lost_engine_can_be_spawned_again_on_live_ones_with_pin(cluster):
-    with backstage.Cluster("ray", engines=3, ray_init=RAY_INIT) as doomed:
+    with _like(cluster, engines=3, ray_init=RAY_INIT) as doomed:
         by_driver = _id_on(doomed, 1, "lost-by-driver")
         doomed.spawn_actor(Echo, by_driver)
         spawner = _spawn_on(doomed, 1, Remote, "lost-spawner")
@@ -1852,7 +1909,7 @@ def test_the_actors_of_a_lost_engine_can_be_spawned_again_on_live_ones_with_pin(
 
 
 def test_an_ask_from_the_driver_fails_when_the_engine_is_lost(cluster):
-    with backstage.Cluster("ray", engines=2) as doomed:
+    with _like(cluster, engines=2) as doomed:
         target = _id_on(doomed, 1, "lost-target")
         doomed.spawn_actor(Writer, target, os.devnull)
         _ask(doomed, target, "ping")
@@ -1867,7 +1924,7 @@ def test_an_ask_from_the_driver_fails_when_the_engine_is_lost(cluster):
 
 def test_a_driver_proxy_made_right_after_its_engine_is_killed_fails_with_actor_not_found(
         cluster):
-    with backstage.Cluster("ray", engines=2) as doomed:
+    with _like(cluster, engines=2) as doomed:
         ledger = _spawn_on(doomed, 1, Ledger, "proxy-lost")
         doomed.kill_engine(1)
 
@@ -1878,7 +1935,7 @@ def test_a_driver_proxy_made_right_after_its_engine_is_killed_fails_with_actor_n
 
 
 def test_a_spread_pool_routes_to_the_routees_left_when_one_engine_is_lost(cluster):
-    with backstage.Cluster("ray", engines=3, ray_init=RAY_INIT) as doomed:
+    with _like(cluster, engines=3, ray_init=RAY_INIT) as doomed:
         pool = _id_on(doomed, 0, "spread-lost")
         doomed.spawn_pool(Echo, pool, 3, spread=True)
         doomed.kill_engine(2)
@@ -2096,6 +2153,13 @@ def test_a_cluster_of_no_engines_is_refused_at_the_call():
         backstage.Cluster(transport="ray", engines=0)
 
 
+def test_local_links_that_is_not_a_bool_is_refused_at_the_call():
+    with pytest.raises(TypeError, match=r"^local_links must be True \(engines on one node "
+                                        r"send to each other by socket\) or False \(by Ray "
+                                        r"calls\), not 'yes'$"):
+        backstage.Cluster(transport="ray", engines=2, local_links="yes")
+
+
 @pytest.mark.parametrize("setting, value, error", [
     ("batch_limit", 0, ValueError), ("window", 2.5, TypeError), ("send_buffer", -1, ValueError),
     ("send_buffer", True, TypeError)])
@@ -2185,6 +2249,7 @@ def test_a_multi_node_cluster_loses_a_node_mid_traffic_and_accounts_for_every_me
                                dead_letters_kept=10000) as c:
             stats = c.stats()
             assert stats[0]["node"] != stats[1]["node"]
+            assert stats[0]["links"][1]["via"] == stats[1]["links"][0]["via"] == "ray"
             sender = _id_on(c, 0, "node-sender")
             receiver = _id_on(c, 1, "node-receiver")
             watcher = _id_on(c, 0, "node-watcher")
