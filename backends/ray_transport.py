@@ -1052,7 +1052,11 @@ class _Conn:
         self.loop = loop
         self.on_frames = on_frames
         self.on_closed = on_closed
-        self.partial = b""                  # the start of a frame not yet whole
+        # The start of a frame not yet whole, in the pieces read, joined once it
+        # is: a 3 MB batch comes in a dozen reads, each copied once, not again per read.
+        self.parts: list[bytes] = []
+        self.have = 0                       # bytes in parts
+        self.need = 0                       # bytes the frame in parts needs (0: unknown)
         self.unsent = bytearray()           # what the socket had no room for
         self.closed = False
         loop.add_reader(sock, self._readable)
@@ -1100,8 +1104,13 @@ class _Conn:
         if not data:
             self._fail("closed by the other end")
             return
-        if self.partial:
-            data = self.partial + data
+        if self.parts:
+            self.parts.append(data)
+            self.have += len(data)
+            if self.have < self.need:
+                return
+            data = b"".join(self.parts)
+            self.parts = []
         view = memoryview(data)
         frames = []
         at, end = 0, len(data)
@@ -1111,7 +1120,11 @@ class _Conn:
                 break
             frames.append(view[at + 4:at + 4 + size])
             at += 4 + size
-        self.partial = data[at:] if at < end else b""
+        if at < end:
+            rest = data[at:]
+            self.parts = [rest]
+            self.have = len(rest)
+            self.need = 4 + _FRAME.unpack_from(rest)[0] if len(rest) >= 4 else 0
         if frames:
             self.on_frames(frames)
 
@@ -1877,18 +1890,30 @@ class _Host:
 
     def listen(self) -> None:
         """Take the connections of the peers on this node (EngineHost.start, on
-        a Ray thread: the loop watches the socket from its next pass)."""
+        a Ray thread: the loop watches the socket from its next pass).  Where
+        that fails, the peers' batches come by Ray calls (they say so)."""
         assert self.token is not None
         address = _socket_address(self.token, self.index)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if not address.startswith("\0"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(address)
-        sock.bind(address)
-        if not address.startswith("\0"):
-            os.chmod(address, 0o600)
-        sock.listen(max(8, self.count))
-        sock.setblocking(False)
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except (AttributeError, OSError) as exc:   # AttributeError: no AF_UNIX here
+            log.warning("engine %d: no Unix socket (%r): batches go by Ray calls",
+                        self.index, exc)
+            return
+        try:
+            if not address.startswith("\0"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(address)
+            sock.bind(address)
+            if not address.startswith("\0"):
+                os.chmod(address, 0o600)
+            sock.listen(max(8, self.count))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            log.warning("engine %d: cannot listen at %r (%r): the batches of peers on "
+                        "this node come by Ray calls", self.index, address, exc)
+            return
         self.listener = sock
         self.loop.call_soon_threadsafe(self.loop.add_reader, sock, self._accept)
 
@@ -1941,12 +1966,15 @@ class _Host:
         by socket, not by Ray calls; the peers so linked.  Before any traffic:
         a link that has made calls keeps them."""
         assert self.token is not None
-        linked = []
+        linked: list[int] = []
         for peer, link in self.links.items():
             if nodes[peer] != nodes[self.index] or peer in self.lost or link.inflight \
                     or link.waiter.calls:
                 continue
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            except (AttributeError, OSError):          # AttributeError: no AF_UNIX here
+                return linked
             try:
                 sock.connect(_socket_address(self.token, peer))
             except OSError as exc:

@@ -777,6 +777,43 @@ def test_batches_larger_than_a_socket_holds_cross_whole_and_in_order(cluster):
         assert big.stats()[0]["links"][1]["batches"] <= 5        # of up to 3 MB each
 
 
+def test_a_link_socket_reads_frames_whole_however_the_bytes_are_cut():
+    from backends.ray_transport import _FRAME, _Conn
+    frames = [b"a" * 5, os.urandom(300_000), b"xyz", b"", os.urandom(70_000), b"end"]
+    stream = b"".join(_FRAME.pack(len(f)) + f for f in frames)
+    # Cut into pieces of 1, 2 and 3 bytes (a frame's length across two reads),
+    # then larger ones (a frame across many reads, several frames in one).
+    pieces, at = [], 0
+    for size in [1, 2, 3, 1, 4, 60_000, 7, 250_000, 9] + [100_000] * 3:
+        pieces.append(stream[at:at + size])
+        at += size
+    assert at >= len(stream)
+    loop = backstage.SelectorLoop()
+    ours, theirs = socket.socketpair()
+    got: list[bytes] = []
+
+    def on_frames(batch):
+        got.extend(bytes(f) for f in batch)
+        if len(got) == len(frames):
+            loop.stop()
+
+    conn = _Conn(ours, loop, on_frames, lambda reason: loop.stop())
+
+    def write():
+        for piece in pieces:
+            theirs.sendall(piece)
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    loop.call_later(20, loop.stop)
+    loop.run()
+    writer.join()
+    conn.close()
+    theirs.close()
+    assert got == frames
+
+
 def test_a_socket_that_is_not_a_peers_is_closed_and_the_links_go_on(cluster):
     if not cluster._impl.local_links:
         pytest.skip("engines linked by Ray calls listen on no socket")
