@@ -225,11 +225,18 @@ class _Pickler(ray.cloudpickle.Pickler):
                                           ray.cloudpickle.Pickler.dispatch_table)
 
 
+# What pickling or unpickling a message may raise and still be only a message
+# that does not travel: a __reduce__ may call sys.exit, which would otherwise
+# end the engine's thread (or a Ray thread) and leave the engine a zombie
+# (review27).  KeyboardInterrupt still ends the program.
+_PICKLE_ERRORS = (Exception, SystemExit)
+
+
 def _picklable(obj: Any) -> str | None:
     """None if ``obj`` pickles, else why not."""
     try:
         _dumps(obj)
-    except Exception as exc:
+    except _PICKLE_ERRORS as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -240,7 +247,7 @@ def _round_trips(obj: Any) -> str | None:
     does not unpickle)."""
     try:
         pickle.loads(_dumps(obj))
-    except Exception as exc:
+    except _PICKLE_ERRORS as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -250,7 +257,7 @@ def _unpicklable_reason(what: str, why: str) -> str:
             f"pickles (module-level classes, no locks, sockets or open files)")
 
 
-def _unloadable_reason(src: int, here: int, exc: Exception) -> str:
+def _unloadable_reason(src: int, here: int, exc: BaseException) -> str:
     return (f"engine {here} could not unpickle a batch from engine {src} ({exc!r}); send "
             f"data that unpickles where it is received (classes importable there)")
 
@@ -599,7 +606,7 @@ class _Link:
         seq = self.seq + 1
         try:
             payload = _dumps(wire)
-        except Exception:
+        except _PICKLE_ERRORS:
             wire = self._drop_unpicklable(entries)
             if not wire:
                 return None
@@ -1014,12 +1021,16 @@ def _outcomes(refs: list[Any]) -> list[tuple[Any, BaseException | None]]:
 # at batch 100, 6-10 CPU-us a message went to calls (docs/cluster.md, Links
 # on one node, for the figures this bought).
 
-_FRAME = struct.Struct("<I")            # the length of what follows
+_FRAME = struct.Struct("<Q")            # the length of what follows (a batch may pass 4 GiB)
 _ANSWER = struct.Struct("<Bq")          # what an answer says, the sequence number it answers
 # What an answer says: handled (with nothing, or with a batch riding back),
 # the batch could not be unpickled (then the reason), the engine closed first.
 _HANDLED, _RIDING, _UNLOADABLE, _ENGINE_CLOSED = range(4)
 _RECV_SIZE = 1 << 18
+# The most a socket may send before its hello is taken (the hello is the
+# token and a number: under 64 bytes), so that a stranger cannot make an
+# engine buffer a frame of any size it names.
+_HELLO_MAX = 256
 
 
 def _socket_address(token: str, index: int) -> str:
@@ -1031,14 +1042,22 @@ def _socket_address(token: str, index: int) -> str:
     return os.path.join(tempfile.gettempdir(), f"backstage-{token[:16]}-{index}.sock")
 
 
-def _same_user(sock: socket.socket) -> bool:
-    """Whether the process at the other end runs as our user (Linux; elsewhere
-    the socket file's mode keeps others out)."""
+def _peer_process(sock: socket.socket) -> tuple[int, int] | None:
+    """(pid, uid) of the process at the other end of ``sock`` (Linux's
+    SO_PEERCRED), or None where the system does not say (there the socket
+    file's mode, 0600, keeps other users out)."""
     if not hasattr(socket, "SO_PEERCRED"):
-        return True
+        return None
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    uid: int = struct.unpack("3i", creds)[1]
-    return uid == os.getuid()
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return pid, uid
+
+
+def _is_process(sock: socket.socket, pid: int | None) -> bool:
+    """Whether the other end of ``sock`` is the process ``pid`` (None: any
+    process of our user), where the system says."""
+    creds = _peer_process(sock)
+    return creds is None or (creds[1] == os.getuid() and pid in (None, creds[0]))
 
 
 class _Conn:
@@ -1062,6 +1081,7 @@ class _Conn:
         self.parts: list[bytes] = []
         self.have = 0                       # bytes in parts
         self.need = 0                       # bytes the frame in parts needs (0: unknown)
+        self.max_frame: int | None = None   # a larger frame closes the socket
         self.unsent = bytearray()           # what the socket had no room for
         self.closed = False
         loop.add_reader(sock, self._readable)
@@ -1081,7 +1101,7 @@ class _Conn:
         except OSError as exc:
             self._fail(f"writing failed: {exc!r}")
             return
-        rest = b"".join(frame)[sent:] if sent < 4 + len(head) + len(body) else b""
+        rest = b"".join(frame)[sent:] if sent < _FRAME.size + len(head) + len(body) else b""
         if rest:
             self.unsent += rest
             self.loop.add_writer(self.sock, self._writable)
@@ -1119,17 +1139,21 @@ class _Conn:
         view = memoryview(data)
         frames = []
         at, end = 0, len(data)
-        while end - at >= 4:
+        head = _FRAME.size
+        while end - at >= head:
             (size,) = _FRAME.unpack_from(view, at)
-            if end - at - 4 < size:
+            if self.max_frame is not None and size > self.max_frame:
+                self._fail(f"sent a frame of {size} bytes, over {self.max_frame}")
+                return
+            if end - at - head < size:
                 break
-            frames.append(view[at + 4:at + 4 + size])
-            at += 4 + size
+            frames.append(view[at + head:at + head + size])
+            at += head + size
         if at < end:
             rest = data[at:]
             self.parts = [rest]
             self.have = len(rest)
-            self.need = 4 + _FRAME.unpack_from(rest)[0] if len(rest) >= 4 else 0
+            self.need = head + _FRAME.unpack_from(rest)[0] if len(rest) >= head else 0
         if frames:
             self.on_frames(frames)
 
@@ -1279,6 +1303,9 @@ class _Host:
         self.token: str | None = settings.get("links_token")
         self.listener: socket.socket | None = None
         self.accepted: list[_Conn] = []
+        self.connected: set[int] = set()                # peers whose socket is taken
+        self.nodes: list[str] = []                      # each engine's Ray node (know_peers)
+        self.pids: list[int] = []                       # and its pid
         self.engine.attach_transport(self)
         self.engine._call_on_loop(_label_feed, self, settings)
         self.loop.call_soon_threadsafe(self._sweep_later)
@@ -1505,6 +1532,12 @@ class _Host:
         """
         expect = self.expect.get(src, 1)
         if seq != expect:
+            if seq < expect:            # a bug: kept, it would be held for good
+                log.error("engine %d: batch %d from %s came again; passed over", self.index,
+                          seq, "the driver" if src == DRIVER else f"engine {src}")
+                if answer is not None and not answer.done():
+                    answer.set_result(None)
+                return
             self.held.setdefault(src, {})[seq] = (thunk, answer)
             return
         self._in_order(src, thunk, answer)
@@ -1569,7 +1602,7 @@ class _Host:
         (seq,) = _RIDE_HEADER.unpack_from(packet)
         try:
             wire = pickle.loads(memoryview(packet)[_RIDE_HEADER.size:])
-        except Exception as exc:
+        except _PICKLE_ERRORS as exc:
             # Its messages become dead letters on the peer, which has them.
             self.links[peer].report_unloaded(seq, _unloadable_reason(peer, self.index, exc))
             self.arrive(peer, seq, lambda: None)
@@ -1922,6 +1955,11 @@ class _Host:
         self.listener = sock
         self.loop.call_soon_threadsafe(self.loop.add_reader, sock, self._accept)
 
+    def know_peers(self, nodes: list[str], pids: list[int]) -> None:
+        """Each engine's Ray node and pid (before any peer connects): a socket
+        is taken only from the process of the peer it names."""
+        self.nodes, self.pids = nodes, pids
+
     def _accept(self) -> None:
         assert self.listener is not None
         try:
@@ -1931,46 +1969,66 @@ class _Host:
         except OSError as exc:
             log.warning("engine %d: accepting a peer's socket failed: %r", self.index, exc)
             return
-        if not _same_user(sock):
+        if not _is_process(sock, None):
             log.warning("engine %d: refused a socket from another user's process", self.index)
             sock.close()
             return
-        conn = _Conn(sock, self.loop, lambda frames: None, lambda reason: None)
+        conn = _Conn(sock, self.loop, lambda frames: None,
+                     lambda reason: self.accepted.remove(conn))
+        conn.max_frame = _HELLO_MAX
         conn.on_frames = lambda frames: self._hello(conn, frames)
         self.accepted.append(conn)
 
     def _hello(self, conn: _Conn, frames: list[memoryview]) -> None:
-        """A new socket's first frame: the cluster's token and the peer's index;
-        then its calls."""
-        token, _, index = bytes(frames[0]).decode(errors="replace").rpartition(" ")
-        if token != self.token or not index.isdigit() or int(index) not in self.links:
-            log.warning("engine %d: refused a socket that is not a peer's of this cluster",
-                        self.index)
+        """A new socket's first frame: the cluster's token and the peer's number;
+        then its calls.  Taken once per peer, from the peer's own process (its
+        pid, where the system says): any other socket is closed, and no peer
+        is thought lost for it."""
+        token, _, number = bytes(frames[0]).decode(errors="replace").rpartition(" ")
+        peer = int(number) if number.isdigit() else -1
+        if token != self.token or peer not in self.links or peer in self.connected \
+                or not _is_process(conn.sock, self.pids[peer] if self.pids else None):
+            log.warning("engine %d: refused a socket that is not a peer's of this cluster "
+                        "(or a second one from a peer)", self.index)
             conn.close()
+            self.accepted.remove(conn)
             return
-        conn.on_frames = lambda frames: self._calls_came(conn, frames)
-        conn.on_closed = functools.partial(self._socket_closed, int(index))
+        self.connected.add(peer)
+        conn.max_frame = None
+        conn.on_frames = lambda frames: self._calls_came(peer, conn, frames)
+        conn.on_closed = functools.partial(self._socket_closed, peer)
         if len(frames) > 1:
-            self._calls_came(conn, frames[1:])
+            self._calls_came(peer, conn, frames[1:])
 
-    def _calls_came(self, conn: _Conn, frames: list[memoryview]) -> None:
-        """Batches by socket, as ``deliver`` takes a call's: each applied in
-        its order and answered when handled."""
+    def _calls_came(self, peer: int, conn: _Conn, frames: list[memoryview]) -> None:
+        """Batches from ``peer`` by socket, as ``deliver`` takes a call's: each
+        applied in its order and answered when handled.  A frame that is not a
+        batch of the peer's (a bug) closes the socket: the peer is then lost,
+        loudly, where a frame passed over would stall the link for good."""
         for frame in frames:
-            src, seq, acked = _CALL_HEADER.unpack_from(frame)
+            try:
+                src, seq, acked = _CALL_HEADER.unpack_from(frame)
+            except struct.error:
+                src = DRIVER
+            if src != peer:
+                log.error("engine %d: a frame that is not a batch of engine %d's came on "
+                          "its socket", self.index, peer)
+                conn.close()
+                self._socket_closed(peer, "sent a frame that is not a batch")
+                return
             wire: list[Any] | None = None
             failure = None
             try:
                 wire = pickle.loads(frame[_CALL_HEADER.size:])
-            except Exception as exc:
+            except _PICKLE_ERRORS as exc:
                 failure = _unloadable_reason(src, self.index, exc)
             self.receive(src, seq, acked, wire, _SocketAnswer(conn, seq, failure))
 
-    def connect_peers(self, nodes: list[str]) -> list[int]:
-        """Send to the peers on this node (``nodes``: each engine's Ray node)
-        by socket, not by Ray calls; the peers so linked.  Before any traffic:
-        a link that has made calls keeps them."""
+    def connect_peers(self) -> list[int]:
+        """Send to the peers on this node by socket, not by Ray calls; the peers
+        so linked.  Before any traffic: a link that has made calls keeps them."""
         assert self.token is not None
+        nodes = self.nodes
         linked: list[int] = []
         for peer, link in self.links.items():
             if nodes[peer] != nodes[self.index] or peer in self.lost or link.inflight \
@@ -1987,6 +2045,11 @@ class _Host:
                 log.warning("engine %d: no socket to engine %d on this node (%r): its "
                             "batches go by Ray calls", self.index, peer, exc)
                 continue
+            if not _is_process(sock, self.pids[peer]):
+                sock.close()
+                log.warning("engine %d: the socket of engine %d is another process's: its "
+                            "batches go by Ray calls", self.index, peer)
+                continue
             conn = _Conn(sock, self.loop, lambda frames: None,
                          functools.partial(self._socket_closed, peer))
             conn.write(f"{self.token} {self.index}".encode())
@@ -2000,7 +2063,7 @@ class _Host:
 
     def close_sockets(self) -> None:
         """Once the engine's loop has stopped (EngineHost.stop)."""
-        for conn in self.accepted:
+        for conn in list(self.accepted):
             conn.close()
         if self.listener is not None:
             address = self.listener.getsockname()
@@ -2104,9 +2167,13 @@ class EngineHost:
             self.host.listen()
         return os.getpid(), ray.get_runtime_context().get_node_id()
 
-    def link_up(self, nodes: list[str]) -> list[int]:
+    def know_peers(self, nodes: list[str], pids: list[int]) -> None:
+        """Each engine's Ray node and pid, before any peer connects (see _Conn)."""
+        self.host.engine._call_on_loop(self.host.know_peers, nodes, pids)
+
+    def link_up(self) -> list[int]:
         """Links to the peers on this node go by socket (see _Conn); those peers."""
-        return self.host.engine._call_on_loop(self.host.connect_peers, nodes)
+        return self.host.engine._call_on_loop(self.host.connect_peers)
 
     @ray.method(concurrency_group="deliver", enable_task_events=False)
     def deliver(self, packet: bytes) -> bytes | None:
@@ -2119,7 +2186,7 @@ class EngineHost:
         answer = _Answer()
         try:
             wire = pickle.loads(memoryview(packet)[_CALL_HEADER.size:])
-        except Exception as exc:
+        except _PICKLE_ERRORS as exc:
             host.loop.call_soon_threadsafe(host.receive, src, seq, acked, None, answer)
             answer.wait(host.engine)
             raise RuntimeError(_unloadable_reason(src, self.index, exc)) from None
@@ -2144,7 +2211,7 @@ class EngineHost:
         thunk: Callable[[], None]
         try:
             actor_class, actor_id, args, kwargs, options = pickle.loads(payload)
-        except Exception as exc:
+        except _PICKLE_ERRORS as exc:
             failure = TypeError(
                 f"engine {self.index} could not unpickle the spawn's class or arguments "
                 f"({exc!r}); pass ones the engine processes can import: a module on the "
@@ -2757,8 +2824,10 @@ class RayCluster:
 
     def _link_up(self, timeout: float | None) -> None:
         """Engines on one node send to each other by socket (see _Conn)."""
-        refs = [h.link_up.remote(self.nodes) for h in self.hosts]
-        linked: list[list[int]] = ray.get(refs, timeout=timeout)
+        ray.get([h.know_peers.remote(self.nodes, self.pids) for h in self.hosts],
+                timeout=timeout)
+        linked: list[list[int]] = ray.get([h.link_up.remote() for h in self.hosts],
+                                          timeout=timeout)
         self.by_socket = {i: peers for i, peers in enumerate(linked)}
 
     def _init_ray(self, address: str | None, ray_init: dict[str, Any]) -> None:

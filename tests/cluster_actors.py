@@ -2,6 +2,7 @@
 processes import it (a light import, without pytest or the test module)."""
 
 import os
+import sys
 import threading
 import time
 
@@ -124,7 +125,8 @@ class Remote:
         self.got = []
 
     OPS = ("send", "ask", "asks", "spawn", "spawn_pool", "subscribe", "unsubscribe", "publish",
-           "monitor", "pill", "where", "dead_letters", "unpicklable", "unloadable", "got", "boom",
+           "monitor", "pill", "where", "dead_letters", "unpicklable", "unloadable", "exits", "got",
+           "boom",
            "subscriptions", "block", "send_becoming_tuple", "proxy")
 
     def receive(self, envelope):
@@ -203,6 +205,9 @@ class Remote:
             envelope.reply(True)
         elif op == "unloadable":
             ctx.send(args[0], Unloadable())
+            envelope.reply(True)
+        elif op == "exits":
+            ctx.send(args[0], ExitsWhenUnpickled())
             envelope.reply(True)
         elif op == "send_becoming_tuple":       # one turn: one sender's run
             for message in ("before", BecomesTuple(), "after"):
@@ -501,6 +506,13 @@ class Unloadable:
 
     def __reduce__(self):
         return (_refuse_to_load, ())
+
+
+class ExitsWhenUnpickled:
+    """Pickles; unpickling it raises SystemExit (a hostile or careless __reduce__)."""
+
+    def __reduce__(self):
+        return (sys.exit, ("unpickled where it arrived",))
 
 
 class TwoArgumentError(Exception):

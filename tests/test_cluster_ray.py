@@ -46,6 +46,7 @@ from cluster_actors import (  # noqa: E402
     Deinit,
     Dozer,
     Echo,
+    ExitsWhenUnpickled,
     FanOut,
     Flood,
     Forwarder,
@@ -814,24 +815,51 @@ def test_a_link_socket_reads_frames_whole_however_the_bytes_are_cut():
     assert got == frames
 
 
-def test_a_socket_that_is_not_a_peers_is_closed_and_the_links_go_on(cluster):
-    if not cluster._impl.local_links:
-        pytest.skip("engines linked by Ray calls listen on no socket")
+def _stranger(cluster, sent: bytes) -> bytes:
+    """Connects to engine 1's socket as engine 0 would, from this process, and
+    sends ``sent``; what engine 1 answers until it closes the socket (b"": it
+    closed it, having answered nothing)."""
     from backends.ray_transport import _socket_address
-    sender = _spawn_on(cluster, 0, Remote, "stranger-sender")
-    collector = _spawn_on(cluster, 1, Collector, "stranger-collector")
     stranger = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stranger.settimeout(30)
     stranger.connect(_socket_address(cluster._impl.links_token, 1))
-    hello = b"not-this-clusters-token 0"
+    try:
+        stranger.sendall(sent)
+        return stranger.recv(16)
+    finally:
+        stranger.close()
 
-    stranger.sendall(struct.pack("<I", len(hello)) + hello)
 
-    assert stranger.recv(16) == b""             # engine 1 closed it
-    stranger.close()
+def _frame(body: bytes) -> bytes:
+    return struct.pack("<Q", len(body)) + body
+
+
+@pytest.mark.parametrize("case", [
+    "a wrong token",
+    # the right token and engine 0's number, from a process that is not engine 0's,
+    # then a frame as engine 0's batch 1 would start
+    "a peer's token and number from another process",
+    # a frame of 1 GiB announced before any hello
+    "a huge first frame"])
+def test_a_socket_that_is_not_a_peers_is_closed_and_the_links_go_on(cluster, case):
+    if not cluster._impl.local_links:
+        pytest.skip("engines linked by Ray calls listen on no socket")
+    sent = {
+        "a wrong token": _frame(b"not-this-clusters-token 0"),
+        "a peer's token and number from another process":
+            _frame(f"{cluster._impl.links_token} 0".encode())
+            + _frame(struct.pack("<qqq", 0, 1, 0) + pickle.dumps([])),
+        "a huge first frame": struct.pack("<Q", 1 << 30) + b"x" * 1000,
+    }[case]
+
+    assert _stranger(cluster, sent) == b""          # engine 1 closed it, answering nothing
+
+    sender = _spawn_on(cluster, 0, Remote, f"stranger-{len(sent)}-sender")
+    collector = _spawn_on(cluster, 1, Collector, f"stranger-{len(sent)}-collector")
     _ask(cluster, sender, ("send", collector, ["after the stranger"]))
     wait_for(lambda: _ask(cluster, collector, "get"), "the message after the stranger")
     assert cluster.lost == {}
+    assert _ask(cluster, sender, ("dead_letters",)) == []
 
 
 def test_an_engine_busy_in_a_long_turn_does_not_hold_up_traffic_between_two_others(
@@ -1003,6 +1031,19 @@ def test_a_message_that_does_not_unpickle_on_arrival_is_a_dead_letter_and_the_li
     # which may be after the receiver has taken the next batch.
     wait_for(lambda: len(letters()) == 2, "the two dead letters", timeout=30)
     assert all("could not unpickle" in d.reason for d in letters())
+
+
+def test_a_message_that_exits_when_unpickled_is_a_dead_letter_and_its_engine_goes_on(cluster):
+    _, receiver = _bad_then_good(cluster, "exits", "exits")
+    cluster.send(receiver, ExitsWhenUnpickled())               # from the driver too
+    cluster.send(receiver, "after, from the driver")
+    assert cluster.wait_idle(60)
+
+    assert sorted(m for _, _, m, _ in _ask(cluster, receiver, "get")) == [
+        "after", "after, from the driver"]
+    wait_for(lambda: len([d for d in cluster.dead_letters() if d.target_id == receiver
+                          and "SystemExit" in d.reason]) == 2, "the two dead letters")
+    assert cluster.lost == {}
 
 
 def test_a_batch_that_rides_back_and_does_not_unpickle_is_dead_letters_where_it_was_sent(
