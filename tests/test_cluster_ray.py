@@ -859,7 +859,8 @@ def test_a_socket_that_is_not_a_peers_is_closed_and_the_links_go_on(cluster, cas
     _ask(cluster, sender, ("send", collector, ["after the stranger"]))
     wait_for(lambda: _ask(cluster, collector, "get"), "the message after the stranger")
     assert cluster.lost == {}
-    assert _ask(cluster, sender, ("dead_letters",)) == []
+    assert [letter for letter in _ask(cluster, sender, ("dead_letters",))
+            if letter[0] == collector] == []
 
 
 def test_an_engine_busy_in_a_long_turn_does_not_hold_up_traffic_between_two_others(
