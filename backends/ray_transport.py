@@ -1089,7 +1089,8 @@ class _Conn:
     def write(self, head: bytes, body: bytes | memoryview = b"") -> None:
         if self.closed:
             return
-        frame = (_FRAME.pack(len(head) + len(body)), head, body)
+        size = len(head) + len(body)
+        frame = (_FRAME.pack(size), head, body)
         if self.unsent:
             for part in frame:
                 self.unsent += part
@@ -1101,9 +1102,8 @@ class _Conn:
         except OSError as exc:
             self._fail(f"writing failed: {exc!r}")
             return
-        rest = b"".join(frame)[sent:] if sent < _FRAME.size + len(head) + len(body) else b""
-        if rest:
-            self.unsent += rest
+        if sent < _FRAME.size + size:
+            self.unsent += b"".join(frame)[sent:]
             self.loop.add_writer(self.sock, self._writable)
 
     def _writable(self) -> None:
@@ -1188,11 +1188,10 @@ class _SocketCalls:
         self.limit: int = 2 * link.host.window      # batches unanswered at most
         self.unanswered = 0
         self.calls = 0
-        self.closed = False
         conn.on_frames = self._answered
 
     def has_room(self) -> bool:
-        return self.unanswered < self.limit and not self.closed
+        return self.unanswered < self.limit and not self.conn.closed
 
     def queue(self, seq: int, packet: bytes) -> None:
         self.conn.write(packet)
@@ -1223,7 +1222,6 @@ class _SocketCalls:
 
     def close(self) -> list[int]:
         """Stop; the batches packed and never sent: none."""
-        self.closed = True
         self.conn.close()
         return []
 
@@ -1982,12 +1980,13 @@ class _Host:
     def _hello(self, conn: _Conn, frames: list[memoryview]) -> None:
         """A new socket's first frame: the cluster's token and the peer's number;
         then its calls.  Taken once per peer, from the peer's own process (its
-        pid, where the system says): any other socket is closed, and no peer
-        is thought lost for it."""
+        pid, where the system says; none before know_peers, as peers connect
+        only after it): any other socket is closed, and no peer is thought
+        lost for it."""
         token, _, number = bytes(frames[0]).decode(errors="replace").rpartition(" ")
         peer = int(number) if number.isdigit() else -1
         if token != self.token or peer not in self.links or peer in self.connected \
-                or not _is_process(conn.sock, self.pids[peer] if self.pids else None):
+                or not self.pids or not _is_process(conn.sock, self.pids[peer]):
             log.warning("engine %d: refused a socket that is not a peer's of this cluster "
                         "(or a second one from a peer)", self.index)
             conn.close()
@@ -2024,20 +2023,18 @@ class _Host:
                 failure = _unloadable_reason(src, self.index, exc)
             self.receive(src, seq, acked, wire, _SocketAnswer(conn, seq, failure))
 
-    def connect_peers(self) -> list[int]:
-        """Send to the peers on this node by socket, not by Ray calls; the peers
-        so linked.  Before any traffic: a link that has made calls keeps them."""
+    def connect_peers(self) -> None:
+        """Send to the peers on this node by socket, not by Ray calls.  Before
+        any traffic: a link that has made calls keeps them."""
         assert self.token is not None
         nodes = self.nodes
-        linked: list[int] = []
         for peer, link in self.links.items():
-            if nodes[peer] != nodes[self.index] or peer in self.lost or link.inflight \
-                    or link.waiter.calls:
+            if nodes[peer] != nodes[self.index] or peer in self.lost or link.waiter.calls:
                 continue
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             except (AttributeError, OSError):          # AttributeError: no AF_UNIX here
-                return linked
+                return
             try:
                 sock.connect(_socket_address(self.token, peer))
             except OSError as exc:
@@ -2055,8 +2052,6 @@ class _Host:
             conn.write(f"{self.token} {self.index}".encode())
             link.waiter.close()
             link.waiter = _SocketCalls(link, conn)
-            linked.append(peer)
-        return linked
 
     def _socket_closed(self, peer: int, reason: str) -> None:
         self.peer_lost(peer, f"engine {peer} lost (its socket {reason})")
@@ -2171,9 +2166,9 @@ class EngineHost:
         """Each engine's Ray node and pid, before any peer connects (see _Conn)."""
         self.host.engine._call_on_loop(self.host.know_peers, nodes, pids)
 
-    def link_up(self) -> list[int]:
-        """Links to the peers on this node go by socket (see _Conn); those peers."""
-        return self.host.engine._call_on_loop(self.host.connect_peers)
+    def link_up(self) -> None:
+        """Links to the peers on this node go by socket (see _Conn)."""
+        self.host.engine._call_on_loop(self.host.connect_peers)
 
     @ray.method(concurrency_group="deliver", enable_task_events=False)
     def deliver(self, packet: bytes) -> bytes | None:
@@ -2746,7 +2741,6 @@ class RayCluster:
             raise TypeError(f"engine_options must be a list of {engines} dicts of Ray actor "
                             f"options, one per engine (or None), not {engine_options!r}")
         self.count = engines
-        self.local_links = local_links
         self.started_ray = False
         self._lock = threading.RLock()      # the driver's links; any thread
         self._seq = [0] * engines
@@ -2785,7 +2779,6 @@ class RayCluster:
                     "inspector": inspector,
                     "dead_letters_kept": dead_letters_kept, "name": self.name,
                     "links_token": self.links_token}
-        self.by_socket: dict[int, list[int]] = {}     # engine -> peers it sends to by socket
         options = engine_options or [{}] * engines
         try:
             host = _host_class(max(2, engines * window), engines)
@@ -2822,13 +2815,16 @@ class RayCluster:
         self.nodes = [node for _, node in started]
         return [pid for pid, _ in started]
 
+    @property
+    def local_links(self) -> bool:
+        """Whether engines on one node send to each other by socket."""
+        return self.links_token is not None
+
     def _link_up(self, timeout: float | None) -> None:
         """Engines on one node send to each other by socket (see _Conn)."""
         ray.get([h.know_peers.remote(self.nodes, self.pids) for h in self.hosts],
                 timeout=timeout)
-        linked: list[list[int]] = ray.get([h.link_up.remote() for h in self.hosts],
-                                          timeout=timeout)
-        self.by_socket = {i: peers for i, peers in enumerate(linked)}
+        ray.get([h.link_up.remote() for h in self.hosts], timeout=timeout)
 
     def _init_ray(self, address: str | None, ray_init: dict[str, Any]) -> None:
         kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False}
